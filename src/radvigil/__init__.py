@@ -1,0 +1,3 @@
+"""radvigil: keeps medical-imaging classifiers safe after they ship."""
+
+__version__ = "0.1.0"

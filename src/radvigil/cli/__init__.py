@@ -1,0 +1,30 @@
+"""The ``radvigil`` command line: one Typer app with a sub-app per capability."""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+from radvigil.cli import data
+from radvigil.cli.common import ErrorHandlingGroup
+
+app = typer.Typer(
+    cls=ErrorHandlingGroup,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="radvigil: train, gate, serve and monitor chest X-ray classifiers, and close the loop.",
+)
+app.add_typer(data.app, name="data")
+
+
+@app.callback()
+def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at DEBUG level.")) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def main() -> None:
+    app()

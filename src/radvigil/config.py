@@ -1,0 +1,75 @@
+"""Settings read from the environment (and ``.env``), validated once and cached.
+
+Nothing happens at import: directories are created only by :meth:`Settings.ensure_home`, and
+tests override settings by clearing the cache with :func:`reset_settings`.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every environment variable a radvigil user can set."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RADVIGIL_", env_file=".env", extra="ignore", populate_by_name=True
+    )
+
+    home: Path = Field(default=Path(".radvigil"), description="Project home: DB, MLflow, reports.")
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; SQLite in home.")
+    mlflow_tracking_uri: str | None = Field(
+        default=None,
+        validation_alias="MLFLOW_TRACKING_URI",
+        description="MLflow tracking/registry URI; a SQLite store in home by default.",
+    )
+    max_image_pixels: int = Field(
+        default=50_000_000, gt=0, description="Largest image (width x height) radvigil decodes."
+    )
+    max_upload_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+    seed: int = Field(default=42, description="Default seed for splits, shifts and training.")
+
+    @property
+    def home_dir(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @property
+    def datasets_dir(self) -> Path:
+        return self.home_dir / "datasets"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.home_dir / "reports"
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home_dir / 'radvigil.db'}"
+
+    @property
+    def resolved_tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"sqlite:///{self.home_dir / 'mlflow.db'}"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.home_dir / "mlartifacts"
+
+    def ensure_home(self) -> Path:
+        """Create the home folders on first use and return the home path."""
+        for folder in (self.home_dir, self.datasets_dir, self.reports_dir, self.artifacts_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        return self.home_dir
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first call."""
+    return Settings()
+
+
+def reset_settings() -> None:
+    """Forget cached settings so the next :func:`get_settings` re-reads the environment."""
+    get_settings.cache_clear()

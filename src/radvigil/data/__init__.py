@@ -1,0 +1,1 @@
+"""Data: reading radiographs, dataset versions, image QC and controlled shifts."""

@@ -1,0 +1,73 @@
+"""Where dataset versions live: ``HOME/datasets/<id>/manifest.parquet`` plus ``meta.json``."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from radvigil.data.manifest import DatasetVersion, canonical, to_json
+from radvigil.errors import NotFoundError
+
+
+class DatasetCatalog:
+    """Saves and finds dataset versions under a folder; refs are ids, id prefixes or ``latest``."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def save(self, version: DatasetVersion, name: str | None = None) -> str:
+        """Store a version (idempotent: the same manifest keeps its id and first timestamp)."""
+        vid = version.id
+        target = self.folder / vid
+        meta_file = target / "meta.json"
+        if meta_file.exists():
+            meta = json.loads(meta_file.read_text())
+            meta["root"] = str(version.root)
+        else:
+            target.mkdir(parents=True, exist_ok=True)
+            canonical(version.frame).to_parquet(target / "manifest.parquet", index=False)
+            meta = {**version.meta, "id": vid, "root": str(version.root),
+                    "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "items": len(version.frame)}
+        if name:
+            meta["name"] = name
+        meta_file.write_text(to_json(meta))
+        version.meta = meta
+        return vid
+
+    def ids(self) -> list[str]:
+        if not self.folder.exists():
+            return []
+        return sorted(p.name for p in self.folder.iterdir() if (p / "meta.json").exists())
+
+    def list(self) -> list[dict]:
+        metas = [json.loads((self.folder / i / "meta.json").read_text()) for i in self.ids()]
+        return sorted(metas, key=lambda m: m.get("created_at", ""))
+
+    def resolve(self, ref: str) -> str:
+        known = self.ids()
+        if ref == "latest":
+            listed = self.list()
+            if not listed:
+                raise NotFoundError("no dataset versions yet; run `radvigil data import` first")
+            return listed[-1]["id"]
+        matches = [i for i in known if i == ref or i.startswith(ref)]
+        matches += [m["id"] for m in self.list() if m.get("name") == ref and m["id"] not in matches]
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise NotFoundError(f"no dataset version {ref!r}; known: {known[-5:] or 'none'}")
+        raise NotFoundError(f"dataset ref {ref!r} is ambiguous: {matches}")
+
+    def load(self, ref: str) -> DatasetVersion:
+        vid = self.resolve(ref)
+        folder = self.folder / vid
+        meta = json.loads((folder / "meta.json").read_text())
+        frame = pd.read_parquet(folder / "manifest.parquet")
+        return DatasetVersion(frame, Path(meta["root"]), meta)
+
+    def path_of(self, ref: str) -> Path:
+        return self.folder / self.resolve(ref)

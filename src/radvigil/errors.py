@@ -1,0 +1,59 @@
+"""The radvigil exception tree.
+
+    RadvigilError            base of every error radvigil raises on purpose
+    ├── ConfigError          a setting, task or YAML file is invalid
+    ├── InputError           an image or request the caller sent cannot be used
+    ├── DataError            a dataset, manifest or version is missing or inconsistent
+    ├── ModelError           a model cannot be built, trained, exported or loaded
+    ├── RegistryError        the MLflow tracking server or registry failed
+    ├── StoreError           the metadata database failed
+    └── NotFoundError        a named object (version, prediction, key) does not exist
+
+The CLI turns these into one line on stderr and a non-zero exit code; the service turns them
+into an HTTP status and a JSON body ``{code, message}``. Third-party errors are mapped at the
+boundary with ``raise XError(...) from exc``.
+"""
+
+from __future__ import annotations
+
+
+class RadvigilError(Exception):
+    """Base class: ``code`` is a stable machine-readable name for the error."""
+
+    code = "radvigil_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigError(RadvigilError):
+    code = "config_error"
+
+
+class InputError(RadvigilError):
+    code = "invalid_input"
+
+
+class DataError(RadvigilError):
+    code = "data_error"
+
+
+class ModelError(RadvigilError):
+    code = "model_error"
+
+
+class RegistryError(RadvigilError):
+    code = "registry_error"
+
+
+class StoreError(RadvigilError):
+    code = "store_error"
+
+
+class NotFoundError(RadvigilError):
+    code = "not_found"
+
+
+class RadvigilWarning(UserWarning):
+    """Warnings radvigil emits on purpose (tests turn them into errors)."""
