@@ -21,8 +21,11 @@ OUT = Path(__file__).resolve().parents[1] / "data" / "bundled"
 
 
 def main(shared: Path) -> None:
-    rows = [r for r in csv.DictReader((shared / "cxr" / "manifest.csv").open())
-            if r["source_dataset"] == KERMANY]
+    rows = [
+        r
+        for r in csv.DictReader((shared / "cxr" / "manifest.csv").open())
+        if r["source_dataset"] == KERMANY
+    ]
     by_key: dict[tuple[str, str], dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
         by_key[(row["split"], row["label"])][row["patient_id"]].append(row)

@@ -53,7 +53,9 @@ class Task(BaseModel):
         """Map manifest rows to this task's class names (first non-empty label column wins)."""
         out: list[str] = []
         for row in rows:
-            raw = next((str(row[c]) for c in self.label_columns if row.get(c) not in (None, "")), "")
+            raw = next(
+                (str(row[c]) for c in self.label_columns if row.get(c) not in (None, "")), ""
+            )
             out.append(self.label_map.get(raw, raw))
         return out
 
@@ -77,7 +79,9 @@ class Task(BaseModel):
 def shipped_tasks() -> list[str]:
     """Names of the tasks bundled with radvigil."""
     folder = resources.files("radvigil") / "tasks"
-    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+    return sorted(
+        p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml")
+    )
 
 
 def load_task(name_or_path: str | Path) -> Task:

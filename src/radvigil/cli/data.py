@@ -41,16 +41,29 @@ def import_(
     filters = parse_pairs(where, "--where")
     progress = lambda items: track(items, "hashing + decoding")  # noqa: E731
     if labels is not None:
-        result = from_csv(labels, root=root or source, where=filters, seed=seed,
-                          max_pixels=settings.max_image_pixels, progress=progress)
+        result = from_csv(
+            labels,
+            root=root or source,
+            where=filters,
+            seed=seed,
+            max_pixels=settings.max_image_pixels,
+            progress=progress,
+        )
     elif source.is_file():
-        result = from_csv(source, root=root, where=filters, seed=seed,
-                          max_pixels=settings.max_image_pixels, progress=progress)
+        result = from_csv(
+            source,
+            root=root,
+            where=filters,
+            seed=seed,
+            max_pixels=settings.max_image_pixels,
+            progress=progress,
+        )
     elif source.is_dir():
         if filters:
             raise DataError("--where applies to CSV manifests, not folders")
-        result = from_folder(source, seed=seed, max_pixels=settings.max_image_pixels,
-                             progress=progress)
+        result = from_folder(
+            source, seed=seed, max_pixels=settings.max_image_pixels, progress=progress
+        )
     else:
         raise DataError(f"{source} does not exist")
     vid = catalog().save(result.version, name=name)
@@ -71,8 +84,13 @@ def list_() -> None:
     table = Table("id", "name", "items", "created", "source")
     for meta in catalog().list():
         source = meta.get("source", {})
-        table.add_row(meta["id"], meta.get("name", ""), str(meta.get("items", "")),
-                      meta.get("created_at", ""), source.get("kind", "") if source else "")
+        table.add_row(
+            meta["id"],
+            meta.get("name", ""),
+            str(meta.get("items", "")),
+            meta.get("created_at", ""),
+            source.get("kind", "") if source else "",
+        )
     console.print(table)
 
 
@@ -90,8 +108,9 @@ def info(
     for row in counts.itertuples(index=False):
         table.add_row(*[str(v) for v in row])
     console.print(table)
-    pivot = ds.frame.pivot_table(index="split", columns="label", values="path",
-                                 aggfunc="count", fill_value=0)
+    pivot = ds.frame.pivot_table(
+        index="split", columns="label", values="path", aggfunc="count", fill_value=0
+    )
     summary = Table(title="split x label")
     summary.add_column("split")
     for label in pivot.columns:

@@ -29,9 +29,13 @@ class DatasetCatalog:
         else:
             target.mkdir(parents=True, exist_ok=True)
             canonical(version.frame).to_parquet(target / "manifest.parquet", index=False)
-            meta = {**version.meta, "id": vid, "root": str(version.root),
-                    "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                    "items": len(version.frame)}
+            meta = {
+                **version.meta,
+                "id": vid,
+                "root": str(version.root),
+                "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "items": len(version.frame),
+            }
         if name:
             meta["name"] = name
         meta_file.write_text(to_json(meta))

@@ -100,7 +100,9 @@ def _guess_root(csv_path: Path, first: str) -> Path:
 def _filter(frame: pd.DataFrame, where: dict[str, str], origin: Path) -> pd.DataFrame:
     for column, value in where.items():
         if column not in frame.columns:
-            raise DataError(f"{origin}: cannot filter on {column!r}; columns: {list(frame.columns)}")
+            raise DataError(
+                f"{origin}: cannot filter on {column!r}; columns: {list(frame.columns)}"
+            )
         frame = frame[frame[column].isin(value.split(","))]
     if frame.empty:
         raise DataError(f"{origin}: no rows left after filtering on {where}")
@@ -124,8 +126,18 @@ def _scan(
         frame["site"] = frame["site"].where(frame["site"] != "", frame["source_dataset"])
     rejected: list[tuple[str, str]] = []
     keep: list[int] = []
-    extra: dict[str, list] = {k: [] for k in ("width", "height", "bit_depth", "modality",
-                                              "manufacturer", "body_part", "age_band")}
+    extra: dict[str, list] = {
+        k: []
+        for k in (
+            "width",
+            "height",
+            "bit_depth",
+            "modality",
+            "manufacturer",
+            "body_part",
+            "age_band",
+        )
+    }
     for index, row in progress(list(frame.iterrows())):
         path = root / row["path"]
         try:

@@ -126,12 +126,16 @@ def _read_dicom(data: bytes, label: str, max_pixels: int) -> Image:
             f"accepted: {sorted(RADIOGRAPH_MODALITIES)}"
         )
     if int(ds.get("NumberOfFrames", 1) or 1) > 1:
-        raise InputError(f"{label}: multi-frame DICOM ({ds.NumberOfFrames} frames) is not supported")
+        raise InputError(
+            f"{label}: multi-frame DICOM ({ds.NumberOfFrames} frames) is not supported"
+        )
     if "PixelData" not in ds:
         raise InputError(f"{label}: DICOM file has no pixel data")
     rows, cols = int(ds.get("Rows", 0)), int(ds.get("Columns", 0))
     if rows * cols > max_pixels:
-        raise InputError(f"{label}: image is {cols}x{rows} pixels, over the limit of {max_pixels:,}")
+        raise InputError(
+            f"{label}: image is {cols}x{rows} pixels, over the limit of {max_pixels:,}"
+        )
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
         raise InputError(f"{label}: photometric {photometric!r} is not a grayscale radiograph")

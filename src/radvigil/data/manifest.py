@@ -24,8 +24,17 @@ SPLITS = ("train", "val", "test")
 REQUIRED_COLUMNS = ("path", "label", "split", "sha256")
 # Columns that could identify a patient are never stored; patient_id must already be a pseudonym.
 PHI_COLUMNS = frozenset(
-    {"patient_name", "patientname", "name", "birth_date", "patientbirthdate", "accession_number",
-     "mrn", "address", "phone"}
+    {
+        "patient_name",
+        "patientname",
+        "name",
+        "birth_date",
+        "patientbirthdate",
+        "accession_number",
+        "mrn",
+        "address",
+        "phone",
+    }
 )
 
 
