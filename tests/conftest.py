@@ -1,0 +1,46 @@
+"""Fixtures shared by all tests: real data locations and an isolated radvigil home."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from radvigil.config import Settings, get_settings, reset_settings
+
+REPO = Path(__file__).resolve().parents[1]
+BUNDLED = REPO / "data" / "bundled"
+
+
+def _shared_data() -> Path:
+    return Path(os.environ.get("RADVIGIL_SHARED_DATA", REPO.parent / "shared" / "data")).resolve()
+
+
+@pytest.fixture(scope="session")
+def bundled() -> Path:
+    """The real Kermany subset and DICOM files shipped in the repo."""
+    return BUNDLED
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The full real data set beside the repo (``../shared/data`` or RADVIGIL_SHARED_DATA)."""
+    path = _shared_data()
+    if not (path / "cxr" / "manifest.csv").exists():
+        pytest.fail(f"shared data not found at {path}; set RADVIGIL_SHARED_DATA")
+    return path
+
+
+@pytest.fixture()
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    """A fresh radvigil home in a temp folder, with settings re-read from the environment."""
+    monkeypatch.setenv("RADVIGIL_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("RADVIGIL_DATABASE_URL", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    reset_settings()
+    settings = get_settings()
+    settings.ensure_home()
+    yield settings
+    reset_settings()
