@@ -6,8 +6,9 @@ import logging
 
 import typer
 
-from radvigil.cli import data
+from radvigil.cli import data, models
 from radvigil.cli.common import ErrorHandlingGroup
+from radvigil.cli.training import train_command
 
 app = typer.Typer(
     cls=ErrorHandlingGroup,
@@ -16,6 +17,8 @@ app = typer.Typer(
     help="radvigil: train, gate, serve and monitor chest X-ray classifiers, and close the loop.",
 )
 app.add_typer(data.app, name="data")
+app.add_typer(models.app, name="models")
+app.command("train")(train_command)
 
 
 @app.callback()

@@ -1,0 +1,110 @@
+"""``radvigil models``: list versions, show lineage, set aliases."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import typer
+from rich.table import Table
+from rich.tree import Tree
+
+from radvigil.cli.common import console
+from radvigil.cli.context import registry
+from radvigil.registry import ModelRef
+
+app = typer.Typer(no_args_is_help=True, help="Registered model versions, aliases and lineage.")
+
+
+def _when(ms: int | None) -> str:
+    if not ms:
+        return ""
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds")
+
+
+@app.command("list")
+def list_(name: str | None = typer.Argument(None, help="Registered model name.")) -> None:
+    """Every model version with its aliases, data version and gate verdict."""
+    reg = registry()
+    aliases: dict[tuple[str, str], list[str]] = {}
+    for model in reg.registered_models():
+        for alias, version in model.aliases.items():
+            aliases.setdefault((model.name, str(version)), []).append(alias)
+    table = Table("name", "version", "aliases", "created", "data version", "gate")
+    for mv in reg.versions(name):
+        table.add_row(
+            mv.name,
+            str(mv.version),
+            ",".join(aliases.get((mv.name, str(mv.version)), [])),
+            _when(mv.creation_timestamp),
+            mv.tags.get("radvigil.data_version", ""),
+            mv.tags.get("radvigil.gate", "-"),
+        )
+    console.print(table)
+
+
+@app.command("show")
+def show(ref: str = typer.Argument(..., help="NAME[@alias] or NAME/VERSION")) -> None:
+    """Lineage: data version -> run -> model version -> alias history."""
+    reg = registry()
+    mv = reg.resolve(ref)
+    run = reg.run(mv.run_id)
+    parsed = ModelRef.parse(ref)
+    tree = Tree(f"[bold]{mv.name}[/bold] version {mv.version}  ({parsed})")
+    data = tree.add("data")
+    data.add(f"dataset version {mv.tags.get('radvigil.data_version', '?')}")
+    for ds_input in run.inputs.dataset_inputs:
+        context = next((t.value for t in ds_input.tags if t.key == "mlflow.data.context"), "")
+        data.add(
+            f"MLflow dataset input {ds_input.dataset.name} ({context}, digest "
+            f"{ds_input.dataset.digest})"
+        )
+    for key in ("radvigil.feedback_ids", "radvigil.parent_version"):
+        if key in run.data.tags:
+            data.add(f"{key.split('.')[-1]}: {run.data.tags[key]}")
+    r = tree.add(f"run {mv.run_id} ({run.info.status}, {_when(run.info.start_time)})")
+    r.add(f"code commit {run.data.tags.get('radvigil.code_commit', '?')}")
+    params = run.data.params
+    r.add(
+        f"backbone {params.get('backbone')}, input {params.get('input_size')} px, seed "
+        f"{params.get('seed')}, epochs {params.get('epochs')}"
+    )
+    metrics = run.data.metrics
+    keys = (
+        "val_macro_f1",
+        "val_ece_before",
+        "val_ece_after",
+        "temperature",
+        "onnx_parity_max_abs_diff",
+    )
+    r.add(", ".join(f"{k} {metrics[k]:.4g}" for k in keys if k in metrics))
+    version = tree.add(f"model version {mv.version} (created {_when(mv.creation_timestamp)})")
+    for key, value in sorted(mv.tags.items()):
+        if key.startswith("radvigil."):
+            version.add(f"{key.removeprefix('radvigil.')}: {value[:200]}")
+    history = tree.add("alias history")
+    for event in reg.alias_history(mv.name):
+        history.add(
+            f"{event['time']}  {event['alias']} -> {event.get('version')}  by "
+            f"{event.get('actor')}: {event.get('reason')}"
+        )
+    console.print(tree)
+
+
+@app.command("alias")
+def alias(
+    name: str = typer.Argument(..., help="Registered model name."),
+    alias_name: str = typer.Argument(..., metavar="ALIAS", help="champion, challenger, ..."),
+    version: str = typer.Argument(..., help="Model version number."),
+    reason: str = typer.Option("set by hand", help="Why; recorded in the alias history."),
+) -> None:
+    """Point an alias at a version (idempotent: setting it twice records one event)."""
+    changed = registry().set_alias(name, alias_name, version, actor="cli", reason=reason)
+    console.print(f"{name}@{alias_name} -> {version}" + ("" if changed else " (unchanged)"))
+
+
+@app.command("card")
+def card(ref: str = typer.Argument(..., help="NAME[@alias] or NAME/VERSION")) -> None:
+    """Print the model card (JSON) of a version."""
+    loaded = registry().load(ref)
+    typer.echo(json.dumps(loaded.card, indent=2))

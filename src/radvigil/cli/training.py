@@ -1,0 +1,81 @@
+"""``radvigil train``: train, calibrate, export and register a model version."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from radvigil.cli.common import console, err_console, track
+from radvigil.cli.context import catalog, registry
+from radvigil.loop.training import run_training
+from radvigil.model.config import load_config
+
+
+class RichObserver:
+    """A progress bar per epoch plus a line of validation metrics when it ends."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.task = None
+
+    def epoch_started(self, epoch: int, batches: int) -> None:
+        self.task = self.progress.add_task(f"epoch {epoch}", total=batches, loss=float("nan"))
+
+    def batch_done(self, loss: float) -> None:
+        self.progress.update(self.task, advance=1, loss=loss)
+
+    def epoch_done(self, epoch: int, metrics: dict[str, float]) -> None:
+        self.progress.console.print(
+            f"epoch {epoch}: loss {metrics['train_loss']:.3f}  val macro-F1 "
+            f"{metrics['macro_f1']:.3f}  finding sensitivity {metrics['finding_sensitivity']:.3f}"
+        )
+
+
+def train_command(
+    config: Path = typer.Option(..., "--config", "-c", help="Training YAML (configs/fast.yaml)."),
+    data: str = typer.Option("latest", help="Dataset version id, prefix, name or 'latest'."),
+    alias: str | None = typer.Option(
+        None, help="Set this alias (e.g. champion) on the new version right away."
+    ),
+) -> None:
+    """Train a model on a dataset version and register it in MLflow with its lineage."""
+    cfg = load_config(config)
+    reg = registry()
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("loss {task.fields[loss]:.3f}"),
+        TimeElapsedColumn(),
+        console=err_console,
+    ) as progress:
+        outcome = run_training(
+            cfg,
+            data,
+            catalog(),
+            reg,
+            observer=RichObserver(progress),
+            progress=lambda items: track(items, "loading images"),
+        )
+    if alias:
+        reg.set_alias(outcome.name, alias, outcome.version, actor="cli", reason="set at training")
+    card = outcome.card
+    table = Table(title=f"registered {outcome.name} version {outcome.version}")
+    table.add_column("item")
+    table.add_column("value")
+    table.add_row("run", outcome.run_id)
+    table.add_row("data version", card.training_data_version)
+    table.add_row("best epoch", str(outcome.result.best_epoch))
+    table.add_row("temperature", f"{card.temperature:.3f}")
+    table.add_row(
+        "ECE before -> after",
+        f"{card.metrics['val_ece_before']:.3f} -> {card.metrics['val_ece_after']:.3f}",
+    )
+    for finding, threshold in card.thresholds.items():
+        table.add_row(f"threshold {finding}", f"{threshold:.4f}")
+    table.add_row("ONNX parity (max abs diff)", f"{card.metrics['onnx_parity_max_abs_diff']:.2e}")
+    table.add_row("val macro-F1", f"{card.metrics['val_macro_f1']:.3f}")
+    console.print(table)
+    typer.echo(f"{outcome.name}/{outcome.version}")

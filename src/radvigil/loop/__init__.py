@@ -1,0 +1,1 @@
+"""The closed loop: training jobs, retraining triggers and rollout, on top of the layers below."""

@@ -1,0 +1,201 @@
+"""A training job end to end: data version -> train -> calibrate -> ONNX -> MLflow version."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from radvigil.data.catalog import DatasetCatalog
+from radvigil.errors import ModelError
+from radvigil.model import figures
+from radvigil.model.card import InputSpec, ModelCard
+from radvigil.model.config import TrainConfig
+from radvigil.model.dataset import load_split
+from radvigil.model.engine import OnnxEngine
+from radvigil.model.export import PARITY_TOLERANCE, export_onnx, parity, quantize
+from radvigil.model.preprocess import MEAN, STD, normalise
+from radvigil.model.train import TrainObserver, TrainResult, train
+from radvigil.registry import Registry, TrainingRun, git_commit
+from radvigil.task import Task, load_task
+
+log = logging.getLogger(__name__)
+Progress = Callable[[Iterable], Iterable]
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    """What a training job registered."""
+
+    name: str
+    version: str
+    run_id: str
+    card: ModelCard
+    result: TrainResult
+
+
+class _RunLogger:
+    """Forwards training progress to MLflow (per-epoch metrics) and to the caller's observer."""
+
+    def __init__(self, run: TrainingRun, inner: TrainObserver | None) -> None:
+        self.run, self.inner = run, inner
+
+    def epoch_started(self, epoch: int, batches: int) -> None:
+        if self.inner:
+            self.inner.epoch_started(epoch, batches)
+
+    def batch_done(self, loss: float) -> None:
+        if self.inner:
+            self.inner.batch_done(loss)
+
+    def epoch_done(self, epoch: int, metrics: dict[str, float]) -> None:
+        self.run.log_metrics(
+            {f"val_{k}" if k != "train_loss" and k != "lr" else k: v for k, v in metrics.items()},
+            step=epoch,
+        )
+        if self.inner:
+            self.inner.epoch_done(epoch, metrics)
+
+
+def flat_params(cfg: TrainConfig, task: Task, size: int) -> dict[str, object]:
+    params = cfg.model_dump(exclude={"augment"})
+    params.update({f"augment.{k}": v for k, v in cfg.augment.model_dump().items()})
+    params.update(
+        {
+            "input_size": size,
+            "task.classes": ",".join(task.classes),
+            "task.findings": ",".join(task.findings),
+        }
+    )
+    return params
+
+
+def run_training(
+    cfg: TrainConfig,
+    data_ref: str,
+    catalog: DatasetCatalog,
+    registry: Registry,
+    *,
+    observer: TrainObserver | None = None,
+    progress: Progress = lambda items: items,
+    extra_tags: dict[str, str] | None = None,
+    caveats: list[str] | None = None,
+) -> TrainOutcome:
+    """Train, calibrate, export and register one model version with full lineage."""
+    task = load_task(cfg.task)
+    size = cfg.input_size or task.input_size
+    version = catalog.load(data_ref)
+    train_set = load_split(
+        version, "train", task, size, limit=cfg.max_train_images, seed=cfg.seed, progress=progress
+    )
+    val_set = load_split(version, "val", task, size, progress=progress)
+    name = cfg.registered_name or task.name
+    commit = git_commit()
+    tags = {
+        "radvigil.data_version": version.id,
+        "radvigil.code_commit": commit,
+        "radvigil.task": task.name,
+        **(extra_tags or {}),
+    }
+    run = TrainingRun(registry, task.name, f"{task.name}-{cfg.backbone}", tags)
+    try:
+        run.log_params(flat_params(cfg, task, size))
+        run.log_dataset(version.split("train").frame, version.id, str(version.root), "training")
+        run.log_dataset(version.split("val").frame, version.id, str(version.root), "validation")
+        result = train(cfg, task, train_set, val_set, _RunLogger(run, observer))
+        with tempfile.TemporaryDirectory() as tmp:
+            outcome = _export_and_register(
+                cfg,
+                task,
+                size,
+                version.id,
+                commit,
+                result,
+                run,
+                name,
+                val_set.images,
+                Path(tmp),
+                caveats or [],
+            )
+        run.finish()
+        return outcome
+    except BaseException:
+        run.finish("FAILED")
+        raise
+
+
+def _export_and_register(
+    cfg: TrainConfig,
+    task: Task,
+    size: int,
+    data_version: str,
+    commit: str,
+    result: TrainResult,
+    run: TrainingRun,
+    name: str,
+    val_images: np.ndarray,
+    tmp: Path,
+    caveats: list[str],
+) -> TrainOutcome:
+    onnx_path = export_onnx(result.model, result.temperature, size, tmp / "model.onnx")
+    batch = normalise(val_images[:16])[:, None]
+    diff = parity(result.model, result.temperature, onnx_path, batch)
+    if diff >= PARITY_TOLERANCE:
+        raise ModelError(f"ONNX output differs from PyTorch by {diff:.2e} (limit 1e-4)")
+    metrics = {**result.metrics, "onnx_parity_max_abs_diff": diff, "best_epoch": result.best_epoch}
+    if cfg.quantize:
+        metrics.update(_quantize(onnx_path, val_images, result, tmp))
+    run.log_metrics(metrics)
+    card = ModelCard(
+        name=name,
+        task=task,
+        backbone=cfg.backbone,
+        input=InputSpec(size=size, mean=MEAN, std=STD),
+        temperature=result.temperature,
+        thresholds=result.thresholds,
+        training_data_version=data_version,
+        code_commit=commit,
+        config=cfg.model_dump(mode="json"),
+        metrics=metrics,
+        embedding_dim=result.model.embedding_dim,
+        quantized=cfg.quantize,
+        caveats=caveats,
+    )
+    card_dir = tmp / "radvigil"
+    card_dir.mkdir()
+    (card_dir / "card.json").write_text(card.model_dump_json(indent=2))
+    np.savez_compressed(
+        card_dir / "val_outputs.npz", probs=result.val_probs, embeddings=result.val_embeddings
+    )
+    if (tmp / "model.int8.onnx").exists():
+        (tmp / "model.int8.onnx").rename(card_dir / "model.int8.onnx")
+    run.log_artifacts(card_dir, "radvigil")
+    curves = figures.learning_curves(result.history)
+    run.log_figure(curves, "figures/learning_curves.png")
+    plt.close(curves)
+    version = run.register_onnx(onnx_path, name, batch[:1])
+    for key, value in (
+        ("radvigil.data_version", data_version),
+        ("radvigil.code_commit", commit),
+        ("radvigil.thresholds", str(result.thresholds)),
+        ("radvigil.temperature", f"{result.temperature:.4f}"),
+    ):
+        run.registry.set_version_tag(name, version, key, value)
+    return TrainOutcome(name, version, run.run_id, card, result)
+
+
+def _quantize(onnx_path: Path, val_images: np.ndarray, result: TrainResult, tmp: Path) -> dict:
+    """Static int8 model and its accuracy delta on validation (argmax agreement and accuracy)."""
+    calibration = normalise(val_images[:64])[:, None]
+    q_path = quantize(onnx_path, calibration, tmp / "model.int8.onnx")
+    fp32 = OnnxEngine(onnx_path).run(normalise(val_images)[:, None])[0]
+    int8 = OnnxEngine(q_path).run(normalise(val_images)[:, None])[0]
+    return {
+        "int8_argmax_agreement": float((fp32.argmax(1) == int8.argmax(1)).mean()),
+        "int8_max_prob_diff": float(np.abs(fp32 - int8).max()),
+    }

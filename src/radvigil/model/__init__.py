@@ -1,0 +1,1 @@
+"""Model: networks, training, calibration, ONNX export and the inference engine."""

@@ -1,0 +1,57 @@
+"""Temperature scaling and per-finding operating thresholds, both fitted on validation."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def fit_temperature(logits: np.ndarray, targets: np.ndarray, max_iter: int = 200) -> float:
+    """The temperature T minimising validation NLL of softmax(logits / T) (Guo et al. 2017)."""
+    z = torch.as_tensor(logits, dtype=torch.float64)
+    y = torch.as_tensor(targets, dtype=torch.long)
+    log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    optimiser = torch.optim.LBFGS([log_t], lr=0.1, max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimiser.zero_grad()
+        loss = torch.nn.functional.cross_entropy(z / log_t.exp(), y)
+        loss.backward()
+        return loss
+
+    optimiser.step(closure)
+    return float(np.clip(log_t.exp().item(), 0.05, 20.0))
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    z = logits / temperature
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def expected_calibration_error(probs: np.ndarray, targets: np.ndarray, bins: int = 15) -> float:
+    """Top-label ECE with equal-width confidence bins."""
+    confidence = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == targets
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    index = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        mask = index == b
+        if mask.any():
+            ece += mask.mean() * abs(correct[mask].mean() - confidence[mask].mean())
+    return float(ece)
+
+
+def threshold_for_sensitivity(positive: np.ndarray, scores: np.ndarray, target: float) -> float:
+    """The largest threshold whose sensitivity (score >= threshold) reaches ``target``.
+
+    Picking the largest such threshold keeps specificity as high as the target allows.
+    """
+    pos_scores = np.sort(scores[positive.astype(bool)])
+    if pos_scores.size == 0:
+        return 0.5
+    # sensitivity(t) = share of positives with score >= t; allow at most this many misses:
+    misses = int(np.floor((1.0 - target) * pos_scores.size + 1e-9))
+    return float(pos_scores[min(misses, pos_scores.size - 1)])

@@ -1,0 +1,41 @@
+"""The model card every registered version carries: what it predicts, from what, and how well."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from radvigil.task import Task
+
+REVIEW_WARNING = (
+    "Decision support only: this output is not a diagnosis and must be reviewed by a qualified "
+    "clinician before any clinical decision."
+)
+
+
+class InputSpec(BaseModel):
+    """How pixels must be prepared for the ONNX graph (see radvigil.model.preprocess)."""
+
+    size: int
+    channels: int = 1
+    mean: float
+    std: float
+    layout: str = "N x 1 x H x W float32, (x/255 - mean) / std, bilinear/area resize"
+
+
+class ModelCard(BaseModel):
+    """Task, labels, input spec, calibration, thresholds, data lineage and metrics."""
+
+    name: str
+    task: Task
+    backbone: str
+    input: InputSpec
+    temperature: float
+    thresholds: dict[str, float]
+    training_data_version: str
+    code_commit: str
+    config: dict
+    metrics: dict[str, float] = Field(default_factory=dict)
+    embedding_dim: int
+    quantized: bool = False
+    caveats: list[str] = Field(default_factory=list)
+    warning: str = REVIEW_WARNING

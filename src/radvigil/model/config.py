@@ -1,0 +1,80 @@
+"""Training configuration (YAML, pydantic-validated, logged to MLflow as parameters)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError, field_validator
+
+from radvigil.errors import ConfigError
+
+
+class AugmentConfig(BaseModel):
+    """Training augmentations (the seed report's recipe)."""
+
+    brightness: float = Field(0.2, ge=0, le=1, description="± relative brightness jitter")
+    contrast: float = Field(0.2, ge=0, le=1, description="± relative contrast jitter")
+    hflip: float = Field(0.5, ge=0, le=1, description="probability of a horizontal flip")
+    clahe: float = Field(0.2, ge=0, le=1, description="probability of CLAHE")
+    rotation: float = Field(10.0, ge=0, le=45, description="max rotation in degrees")
+    crop_scale: float = Field(0.85, gt=0, le=1, description="smallest random-crop area share")
+
+
+class TrainConfig(BaseModel):
+    """Everything that determines a training run besides the data version and the code."""
+
+    task: str = "chest-pneumonia"
+    backbone: str = "resnet18"
+    weights: Path | None = Field(None, description="local weights file; never downloaded")
+    input_size: int | None = Field(None, ge=32, le=1024, description="defaults to the task's")
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    warmup_epochs: int = Field(1, ge=0)
+    label_smoothing: float = Field(0.05, ge=0, lt=1)
+    grad_clip: float = Field(1.0, gt=0)
+    patience: int = Field(4, ge=1, description="epochs without improvement before stopping")
+    early_stop_metric: Literal["macro_f1", "finding_sensitivity"] = "macro_f1"
+    unfreeze_epochs: int = Field(
+        2, ge=0, description="with weights: epochs training only the head before unfreezing"
+    )
+    seed: int = 42
+    max_train_images: int | None = Field(None, ge=1, description="cap per run (for smoke tests)")
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    quantize: bool = Field(False, description="also export a static int8 QDQ ONNX model")
+    registered_name: str | None = Field(None, description="registry name; defaults to the task")
+
+    @field_validator("backbone")
+    @classmethod
+    def _known_backbone(cls, name: str) -> str:
+        import timm
+
+        if not timm.is_model(name):
+            close = timm.list_models(f"*{name.split('_')[0]}*")[:8]
+            raise ValueError(f"unknown backbone {name!r}; similar timm models: {close}")
+        return name
+
+    @field_validator("weights")
+    @classmethod
+    def _weights_exist(cls, path: Path | None) -> Path | None:
+        if path is not None and not path.is_file():
+            raise ValueError(f"weights file {path} does not exist")
+        return path
+
+
+def load_config(path: Path) -> TrainConfig:
+    """Read and validate a training YAML; any problem is one ConfigError naming the field."""
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+        return TrainConfig.model_validate(data)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{path}: {where}: {first['msg']}") from exc

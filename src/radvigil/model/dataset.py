@@ -1,0 +1,57 @@
+"""Turn a dataset version into resized uint8 arrays and integer targets for one task."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from radvigil.data.io import read_image
+from radvigil.data.manifest import DatasetVersion
+from radvigil.model.preprocess import resize
+from radvigil.task import Task
+
+
+@dataclass
+class ArraySet:
+    """Images already resized to the model's input size, their targets and manifest rows."""
+
+    images: np.ndarray  # N x S x S uint8
+    targets: np.ndarray  # N int64, indices into task.classes
+    frame: pd.DataFrame
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+
+def load_split(
+    version: DatasetVersion,
+    split: str,
+    task: Task,
+    size: int,
+    *,
+    limit: int | None = None,
+    seed: int = 42,
+    progress: Callable[[Iterable], Iterable] = lambda items: items,
+) -> ArraySet:
+    """Decode one split of ``version`` for ``task`` (labels checked against the task)."""
+    part = version.split(split).frame
+    labels = task.targets(part.to_dict("records"))
+    task.check_labels(labels) if split == "train" else _check_known(task, labels)
+    if limit is not None and len(part) > limit:
+        keep = np.sort(np.random.default_rng(seed).choice(len(part), limit, replace=False))
+        part = part.iloc[keep].reset_index(drop=True)
+        labels = [labels[i] for i in keep]
+    images = np.empty((len(part), size, size), dtype=np.uint8)
+    for i, path in enumerate(progress(list(part["path"]))):
+        images[i] = resize(read_image(version.root / path).pixels, size)
+    targets = np.array([task.class_index(label) for label in labels], dtype=np.int64)
+    return ArraySet(images, targets, part.reset_index(drop=True))
+
+
+def _check_known(task: Task, labels: list[str]) -> None:
+    unknown = sorted(set(labels) - set(task.classes))
+    if unknown:
+        task.check_labels(labels)
