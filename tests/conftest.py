@@ -44,3 +44,18 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
     settings.ensure_home()
     yield settings
     reset_settings()
+
+
+@pytest.fixture(scope="session")
+def trained_home(tmp_path_factory: pytest.TempPathFactory):
+    """A home with the bundled data imported and one tiny model registered as champion.
+
+    Shared by the tests that need a real registered model (training takes a few seconds).
+    """
+    from radvigil.loop.training import run_training
+    from tests.helpers import make_home, tiny_config
+
+    home = make_home(tmp_path_factory.mktemp("trained-home"))
+    outcome = run_training(tiny_config(), home.data_version, home.catalog, home.registry)
+    home.registry.set_alias(outcome.name, "champion", outcome.version, "test", "fixture")
+    return home, outcome

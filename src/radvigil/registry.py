@@ -10,6 +10,9 @@ import json
 import logging
 import os
 import subprocess
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -71,6 +74,30 @@ def _mlflow():
     return mlflow
 
 
+@contextmanager
+def _fluent_uri(uri: str) -> Iterator[None]:
+    """Point MLflow's global (fluent) API at ``uri`` for one call, then restore it.
+
+    mlflow.set_tracking_uri also writes MLFLOW_TRACKING_URI into the environment, which would
+    leak into radvigil's settings; restoring keeps the process state as it was.
+    """
+    mlflow = _mlflow()
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    previous = mlflow.get_tracking_uri() if saved["MLFLOW_TRACKING_URI"] else None
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        if previous:
+            mlflow.set_tracking_uri(previous)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def git_commit() -> str:
     """The code commit (with ``-dirty`` when the tree has changes), or ``unknown``."""
     here = Path(__file__).resolve().parent
@@ -104,8 +131,6 @@ class Registry:
         self.cache_dir = cache_dir
         self._check_reachable()
         mlflow = _mlflow()
-        mlflow.set_tracking_uri(tracking_uri)
-        mlflow.set_registry_uri(tracking_uri)
         self.client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
     def _check_reachable(self) -> None:
@@ -301,7 +326,9 @@ class TrainingRun:
         mlflow = _mlflow()
         from mlflow.entities import DatasetInput, InputTag
 
-        dataset = mlflow.data.from_pandas(frame, source=source, name=version_id)
+        with warnings.catch_warnings():  # a local path matches two equivalent source kinds
+            warnings.filterwarnings("ignore", message="The specified dataset source")
+            dataset = mlflow.data.from_pandas(frame, source=source, name=version_id)
         entity = DatasetInput(
             dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)]
         )
@@ -330,7 +357,7 @@ class TrainingRun:
         import onnx
 
         def _log() -> Any:
-            with mlflow.start_run(run_id=self.run_id):
+            with _fluent_uri(self.registry.tracking_uri), mlflow.start_run(run_id=self.run_id):
                 return mlflow.onnx.log_model(
                     onnx.load(str(onnx_path)),
                     name="model",

@@ -150,7 +150,9 @@ def _export_and_register(
     metrics = {**result.metrics, "onnx_parity_max_abs_diff": diff, "best_epoch": result.best_epoch}
     if cfg.quantize:
         metrics.update(_quantize(onnx_path, val_images, result, tmp))
-    run.log_metrics(metrics)
+    # per-epoch val_* series stay as logged; their best-epoch values get a best_ prefix
+    per_epoch = {f"val_{k}" for k in ("macro_f1", "accuracy", "finding_sensitivity")}
+    run.log_metrics({f"best_{k}" if k in per_epoch else k: v for k, v in metrics.items()})
     card = ModelCard(
         name=name,
         task=task,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import timm
@@ -49,7 +50,7 @@ def build_classifier(name: str, num_classes: int, weights: Path | None = None) -
 def _load_weights(backbone: nn.Module, path: Path) -> None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, ValueError) as exc:
+    except (OSError, RuntimeError, ValueError, pickle.UnpicklingError, EOFError) as exc:
         raise ModelError(f"cannot read weights file {path}: {exc}") from exc
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     own = backbone.state_dict()

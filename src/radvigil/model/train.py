@@ -26,6 +26,9 @@ from radvigil.model.preprocess import normalise
 from radvigil.task import Task
 
 
+_VAL_KEYS = ("macro_f1", "accuracy", "finding_sensitivity")
+
+
 class TrainObserver(Protocol):
     """Receives progress so the CLI can draw bars and the registry can log metrics."""
 
@@ -168,7 +171,7 @@ def _calibrate(
         "val_ece_before": expected_calibration_error(raw, val_set.targets),
         "val_ece_after": expected_calibration_error(calibrated, val_set.targets),
         "temperature": temperature,
-        **{f"val_{k}": v for k, v in history[best_epoch - 1].items() if k != "epoch"},
+        **{f"val_{k}": v for k, v in history[best_epoch - 1].items() if k in _VAL_KEYS},
     }
     return TrainResult(
         model.cpu(), history, best_epoch, temperature, thresholds, calibrated, embeddings, metrics

@@ -1,0 +1,85 @@
+"""Calibration, thresholds, shared preprocessing, weights loading and ONNX parity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from radvigil.data.io import read_image
+from radvigil.errors import ModelError
+from radvigil.model.calibrate import (
+    expected_calibration_error,
+    fit_temperature,
+    softmax,
+    threshold_for_sensitivity,
+)
+from radvigil.model.engine import OnnxEngine
+from radvigil.model.export import export_onnx, parity
+from radvigil.model.network import build_classifier
+from radvigil.model.preprocess import normalise, resize, to_batch
+
+
+def _bundled_images(bundled: Path, n: int) -> list[np.ndarray]:
+    files = sorted((bundled / "kermany" / "val").rglob("*.jpg"))[:n]
+    return [read_image(f).pixels for f in files]
+
+
+def test_temperature_fixes_overconfident_logits() -> None:
+    rng = np.random.default_rng(0)
+    targets = rng.integers(0, 2, 2000)
+    clean = np.stack([1 - targets, targets], axis=1) * 1.0 + rng.normal(0, 1.0, (2000, 2))
+    logits = clean * 6.0  # far too confident
+    temperature = fit_temperature(logits, targets)
+    assert temperature > 2.0
+    before = expected_calibration_error(softmax(logits), targets)
+    after = expected_calibration_error(softmax(logits, temperature), targets)
+    assert after < before / 2
+
+
+def test_threshold_reaches_target_sensitivity() -> None:
+    rng = np.random.default_rng(1)
+    positive = rng.integers(0, 2, 500)
+    scores = np.clip(positive * 0.4 + rng.uniform(0, 0.6, 500), 0, 1)
+    for target in (0.9, 0.95, 0.98, 1.0):
+        t = threshold_for_sensitivity(positive, scores, target)
+        sensitivity = (scores[positive == 1] >= t).mean()
+        assert sensitivity >= target
+        # the largest such threshold: any higher one misses the target
+        assert (scores[positive == 1] >= np.nextafter(t, 1)).mean() < target or t == 1.0
+
+
+def test_serving_preprocessing_equals_training(bundled: Path) -> None:
+    images = _bundled_images(bundled, 4)
+    batch = to_batch(images, 64)
+    manual = np.stack([normalise(resize(img, 64)) for img in images])[:, None]
+    np.testing.assert_array_equal(batch, manual)
+
+
+def test_local_weights_file_is_loaded(tmp_path: Path) -> None:
+    source = build_classifier("resnet10t", 2)
+    path = tmp_path / "weights.pt"
+    torch.save(source.backbone.state_dict(), path)
+    loaded = build_classifier("resnet10t", 2, weights=path)
+    for a, b in zip(source.parameters(), loaded.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_garbage_weights_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "weights.pt"
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(ModelError, match="cannot read weights file"):
+        build_classifier("resnet10t", 2, weights=path)
+
+
+def test_onnx_matches_pytorch_on_real_images(tmp_path: Path, bundled: Path) -> None:
+    torch.manual_seed(0)
+    model = build_classifier("resnet10t", 2)
+    onnx_path = export_onnx(model, 1.7, 64, tmp_path / "m.onnx")
+    batch = to_batch(_bundled_images(bundled, 8), 64)
+    assert parity(model, 1.7, onnx_path, batch) < 1e-4
+    probs, embedding = OnnxEngine(onnx_path).run(batch)
+    assert probs.shape == (8, 2) and embedding.shape == (8, model.embedding_dim)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
