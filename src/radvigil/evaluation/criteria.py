@@ -1,0 +1,113 @@
+"""Acceptance criteria: the typed content of a gates YAML file (see ``configs/gates.yaml``).
+
+Each entry of ``gates`` names a registered gate ``kind`` and its settings; the kinds and their
+checks live in :mod:`radvigil.evaluation.gates`. ``judge_on`` says what a floor or ceiling is
+compared with: ``point`` (the estimate) or ``ci_bound`` (the conservative end of the bootstrap
+interval: the lower bound for a minimum, the upper bound for a maximum).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny
+
+JudgeOn = Literal["point", "ci_bound"]
+FindingMetric = Literal["sensitivity", "specificity", "ppv", "npv", "auc"]
+
+
+class GateConfig(BaseModel):
+    """Settings every gate accepts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str
+    name: str | None = Field(default=None, description="Label shown in the verdict table.")
+    judge_on: JudgeOn | None = Field(default=None, description="None: the criteria's default.")
+
+    def label(self) -> str:
+        return self.name or self.kind
+
+
+class FindingFloor(GateConfig):
+    """A bound per finding: ``default`` unless ``per_finding`` names the finding.
+
+    Findings named in ``per_finding`` that the task does not have are ignored, so one file can
+    serve several tasks (e.g. a stricter fracture floor).
+    """
+
+    default: float = Field(ge=0.0, le=1.0)
+    per_finding: dict[str, float] = Field(default_factory=dict)
+
+    def bound(self, finding: str) -> float:
+        return self.per_finding.get(finding, self.default)
+
+
+class MinSensitivity(FindingFloor):
+    """Each finding's sensitivity at the model's operating threshold is at least the bound."""
+
+    kind: Literal["min_sensitivity"] = "min_sensitivity"
+
+
+class MinSpecificity(FindingFloor):
+    """Each finding's specificity at the model's operating threshold is at least the bound."""
+
+    kind: Literal["min_specificity"] = "min_specificity"
+
+
+class MinAuc(FindingFloor):
+    """Each finding's one-vs-rest ROC AUC is at least the bound."""
+
+    kind: Literal["min_auc"] = "min_auc"
+
+
+class MaxEce(FindingFloor):
+    """Each finding's expected calibration error is at most the bound."""
+
+    kind: Literal["max_ece"] = "max_ece"
+
+
+class NonInferiority(GateConfig):
+    """Candidate minus champion on the same items: the interval's lower bound > -margin."""
+
+    kind: Literal["non_inferiority"] = "non_inferiority"
+    metrics: list[FindingMetric] = Field(default_factory=lambda: ["sensitivity", "auc"])
+    margin: float = Field(default=0.02, ge=0.0, le=1.0)
+    margins: dict[str, float] = Field(
+        default_factory=dict, description="Per-metric margin overriding ``margin``."
+    )
+
+
+class ProblemCases(GateConfig):
+    """On a curated set of hard cases: no regression beyond ``margin``, optional floor."""
+
+    kind: Literal["problem_cases"] = "problem_cases"
+    metric: Literal["accuracy", "sensitivity"] = "accuracy"
+    margin: float = Field(default=0.0, ge=0.0, le=1.0)
+    min_accuracy: float | None = Field(default=None, ge=0.0, le=1.0)
+
+
+class SubgroupFloor(GateConfig):
+    """A floor on a metric for every large-enough group of a metadata column."""
+
+    kind: Literal["subgroup_floor"] = "subgroup_floor"
+    column: str
+    metric: FindingMetric = "sensitivity"
+    min: float = Field(ge=0.0, le=1.0)
+    min_size: int = Field(default=30, ge=1, description="Smaller groups are skipped.")
+    min_cases: int = Field(
+        default=10, ge=1, description="Fewest positives (negatives for specificity) to judge."
+    )
+
+
+class GateCriteria(BaseModel):
+    """A full set of acceptance criteria and how their evidence is computed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    judge_on: JudgeOn = "point"
+    n_resamples: int = Field(default=1000, ge=100)
+    seed: int = 0
+    ci_level: float = Field(default=0.95, gt=0.5, lt=1.0)
+    n_bins: int = Field(default=10, ge=2, le=50)
+    gates: list[SerializeAsAny[GateConfig]] = Field(min_length=1)

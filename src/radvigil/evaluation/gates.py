@@ -1,0 +1,313 @@
+"""Acceptance gates: criteria from YAML judged on arrays, with evidence for every check.
+
+Gate kinds are registered under a string key (:data:`GATES`); a criteria file lists the kinds
+to apply and their settings. Inputs are arrays, never files or models: the caller runs each
+model on the same hold-out items (and optionally on a problem-case set) and passes the outputs.
+Comparisons with the champion use a *paired* bootstrap: both models are scored on the same
+resamples, and the interval is that of the difference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from radvigil.errors import ConfigError, DataError
+from radvigil.evaluation.bootstrap import estimate
+from radvigil.evaluation.criteria import (
+    FindingFloor,
+    GateConfig,
+    GateCriteria,
+    MaxEce,
+    MinAuc,
+    MinSensitivity,
+    MinSpecificity,
+    NonInferiority,
+    ProblemCases,
+    SubgroupFloor,
+)
+from radvigil.evaluation.decision import (
+    check_probabilities,
+    encode_labels,
+    finding_indices,
+    threshold_vector,
+)
+from radvigil.evaluation.evidence import GateContext, Prepared, judge
+from radvigil.evaluation.statistics import finding_statistic
+from radvigil.evaluation.subgroups import iter_groups, resolve_columns
+from radvigil.evaluation.verdict import GateRow, Verdict
+
+Check = Callable[[Any, GateContext], list[GateRow]]
+
+
+@dataclass(frozen=True)
+class EvaluationInputs:
+    """One model's outputs on one labelled set: what every gate reads.
+
+    ``item_ids`` (e.g. manifest sha256) let paired gates prove two inputs cover the same items.
+    """
+
+    y_true: Sequence[str] | np.ndarray
+    probs: np.ndarray
+    thresholds: Mapping[str, float]
+    frame: pd.DataFrame | None = None
+    item_ids: Sequence[str] | None = None
+
+
+@dataclass(frozen=True)
+class GateKind:
+    """A registered gate: the settings it reads and the check it runs."""
+
+    config: type[GateConfig]
+    check: Check
+
+
+GATES: dict[str, GateKind] = {}
+
+
+def register_gate(kind: str, config: type[GateConfig]) -> Callable[[Check], Check]:
+    """Register ``check`` as gate ``kind`` configured by ``config``."""
+
+    def decorate(check: Check) -> Check:
+        GATES[kind] = GateKind(config, check)
+        return check
+
+    return decorate
+
+
+def gate_kind(kind: str) -> GateKind:
+    """The registered gate ``kind``; the error lists the valid kinds."""
+    if kind not in GATES:
+        raise ConfigError(f"unknown gate kind {kind!r}; valid kinds: {sorted(GATES)}")
+    return GATES[kind]
+
+
+def load_criteria(path: str | Path) -> GateCriteria:
+    """Read and validate a gates YAML file."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read gate criteria {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"gate criteria {path} is not valid YAML: {exc}") from exc
+    return criteria_from_dict(data, source=str(path))
+
+
+def criteria_from_dict(data: Any, source: str = "criteria") -> GateCriteria:
+    """Validate criteria given as a mapping, each gate against its registered settings."""
+    if not isinstance(data, dict) or not isinstance(data.get("gates"), list):
+        raise ConfigError(f"{source}: expected a mapping with a list under 'gates'")
+    gates = []
+    for number, entry in enumerate(data["gates"], start=1):
+        if not isinstance(entry, dict) or "kind" not in entry:
+            raise ConfigError(
+                f"{source}: gate #{number} needs a 'kind'; valid kinds: {sorted(GATES)}"
+            )
+        kind = str(entry["kind"])
+        where = f"{source}: gate #{number} ({kind})"
+        gates.append(_validated(gate_kind(kind).config, entry, where))
+    return _validated(GateCriteria, {**data, "gates": gates}, source)
+
+
+def _validated(model: type[BaseModel], data: dict, where: str) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in error['loc']) or 'value'}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise ConfigError(f"{where}: invalid settings ({problems})") from exc
+
+
+def run_gates(
+    criteria: GateCriteria,
+    candidate: EvaluationInputs,
+    champion: EvaluationInputs | None = None,
+    problem_cases: tuple[EvaluationInputs, EvaluationInputs | None] | None = None,
+    *,
+    classes: Sequence[str],
+    findings: Sequence[str],
+) -> Verdict:
+    """Judge ``candidate`` against every gate of ``criteria``.
+
+    Args:
+        criteria: the gates to apply (see :func:`load_criteria`).
+        candidate: the candidate's outputs on the hold-out set.
+        champion: the current champion's outputs on the same items, if there is one.
+        problem_cases: (candidate, champion or None) outputs on a set of known hard cases.
+        classes: the task's class names, the column order of every ``probs``.
+        findings: the classes that are findings.
+
+    Raises:
+        DataError: bad labels or probabilities, paired inputs on different items, or a
+            subgroup column that does not exist.
+        ConfigError: an unknown gate kind or a finding without a threshold.
+    """
+    f_idx = finding_indices(classes, findings)
+    models = {"candidate": candidate, "champion": champion}
+    if problem_cases is not None:
+        models |= {"problem_candidate": problem_cases[0], "problem_champion": problem_cases[1]}
+    prepared = {
+        name: _prepare(inputs, classes, findings, name)
+        for name, inputs in models.items()
+        if inputs is not None
+    }
+    _check_same_items(prepared, "candidate", "champion", models)
+    _check_same_items(prepared, "problem_candidate", "problem_champion", models)
+    context = GateContext(criteria, list(findings), f_idx, prepared, candidate.frame)
+    rows = [
+        row for config in criteria.gates for row in gate_kind(config.kind).check(config, context)
+    ]
+    return Verdict(
+        passed=all(row.status != "fail" for row in rows),
+        rows=rows,
+        ci_level=criteria.ci_level,
+        n_resamples=criteria.n_resamples,
+        seed=criteria.seed,
+    )
+
+
+def _prepare(
+    inputs: EvaluationInputs, classes: Sequence[str], findings: Sequence[str], name: str
+) -> Prepared:
+    try:
+        y = encode_labels(inputs.y_true, classes)
+        p = check_probabilities(inputs.probs, y.size, classes)
+    except DataError as exc:
+        raise DataError(f"{name}: {exc.message}") from exc
+    return y, p, threshold_vector(inputs.thresholds, findings)
+
+
+def _check_same_items(
+    prepared: dict[str, Prepared],
+    first: str,
+    second: str,
+    models: dict[str, EvaluationInputs | None],
+) -> None:
+    if first not in prepared or second not in prepared:
+        return
+    ids_a, ids_b = models[first].item_ids, models[second].item_ids
+    same_ids = ids_a is None or ids_b is None or list(ids_a) == list(ids_b)
+    y_a, y_b = prepared[first][0], prepared[second][0]
+    if not same_ids or y_a.shape != y_b.shape or not np.array_equal(y_a, y_b):
+        raise DataError(
+            f"{first} and {second} must be scored on the same items in the same order for a "
+            f"paired comparison ({y_a.size} vs {y_b.size} items, labels or ids differ)"
+        )
+
+
+def _finding_bound(metric: str, comparator: str) -> Check:
+    def check(config: FindingFloor, context: GateContext) -> list[GateRow]:
+        stats = context.stats("candidate")
+        return [
+            judge(config, context, metric, stats[metric], j, config.bound(finding), comparator)
+            for j, finding in enumerate(context.findings)
+        ]
+
+    return check
+
+
+register_gate("min_sensitivity", MinSensitivity)(_finding_bound("sensitivity", ">="))
+register_gate("min_specificity", MinSpecificity)(_finding_bound("specificity", ">="))
+register_gate("min_auc", MinAuc)(_finding_bound("auc", ">="))
+register_gate("max_ece", MaxEce)(_finding_bound("ece", "<="))
+
+
+@register_gate("non_inferiority", NonInferiority)
+def _non_inferiority(config: NonInferiority, context: GateContext) -> list[GateRow]:
+    if not context.has("champion"):
+        return [context.skipped(config, m, "no champion to compare with") for m in config.metrics]
+    diff = context.difference("candidate", "champion")
+    return [
+        judge(
+            config,
+            context,
+            m,
+            diff[m],
+            j,
+            -config.margins.get(m, config.margin),
+            ">",
+            difference=True,
+        )
+        for m in config.metrics
+        for j in range(len(context.findings))
+    ]
+
+
+@register_gate("problem_cases", ProblemCases)
+def _problem_cases(config: ProblemCases, context: GateContext) -> list[GateRow]:
+    metric = config.metric
+    if not context.has("problem_candidate"):
+        return [context.skipped(config, metric, "no problem-case set given")]
+    columns = [None] if metric == "accuracy" else list(range(len(context.findings)))
+    rows = []
+    if config.min_accuracy is not None:
+        accuracy = context.stats("problem_candidate")["accuracy"]
+        rows.append(judge(config, context, "accuracy", accuracy, None, config.min_accuracy, ">="))
+    if not context.has("problem_champion"):
+        rows.append(context.skipped(config, metric, "no champion outputs on the problem cases"))
+        return rows
+    diff = context.difference("problem_candidate", "problem_champion")
+    for j in columns:
+        rows.append(
+            judge(config, context, metric, diff[metric], j, -config.margin, ">=", difference=True)
+        )
+    return rows
+
+
+@register_gate("subgroup_floor", SubgroupFloor)
+def _subgroup_floor(config: SubgroupFloor, context: GateContext) -> list[GateRow]:
+    frame = context.frame
+    resolve_columns(frame, [config.column])
+    y, p, cuts = context.prepared["candidate"]
+    rows = []
+    for group, mask in iter_groups(frame, config.column):
+        where = f"{config.column}={group}"
+        n = int(mask.sum())
+        if n < config.min_size:
+            reason = f"group too small (n={n} < {config.min_size})"
+            rows.append(context.skipped(config, config.metric, reason, subgroup=where))
+            continue
+        stats = estimate(
+            finding_statistic(y[mask], p[mask], context.finding_idx, cuts, context.criteria.n_bins),
+            n,
+            n_resamples=context.criteria.n_resamples,
+            seed=context.criteria.seed,
+            level=context.criteria.ci_level,
+        )
+        for j, finding in enumerate(context.findings):
+            positives = int((y[mask] == context.finding_idx[j]).sum())
+            cases = _cases(config.metric, positives, n - positives)
+            if cases < config.min_cases:
+                reason = f"only {cases} cases to judge {config.metric} (< {config.min_cases})"
+                rows.append(
+                    context.skipped(config, config.metric, reason, finding=finding, subgroup=where)
+                )
+                continue
+            rows.append(
+                judge(
+                    config,
+                    context,
+                    config.metric,
+                    stats[config.metric],
+                    j,
+                    config.min,
+                    ">=",
+                    subgroup=where,
+                )
+            )
+    return rows
+
+
+def _cases(metric: str, positives: int, negatives: int) -> int:
+    return {"sensitivity": positives, "specificity": negatives}.get(
+        metric, min(positives, negatives)
+    )

@@ -1,0 +1,95 @@
+"""The outcome of running acceptance gates: one evidence row per check and an overall verdict.
+
+A row is ``skipped`` when it cannot be judged for a reason that is not the model's fault (no
+champion yet, no problem-case set, a subgroup too small); skipped rows do not fail the verdict
+but stay in the table so a reviewer sees what was not checked.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+Status = Literal["pass", "fail", "skipped"]
+Comparator = Literal[">=", "<=", ">"]
+
+
+class GateRow(BaseModel):
+    """One check: what was measured, on what, against which bound, and the result."""
+
+    gate: str = Field(description="Registered gate kind.")
+    name: str = Field(description="The gate's label from the criteria file.")
+    metric: str
+    finding: str | None = None
+    subgroup: str | None = Field(default=None, description="'column=value' for subgroup gates.")
+    value: float | None = Field(default=None, description="Point estimate (or difference).")
+    ci_low: float | None = None
+    ci_high: float | None = None
+    judged: Literal["point", "ci_lower", "ci_upper"] = "point"
+    comparator: Comparator = ">="
+    threshold: float | None = None
+    status: Status
+    message: str
+
+
+class Verdict(BaseModel):
+    """All gate rows; ``passed`` is True when no row failed."""
+
+    passed: bool
+    rows: list[GateRow]
+    ci_level: float
+    n_resamples: int
+    seed: int
+
+    @property
+    def failures(self) -> list[GateRow]:
+        return [row for row in self.rows if row.status == "fail"]
+
+    def summary(self) -> str:
+        """One line such as ``PASS: 9 checks passed, 2 skipped``."""
+        counts = {s: sum(r.status == s for r in self.rows) for s in ("pass", "fail", "skipped")}
+        if self.passed:
+            return f"PASS: {counts['pass']} checks passed, {counts['skipped']} skipped"
+        names = ", ".join(sorted({_where(r) for r in self.failures}))
+        return f"FAIL: {counts['fail']} of {len(self.rows)} checks failed ({names})"
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2)
+
+
+def verdict_table_rows(verdict: Verdict, digits: int = 3) -> list[dict[str, str]]:
+    """The verdict as rows of display strings, the same columns for the CLI and the report."""
+    level = f"{round(verdict.ci_level * 100):g}% CI"
+    return [
+        {
+            "result": row.status.upper(),
+            "gate": row.name,
+            "metric": row.metric,
+            "finding": row.finding or "",
+            "subgroup": row.subgroup or "",
+            "value": _number(row.value, digits),
+            level: _interval(row.ci_low, row.ci_high, digits),
+            "rule": (
+                f"{row.judged.replace('_', ' ')} {row.comparator} {_number(row.threshold, digits)}"
+                if row.threshold is not None
+                else ""
+            ),
+            "message": row.message,
+        }
+        for row in verdict.rows
+    ]
+
+
+def _where(row: GateRow) -> str:
+    return "/".join(part for part in (row.name, row.finding, row.subgroup) if part)
+
+
+def _number(value: float | None, digits: int) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _interval(low: float | None, high: float | None, digits: int) -> str:
+    if low is None or high is None:
+        return "n/a"
+    return f"{low:.{digits}f} to {high:.{digits}f}"

@@ -1,0 +1,198 @@
+"""Acceptance gates: criteria files, evidence rows, paired comparisons, subgroups, problem cases."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from radvigil.errors import ConfigError, DataError
+from radvigil.evaluation import (
+    GATES,
+    EvaluationInputs,
+    criteria_from_dict,
+    evaluate,
+    load_criteria,
+    run_gates,
+    threshold_for_sensitivity,
+    verdict_table_rows,
+)
+from tests.unit.evaluation_data import Predictions, chest_three_class, pneumonia_binary
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def binary(shared_data: Path) -> Predictions:
+    return pneumonia_binary(shared_data)
+
+
+@pytest.fixture(scope="module")
+def three(shared_data: Path) -> Predictions:
+    return chest_three_class(shared_data)
+
+
+def _inputs(data: Predictions, threshold: float | None = None, **extra) -> EvaluationInputs:
+    if threshold is None:
+        col = data.classes.index("pneumonia")
+        threshold = threshold_for_sensitivity(data.y_val == "pneumonia", data.p_val[:, col], 0.95)
+    thresholds = dict.fromkeys(data.findings, threshold)
+    return EvaluationInputs(data.y_test, data.p_test, thresholds, data.frame, **extra)
+
+
+def _gates(*gates: dict, **top) -> object:
+    return criteria_from_dict({"n_resamples": 500, **top, "gates": list(gates)})
+
+
+def _run(criteria, data: Predictions, candidate, champion=None, problems=None):
+    return run_gates(
+        criteria, candidate, champion, problems, classes=data.classes, findings=data.findings
+    )
+
+
+def test_shipped_criteria_load_and_name_registered_kinds() -> None:
+    criteria = load_criteria(REPO / "configs" / "gates.yaml")
+    kinds = {gate.kind for gate in criteria.gates}
+    assert kinds <= set(GATES)
+    assert {"min_sensitivity", "non_inferiority", "problem_cases", "subgroup_floor"} <= kinds
+    floor = next(g for g in criteria.gates if g.kind == "min_sensitivity")
+    assert floor.bound("pneumonia") == 0.98 and floor.bound("fracture") == 0.99
+
+
+def test_bad_criteria_are_refused_with_the_valid_choices(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"unknown gate kind 'min_vibes'; valid kinds: \[.*"):
+        _gates({"kind": "min_vibes"})
+    with pytest.raises(ConfigError, match=r"gate #1 \(min_sensitivity\).*defualt: Extra inputs"):
+        _gates({"kind": "min_sensitivity", "defualt": 0.9})
+    broken = tmp_path / "gates.yaml"
+    broken.write_text("gates: [kind: {")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_criteria(broken)
+    with pytest.raises(ConfigError, match="cannot read gate criteria"):
+        load_criteria(tmp_path / "missing.yaml")
+
+
+def test_missing_the_sensitivity_floor_fails_and_names_the_evidence(binary: Predictions) -> None:
+    candidate = _inputs(binary, threshold=0.5)
+    verdict = _run(_gates({"kind": "min_sensitivity", "default": 0.98}), binary, candidate)
+    assert not verdict.passed
+    (row,) = verdict.failures
+    evaluated = evaluate(
+        binary.y_test, binary.p_test, binary.classes, binary.findings, {"pneumonia": 0.5}
+    ).finding("pneumonia")
+    assert row.finding == "pneumonia" and row.metric == "sensitivity"
+    assert row.value == pytest.approx(evaluated.sensitivity.value)
+    assert row.ci_low < row.value < row.ci_high
+    assert row.threshold == 0.98 and row.comparator == ">=" and row.judged == "point"
+    assert "sensitivity for pneumonia" in row.message and "0.980" in row.message
+    assert "FAILED" in row.message
+    table = verdict_table_rows(verdict)
+    assert table[0]["result"] == "FAIL" and table[0]["rule"] == "point >= 0.980"
+    assert verdict.summary().startswith("FAIL: 1 of 1 checks failed")
+
+
+def test_judging_on_the_ci_bound_is_stricter_than_on_the_point(binary: Predictions) -> None:
+    candidate = _inputs(binary, threshold=0.5)
+    point = _run(_gates({"kind": "min_sensitivity", "default": 0.0}), binary, candidate)
+    value = point.rows[0].value
+    floor = {"kind": "min_sensitivity", "default": round(value - 0.005, 4)}
+    assert _run(_gates(floor), binary, candidate).passed
+    strict = _run(_gates(floor, judge_on="ci_bound"), binary, candidate)
+    assert not strict.passed and strict.rows[0].judged == "ci_lower"
+    ceiling = {"kind": "max_ece", "default": 1.0, "judge_on": "ci_bound"}
+    ece = _run(_gates(ceiling), binary, candidate)
+    assert ece.passed and ece.rows[0].judged == "ci_upper"
+
+
+def test_a_copy_of_the_champion_is_non_inferior_to_itself(binary: Predictions) -> None:
+    champion = _inputs(binary)
+    criteria = _gates({"kind": "non_inferiority", "metrics": ["sensitivity", "auc"]})
+    verdict = _run(criteria, binary, _inputs(binary), champion)
+    assert verdict.passed and len(verdict.rows) == 2
+    for row in verdict.rows:
+        assert row.value == 0.0 and row.ci_low == 0.0 and row.comparator == ">"
+
+
+def test_a_less_sensitive_candidate_is_inferior(binary: Predictions) -> None:
+    champion = _inputs(binary)
+    stricter = _inputs(binary, threshold=0.7)
+    criteria = _gates({"kind": "non_inferiority", "metrics": ["sensitivity", "auc"]})
+    verdict = _run(criteria, binary, stricter, champion)
+    rows = {row.metric: row for row in verdict.rows}
+    assert rows["sensitivity"].status == "fail" and rows["sensitivity"].ci_high < 0
+    assert rows["auc"].status == "pass"  # same probabilities, only the threshold moved
+
+
+def test_non_inferiority_without_champion_is_skipped_not_failed(binary: Predictions) -> None:
+    verdict = _run(_gates({"kind": "non_inferiority"}), binary, _inputs(binary))
+    assert verdict.passed
+    assert {row.status for row in verdict.rows} == {"skipped"}
+    assert "no champion" in verdict.rows[0].message
+
+
+def test_paired_gates_refuse_different_items(binary: Predictions) -> None:
+    champion = EvaluationInputs(binary.y_test[:-1], binary.p_test[:-1], {"pneumonia": 0.5})
+    with pytest.raises(DataError, match="same items"):
+        _run(_gates({"kind": "non_inferiority"}), binary, _inputs(binary), champion)
+    ids = [str(i) for i in range(len(binary.y_test))]
+    with pytest.raises(DataError, match="same items"):
+        _run(
+            _gates({"kind": "non_inferiority"}),
+            binary,
+            _inputs(binary, item_ids=ids),
+            _inputs(binary, item_ids=ids[::-1]),
+        )
+
+
+def test_subgroup_floor_judges_large_groups_and_skips_the_rest(three: Predictions) -> None:
+    gate = {"kind": "subgroup_floor", "column": "source_dataset", "min": 0.5, "min_size": 150}
+    verdict = _run(_gates(gate), three, _inputs(three))
+    by_place = {(row.subgroup, row.finding): row for row in verdict.rows}
+    kermany = "source_dataset=kermany_guangzhou_pediatric_cxr"
+    assert by_place[(kermany, "pneumonia")].status in {"pass", "fail"}
+    assert "in " + kermany in by_place[(kermany, "pneumonia")].message
+    no_tb = by_place[(kermany, "tuberculosis")]
+    assert no_tb.status == "skipped" and "only 0 cases" in no_tb.message
+    sakha = by_place[("source_dataset=sakha_tb_datacamp_subset", None)]
+    assert sakha.status == "skipped" and "too small (n=100 < 150)" in sakha.message
+
+
+def test_subgroup_floor_fails_a_group_below_it(three: Predictions) -> None:
+    gate = {"kind": "subgroup_floor", "column": "source_dataset", "min": 0.999}
+    verdict = _run(_gates(gate), three, _inputs(three, threshold=0.6))
+    failed = {(row.subgroup, row.finding) for row in verdict.failures}
+    assert ("source_dataset=kermany_guangzhou_pediatric_cxr", "pneumonia") in failed
+
+
+def test_subgroup_floor_on_a_missing_column_names_it(three: Predictions) -> None:
+    gate = {"kind": "subgroup_floor", "column": "scanner_model", "min": 0.9}
+    with pytest.raises(DataError, match="subgroup column 'scanner_model' does not exist"):
+        _run(_gates(gate), three, _inputs(three))
+
+
+def test_problem_cases_catch_a_regression(binary: Predictions) -> None:
+    # Problem cases: pneumonia images the champion finds only with moderate confidence.
+    p = binary.p_test[:, 1]
+    hard = np.flatnonzero((binary.y_test == "pneumonia") & (p >= 0.5) & (p < 0.9))
+    subset = Predictions(
+        binary.classes,
+        binary.findings,
+        binary.y_val,
+        binary.p_val,
+        binary.y_test[hard],
+        binary.p_test[hard],
+    )
+    champion = _inputs(subset, threshold=0.5)
+    gate = {"kind": "problem_cases", "metric": "accuracy", "margin": 0.02, "min_accuracy": 0.5}
+    same = _run(_gates(gate), binary, _inputs(binary), _inputs(binary), (champion, champion))
+    assert same.passed and [row.metric for row in same.rows] == ["accuracy", "accuracy"]
+    worse = _inputs(subset, threshold=0.9)
+    verdict = _run(_gates(gate), binary, _inputs(binary), None, (worse, champion))
+    regression = verdict.rows[-1]
+    assert regression.status == "fail" and regression.value < -0.02
+    assert regression.message.startswith("candidate - champion accuracy")
+    alone = _run(_gates(gate), binary, _inputs(binary), None, (worse, None))
+    assert [row.status for row in alone.rows][-1] == "skipped"
+    missing = _run(_gates(gate), binary, _inputs(binary))
+    assert missing.rows[0].status == "skipped" and "no problem-case set" in missing.rows[0].message
