@@ -24,7 +24,9 @@ class ErrorHandlingGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except RadvigilError as exc:
-            err_console.print(f"[red]error[/red] ({exc.code}): {exc.message}", highlight=False)
+            err_console.print(
+                f"[red]error[/red] ({exc.code}): {exc.message}", highlight=False, soft_wrap=True
+            )
             raise typer.Exit(ERROR_EXIT) from exc
 
 

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -10,6 +14,9 @@ import pandas as pd
 
 from radvigil.data.manifest import DatasetVersion, canonical, to_json
 from radvigil.errors import NotFoundError
+
+# Keys the catalog writes itself; a version derived from a saved one must not inherit them.
+_BOOKKEEPING = frozenset({"id", "name", "root", "created_at", "items"})
 
 
 class DatasetCatalog:
@@ -29,11 +36,12 @@ class DatasetCatalog:
         else:
             target.mkdir(parents=True, exist_ok=True)
             canonical(version.frame).to_parquet(target / "manifest.parquet", index=False)
+            provenance = {k: v for k, v in version.meta.items() if k not in _BOOKKEEPING}
             meta = {
-                **version.meta,
+                **provenance,
                 "id": vid,
                 "root": str(version.root),
-                "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "created_at": datetime.now(UTC).isoformat(timespec="microseconds"),
                 "items": len(version.frame),
             }
         if name:
@@ -41,6 +49,30 @@ class DatasetCatalog:
         meta_file.write_text(to_json(meta))
         version.meta = meta
         return vid
+
+    @contextmanager
+    def staging(self) -> Iterator[Path]:
+        """A scratch folder for a new version's images; removed unless adopted by a save."""
+        folder = self.folder / ".staging" / uuid.uuid4().hex
+        folder.mkdir(parents=True)
+        try:
+            yield folder
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def save_with_images(
+        self, version: DatasetVersion, staged: Path, name: str | None = None
+    ) -> str:
+        """Save a version whose images were written to ``staged``; they move to ``<id>/images``.
+
+        Saving the same derivation twice keeps the first copy of the images.
+        """
+        target = self.folder / version.id / "images"
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            staged.rename(target)
+        version.root = target
+        return self.save(version, name=name)
 
     def ids(self) -> list[str]:
         if not self.folder.exists():
