@@ -32,6 +32,27 @@ class Settings(BaseSettings):
     )
     max_upload_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
     seed: int = Field(default=42, description="Default seed for splits, shifts and training.")
+    store_review_images: bool = Field(
+        default=False,
+        description="Keep de-identified PNG pixels of predictions routed to review in the DB.",
+    )
+
+    model_name: str = Field(default="chest-pneumonia", description="Registered model served.")
+    model_poll_seconds: float = Field(
+        default=10.0, gt=0, description="How often the service checks the registry for alias moves."
+    )
+    host: str = Field(default="127.0.0.1", description="Address `radvigil serve` binds.")
+    port: int = Field(default=8000, ge=1, le=65535, description="Port `radvigil serve` binds.")
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Browser origins allowed to call the API (JSON list)."
+    )
+    batch_max_size: int = Field(default=16, ge=1, le=256, description="Micro-batch size cap.")
+    batch_max_wait_ms: float = Field(
+        default=4.0, ge=0, description="Longest a request waits for its micro-batch to fill."
+    )
+    ort_threads: int = Field(default=2, ge=1, description="ONNX Runtime intra-op threads.")
+    max_batch_images: int = Field(default=16, ge=1, description="Images per /v1/predict/batch.")
+    env: str = Field(default="development", description="development | production")
 
     @property
     def home_dir(self) -> Path:
@@ -44,6 +65,10 @@ class Settings(BaseSettings):
     @property
     def reports_dir(self) -> Path:
         return self.home_dir / "reports"
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.home_dir / "spool"
 
     @property
     def resolved_database_url(self) -> str:

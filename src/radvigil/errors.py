@@ -7,7 +7,11 @@
     ├── ModelError           a model cannot be built, trained, exported or loaded
     ├── RegistryError        the MLflow tracking server or registry failed
     ├── StoreError           the metadata database failed
-    └── NotFoundError        a named object (version, prediction, key) does not exist
+    │   └── StoreUnavailableError  the database cannot be reached (retry later)
+    ├── NotFoundError        a named object (version, prediction, key) does not exist
+    ├── ConflictError        the object already exists (e.g. an API key name is taken)
+    ├── AuthError            no valid API key was presented
+    └── ForbiddenError       the key's role may not perform the action
 
 The CLI turns these into one line on stderr and a non-zero exit code; the service turns them
 into an HTTP status and a JSON body ``{code, message}``. Third-party errors are mapped at the
@@ -51,8 +55,26 @@ class StoreError(RadvigilError):
     code = "store_error"
 
 
+class StoreUnavailableError(StoreError):
+    """Connection-level failure: the data was fine, the database was not there."""
+
+    code = "store_unavailable"
+
+
 class NotFoundError(RadvigilError):
     code = "not_found"
+
+
+class ConflictError(RadvigilError):
+    code = "conflict"
+
+
+class AuthError(RadvigilError):
+    code = "unauthenticated"
+
+
+class ForbiddenError(RadvigilError):
+    code = "forbidden"
 
 
 class RadvigilWarning(UserWarning):

@@ -1,0 +1,179 @@
+"""``radvigil db``, ``radvigil keys`` and ``radvigil audit``: the database, API keys, audit log.
+
+Key changes and upgrades run from the CLI are themselves audited, with actor ``cli:<os user>``.
+"""
+
+from __future__ import annotations
+
+import getpass
+from datetime import datetime
+
+import typer
+from rich.table import Table
+
+from radvigil.cli.common import console, err_console
+from radvigil.config import get_settings
+from radvigil.store import (
+    ROLES,
+    AuditLog,
+    Database,
+    KeyStore,
+    check_schema,
+    current_revision,
+    head_revision,
+    upgrade_database,
+)
+from radvigil.store.keys import DEFAULT_RATE_LIMIT
+
+db_app = typer.Typer(no_args_is_help=True, help="The metadata database: migrate, inspect.")
+keys_app = typer.Typer(no_args_is_help=True, help="API keys: create, list, revoke.")
+audit_app = typer.Typer(no_args_is_help=True, help="The audit log: verify the chain, list.")
+
+
+def database(*, migrated: bool = True) -> Database:
+    """The settings' database; with ``migrated``, refuse one whose schema is not current."""
+    db = Database.from_settings(get_settings())
+    if migrated:
+        check_schema(db)
+    return db
+
+
+def actor() -> str:
+    """Who the audit log records for CLI actions: ``cli:<os user>``."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (OSError, KeyError):
+        return "cli:unknown"
+
+
+def _time(value: datetime | None) -> str:
+    return "" if value is None else f"{value:%Y-%m-%d %H:%M:%S}Z"
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: str = typer.Option("head", help="Migrate up to this revision."),
+) -> None:
+    """Create or migrate the database schema (safe to run again)."""
+    db = database(migrated=False)
+    before = current_revision(db)
+    after = upgrade_database(db, revision)
+    if after != before:
+        AuditLog(db).append(
+            actor=actor(),
+            action="db.upgrade",
+            object_type="database",
+            details={"from": before, "to": after},
+        )
+    console.print(f"{db.display_url}: schema at revision [bold]{after}[/bold]")
+
+
+@db_app.command("status")
+def db_status() -> None:
+    """Show the database URL (password hidden), liveness and schema revision."""
+    db = database(migrated=False)
+    db.check()
+    current, head = current_revision(db), head_revision()
+    state = "up to date" if current == head else "run `radvigil db upgrade`"
+    console.print(
+        f"{db.display_url}: reachable, schema {current or 'empty'} (head {head}, {state})"
+    )
+
+
+@keys_app.command("create")
+def keys_create(
+    name: str = typer.Option(..., "--name", help="Unique key name; recorded as the actor."),
+    role: str = typer.Option(..., "--role", help=f"One of: {', '.join(ROLES)}."),
+    rate_limit: int = typer.Option(DEFAULT_RATE_LIMIT, help="Requests per minute."),
+) -> None:
+    """Create an API key and print its token once: it cannot be shown again."""
+    db = database()
+    token, key = KeyStore(db).create(name, role, rate_limit=rate_limit)
+    AuditLog(db).append(
+        actor=actor(),
+        action="key.create",
+        object_type="api_key",
+        object_id=key.name,
+        details={"role": key.role, "prefix": key.prefix, "rate_limit": key.rate_limit},
+    )
+    err_console.print(
+        f"created {key.role} key [bold]{key.name}[/bold]; store the token now, "
+        "it will not be shown again:",
+        highlight=False,
+    )
+    typer.echo(token)
+
+
+@keys_app.command("list")
+def keys_list(
+    active: bool = typer.Option(False, "--active", help="Hide revoked keys."),
+) -> None:
+    """List API keys (names, roles, prefixes; never tokens)."""
+    table = Table(title="API keys")
+    for column in ("name", "role", "prefix", "rate/min", "created", "revoked"):
+        table.add_column(column)
+    for key in KeyStore(database()).list(include_revoked=not active):
+        table.add_row(
+            key.name,
+            key.role,
+            key.prefix,
+            str(key.rate_limit),
+            _time(key.created_at),
+            _time(key.revoked_at),
+        )
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(name: str = typer.Argument(..., help="Name of the key to revoke.")) -> None:
+    """Revoke an API key; requests with its token are refused from now on."""
+    db = database()
+    key = KeyStore(db).revoke(name)
+    AuditLog(db).append(actor=actor(), action="key.revoke", object_type="api_key", object_id=name)
+    console.print(f"revoked key [bold]{key.name}[/bold] at {_time(key.revoked_at)}")
+
+
+@audit_app.command("verify")
+def audit_verify(
+    head: str | None = typer.Option(
+        None, help="A head hash saved earlier; fail if it is no longer in the chain."
+    ),
+) -> None:
+    """Check the hash chain: exit 0 when intact, 1 with the first bad record otherwise."""
+    result = AuditLog(database()).verify(expected_head=head)
+    if not result.ok:
+        err_console.print(
+            f"[red]audit chain broken[/red] at record {result.first_bad_id}: {result.reason} "
+            f"({result.checked} records verified before it)",
+            highlight=False,
+        )
+        raise typer.Exit(1)
+    console.print(
+        f"audit chain intact: {result.checked} records, head {result.last_id} "
+        f"hash {result.head_hash}",
+        highlight=False,
+    )
+
+
+@audit_app.command("list")
+def audit_list(
+    limit: int = typer.Option(20, min=1, help="How many records, newest first."),
+    action: str | None = typer.Option(None, help="Only this action, e.g. key.create."),
+) -> None:
+    """Show the newest audit records."""
+    table = Table(title="audit log")
+    for column in ("id", "time", "actor", "action", "object", "model", "request", "hash"):
+        table.add_column(column)
+    for event in AuditLog(database()).list(limit=limit, action=action):
+        target = event.object_type + (f":{event.object_id}" if event.object_id else "")
+        table.add_row(
+            str(event.id),
+            _time(event.created_at),
+            event.actor,
+            event.action,
+            target,
+            event.model_version or "",
+            event.request_id or "",
+            event.hash[:12],
+        )
+    console.print(table)

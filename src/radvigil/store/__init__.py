@@ -1,0 +1,53 @@
+"""The metadata database: predictions, feedback, API keys and the audit log.
+
+SQLite under the project home by default, PostgreSQL in production; the schema is managed
+by the Alembic migrations in ``store/migrations`` (:func:`upgrade_database`). Callers use the
+repositories below and the Pydantic models in ``schemas``; table models never leave the store.
+"""
+
+from __future__ import annotations
+
+from radvigil.store.audit import AuditLog
+from radvigil.store.db import Database
+from radvigil.store.feedback import FeedbackStore
+from radvigil.store.keys import ACTIONS, ROLE_MATRIX, ROLES, KeyStore, allowed, require
+from radvigil.store.migrate import check_schema, current_revision, head_revision, upgrade_database
+from radvigil.store.predictions import PredictionStore
+from radvigil.store.schemas import (
+    ApiKeyPublic,
+    AuditCreate,
+    AuditEvent,
+    FeedbackCreate,
+    FeedbackPublic,
+    PredictionRecord,
+    VerifyResult,
+)
+from radvigil.store.spool import Spool
+from radvigil.store.writer import PredictionWriter, WriterStats
+
+__all__ = [
+    "ACTIONS",
+    "ROLES",
+    "ROLE_MATRIX",
+    "ApiKeyPublic",
+    "AuditCreate",
+    "AuditEvent",
+    "AuditLog",
+    "Database",
+    "FeedbackCreate",
+    "FeedbackPublic",
+    "FeedbackStore",
+    "KeyStore",
+    "PredictionRecord",
+    "PredictionStore",
+    "PredictionWriter",
+    "Spool",
+    "VerifyResult",
+    "WriterStats",
+    "allowed",
+    "check_schema",
+    "current_revision",
+    "head_revision",
+    "require",
+    "upgrade_database",
+]

@@ -1,0 +1,143 @@
+"""API keys and roles: who may call the service, and what each role may do.
+
+A token looks like ``rvk_<prefix>_<secret>``. Only the prefix (to find the row) and the
+SHA-256 of the whole token are stored; the token is shown once, at creation. A 256-bit random
+secret makes a fast hash safe here: there is nothing to brute-force, unlike a password.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Literal, get_args
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from radvigil.errors import ConflictError, ForbiddenError, InputError, NotFoundError
+from radvigil.store.db import Database
+from radvigil.store.schemas import ApiKeyPublic, Role, utcnow
+from radvigil.store.tables import ApiKeyRow
+
+Action = Literal[
+    "predict", "label", "read_predictions", "read_audit", "manage_models", "manage_keys"
+]
+ROLES: tuple[Role, ...] = get_args(Role)
+ACTIONS: tuple[Action, ...] = get_args(Action)
+
+ROLE_MATRIX: Mapping[Role, frozenset[Action]] = MappingProxyType(
+    {
+        "clinician": frozenset({"predict", "label", "read_predictions"}),
+        "service": frozenset({"predict", "read_predictions"}),
+        "auditor": frozenset({"read_predictions", "read_audit"}),
+        "admin": frozenset(ACTIONS),
+    }
+)
+DEFAULT_RATE_LIMIT = 120
+TOKEN_PREFIX = "rvk"
+
+
+def _check_role(role: str) -> Role:
+    if role not in ROLES:
+        raise InputError(f"unknown role {role!r}; valid roles: {', '.join(ROLES)}")
+    return role  # type: ignore[return-value]
+
+
+def allowed(role: str, action: str) -> bool:
+    """Whether ``role`` may perform ``action`` (see :data:`ROLE_MATRIX`)."""
+    if action not in ACTIONS:
+        raise InputError(f"unknown action {action!r}; valid actions: {', '.join(ACTIONS)}")
+    return action in ROLE_MATRIX[_check_role(role)]
+
+
+def require(role: str, action: str) -> None:
+    """Raise ForbiddenError unless ``role`` may perform ``action``."""
+    if not allowed(role, action):
+        raise ForbiddenError(f"role {role!r} may not {action.replace('_', ' ')}")
+
+
+def hash_token(token: str) -> str:
+    """Hex SHA-256 of a token: what is stored and compared in constant time."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class KeyStore:
+    """Creates, authenticates, lists and revokes API keys."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def create(
+        self, name: str, role: str, *, rate_limit: int = DEFAULT_RATE_LIMIT
+    ) -> tuple[str, ApiKeyPublic]:
+        """Create a key and return ``(token, key)``; the token cannot be recovered later.
+
+        Raises:
+            InputError: unknown role, empty name or non-positive rate limit.
+            ConflictError: a key (even a revoked one) already has this name; names stay
+                unique so the audit log's actors stay unambiguous.
+        """
+        name = name.strip()
+        if not 0 < len(name) <= 100:
+            raise InputError("a key name must be 1 to 100 characters")
+        if rate_limit <= 0:
+            raise InputError("rate limit must be a positive number of requests per minute")
+        prefix = secrets.token_hex(6)
+        token = f"{TOKEN_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
+        row = ApiKeyRow(
+            name=name,
+            role=_check_role(role),
+            prefix=prefix,
+            key_hash=hash_token(token),
+            rate_limit=rate_limit,
+            created_at=utcnow(),
+        )
+        with self.db.session("create API key", immediate=True) as session:
+            if session.scalar(select(ApiKeyRow.id).where(ApiKeyRow.name == name)) is not None:
+                raise ConflictError(f"an API key named {name!r} already exists")
+            session.add(row)
+            try:
+                session.flush()
+            except IntegrityError as exc:
+                raise ConflictError(f"an API key named {name!r} already exists") from exc
+            return token, ApiKeyPublic.model_validate(row)
+
+    def authenticate(self, token: str) -> ApiKeyPublic | None:
+        """The active key this token belongs to, or None (unknown, malformed or revoked)."""
+        parts = token.split("_", 2)
+        if len(parts) != 3 or parts[0] != TOKEN_PREFIX:
+            return None
+        with self.db.session("authenticate API key") as session:
+            row = session.scalars(select(ApiKeyRow).where(ApiKeyRow.prefix == parts[1])).first()
+            if row is None or not hmac.compare_digest(row.key_hash, hash_token(token)):
+                return None
+            return None if row.revoked_at is not None else ApiKeyPublic.model_validate(row)
+
+    def get(self, name: str) -> ApiKeyPublic:
+        """A key by name, revoked or not (NotFoundError if there is none)."""
+        with self.db.session("read API key") as session:
+            row = session.scalars(select(ApiKeyRow).where(ApiKeyRow.name == name)).first()
+            if row is None:
+                raise NotFoundError(f"no API key named {name!r}")
+            return ApiKeyPublic.model_validate(row)
+
+    def list(self, *, include_revoked: bool = True) -> list[ApiKeyPublic]:
+        """All keys in creation order (never their tokens or hashes)."""
+        query = select(ApiKeyRow).order_by(ApiKeyRow.id)
+        if not include_revoked:
+            query = query.where(ApiKeyRow.revoked_at.is_(None))
+        with self.db.session("list API keys") as session:
+            return [ApiKeyPublic.model_validate(row) for row in session.scalars(query)]
+
+    def revoke(self, name: str) -> ApiKeyPublic:
+        """Revoke a key by name from now on; revoking a revoked key keeps the first time."""
+        with self.db.session("revoke API key") as session:
+            session.execute(
+                update(ApiKeyRow)
+                .where(ApiKeyRow.name == name, ApiKeyRow.revoked_at.is_(None))
+                .values(revoked_at=utcnow())
+            )
+        return self.get(name)

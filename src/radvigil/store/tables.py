@@ -1,0 +1,145 @@
+"""Table models: the database's shape, never exposed past the store (see ``schemas.py``).
+
+Column types are chosen to mean the same on SQLite and PostgreSQL: JSON becomes JSONB on
+PostgreSQL, timestamps are always UTC-aware, embeddings are little-endian float32 bytes.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+Json = JSON().with_variant(JSONB(), "postgresql")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware timestamp stored as UTC; SQLite's naive values are read back as UTC."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class PredictionRow(Base):
+    """One served prediction; ``id`` is the request id, so re-inserting it is a no-op."""
+
+    __tablename__ = "predictions"
+    __table_args__ = (
+        CheckConstraint("served_by IN ('champion', 'challenger', 'shadow')", name="served_by"),
+        Index("ix_predictions_model_version_created_at", "model_version", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    model_name: Mapped[str] = mapped_column(String(200))
+    model_version: Mapped[str] = mapped_column(String(64))
+    task: Mapped[str] = mapped_column(String(100))
+    probabilities: Mapped[dict[str, float]] = mapped_column(Json)
+    predicted_class: Mapped[str] = mapped_column(String(100))
+    findings: Mapped[list[str]] = mapped_column(Json)
+    confidence: Mapped[float] = mapped_column(Float)
+    warnings: Mapped[list[str]] = mapped_column(Json)
+    image_stats: Mapped[dict[str, Any]] = mapped_column(Json)
+    embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
+    ood_score: Mapped[float | None] = mapped_column(Float)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    site: Mapped[str | None] = mapped_column(String(100))
+    view_position: Mapped[str | None] = mapped_column(String(20))
+    study_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    routed_to_review: Mapped[bool] = mapped_column(Boolean, index=True)
+    review_image: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+    served_by: Mapped[str] = mapped_column(String(16))
+    # Not a foreign key: a shadow record may reach the database before the one it shadows.
+    shadow_of: Mapped[str | None] = mapped_column(String(64), index=True)
+
+
+class FeedbackRow(Base):
+    """A reviewer's label for a prediction; later rows for the same prediction supersede."""
+
+    __tablename__ = "feedback"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    prediction_id: Mapped[str] = mapped_column(ForeignKey("predictions.id"), index=True)
+    label: Mapped[str] = mapped_column(String(100))
+    reviewer: Mapped[str] = mapped_column(String(100))
+    comment: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class ApiKeyRow(Base):
+    """An API key: only its lookup prefix and SHA-256 hash are kept, never the token."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (
+        CheckConstraint("role IN ('clinician', 'admin', 'auditor', 'service')", name="role"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64))
+    rate_limit: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class AuditEventRow(Base):
+    """One link of the audit hash chain; ids are assigned by the log, gap-free from 1."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    object_type: Mapped[str] = mapped_column(String(64))
+    object_id: Mapped[str | None] = mapped_column(String(200))
+    model_version: Mapped[str | None] = mapped_column(String(200))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    # Plain JSON (text on PostgreSQL, not JSONB) so numbers read back exactly as hashed.
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
