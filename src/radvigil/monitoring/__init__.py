@@ -1,0 +1,77 @@
+"""Monitoring: reference profiles, drift detectors, label-free performance, windows and alerts.
+
+Typical use (the service and the loop do this; nothing here touches HTTP, the CLI, the database
+or MLflow)::
+
+    profile = ReferenceProfile.build(emb, probs, labels, stats, meta, class_names=task.classes)
+    monitor = Monitor(profile, load_monitor_config("configs/monitoring.yaml"))
+    profile = monitor.calibrate()          # thresholds at a 5% false-alarm rate per window
+    profile.to_path(folder)                # logged inside the model version
+    report = monitor.run(WindowData(embeddings=..., probs=..., stats=..., metadata=...))
+    to_open, to_resolve = monitor.alerts(history + [report], active_alerts)
+"""
+
+from radvigil.monitoring.alerts import (
+    Alert,
+    AlertRule,
+    AlertState,
+    acknowledge,
+    alerts_to_resolve,
+    evaluate_rules,
+    resolve,
+)
+from radvigil.monitoring.calibration import calibrate
+from radvigil.monitoring.config import MonitorConfig, load_monitor_config, monitor_config_from_dict
+from radvigil.monitoring.detectors import describe_detectors, detector_names, make_detector
+from radvigil.monitoring.drifters import is_drifter, ood_score
+from radvigil.monitoring.features import (
+    STAT_COLUMNS,
+    image_stats,
+    image_stats_frame,
+    output_features,
+)
+from radvigil.monitoring.monitor import Monitor
+from radvigil.monitoring.profile import ReferenceProfile
+from radvigil.monitoring.result import Calibration, DetectorResult, WindowReport
+from radvigil.monitoring.windows import (
+    UNLABELLED,
+    Window,
+    WindowData,
+    count_windows,
+    last_window,
+    time_windows,
+)
+
+__all__ = [
+    "STAT_COLUMNS",
+    "UNLABELLED",
+    "Alert",
+    "AlertRule",
+    "AlertState",
+    "Calibration",
+    "DetectorResult",
+    "Monitor",
+    "MonitorConfig",
+    "ReferenceProfile",
+    "Window",
+    "WindowData",
+    "WindowReport",
+    "acknowledge",
+    "alerts_to_resolve",
+    "calibrate",
+    "count_windows",
+    "describe_detectors",
+    "detector_names",
+    "evaluate_rules",
+    "image_stats",
+    "image_stats_frame",
+    "is_drifter",
+    "last_window",
+    "load_monitor_config",
+    "make_detector",
+    "monitor_config_from_dict",
+    "ood_score",
+    "output_features",
+    "resolve",
+    "time_windows",
+]

@@ -1,0 +1,94 @@
+"""Detector thresholds calibrated on the reference to a target false-alarm rate per window.
+
+Each of ``n_boot`` rounds draws a window of ``window_size`` rows from the reference and compares
+it with the *rest* of the reference, so window and reference are independent as they will be in
+service; the threshold is the (1 - alpha) quantile of the statistic over the rounds. When the
+reference holds fewer than twice ``window_size`` rows, windows are drawn with replacement and
+compared with the whole reference; overlap makes the statistics small, so the threshold runs low
+and a :class:`~radvigil.errors.RadvigilWarning` says so.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from radvigil.errors import ConfigError, RadvigilWarning
+from radvigil.monitoring.detectors import Detector, Skipped
+from radvigil.monitoring.profile import ReferenceProfile
+from radvigil.monitoring.result import Calibration
+
+
+def calibrate(
+    detector: Detector,
+    profile: ReferenceProfile,
+    window_size: int,
+    n_boot: int = 200,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> Calibration:
+    """Threshold of ``detector`` with false-alarm rate ``alpha`` on reference-like windows.
+
+    Args:
+        detector: The detector to calibrate (its statistic only is computed).
+        profile: The reference profile; its reference rows supply the windows.
+        window_size: Rows per window, as the monitor will cut them.
+        n_boot: Reference windows drawn.
+        alpha: Target false-alarm rate per window.
+        seed: Seed of the draws.
+
+    Returns:
+        The calibration, to store with :meth:`ReferenceProfile.with_calibrations`.
+
+    Raises:
+        ConfigError: When the arguments are out of range, the detector cannot run on
+            reference windows (e.g. no labels for a label-based detector), or its statistic
+            does not vary over them (its default threshold is then the only sensible one).
+    """
+    reference = profile.reference
+    n = len(reference)
+    if window_size < 2 or n_boot < 1 or not 0 < alpha < 1 or n < 4:
+        raise ConfigError(
+            f"cannot calibrate with window_size={window_size}, n_boot={n_boot}, alpha={alpha} "
+            f"on {n} reference rows"
+        )
+    leave_out = n >= 2 * window_size
+    if not leave_out:
+        warnings.warn(
+            f"reference of {n} rows is too small to leave out windows of {window_size}; "
+            f"the {detector.name!r} threshold will raise more false alarms than {alpha:.0%}",
+            RadvigilWarning,
+            stacklevel=2,
+        )
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(n_boot):
+        if leave_out:
+            held = np.zeros(n, dtype=bool)
+            held[rng.choice(n, window_size, replace=False)] = True
+            rest, window = profile.with_reference(reference.subset(~held)), reference.subset(held)
+        else:
+            rest, window = profile, reference.subset(rng.integers(0, n, window_size))
+        out = detector.measure(rest, window, rng=rng, null=False, context={})
+        if isinstance(out, Skipped):
+            raise ConfigError(f"cannot calibrate detector {detector.name!r}: {out.reason}")
+        values.append(out.statistic)
+    finite = np.asarray(values, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    if finite.size == 0 or np.ptp(finite) == 0:
+        raise ConfigError(
+            f"detector {detector.name!r} gave no varying statistic on reference windows "
+            f"(e.g. a single category), so nothing can be calibrated"
+        )
+    return Calibration(
+        detector=detector.name,
+        window_size=window_size,
+        threshold=float(np.quantile(finite, 1 - alpha, method="higher")),
+        alpha=alpha,
+        n_boot=n_boot,
+        leave_out=leave_out,
+        null_quantiles={
+            f"q{int(q * 100):02d}": float(np.quantile(finite, q)) for q in (0.5, 0.9, 0.95, 0.99)
+        },
+    )

@@ -1,0 +1,88 @@
+"""Label-free estimates from model outputs: plain functions over arrays.
+
+* BBSE (Lipton et al. 2018): with the reference joint confusion ``J[t, p] = P(y=t, pred=p)``,
+  the target's predicted-class distribution is ``J.T @ w`` for importance weights
+  ``w = q(y) / p(y)``; solving for ``w`` gives the target prevalence ``q``.
+* CBPE (NannyML): with calibrated probabilities, the expected confusion matrix of a window is
+  the sum over its predictions of ``probs[i]`` placed in the predicted column; metrics follow.
+* ATC (Garg et al. 2022): pick the confidence threshold at which the reference share of
+  confident predictions equals reference accuracy; a window's share above it estimates its
+  accuracy.
+
+Confusion matrices follow scikit-learn: rows are true classes, columns predicted classes.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+
+from radvigil.monitoring.features import prediction_entropy
+
+AtcScore = Literal["max_confidence", "negative_entropy"]
+
+
+def confusion(labels: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:
+    """Counts ``M[t, p]`` of true class ``t`` predicted as ``p``."""
+    flat = np.asarray(labels) * n_classes + np.asarray(predicted)
+    return np.bincount(flat, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+
+
+def expected_confusion(probs: np.ndarray) -> np.ndarray:
+    """CBPE: expected counts ``E[M[t, p]] = sum of probs[i, t] over predictions with argmax p``."""
+    n_classes = probs.shape[1]
+    onehot = np.eye(n_classes)[probs.argmax(axis=1)]
+    return probs.T @ onehot
+
+
+def confusion_metrics(matrix: np.ndarray) -> dict[str, object]:
+    """Accuracy, and one-vs-rest sensitivity and specificity per class, of a confusion matrix."""
+    m = np.asarray(matrix, dtype=np.float64)
+    total = m.sum()
+    true_k, pred_k, hit_k = m.sum(axis=1), m.sum(axis=0), np.diag(m)
+    negatives = total - true_k
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sensitivity = np.where(true_k > 0, hit_k / true_k, np.nan)
+        specificity = np.where(negatives > 0, (total - true_k - pred_k + hit_k) / negatives, np.nan)
+    return {
+        "accuracy": float(hit_k.sum() / total) if total > 0 else float("nan"),
+        "sensitivity": [float(v) for v in sensitivity],
+        "specificity": [float(v) for v in specificity],
+    }
+
+
+def bbse_prevalence(joint: np.ndarray, predicted_share: np.ndarray) -> np.ndarray:
+    """Target class prevalence from the reference joint confusion and the window's prediction mix.
+
+    Args:
+        joint: Reference ``P(y=t, pred=p)``, shape (C, C), summing to 1.
+        predicted_share: Share of window predictions per class, shape (C,).
+
+    Returns:
+        Estimated prevalence ``q`` on the probability simplex (negative weights clipped).
+    """
+    prior = joint.sum(axis=1)
+    weights = np.linalg.lstsq(joint.T, predicted_share, rcond=None)[0]
+    prevalence = np.clip(weights * prior, 0.0, None)
+    if prevalence.sum() <= 0:
+        return prior
+    return prevalence / prevalence.sum()
+
+
+def atc_scores(probs: np.ndarray, score: AtcScore) -> np.ndarray:
+    """The confidence score ATC thresholds: max probability or negative entropy."""
+    if score == "max_confidence":
+        return probs.max(axis=1)
+    return -prediction_entropy(probs)
+
+
+def atc_threshold(scores: np.ndarray, correct: np.ndarray) -> float:
+    """Threshold ``t`` with ``mean(scores > t) == mean(correct)`` on labelled reference data."""
+    accuracy = float(np.mean(correct))
+    return float(np.quantile(scores, 1.0 - accuracy))
+
+
+def atc_estimate(scores: np.ndarray, threshold: float) -> float:
+    """Estimated accuracy: share of predictions scoring above the ATC threshold."""
+    return float(np.mean(scores > threshold))

@@ -1,0 +1,86 @@
+"""The reference embedding space: a PCA projection and a Mahalanobis out-of-distribution scorer.
+
+Both keep only plain arrays (mean, components, location, precision), so a profile stores them
+in an ``.npz`` without pickle and a model version can score a new case with two matrix products.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.covariance import LedoitWolf
+from sklearn.decomposition import PCA
+
+from radvigil.errors import InputError
+
+
+@dataclass(frozen=True)
+class Projection:
+    """PCA fitted on reference embeddings: ``reduce(x) = (x - mean) @ components.T``."""
+
+    mean: np.ndarray
+    components: np.ndarray
+    explained_variance_ratio: np.ndarray
+
+    @classmethod
+    def fit(cls, embeddings: np.ndarray, n_components: int, seed: int) -> Projection:
+        """Fit on (N, D) embeddings, keeping at most ``min(n_components, N - 1, D)`` axes."""
+        x = np.asarray(embeddings, dtype=np.float64)
+        if x.ndim != 2 or len(x) < 3 or not np.isfinite(x).all():
+            raise InputError(f"reference embeddings must be finite (N>=3, D), got {x.shape}")
+        k = max(1, min(n_components, len(x) - 1, x.shape[1]))
+        pca = PCA(n_components=k, random_state=seed).fit(x)
+        return cls(
+            pca.mean_.astype(np.float32),
+            pca.components_.astype(np.float32),
+            pca.explained_variance_ratio_.astype(np.float32),
+        )
+
+    @property
+    def input_dim(self) -> int:
+        return int(self.components.shape[1])
+
+    @property
+    def n_components(self) -> int:
+        return int(self.components.shape[0])
+
+    def reduce(self, embeddings: np.ndarray) -> np.ndarray:
+        """Project raw (N, D) embeddings to (N, k); pass already-reduced (N, k) ones through."""
+        x = np.asarray(embeddings, dtype=np.float32)
+        if x.ndim == 1:
+            x = x[None, :]
+        if x.ndim == 2 and x.shape[1] == self.input_dim:
+            return (x - self.mean) @ self.components.T
+        if x.ndim == 2 and x.shape[1] == self.n_components:
+            return x
+        raise InputError(
+            f"embeddings of shape {x.shape} fit neither the model's {self.input_dim}-D embedding "
+            f"nor the profile's {self.n_components}-D reduction"
+        )
+
+
+@dataclass(frozen=True)
+class MahalanobisScorer:
+    """Mahalanobis distance to the reference in PCA space (Ledoit-Wolf shrunk covariance).
+
+    ``threshold`` is the reference's ``quantile`` of the score: cases above it are drifters.
+    """
+
+    location: np.ndarray
+    precision: np.ndarray
+    threshold: float
+    quantile: float
+
+    @classmethod
+    def fit(cls, reduced: np.ndarray, quantile: float = 0.99) -> MahalanobisScorer:
+        """Fit on (N, k) reduced reference embeddings."""
+        lw = LedoitWolf().fit(np.asarray(reduced, dtype=np.float64))
+        scorer = cls(lw.location_, lw.precision_, float("inf"), quantile)
+        threshold = float(np.quantile(scorer.score(reduced), quantile))
+        return cls(lw.location_, lw.precision_, threshold, quantile)
+
+    def score(self, reduced: np.ndarray) -> np.ndarray:
+        """Distance of each (N, k) row to the reference centre, in reference standard units."""
+        diff = np.asarray(reduced, dtype=np.float64) - self.location
+        return np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", diff, self.precision, diff), 0.0))
