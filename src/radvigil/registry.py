@@ -174,21 +174,10 @@ class Registry:
         """Download (once, cached under the home) the ONNX graph, card and profile of a version."""
         mv = self.resolve(ref)
         folder = self.cache_dir / mv.name / str(mv.version)
-        mlflow = _mlflow()
         try:
             if not (folder / "done").exists():
                 folder.mkdir(parents=True, exist_ok=True)
-                mlflow.artifacts.download_artifacts(
-                    artifact_uri=f"models:/{mv.name}/{mv.version}",
-                    dst_path=str(folder / "model"),
-                    tracking_uri=self.tracking_uri,
-                )
-                mlflow.artifacts.download_artifacts(
-                    run_id=mv.run_id,
-                    artifact_path=CARD_DIR,
-                    dst_path=str(folder),
-                    tracking_uri=self.tracking_uri,
-                )
+                self._download(mv, folder)
                 (folder / "done").touch()
         except Exception as exc:
             raise RegistryError(f"cannot download {mv.name}/{mv.version}: {exc}") from exc
@@ -203,6 +192,19 @@ class Registry:
             folder,
             profile if profile.exists() else None,
         )
+
+    def _download(self, mv, folder: Path) -> None:
+        mlflow = _mlflow()
+        with _fluent_uri(self.tracking_uri):  # models:/ URIs resolve through the global registry
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=f"models:/{mv.name}/{mv.version}", dst_path=str(folder / "model")
+            )
+            mlflow.artifacts.download_artifacts(
+                run_id=mv.run_id,
+                artifact_path=CARD_DIR,
+                dst_path=str(folder),
+                tracking_uri=self.tracking_uri,
+            )
 
     def set_alias(self, name: str, alias: str, version: str, actor: str, reason: str) -> bool:
         """Point ``alias`` at ``version``; returns False (and records nothing) if it already is."""

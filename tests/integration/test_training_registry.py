@@ -57,7 +57,9 @@ def test_registry_model_reproduces_run_probabilities(trained_home) -> None:
 def test_alias_twice_is_idempotent(trained_home) -> None:
     home, outcome = trained_home
     before = len(home.registry.alias_history("chest-pneumonia"))
-    assert home.registry.set_alias("chest-pneumonia", "champion", outcome.version, "t", "r") is False
+    assert (
+        home.registry.set_alias("chest-pneumonia", "champion", outcome.version, "t", "r") is False
+    )
     assert len(home.registry.alias_history("chest-pneumonia")) == before
 
 
@@ -101,10 +103,24 @@ def _free_port() -> int:
 def test_training_against_a_real_mlflow_server(tmp_path: Path) -> None:
     port = _free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--artifacts-destination", str(tmp_path / "server-artifacts"), "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'server.db'}",
+            "--artifacts-destination",
+            str(tmp_path / "server-artifacts"),
+            "--workers",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         env={**os.environ, "MLFLOW_ENABLE_TELEMETRY": "false"},
     )
     try:
@@ -119,8 +135,12 @@ def test_training_against_a_real_mlflow_server(tmp_path: Path) -> None:
         else:
             pytest.fail("mlflow server did not start within 90 s")
         home = make_home(tmp_path / "home", tracking_uri=url)
-        outcome = run_training(tiny_config(epochs=1, max_train_images=64), home.data_version,
-                               home.catalog, home.registry)
+        outcome = run_training(
+            tiny_config(epochs=1, max_train_images=64),
+            home.data_version,
+            home.catalog,
+            home.registry,
+        )
         home.registry.set_alias(outcome.name, "champion", outcome.version, "t", "server test")
         loaded = home.registry.load("chest-pneumonia@champion")
         assert loaded.onnx_path.exists()

@@ -16,14 +16,16 @@ REPO = Path(__file__).resolve().parents[2]
 def test_shipped_tasks_load() -> None:
     assert {"chest-pneumonia", "chest-pneumonia-subtype", "chest-3class"} <= set(shipped_tasks())
     task = load_task("chest-pneumonia-subtype")
-    rows = [{"label": "normal", "pneumonia_subtype": ""},
-            {"label": "pneumonia", "pneumonia_subtype": "bacteria"},
-            {"label": "pneumonia", "pneumonia_subtype": "virus"}]
+    rows = [
+        {"label": "normal", "pneumonia_subtype": ""},
+        {"label": "pneumonia", "pneumonia_subtype": "bacteria"},
+        {"label": "pneumonia", "pneumonia_subtype": "virus"},
+    ]
     assert task.targets(rows) == ["normal", "bacterial", "viral"]
 
 
 def test_unknown_task_lists_shipped_ones() -> None:
-    with pytest.raises(ConfigError, match="shipped tasks: .*chest-pneumonia"):
+    with pytest.raises(ConfigError, match=r"shipped tasks: .*chest-pneumonia"):
         load_task("chest-fracture")
 
 

@@ -6,8 +6,10 @@ import logging
 
 import typer
 
-from radvigil.cli import data, models
+from radvigil.cli import admin, data, models
 from radvigil.cli.common import ErrorHandlingGroup
+from radvigil.cli.evaluation import evaluate_command, gate_command
+from radvigil.cli.serve import serve_command
 from radvigil.cli.training import train_command
 
 app = typer.Typer(
@@ -19,6 +21,12 @@ app = typer.Typer(
 app.add_typer(data.app, name="data")
 app.add_typer(models.app, name="models")
 app.command("train")(train_command)
+app.command("serve")(serve_command)
+app.command("evaluate")(evaluate_command)
+app.command("gate")(gate_command)
+app.add_typer(admin.db_app, name="db")
+app.add_typer(admin.keys_app, name="keys")
+app.add_typer(admin.audit_app, name="audit")
 
 
 @app.callback()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
 
 from radvigil.data.catalog import DatasetCatalog
 from radvigil.errors import ModelError
@@ -171,6 +172,7 @@ def _export_and_register(
     card_dir = tmp / "radvigil"
     card_dir.mkdir()
     (card_dir / "card.json").write_text(card.model_dump_json(indent=2))
+    torch.save(result.model.state_dict(), card_dir / "weights.pt")  # for Grad-CAM explanations
     np.savez_compressed(
         card_dir / "val_outputs.npz", probs=result.val_probs, embeddings=result.val_embeddings
     )

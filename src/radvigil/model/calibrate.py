@@ -42,16 +42,3 @@ def expected_calibration_error(probs: np.ndarray, targets: np.ndarray, bins: int
         if mask.any():
             ece += mask.mean() * abs(correct[mask].mean() - confidence[mask].mean())
     return float(ece)
-
-
-def threshold_for_sensitivity(positive: np.ndarray, scores: np.ndarray, target: float) -> float:
-    """The largest threshold whose sensitivity (score >= threshold) reaches ``target``.
-
-    Picking the largest such threshold keeps specificity as high as the target allows.
-    """
-    pos_scores = np.sort(scores[positive.astype(bool)])
-    if pos_scores.size == 0:
-        return 0.5
-    # sensitivity(t) = share of positives with score >= t; allow at most this many misses:
-    misses = int(np.floor((1.0 - target) * pos_scores.size + 1e-9))
-    return float(pos_scores[min(misses, pos_scores.size - 1)])

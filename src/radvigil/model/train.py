@@ -12,19 +12,14 @@ import torch
 from sklearn.metrics import f1_score, recall_score
 from torch import nn
 
+from radvigil.evaluation.thresholds import threshold_for_sensitivity
 from radvigil.model.augment import augment
-from radvigil.model.calibrate import (
-    expected_calibration_error,
-    fit_temperature,
-    softmax,
-    threshold_for_sensitivity,
-)
+from radvigil.model.calibrate import expected_calibration_error, fit_temperature, softmax
 from radvigil.model.config import TrainConfig
 from radvigil.model.dataset import ArraySet
 from radvigil.model.network import Classifier, build_classifier
 from radvigil.model.preprocess import normalise
 from radvigil.task import Task
-
 
 _VAL_KEYS = ("macro_f1", "accuracy", "finding_sensitivity")
 

@@ -1,0 +1,1 @@
+"""The inference service: FastAPI app, security, micro-batching, model lifecycle, audit."""

@@ -1,0 +1,75 @@
+"""The FastAPI app factory: ``create_app()`` builds a service from settings (or injected parts)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+
+from radvigil import __version__
+from radvigil.config import Settings, get_settings
+from radvigil.registry import Registry
+from radvigil.service import errors
+from radvigil.service.routes import health, models, predict, predictions
+from radvigil.service.state import ServiceState
+from radvigil.store import Database
+
+log = logging.getLogger(__name__)
+DESCRIPTION = (
+    "Chest X-ray classification as **decision support**: every response carries calibrated "
+    "probabilities, findings at the model's operating thresholds, quality/OOD flags and a review "
+    "warning. Every route except `/health` needs an API key (`X-API-Key` or `Authorization: "
+    "Bearer`)."
+)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    registry: Registry | None = None,
+    db: Database | None = None,
+) -> FastAPI:
+    """Build the service; ``registry`` and ``db`` are seams for tests and embedding."""
+    settings = settings or get_settings()
+    settings.ensure_home()
+    registry = registry or Registry(
+        settings.resolved_tracking_uri, settings.artifacts_dir, settings.home_dir / "model-cache"
+    )
+    state = ServiceState.build(settings, registry, db)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state.start()
+        try:
+            yield
+        finally:
+            await state.stop()
+
+    app = FastAPI(title="radvigil", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app.state.radvigil = state
+    errors.install(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["*"],
+        )
+
+    @app.middleware("http")
+    async def measure(request: Request, call_next):
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        state.metrics.latency.labels(path).observe(time.perf_counter() - started)
+        state.metrics.requests.labels(path, str(response.status_code)).inc()
+        return response
+
+    for router in (health.router, models.router, predict.router, predictions.router):
+        app.include_router(router)
+    return app

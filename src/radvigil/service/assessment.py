@@ -1,0 +1,91 @@
+"""Per-prediction monitoring: image statistics, quality issues, OOD score, drifter verdict."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image as PILImage
+
+from radvigil.data.image import Image
+from radvigil.data.qc_checks import QCConfig
+from radvigil.monitoring.drifters import is_drifter, ood_score
+from radvigil.monitoring.features import image_stats
+from radvigil.service.lifecycle import ServedModel
+
+QC = QCConfig()
+REVIEW_IMAGE_SIDE = 512
+
+
+@dataclass
+class Assessment:
+    """What the monitors learned about one case."""
+
+    stats: dict[str, float]
+    quality_issues: list[str] = field(default_factory=list)
+    ood_score: float | None = None
+    ood_threshold: float | None = None
+    reduced_embedding: list[float] | None = None
+    drifter: bool = False
+    reasons: list[str] = field(default_factory=list)
+    review_png: bytes | None = None
+
+    @property
+    def out_of_distribution(self) -> bool:
+        return (
+            self.ood_score is not None
+            and self.ood_threshold is not None
+            and (self.ood_score > self.ood_threshold)
+        )
+
+
+def quality_issues(image: Image, stats: dict[str, float], config: QCConfig = QC) -> list[str]:
+    """The per-image QC checks of ``radvigil data validate``, with the same thresholds."""
+    meta, issues = image.meta, []
+    if min(meta.width, meta.height) < config.min_side:
+        issues.append(f"too_small: {meta.width}x{meta.height} px")
+    ratio = max(meta.width, meta.height) / max(1, min(meta.width, meta.height))
+    if ratio > config.max_aspect_ratio:
+        issues.append(f"aspect_ratio: {ratio:.2f}:1")
+    if stats["std"] < config.min_std:
+        issues.append(f"low_contrast: pixel std {stats['std']:.1f}")
+    pixels, margin = image.pixels, config.clip_margin
+    dark, bright = float((pixels <= margin).mean()), float((pixels >= 255 - margin).mean())
+    if max(dark, bright) > config.max_clipped_fraction:
+        issues.append(f"exposure: {max(dark, bright):.0%} of pixels clipped")
+    if meta.colorfulness > config.max_colorfulness:
+        issues.append(f"not_radiograph: colour image (channel difference {meta.colorfulness:.1f})")
+    return issues
+
+
+def assess(served: ServedModel, image: Image, embedding: np.ndarray) -> Assessment:
+    stats = image_stats(image.pixels, image.meta.bit_depth)
+    issues = quality_issues(image, stats)
+    result = Assessment(
+        stats={k: round(float(v), 4) for k, v in stats.items()}, quality_issues=issues
+    )
+    profile = served.profile
+    if profile is not None:
+        result.ood_score = round(ood_score(profile, embedding[None, :]), 4)
+        result.ood_threshold = round(float(profile.ood.threshold), 4)
+        result.reduced_embedding = [
+            round(float(v), 5) for v in profile.projection.reduce(embedding[None, :])[0]
+        ]
+        result.drifter, result.reasons = is_drifter(result.ood_score, issues, profile)
+    else:
+        result.drifter, result.reasons = bool(issues), [f"quality flag: {i}" for i in issues]
+    if result.drifter:
+        result.review_png = _png(image.pixels)
+    return result
+
+
+def _png(pixels: np.ndarray) -> bytes:
+    """De-identified pixels only (no DICOM header), at most 512 px on the longer side."""
+    if max(pixels.shape) > REVIEW_IMAGE_SIDE:
+        scale = REVIEW_IMAGE_SIDE / max(pixels.shape)
+        h, w = round(pixels.shape[0] * scale), round(pixels.shape[1] * scale)
+        pixels = np.asarray(PILImage.fromarray(pixels).resize((w, h), PILImage.Resampling.BILINEAR))
+    buffer = io.BytesIO()
+    PILImage.fromarray(pixels).save(buffer, format="PNG", optimize=False)
+    return buffer.getvalue()

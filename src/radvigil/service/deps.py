@@ -1,0 +1,46 @@
+"""Dependency aliases: the service state and an authenticated, authorised, rate-limited key."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from radvigil.service.state import ServiceState
+from radvigil.store import ApiKeyPublic
+
+_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key")
+_bearer = HTTPBearer(auto_error=False, description="API key as a bearer token")
+
+
+def get_state(request: Request) -> ServiceState:
+    return request.app.state.radvigil
+
+
+State = Annotated[ServiceState, Depends(get_state)]
+
+
+def requires(action: str, cost: float = 1.0) -> Callable[..., ApiKeyPublic]:
+    """A dependency: the caller's key, checked for ``action`` and charged against its rate."""
+
+    def dependency(
+        state: State,
+        header: Annotated[str | None, Depends(_header)] = None,
+        bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None,
+    ) -> ApiKeyPublic:
+        token = header or (bearer.credentials if bearer else None)
+        key = state.auth.authenticate(token)
+        state.auth.authorise(key, action)
+        state.limiter.take(key, cost)
+        return key
+
+    return dependency
+
+
+Predictor = Annotated[ApiKeyPublic, Depends(requires("predict"))]
+Reader = Annotated[ApiKeyPublic, Depends(requires("read_predictions"))]
+Labeller = Annotated[ApiKeyPublic, Depends(requires("label"))]
+Auditor = Annotated[ApiKeyPublic, Depends(requires("read_audit"))]
+Admin = Annotated[ApiKeyPublic, Depends(requires("manage_models"))]

@@ -1,0 +1,56 @@
+"""Prometheus metrics of one app instance (its own registry, so tests can run several apps)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class ServiceMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.latency = Histogram(
+            "radvigil_request_latency_seconds",
+            "Request latency",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.requests = Counter(
+            "radvigil_requests_total",
+            "Requests by route and status",
+            ["route", "status"],
+            registry=self.registry,
+        )
+        self.predictions = Counter(
+            "radvigil_predictions_total",
+            "Predictions by class",
+            ["model_version", "predicted_class", "served_by"],
+            registry=self.registry,
+        )
+        self.drifters = Counter(
+            "radvigil_drifters_total",
+            "Predictions routed to review",
+            ["model_version"],
+            registry=self.registry,
+        )
+        self.model_info = Gauge(
+            "radvigil_model_info",
+            "Loaded model versions (value 1)",
+            ["name", "version", "alias"],
+            registry=self.registry,
+        )
+        self.queue_depth = Gauge(
+            "radvigil_batch_queue_depth", "Requests waiting for a batch", registry=self.registry
+        )
+        self.writer_spooled = Gauge(
+            "radvigil_predictions_spooled",
+            "Prediction records in the durable spool awaiting the database",
+            registry=self.registry,
+        )
+        self.load_failures = Gauge(
+            "radvigil_model_load_failures",
+            "Model versions that failed to load since start",
+            registry=self.registry,
+        )

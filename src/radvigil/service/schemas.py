@@ -1,0 +1,92 @@
+"""Request and response models of the HTTP API (separate from the store's table models)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from radvigil.model.card import REVIEW_WARNING
+
+Short = Annotated[str, StringConstraints(max_length=100)]
+
+
+class ErrorBody(BaseModel):
+    """Every error the API returns: a stable code and a human-readable message."""
+
+    code: str
+    message: str
+
+
+class StudyMetadata(BaseModel):
+    """Optional de-identified context sent with an image (JSON in the ``metadata`` form field)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    site: Short | None = None
+    view: Annotated[str, StringConstraints(max_length=20)] | None = None
+    study_uid: Annotated[str, StringConstraints(max_length=128)] | None = Field(
+        None, description="Hashed before storage; used for sticky canary routing."
+    )
+
+
+class QualityFlags(BaseModel):
+    """Checks on the input; any flag set routes the study to review."""
+
+    out_of_distribution: bool = False
+    ood_score: float | None = None
+    ood_threshold: float | None = None
+    quality_issues: list[str] = Field(default_factory=list)
+    drifter: bool = False
+
+
+class PredictionOut(BaseModel):
+    """One prediction: calibrated probabilities, findings at operating thresholds, warnings."""
+
+    request_id: str
+    model_name: str
+    model_version: str
+    task: str
+    probabilities: dict[str, float]
+    predicted_class: str
+    findings: list[str]
+    thresholds: dict[str, float]
+    confidence: float
+    flags: QualityFlags
+    routed_to_review: bool
+    latency_ms: float
+    served_by: str = "champion"
+    warning: str = REVIEW_WARNING
+    created_at: datetime | None = None
+
+
+class BatchOut(BaseModel):
+    predictions: list[PredictionOut]
+
+
+class ExplainOut(BaseModel):
+    prediction: PredictionOut
+    explained_class: str
+    heatmap_png_base64: str = Field(description="Grad-CAM overlay, same size as the input.")
+    width: int
+    height: int
+
+
+class ModelOut(BaseModel):
+    name: str
+    version: str
+    alias: str
+    task: str
+    labels: list[str]
+    findings: list[str]
+    thresholds: dict[str, float]
+    temperature: float
+    input_size: int
+    training_data_version: str
+    loaded_at: datetime
+
+
+class ModelsOut(BaseModel):
+    champion: ModelOut
+    challenger: ModelOut | None = None

@@ -1,0 +1,78 @@
+"""Everything one running service holds, built once at start-up and shared by the routes."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from radvigil.config import Settings
+from radvigil.registry import Registry
+from radvigil.service.batcher import MicroBatcher
+from radvigil.service.lifecycle import ModelManager
+from radvigil.service.metrics import ServiceMetrics
+from radvigil.service.security import Authenticator, RateLimiter
+from radvigil.service.sinks import AuditedPredictions
+from radvigil.store import (
+    AuditLog,
+    Database,
+    FeedbackStore,
+    KeyStore,
+    PredictionStore,
+    PredictionWriter,
+    upgrade_database,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServiceState:
+    settings: Settings
+    db: Database
+    predictions: PredictionStore
+    feedback: FeedbackStore
+    keys: KeyStore
+    audit: AuditLog
+    sink: AuditedPredictions
+    writer: PredictionWriter
+    models: ModelManager
+    batcher: MicroBatcher
+    metrics: ServiceMetrics
+    auth: Authenticator
+    limiter: RateLimiter
+
+    @classmethod
+    def build(cls, settings: Settings, registry: Registry, db: Database | None = None):
+        db = db or Database.from_settings(settings)
+        upgrade_database(db)
+        predictions = PredictionStore(db, keep_review_images=settings.store_review_images)
+        audit = AuditLog(db)
+        sink = AuditedPredictions(predictions, audit)
+        keys = KeyStore(db)
+        return cls(
+            settings=settings,
+            db=db,
+            predictions=predictions,
+            feedback=FeedbackStore(db),
+            keys=keys,
+            audit=audit,
+            sink=sink,
+            writer=PredictionWriter(sink, settings.spool_dir),
+            models=ModelManager(
+                registry, settings.model_name, settings.model_poll_seconds, settings.ort_threads
+            ),
+            batcher=MicroBatcher(settings.batch_max_size, settings.batch_max_wait_ms),
+            metrics=ServiceMetrics(),
+            auth=Authenticator(keys),
+            limiter=RateLimiter(),
+        )
+
+    def start(self) -> None:
+        self.writer.start()
+        self.models.start()
+        self.batcher.start()
+
+    async def stop(self) -> None:
+        await self.batcher.stop()
+        self.models.stop()
+        self.writer.close()
