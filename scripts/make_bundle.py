@@ -14,7 +14,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-PER_SPLIT = {"train": 350, "val": 75, "test": 125}  # images per class in each split
+PER_SPLIT = {"train": 350, "val": 130, "test": 125}  # images per class in each split
 KERMANY = "kermany_guangzhou_pediatric_cxr"
 DICOMS = ("RG1_chest_small_512.dcm", "RG1_J2KI.dcm", "RG3_J2KI.dcm")
 OUT = Path(__file__).resolve().parents[1] / "data" / "bundled"

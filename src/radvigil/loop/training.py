@@ -13,11 +13,13 @@ import numpy as np
 import torch
 
 from radvigil.data.catalog import DatasetCatalog
+from radvigil.data.manifest import DatasetVersion
 from radvigil.errors import ModelError
+from radvigil.loop.profiling import build_profile
 from radvigil.model import figures
 from radvigil.model.card import InputSpec, ModelCard
 from radvigil.model.config import TrainConfig
-from radvigil.model.dataset import load_split
+from radvigil.model.dataset import ArraySet, load_split
 from radvigil.model.engine import OnnxEngine
 from radvigil.model.export import PARITY_TOLERANCE, export_onnx, parity, quantize
 from radvigil.model.preprocess import MEAN, STD, normalise
@@ -114,12 +116,12 @@ def run_training(
                 cfg,
                 task,
                 size,
-                version.id,
+                version,
                 commit,
                 result,
                 run,
                 name,
-                val_set.images,
+                val_set,
                 Path(tmp),
                 caveats or [],
             )
@@ -134,15 +136,16 @@ def _export_and_register(
     cfg: TrainConfig,
     task: Task,
     size: int,
-    data_version: str,
+    version: DatasetVersion,
     commit: str,
     result: TrainResult,
     run: TrainingRun,
     name: str,
-    val_images: np.ndarray,
+    val_set: ArraySet,
     tmp: Path,
     caveats: list[str],
 ) -> TrainOutcome:
+    data_version, val_images = version.id, val_set.images
     onnx_path = export_onnx(result.model, result.temperature, size, tmp / "model.onnx")
     batch = normalise(val_images[:16])[:, None]
     diff = parity(result.model, result.temperature, onnx_path, batch)
@@ -173,6 +176,16 @@ def _export_and_register(
     card_dir.mkdir()
     (card_dir / "card.json").write_text(card.model_dump_json(indent=2))
     torch.save(result.model.state_dict(), card_dir / "weights.pt")  # for Grad-CAM explanations
+    build_profile(
+        version,
+        val_set.frame,
+        val_set.targets,
+        result.val_probs,
+        result.val_embeddings,
+        task.classes,
+        card_dir / "profile",
+        {"model": name, "dataset_version": data_version},
+    )
     np.savez_compressed(
         card_dir / "val_outputs.npz", probs=result.val_probs, embeddings=result.val_embeddings
     )
