@@ -15,6 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 
 PER_SPLIT = {"train": 350, "val": 130, "test": 125}  # images per class in each split
+STREAM_PER_CLASS = 150  # held-back "production traffic" for the demo, from the original test split
 KERMANY = "kermany_guangzhou_pediatric_cxr"
 DICOMS = ("RG1_chest_small_512.dcm", "RG1_J2KI.dcm", "RG3_J2KI.dcm")
 OUT = Path(__file__).resolve().parents[1] / "data" / "bundled"
@@ -47,6 +48,7 @@ def main(shared: Path) -> None:
             used.add(pid)
             picked.extend(patients[pid])
         chosen.extend(picked)
+    stream = _stream(by_key, used, rng)
     if OUT.exists():
         shutil.rmtree(OUT)
     (OUT / "dicom").mkdir(parents=True)
@@ -59,10 +61,36 @@ def main(shared: Path) -> None:
         writer = csv.DictWriter(handle, fieldnames=list(chosen[0]))
         writer.writeheader()
         writer.writerows(sorted(chosen, key=lambda r: r["path"]))
+    for row in stream:
+        rel = Path("stream") / Path(row["path"]).relative_to("cxr/kermany/test")
+        (OUT / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(shared / row["path"], OUT / rel)
+        row["path"] = rel.as_posix()
+    with (OUT / "stream.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(stream[0]))
+        writer.writeheader()
+        writer.writerows(sorted(stream, key=lambda r: r["path"]))
     for name in DICOMS:
         shutil.copy2(shared / "dicom" / name, OUT / "dicom" / name)
     shutil.copy2(shared / "dicom" / "LICENSE.pydicom-data.txt", OUT / "dicom")
-    print(f"bundled {len(chosen)} Kermany images and {len(DICOMS)} DICOM files into {OUT}")
+    print(f"bundled {len(chosen)} + {len(stream)} stream Kermany images and {len(DICOMS)} DICOM files into {OUT}")
+
+
+def _stream(by_key: dict, used: set[str], rng: random.Random) -> list[dict]:
+    """Unused test-split patients, kept out of every split: the demo's production traffic."""
+    rows: list[dict] = []
+    for label in ("normal", "pneumonia"):
+        patients = by_key[("test", label)]
+        ids = sorted(pid for pid in patients if pid not in used)
+        rng.shuffle(ids)
+        picked: list[dict] = []
+        for pid in ids:
+            if len(picked) >= STREAM_PER_CLASS:
+                break
+            used.add(pid)
+            picked.extend(patients[pid])
+        rows.extend(picked)
+    return rows
 
 
 if __name__ == "__main__":
