@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     ort_threads: int = Field(default=2, ge=1, description="ONNX Runtime intra-op threads.")
     max_batch_images: int = Field(default=16, ge=1, description="Images per /v1/predict/batch.")
     env: str = Field(default="development", description="development | production")
+    review_confidence: float = Field(
+        default=0.7, gt=0, le=1, description="Cases below this confidence join the review queue."
+    )
 
     @property
     def home_dir(self) -> Path:

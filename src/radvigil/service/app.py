@@ -14,7 +14,7 @@ from radvigil import __version__
 from radvigil.config import Settings, get_settings
 from radvigil.registry import Registry
 from radvigil.service import errors
-from radvigil.service.routes import health, models, predict, predictions
+from radvigil.service.routes import admin, health, models, predict, predictions, review
 from radvigil.service.state import ServiceState
 from radvigil.store import Database
 
@@ -70,6 +70,7 @@ def create_app(
         state.metrics.requests.labels(path, str(response.status_code)).inc()
         return response
 
-    for router in (health.router, models.router, predict.router, predictions.router):
+    routers = (health, models, predict, predictions, review, admin)
+    for router in (module.router for module in routers):
         app.include_router(router)
     return app

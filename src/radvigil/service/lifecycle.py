@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from radvigil.errors import ModelError, NotFoundError, RadvigilError
+from radvigil.loop.rollout import RolloutState, read_state
 from radvigil.model.engine import OnnxEngine
 from radvigil.registry import LoadedModel, Registry
 
@@ -103,6 +104,7 @@ class ModelManager:
         self.threads = threads
         self.champion: ServedModel | None = None
         self.challenger: ServedModel | None = None
+        self.rollout = RolloutState()
         self.last_error: str | None = None
         self.load_failures = 0
         self._stop = threading.Event()
@@ -111,6 +113,10 @@ class ModelManager:
     def refresh(self) -> bool:
         """Load whatever the aliases point at now; True when anything changed."""
         changed = False
+        try:
+            self.rollout = read_state(self.registry, self.name)
+        except RadvigilError:
+            self.rollout = RolloutState()
         for alias in ("champion", "challenger"):
             current: ServedModel | None = getattr(self, alias)
             try:
@@ -157,6 +163,19 @@ class ModelManager:
     def _poll(self) -> None:
         while not self._stop.wait(self.poll_seconds):
             self.refresh()
+
+    def route(self, study_hash: str) -> tuple[ServedModel, str]:
+        """Which version answers this study: the challenger for a sticky canary share."""
+        champion, challenger, rollout = self.require_champion(), self.challenger, self.rollout
+        if rollout.mode == "canary" and challenger is not None:
+            bucket = int(study_hash[:8], 16) / 0xFFFFFFFF
+            if bucket < rollout.canary_share:
+                return challenger, "challenger"
+        return champion, "champion"
+
+    def shadow(self) -> ServedModel | None:
+        """The challenger when it should score every request silently."""
+        return self.challenger if self.rollout.mode == "shadow" else None
 
     def require_champion(self) -> ServedModel:
         champion = self.champion

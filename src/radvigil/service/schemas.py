@@ -90,3 +90,36 @@ class ModelOut(BaseModel):
 class ModelsOut(BaseModel):
     champion: ModelOut
     challenger: ModelOut | None = None
+
+
+class ReviewItem(BaseModel):
+    """A case waiting for a clinician's label (no image bytes; fetch them separately)."""
+
+    request_id: str
+    created_at: datetime
+    model_version: str
+    predicted_class: str
+    probabilities: dict[str, float]
+    confidence: float
+    ood_score: float | None
+    reasons: list[str]
+    site: str | None
+    view_position: str | None
+    has_image: bool
+
+
+class ReviewQueueOut(BaseModel):
+    total: int
+    items: list[ReviewItem]
+
+
+class FeedbackIn(BaseModel):
+    """A label for a prediction; the reviewer is taken from the API key, never the body."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prediction_id: Annotated[
+        str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")
+    ]
+    label: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    comment: Annotated[str, StringConstraints(max_length=2000)] | None = None

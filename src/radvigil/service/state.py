@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from radvigil.config import Settings
 from radvigil.registry import Registry
@@ -40,6 +40,7 @@ class ServiceState:
     metrics: ServiceMetrics
     auth: Authenticator
     limiter: RateLimiter
+    background: set = field(default_factory=set)
 
     @classmethod
     def build(cls, settings: Settings, registry: Registry, db: Database | None = None):

@@ -13,6 +13,7 @@ from radvigil.store.feedback import FeedbackStore
 from radvigil.store.keys import ACTIONS, ROLE_MATRIX, ROLES, KeyStore, allowed, require
 from radvigil.store.migrate import check_schema, current_revision, head_revision, upgrade_database
 from radvigil.store.predictions import PredictionStore
+from radvigil.store.review import ReviewQueue
 from radvigil.store.schemas import (
     ApiKeyPublic,
     AuditCreate,
@@ -41,6 +42,7 @@ __all__ = [
     "PredictionRecord",
     "PredictionStore",
     "PredictionWriter",
+    "ReviewQueue",
     "Spool",
     "VerifyResult",
     "WriterStats",

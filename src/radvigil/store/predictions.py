@@ -165,3 +165,11 @@ class PredictionStore:
         if with_image:
             values["review_image"] = row.review_image
         return PredictionRecord.model_validate(values)
+
+    def get_many(self, request_ids: Sequence[str]) -> dict[str, PredictionRecord]:
+        """Stored predictions by id (missing ids are simply absent)."""
+        if not request_ids:
+            return {}
+        query = select(PredictionRow).where(PredictionRow.id.in_(list(request_ids)))
+        with self.db.session("read predictions") as session:
+            return {row.id: self._to_record(row) for row in session.scalars(query).all()}

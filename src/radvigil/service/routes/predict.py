@@ -6,6 +6,7 @@ import asyncio
 import base64
 import io
 import json
+import logging
 import time
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
@@ -17,11 +18,13 @@ from radvigil.model.gradcam import gradcam, overlay
 from radvigil.service import inference
 from radvigil.service.deps import Predictor, State
 from radvigil.service.errors import ApiError
+from radvigil.service.lifecycle import ServedModel
 from radvigil.service.schemas import BatchOut, ExplainOut, PredictionOut, StudyMetadata
 from radvigil.service.state import ServiceState
-from radvigil.store import ApiKeyPublic
+from radvigil.store import ApiKeyPublic, PredictionRecord
 
 router = APIRouter(prefix="/v1", tags=["predict"])
+log = logging.getLogger(__name__)
 ACCEPTED_TYPES = frozenset(
     {
         "image/png",
@@ -87,21 +90,58 @@ async def _predict(
     meta: StudyMetadata,
     started: float,
 ) -> list[PredictionOut]:
-    served = state.models.require_champion()
-    images = [image for _, image in items]
-    probs, embeddings = await inference.predict_images(served, images, state.batcher)
-    outs = []
-    for (data, image), p, e in zip(items, probs, embeddings, strict=True):
+    """Route each study (champion, or challenger for a canary share), log it, shadow it.
+
+    Studies of a batch run concurrently so the micro-batcher can merge them into one call.
+    """
+
+    async def one(data: bytes, image: Image) -> PredictionOut:
+        digest = inference.study_hash(data, meta)
+        served, served_by = state.models.route(digest)
+        probs, embeddings = await inference.predict_images(served, [image], state.batcher)
         out, record, _ = inference.build(
-            served, image, p, e, meta, inference.study_hash(data, meta), started
+            served, image, probs[0], embeddings[0], meta, digest, started, served_by
         )
-        state.sink.remember(record.id, key.name)
-        state.writer.submit(record)
-        state.metrics.predictions.labels(served.version, out.predicted_class, "champion").inc()
-        if out.routed_to_review:
-            state.metrics.drifters.labels(served.version).inc()
-        outs.append(out)
-    return outs
+        _log(state, key, record, out.routed_to_review)
+        shadow = state.models.shadow()
+        if shadow is not None and served_by == "champion":
+            task = asyncio.create_task(_shadow(state, key, shadow, image, meta, digest, record.id))
+            state.background.add(task)
+            task.add_done_callback(state.background.discard)
+        return out
+
+    return list(await asyncio.gather(*(one(data, image) for data, image in items)))
+
+
+def _log(state: ServiceState, key: ApiKeyPublic, record: PredictionRecord, routed: bool) -> None:
+    state.sink.remember(record.id, key.name)
+    state.writer.submit(record)
+    state.metrics.predictions.labels(
+        record.model_version, record.predicted_class, record.served_by
+    ).inc()
+    if routed and record.served_by != "shadow":
+        state.metrics.drifters.labels(record.model_version).inc()
+
+
+async def _shadow(
+    state: ServiceState,
+    key: ApiKeyPublic,
+    shadow: ServedModel,
+    image: Image,
+    meta: StudyMetadata,
+    digest: str,
+    primary_id: str,
+) -> None:
+    """Score with the challenger and store the result; never returned to the caller."""
+    started = time.perf_counter()
+    try:
+        probs, embeddings = await inference.predict_images(shadow, [image], state.batcher)
+        _, record, _ = inference.build(
+            shadow, image, probs[0], embeddings[0], meta, digest, started, "shadow"
+        )
+        _log(state, key, record.model_copy(update={"shadow_of": primary_id}), False)
+    except Exception:  # a shadow failure must never affect clinical traffic
+        log.exception("shadow scoring by %s/%s failed", shadow.name, shadow.version)
 
 
 @router.post(
@@ -165,6 +205,8 @@ async def explain(
     if target is not None and target not in served.classes:
         raise ApiError(400, "invalid_input", f"target {target!r} is not one of {served.classes}")
     out = (await _predict(state, key, [(data, image)], meta, started))[0]
+    if out.served_by == "challenger" and state.models.challenger is not None:
+        served = state.models.challenger
     explained = target or out.predicted_class
     heatmap = await asyncio.to_thread(
         gradcam, served.torch_model(), image.pixels, served.size, served.classes.index(explained)

@@ -1,0 +1,146 @@
+"""Rollout of a challenger: shadow, canary, promote, reject, and one-step rollback.
+
+The rollout state lives in the registry (a registered-model tag), so every service replica
+reads the same state; aliases move only here. Every step calls ``record`` (the audit log) and
+tags the model version with who did it and why.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from radvigil.errors import InputError, NotFoundError
+from radvigil.registry import Registry
+
+STATE_TAG = "radvigil.rollout"
+Mode = Literal["off", "shadow", "canary"]
+Recorder = Callable[[str, str, str, dict[str, Any]], None]  # (action, actor, version, details)
+
+
+class RolloutState(BaseModel):
+    """How traffic is shared between champion and challenger right now."""
+
+    mode: Mode = "off"
+    canary_share: float = Field(0.0, ge=0.0, le=1.0)
+    challenger: str | None = None
+    updated_by: str | None = None
+    updated_at: str | None = None
+    reason: str | None = None
+
+
+def read_state(registry: Registry, name: str) -> RolloutState:
+    try:
+        tags = registry.client.get_registered_model(name).tags
+    except Exception as exc:
+        raise NotFoundError(f"no registered model {name!r}") from exc
+    raw = tags.get(STATE_TAG)
+    return RolloutState.model_validate_json(raw) if raw else RolloutState()
+
+
+class Rollout:
+    """The rollout commands for one registered model."""
+
+    def __init__(self, registry: Registry, name: str, record: Recorder) -> None:
+        self.registry, self.name, self.record = registry, name, record
+
+    def _aliases(self) -> dict[str, str]:
+        try:
+            model = self.registry.client.get_registered_model(self.name)
+        except Exception as exc:
+            raise NotFoundError(f"no registered model {self.name!r}") from exc
+        return {k: str(v) for k, v in model.aliases.items()}
+
+    def _challenger(self) -> str:
+        version = self._aliases().get("challenger")
+        if version is None:
+            raise InputError(
+                f"{self.name} has no challenger; a retrained version that passed its "
+                "gates gets the alias (radvigil retrain)"
+            )
+        return version
+
+    def _save(self, state: RolloutState, actor: str, reason: str) -> RolloutState:
+        state = state.model_copy(
+            update={
+                "updated_by": actor,
+                "reason": reason,
+                "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            }
+        )
+        self.registry.client.set_registered_model_tag(self.name, STATE_TAG, state.model_dump_json())
+        return state
+
+    def _tag(self, version: str, key: str, actor: str, reason: str) -> None:
+        value = json.dumps(
+            {"by": actor, "reason": reason, "at": datetime.now(UTC).isoformat(timespec="seconds")}
+        )
+        self.registry.set_version_tag(self.name, version, f"radvigil.{key}", value)
+
+    def state(self) -> RolloutState:
+        return read_state(self.registry, self.name)
+
+    def shadow(self, actor: str, reason: str) -> RolloutState:
+        """The challenger scores every request in the background; only the champion answers."""
+        version = self._challenger()
+        state = self._save(RolloutState(mode="shadow", challenger=version), actor, reason)
+        self._tag(version, "shadow", actor, reason)
+        self.record("rollout_shadow", actor, version, {"reason": reason})
+        return state
+
+    def canary(self, share: float, actor: str, reason: str) -> RolloutState:
+        """The challenger answers ``share`` of studies (sticky by study hash)."""
+        if not 0.0 < share <= 0.5:
+            raise InputError("a canary share must be in (0, 0.5]; promote to go further")
+        version = self._challenger()
+        state = self._save(
+            RolloutState(mode="canary", canary_share=share, challenger=version), actor, reason
+        )
+        self._tag(version, "canary", actor, f"{share:.0%}: {reason}")
+        self.record("rollout_canary", actor, version, {"share": share, "reason": reason})
+        return state
+
+    def promote(self, actor: str, reason: str) -> str:
+        """Challenger becomes champion; the old champion stays reachable as ``previous``."""
+        version = self._challenger()
+        gate = self.registry.resolve(f"{self.name}/{version}").tags.get("radvigil.gate")
+        if not gate or not json.loads(gate).get("passed"):
+            raise InputError(
+                f"{self.name}/{version} has no passing gate verdict; it cannot be "
+                "promoted (radvigil gate ... records one)"
+            )
+        old = self._aliases().get("champion")
+        if old is not None:
+            self.registry.set_alias(self.name, "previous", old, actor, f"replaced: {reason}")
+        self.registry.set_alias(self.name, "champion", version, actor, reason)
+        self.registry.remove_alias(self.name, "challenger", actor, f"promoted: {reason}")
+        self._save(RolloutState(), actor, f"promoted {version}")
+        self._tag(version, "promoted", actor, reason)
+        self.record("promote", actor, version, {"previous": old, "reason": reason})
+        return version
+
+    def reject(self, actor: str, reason: str) -> str:
+        version = self._challenger()
+        self.registry.remove_alias(self.name, "challenger", actor, f"rejected: {reason}")
+        self._save(RolloutState(), actor, f"rejected {version}")
+        self._tag(version, "rejected", actor, reason)
+        self.record("reject", actor, version, {"reason": reason})
+        return version
+
+    def rollback(self, actor: str, reason: str) -> str:
+        """The previous champion serves again; the rolled-back version is tagged as such."""
+        aliases = self._aliases()
+        previous, current = aliases.get("previous"), aliases.get("champion")
+        if previous is None:
+            raise InputError(f"{self.name} has no previous champion to roll back to")
+        self.registry.set_alias(self.name, "champion", previous, actor, f"rollback: {reason}")
+        self.registry.remove_alias(self.name, "previous", actor, f"rollback: {reason}")
+        self._save(RolloutState(), actor, f"rolled back to {previous}")
+        if current is not None:
+            self._tag(current, "rolled_back", actor, reason)
+        self.record("rollback", actor, previous, {"from": current, "reason": reason})
+        return previous

@@ -1,0 +1,100 @@
+"""The review queue and clinicians' labels (feedback)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Path, Query, Response
+
+from radvigil.errors import InputError, NotFoundError
+from radvigil.service.deps import Labeller, State
+from radvigil.service.schemas import FeedbackIn, ReviewItem, ReviewQueueOut
+from radvigil.store import FeedbackCreate, FeedbackPublic, PredictionRecord, ReviewQueue
+
+router = APIRouter(prefix="/v1", tags=["review"])
+RequestId = Path(..., max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")
+
+
+def _item(record: PredictionRecord) -> ReviewItem:
+    return ReviewItem(
+        request_id=record.id,
+        created_at=record.created_at,
+        model_version=record.model_version,
+        predicted_class=record.predicted_class,
+        probabilities=record.probabilities,
+        confidence=record.confidence,
+        ood_score=record.ood_score,
+        reasons=record.warnings,
+        site=record.site,
+        view_position=record.view_position,
+        has_image=bool(record.routed_to_review),
+    )
+
+
+@router.get(
+    "/review",
+    response_model=ReviewQueueOut,
+    summary="Drifters and low-confidence cases awaiting a label, most unusual first",
+)
+def review_queue(
+    state: State,
+    _: Labeller,
+    site: str | None = Query(None, max_length=100),
+    limit: int = Query(50, ge=1, le=500),
+    offset: int = Query(0, ge=0),
+) -> ReviewQueueOut:
+    queue = ReviewQueue(state.db)
+    threshold = state.settings.review_confidence
+    items = queue.pending(site=site, max_confidence=threshold, limit=limit, offset=offset)
+    return ReviewQueueOut(
+        total=queue.size(site=site, max_confidence=threshold), items=[_item(r) for r in items]
+    )
+
+
+@router.get(
+    "/review/{request_id}/image",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}},
+    summary="The stored de-identified pixels of a case routed to review (PNG)",
+)
+def review_image(state: State, _: Labeller, request_id: str = RequestId) -> Response:
+    record = state.predictions.get(request_id, with_image=True)
+    if not record.review_image:
+        raise NotFoundError(
+            f"no stored image for {request_id!r} (images are kept only for "
+            "cases routed to review when RADVIGIL_STORE_REVIEW_IMAGES is on)"
+        )
+    return Response(record.review_image, media_type="image/png")
+
+
+@router.post(
+    "/feedback",
+    response_model=FeedbackPublic,
+    status_code=201,
+    summary="Label or correct a prediction (reviewer = the API key's name)",
+)
+def post_feedback(state: State, key: Labeller, body: FeedbackIn) -> FeedbackPublic:
+    try:
+        record = state.predictions.get(body.prediction_id)
+    except NotFoundError:
+        state.writer.flush(timeout=5)  # the prediction may still be in the writer's queue
+        record = state.predictions.get(body.prediction_id)
+    classes = list(record.probabilities)
+    if body.label not in classes:
+        raise InputError(f"label {body.label!r} is not a class of task {record.task!r}: {classes}")
+    stored = state.feedback.add(
+        FeedbackCreate(prediction_id=body.prediction_id, label=body.label, comment=body.comment),
+        reviewer=key.name,
+    )
+    state.audit.append(
+        actor=key.name,
+        action="label",
+        object_type="prediction",
+        object_id=record.id,
+        model_version=f"{record.model_name}/{record.model_version}",
+        request_id=record.id,
+        details={
+            "label": body.label,
+            "predicted_class": record.predicted_class,
+            "feedback_id": stored.id,
+        },
+    )
+    return stored
