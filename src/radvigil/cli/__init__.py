@@ -6,8 +6,9 @@ import logging
 
 import typer
 
-from radvigil.cli import admin, data, models
+from radvigil.cli import admin, data, loop, models
 from radvigil.cli.common import ErrorHandlingGroup
+from radvigil.cli.demo import demo_command
 from radvigil.cli.evaluation import evaluate_command, gate_command
 from radvigil.cli.serve import serve_command
 from radvigil.cli.training import train_command
@@ -27,6 +28,11 @@ app.command("gate")(gate_command)
 app.add_typer(admin.db_app, name="db")
 app.add_typer(admin.keys_app, name="keys")
 app.add_typer(admin.audit_app, name="audit")
+app.add_typer(loop.review_app, name="review")
+app.add_typer(loop.rollout_app, name="rollout")
+app.add_typer(loop.loop_app, name="loop")
+app.command("retrain")(loop.retrain_command)
+app.command("demo")(demo_command)
 
 
 @app.callback()

@@ -137,7 +137,7 @@ def validate(
     ds = cat.load(version)
     qc_config = load_qc_config(config) if config else QCConfig()
     report = run_qc(ds, qc_config, progress=lambda items: track(items, "checking images"))
-    _print_report(report)
+    print_qc_report(report)
     target = json_path or get_settings().reports_dir / f"qc-{ds.id}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(report.model_dump_json(indent=2))
@@ -155,7 +155,7 @@ def validate(
         typer.echo(vid)
 
 
-def _print_report(report: QCReport) -> None:
+def print_qc_report(report: QCReport) -> None:
     table = Table(title=f"QC of {report.version_id} ({report.items} images)")
     for column in ("check", "severity", "threshold", "flagged"):
         table.add_column(column, justify="right" if column == "flagged" else "left")

@@ -1,0 +1,197 @@
+"""Retraining from clinicians' labels: new data version, challenger, gates, alias.
+
+The new dataset version is the champion's training data plus the labelled drifters; a seeded
+share of them joins the hold-out test split and all of them form the "problem cases" version
+the gates check for regressions. Lineage points from the challenger's run to both versions and
+to the feedback records used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from radvigil.data.catalog import DatasetCatalog
+from radvigil.data.manifest import DatasetVersion, canonical
+from radvigil.errors import DataError
+from radvigil.evaluation import GateCriteria, Verdict
+from radvigil.loop.evaluation import evaluate_version, gate_version, verdict_tag, write_and_log
+from radvigil.loop.training import run_training
+from radvigil.model.config import TrainConfig
+from radvigil.registry import LoadedModel, Registry
+from radvigil.store import FeedbackStore, PredictionStore
+
+Recorder = Callable[[str, str, str, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class LabelledCase:
+    prediction_id: str
+    label: str
+    png: bytes
+    site: str | None
+    view_position: str | None
+    study_hash: str | None
+
+
+@dataclass
+class RetrainOutcome:
+    """What retraining produced, and whether the challenger may be rolled out."""
+
+    version: str
+    data_version: str
+    problem_cases_version: str
+    feedback_cases: int
+    verdict: Verdict
+    report_path: Path | None
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict.passed
+
+
+def labelled_drifters(predictions: PredictionStore, feedback: FeedbackStore) -> list[LabelledCase]:
+    """Drifters (routed to review) that carry a clinician's label and stored pixels."""
+    labels = feedback.latest_labels()
+    records = predictions.get_many(list(labels))
+    cases = []
+    for pid, record in records.items():
+        if not record.routed_to_review or record.served_by == "shadow":
+            continue
+        full = predictions.get(pid, with_image=True)
+        if not full.review_image:
+            continue
+        cases.append(
+            LabelledCase(
+                pid,
+                labels[pid],
+                full.review_image,
+                record.site,
+                record.view_position,
+                record.study_hash,
+            )
+        )
+    return sorted(cases, key=lambda c: c.prediction_id)
+
+
+def build_versions(
+    parent: DatasetVersion,
+    cases: list[LabelledCase],
+    folder: Path,
+    holdout_share: float,
+    seed: int,
+) -> tuple[DatasetVersion, DatasetVersion]:
+    """(training version = parent + cases, problem-cases version = cases only, all test)."""
+    if not cases:
+        raise DataError(
+            "no labelled drifters with stored images: label cases in the review queue "
+            "(and run the service with RADVIGIL_STORE_REVIEW_IMAGES=true)"
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    holdout = set(rng.permutation(len(cases))[: round(holdout_share * len(cases))].tolist())
+    rows = []
+    for i, case in enumerate(cases):
+        path = folder / f"{case.prediction_id}.png"
+        path.write_bytes(case.png)
+        rows.append(
+            {
+                "path": os.path.relpath(path, parent.root),
+                "label": case.label,
+                "split": "test" if i in holdout else "train",
+                "sha256": hashlib.sha256(case.png).hexdigest(),
+                "patient_id": f"study:{case.study_hash or case.prediction_id}",
+                "site": case.site or "",
+                "view_position": case.view_position or "",
+                "source_dataset": "clinician_feedback",
+                "prediction_id": case.prediction_id,
+            }
+        )
+    extra = pd.DataFrame(rows)
+    source = {
+        "kind": "retrain",
+        "parent": parent.id,
+        "prediction_ids": [c.prediction_id for c in cases],
+    }
+    merged = canonical(pd.concat([parent.frame, extra], ignore_index=True).fillna(""))
+    problems = canonical(extra.assign(split="test"))
+    return (
+        DatasetVersion(merged, parent.root, {"source": source}),
+        DatasetVersion(problems, parent.root, {"source": {**source, "kind": "problem_cases"}}),
+    )
+
+
+def retrain(
+    champion: LoadedModel,
+    predictions: PredictionStore,
+    feedback: FeedbackStore,
+    catalog: DatasetCatalog,
+    registry: Registry,
+    criteria: GateCriteria,
+    reports_dir: Path,
+    record: Recorder,
+    actor: str,
+    *,
+    holdout_share: float = 0.3,
+    seed: int = 42,
+    observer=None,
+) -> RetrainOutcome:
+    """Train a challenger with the champion's config, gate it, and alias it only if it passes."""
+    cases = labelled_drifters(predictions, feedback)
+    parent = catalog.load(champion.card["training_data_version"])
+    digest = hashlib.sha256(",".join(c.prediction_id for c in cases).encode()).hexdigest()[:12]
+    data, problems = build_versions(
+        parent, cases, catalog.folder / f"feedback-{digest}", holdout_share, seed
+    )
+    data_id = catalog.save(data, name=f"retrain-{digest}")
+    problem_id = catalog.save(problems, name=f"problem-cases-{digest}")
+    cfg = TrainConfig.model_validate(champion.card["config"])
+    tags = {
+        "radvigil.parent_version": parent.id,
+        "radvigil.problem_cases": problem_id,
+        "radvigil.retrained_from": f"{champion.name}/{champion.version}",
+        "radvigil.feedback_ids": ",".join(c.prediction_id for c in cases)[:4900],
+    }
+    outcome = run_training(cfg, data_id, catalog, registry, observer=observer, extra_tags=tags)
+    candidate = registry.load(f"{outcome.name}/{outcome.version}")
+    version = catalog.load(data_id)
+    verdict = gate_version(criteria, candidate, champion, version, "test", catalog.load(problem_id))
+    registry.set_version_tag(outcome.name, outcome.version, "radvigil.gate", verdict_tag(verdict))
+    result, _ = evaluate_version(candidate, version, "test")
+    html, _ = write_and_log(
+        result,
+        verdict,
+        reports_dir / f"{outcome.name}-v{outcome.version}-{data_id}-test",
+        registry,
+        candidate,
+        data_id,
+        "test",
+    )
+    if verdict.passed:
+        registry.set_alias(
+            outcome.name,
+            "challenger",
+            outcome.version,
+            actor,
+            f"retrained on {len(cases)} labelled drifters; gates passed",
+        )
+    record(
+        "retrain",
+        actor,
+        outcome.version,
+        {
+            "data_version": data_id,
+            "problem_cases": problem_id,
+            "feedback_cases": len(cases),
+            "gate": verdict.summary(),
+            "challenger": verdict.passed,
+        },
+    )
+    return RetrainOutcome(outcome.version, data_id, problem_id, len(cases), verdict, html)
