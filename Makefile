@@ -3,18 +3,27 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+CHROMIUM := /usr/bin/chromium
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench serve clean
 
+# The virtual environment, built once and rebuilt when pyproject.toml changes.
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade-strategy only-if-needed -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-demo: $(STAMP)
-	$(BIN)/radvigil demo
+# Browser tests drive Debian's Chromium; install it when missing (needs root or sudo).
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then apt-get install -y -q chromium >/dev/null; \
+	 else sudo apt-get install -y -q chromium >/dev/null; fi
 
-test: $(STAMP)
+# The main job: the closed-loop demo on the bundled data (resets $RADVIGIL_HOME, default .radvigil).
+demo: $(STAMP)
+	$(BIN)/radvigil demo --fresh
+
+# The whole test suite: lint, unit, integration (PostgreSQL, MLflow server, uvicorn), browser.
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/pytest -q
 
@@ -22,8 +31,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/ruff format --check src tests bench scripts
 
+serve: $(STAMP)
+	$(BIN)/radvigil serve
+
 bench: $(STAMP)
 	$(BIN)/python bench/train_speed.py
+	$(BIN)/python bench/serve_load.py
+	$(BIN)/python bench/drift_power.py
 
 clean:
 	rm -rf .radvigil

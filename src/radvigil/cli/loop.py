@@ -227,6 +227,7 @@ def rollout_promote(reason: str = REASON) -> None:
 
 @rollout_app.command("reject")
 def rollout_reject(reason: str = REASON) -> None:
+    """Drop the challenger alias; the version stays registered, tagged as rejected."""
     rollout, who = _rollout()
     console.print(f"rejected version {rollout.reject(who, reason)}")
 
