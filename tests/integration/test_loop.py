@@ -1,0 +1,228 @@
+"""The closed loop on a small real slice: review, feedback, retrain, gates, shadow, promote,
+rollback — through a real uvicorn server, a real registry and a real database."""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+from PIL import Image as PILImage
+
+from radvigil.config import Settings
+from radvigil.data.io import read_image
+from radvigil.data.shifts import apply_shift, get_shift
+from radvigil.errors import InputError
+from radvigil.evaluation import criteria_from_dict
+from radvigil.loop.retrain import retrain
+from radvigil.loop.rollout import Rollout
+from radvigil.loop.training import run_training
+from radvigil.service.app import create_app
+from radvigil.store import AuditLog, KeyStore
+from tests.helpers import LiveServer, make_home, tiny_config
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+LENIENT = {
+    "n_resamples": 200,
+    "gates": [
+        {"kind": "non_inferiority", "metrics": ["auc"], "margin": 0.5},
+        {"kind": "problem_cases", "metric": "accuracy", "margin": 0.5, "min_accuracy": 0.0},
+    ],
+}
+IMPOSSIBLE = {
+    "n_resamples": 200,
+    "gates": [
+        {"kind": "min_specificity", "default": 1.0},
+        {"kind": "min_sensitivity", "default": 1.0},
+    ],
+}
+
+
+def _png(pixels) -> bytes:
+    buffer = io.BytesIO()
+    PILImage.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def loop(tmp_path_factory):
+    root = tmp_path_factory.mktemp("loop")
+    home = make_home(root / "home")
+    outcome = run_training(tiny_config(), home.data_version, home.catalog, home.registry)
+    home.registry.set_alias(outcome.name, "champion", outcome.version, "test", "first")
+    settings = Settings(
+        home=root / "home",
+        store_review_images=True,
+        model_poll_seconds=0.5,
+        monitor_interval_seconds=0,
+    )
+    app = create_app(settings, registry=home.registry)
+    keys = KeyStore(app.state.radvigil.db)
+    tokens = {
+        r: keys.create(f"{r}-key", r, rate_limit=10_000)[0]
+        for r in ("admin", "clinician", "service")
+    }
+    with LiveServer(app) as server, httpx.Client(base_url=server.url, timeout=120) as client:
+        yield home, client, tokens, app.state.radvigil
+
+
+def _stream(client, token: str, bundled: Path, n: int, contrast: float) -> dict[str, str]:
+    """Post real stream images with a harsh contrast drop (quality-flagged drifters)."""
+    frame = pd.read_csv(bundled / "stream.csv").head(n)
+    truth = {}
+    shift = get_shift("contrast", factor=contrast)
+    for i, row in enumerate(frame.itertuples()):
+        pixels = apply_shift(read_image(bundled / row.path).pixels, shift, seed=i)
+        body = client.post(
+            "/v1/predict",
+            headers={"X-API-Key": token},
+            files={"file": (f"s{i}.png", _png(pixels), "image/png")},
+        ).json()
+        truth[body["request_id"]] = row.label
+    return truth
+
+
+def test_closed_loop(loop, bundled: Path) -> None:
+    home, client, tokens, state = loop
+    admin, clinician = {"X-API-Key": tokens["admin"]}, {"X-API-Key": tokens["clinician"]}
+    truth = _stream(client, tokens["service"], bundled, 40, contrast=0.25)
+    state.writer.flush()
+    queue = client.get("/v1/review", headers=clinician, params={"limit": 500}).json()
+    assert queue["total"] >= 30, queue["total"]
+    first = queue["items"][0]["request_id"]
+    assert client.get(f"/v1/review/{first}/image", headers=clinician).status_code == 200
+
+    # bad input: unknown prediction, label outside the task, wrong role
+    unknown = client.post(
+        "/v1/feedback", headers=clinician, json={"prediction_id": "no-such-id", "label": "normal"}
+    )
+    assert unknown.status_code == 404
+    outside = client.post(
+        "/v1/feedback", headers=clinician, json={"prediction_id": first, "label": "tuberculosis"}
+    )
+    assert outside.status_code == 400 and "not a class" in outside.json()["message"]
+    assert (
+        client.post(
+            "/v1/feedback",
+            headers={"X-API-Key": tokens["service"]},
+            json={"prediction_id": first, "label": "normal"},
+        ).status_code
+        == 403
+    )
+
+    for item in queue["items"]:
+        response = client.post(
+            "/v1/feedback",
+            headers=clinician,
+            json={"prediction_id": item["request_id"], "label": truth[item["request_id"]]},
+        )
+        assert response.status_code == 201
+    assert client.get("/v1/review", headers=clinician).json()["total"] == 0
+
+    # no challenger yet: promote is refused with one clear error, nothing changes
+    refused = client.post("/v1/admin/rollout/promote", headers=admin, json={"reason": "try"})
+    assert refused.status_code == 400, refused.text
+    assert "no challenger" in refused.json()["message"]
+    no_previous = client.post(
+        "/v1/admin/rollout/rollback", headers=admin, json={"reason": "nothing to undo"}
+    )
+    assert no_previous.status_code == 400 and "no previous" in no_previous.json()["message"]
+
+    champion = home.registry.load("chest-pneumonia@champion")
+    records: list[tuple] = []
+
+    def record(action, actor, version, details):
+        records.append((action, version))
+        state.audit.append(
+            actor=actor,
+            action=action,
+            object_type="model_version",
+            object_id=version,
+            details=details,
+        )
+
+    failed = retrain(
+        champion,
+        state.predictions,
+        state.feedback,
+        home.catalog,
+        home.registry,
+        criteria_from_dict(IMPOSSIBLE),
+        home.root / "reports",
+        record,
+        "tester",
+    )
+    assert not failed.passed
+    assert "challenger" not in home.registry.client.get_registered_model("chest-pneumonia").aliases
+    assert (
+        client.post(
+            "/v1/admin/rollout/promote", headers=admin, json={"reason": "should not"}
+        ).status_code
+        == 400
+    )
+
+    passed = retrain(
+        champion,
+        state.predictions,
+        state.feedback,
+        home.catalog,
+        home.registry,
+        criteria_from_dict(LENIENT),
+        home.root / "reports",
+        record,
+        "tester",
+    )
+    assert passed.passed and passed.feedback_cases >= 30
+    run = home.registry.run(home.registry.resolve(f"chest-pneumonia/{passed.version}").run_id)
+    assert run.data.tags["radvigil.parent_version"] == home.data_version
+    assert run.data.tags["radvigil.problem_cases"] == passed.problem_cases_version
+    assert first in run.data.tags["radvigil.feedback_ids"]
+
+    shadow = client.post("/v1/admin/rollout/shadow", headers=admin, json={"reason": "compare"})
+    assert shadow.status_code == 200, shadow.text
+    _stream(client, tokens["service"], bundled, 10, contrast=0.9)
+    time.sleep(1.0)
+    state.writer.flush()
+    report = client.get("/v1/admin/rollout/shadow-report", headers=admin).json()
+    assert report["pairs"] == 10 and report["challenger_version"] == passed.version
+
+    canary = client.post(
+        "/v1/admin/rollout/canary", headers=admin, json={"reason": "10 percent", "share": 0.5}
+    )
+    assert canary.status_code == 200
+    served = {
+        b["served_by"]
+        for b in (
+            client.post(
+                "/v1/predict",
+                headers={"X-API-Key": tokens["service"]},
+                files={"file": (f"{i}.png", _png(read_image(p).pixels), "image/png")},
+            ).json()
+            for i, p in enumerate(
+                sorted((bundled / "kermany" / "test" / "normal").glob("*.jpg"))[:16]
+            )
+        )
+    }
+    assert served == {"champion", "challenger"}
+
+    promoted = client.post(
+        "/v1/admin/rollout/promote", headers=admin, json={"reason": "gates passed"}
+    )
+    assert promoted.status_code == 200, promoted.text
+    assert client.get("/v1/model", headers=admin).json()["champion"]["version"] == passed.version
+
+    # rollback from outside the server (CLI path): the server follows within the poll interval
+    Rollout(home.registry, "chest-pneumonia", record).rollback("tester", "regression seen")
+    deadline = time.monotonic() + 5
+    while client.get("/v1/model", headers=admin).json()["champion"]["version"] != "1":
+        assert time.monotonic() < deadline, "server did not follow the rollback"
+        time.sleep(0.2)
+    with pytest.raises(InputError, match="no previous champion"):
+        Rollout(home.registry, "chest-pneumonia", record).rollback("tester", "again")
+
+    actions = {e.action for e in AuditLog(state.db).list(limit=1000)}
+    assert {"predict", "label", "retrain", "rollout_shadow", "promote", "rollback"} <= actions
+    assert AuditLog(state.db).verify().ok
