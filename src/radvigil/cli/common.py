@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -12,6 +13,8 @@ from typer.core import TyperGroup
 
 from radvigil.errors import RadvigilError
 
+# Shipped YAML configs (fast/full training, gates, monitoring) in the source checkout.
+CONFIGS = Path(__file__).resolve().parents[3] / "configs"
 console = Console()
 err_console = Console(stderr=True)
 ERROR_EXIT = 2

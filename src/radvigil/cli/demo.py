@@ -22,7 +22,7 @@ import typer
 from PIL import Image as PILImage
 from rich.panel import Panel
 
-from radvigil.cli.common import console, track
+from radvigil.cli.common import CONFIGS, console, track
 from radvigil.cli.data import print_qc_report
 from radvigil.config import Settings, get_settings, reset_settings
 from radvigil.data.catalog import DatasetCatalog
@@ -37,7 +37,6 @@ from radvigil.registry import Registry
 
 REPO = Path(__file__).resolve().parents[3]
 BUNDLE = REPO / "data" / "bundled"
-CONFIGS = REPO / "configs"
 SCANNER_CHANGE = ("brightness:factor=1.25", "contrast:factor=0.75", "gaussian_noise:sigma=6")
 DEMO_MONITORING = """# written by radvigil demo: windows of 50 fit the bundled stream
 windows: {size: 50, min_size: 25}

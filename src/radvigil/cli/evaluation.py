@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from radvigil.cli.common import console, track
+from radvigil.cli.common import CONFIGS, console, track
 from radvigil.cli.context import catalog, registry
 from radvigil.config import get_settings
 from radvigil.errors import NotFoundError
@@ -22,7 +22,7 @@ from radvigil.loop.evaluation import (
     write_and_log,
 )
 
-REPO_GATES = Path("configs/gates.yaml")
+REPO_GATES = CONFIGS / "gates.yaml"
 
 
 def _progress(items):

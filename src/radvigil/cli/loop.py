@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from radvigil.cli.admin import actor, database
-from radvigil.cli.common import console
+from radvigil.cli.common import CONFIGS, console
 from radvigil.cli.context import catalog, registry
 from radvigil.config import get_settings
 from radvigil.errors import InputError
@@ -23,7 +23,7 @@ from radvigil.store import AuditLog, FeedbackCreate, FeedbackStore, PredictionSt
 review_app = typer.Typer(no_args_is_help=True, help="The review queue: list and label cases.")
 rollout_app = typer.Typer(no_args_is_help=True, help="Shadow, canary, promote, reject, rollback.")
 loop_app = typer.Typer(no_args_is_help=True, help="Retraining triggers.")
-GATES = Path("configs/gates.yaml")
+GATES = CONFIGS / "gates.yaml"
 
 
 def _recorder(audit: AuditLog, name: str):

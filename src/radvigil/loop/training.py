@@ -186,9 +186,6 @@ def _export_and_register(
         card_dir / "profile",
         {"model": name, "dataset_version": data_version},
     )
-    np.savez_compressed(
-        card_dir / "val_outputs.npz", probs=result.val_probs, embeddings=result.val_embeddings
-    )
     if (tmp / "model.int8.onnx").exists():
         (tmp / "model.int8.onnx").rename(card_dir / "model.int8.onnx")
     run.log_artifacts(card_dir, "radvigil")
