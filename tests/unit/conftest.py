@@ -16,7 +16,7 @@ BUNDLED_JPEG = "kermany/test/normal/IM-0001-0001.jpg"
 
 @pytest.fixture(scope="session")
 def bundled_version(bundled: Path) -> DatasetVersion:
-    """The 1,104-image bundled Kermany subset as a (not saved) dataset version."""
+    """The bundled Kermany subset as a (not saved) dataset version."""
     return from_csv(bundled / "manifest.csv").version
 
 
