@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -33,15 +34,17 @@ DEFAULT_OUT = REPO / "bench" / "results"
 FAST_CONFIG = REPO / "configs" / "fast.yaml"
 MODEL_NAME = "chest-pneumonia"
 
-console = Console(width=140)
+console = Console(width=160)
 
 
 def quiet_libraries() -> None:
     """Keep MLflow, Alembic and friends from drowning the tables in log lines and warnings."""
     os.environ.setdefault("MLFLOW_ENABLE_TELEMETRY", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
-    logging.basicConfig(level=logging.WARNING)
-    for name in ("mlflow", "alembic", "radvigil", "httpx", "uvicorn", "urllib3"):
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    logging.basicConfig(level=logging.ERROR)
+    for name in ("mlflow", "alembic", "radvigil", "httpx", "uvicorn", "urllib3", "root"):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
 
@@ -74,8 +77,11 @@ def machine_line() -> str:
 
 
 def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    """Print one rich table whose caption is the current load average and core count."""
-    t = Table(title=title, caption=machine_line(), caption_justify="left")
+    """Print one rich table, headed by the current load average and core count."""
+    console.print()
+    console.print(f"[bold]{title}[/bold]")
+    console.print(machine_line())
+    t = Table(box=box.SIMPLE_HEAD)
     for i, column in enumerate(columns):
         t.add_column(str(column), justify="left" if i == 0 else "right")
     for row in rows:
@@ -172,7 +178,9 @@ def open_home(root: Path) -> Home:
     root.mkdir(parents=True, exist_ok=True)
     catalog = DatasetCatalog(root / "datasets")
     vid = catalog.save(from_csv(BUNDLED / "manifest.csv").version)
-    registry = Registry(f"sqlite:///{root / 'mlflow.db'}", root / "mlartifacts", root / "model-cache")
+    registry = Registry(
+        f"sqlite:///{root / 'mlflow.db'}", root / "mlartifacts", root / "model-cache"
+    )
     return Home(root, catalog, registry, vid)
 
 
@@ -212,14 +220,53 @@ def _short(outcome: Any) -> str:
 
 
 @contextmanager
-def bench_home(path: Path | None, quick: bool = False):
-    """The ``--home`` folder if given (kept), else a temporary one (removed afterwards)."""
-    overrides = {"epochs": 1, "max_train_images": 128} if quick else {}
+def bench_home(
+    path: Path | None, config: Path = FAST_CONFIG, quick: bool = False, **overrides: Any
+):
+    """The ``--home`` folder if given (kept), else a temporary one (removed afterwards).
+
+    ``quick`` trains one epoch on 128 images (a working model for smoke runs, not a good one).
+    """
+    if quick:
+        overrides = {"epochs": 1, "max_train_images": 128, **overrides}
     if path is not None:
-        yield trained_home(path.expanduser().resolve(), **overrides)
+        yield trained_home(path.expanduser().resolve(), config, **overrides)
         return
     tmp = Path(tempfile.mkdtemp(prefix="radvigil-bench-"))
     try:
-        yield trained_home(tmp, **overrides)
+        yield trained_home(tmp, config, **overrides)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+class LiveServer:
+    """A real uvicorn server on a free loopback port, in a background thread of this process."""
+
+    def __init__(self, app: Any) -> None:
+        import socket
+        import threading
+
+        import uvicorn
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="error", access_log=False
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)

@@ -56,6 +56,16 @@ class Settings(BaseSettings):
     review_confidence: float = Field(
         default=0.7, gt=0, le=1, description="Cases below this confidence join the review queue."
     )
+    monitoring_config: Path | None = Field(
+        default=None,
+        description="Monitoring YAML (windows, detectors, alert rules); None = built-in defaults.",
+    )
+    monitor_interval_seconds: float = Field(
+        default=60.0, ge=0, description="How often the service runs the monitors; 0 = never."
+    )
+    alert_webhook: str | None = Field(
+        default=None, description="URL that receives new alerts as JSON (POST); None = off."
+    )
 
     @property
     def home_dir(self) -> Path:

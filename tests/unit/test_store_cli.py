@@ -33,7 +33,7 @@ def test_commands_refuse_an_unmigrated_database(home: Settings) -> None:
 
 def test_upgrade_status_and_key_lifecycle(home: Settings) -> None:
     out, _ = run("db", "upgrade")
-    assert "schema at revision 0001" in out
+    assert "schema at revision 0002" in out
     out, _ = run("db", "status")
     assert "reachable" in out and "up to date" in out
 

@@ -13,12 +13,13 @@ import uvicorn
 from rich.table import Table
 
 from radvigil.cli.common import console
-from radvigil.cli.demo import BUNDLE, CONFIGS, SCANNER_CHANGE, Demo, _png, _post_all
+from radvigil.cli.demo import BUNDLE, DEMO_GATES, SCANNER_CHANGE, Demo, _png, _post_all
 from radvigil.data.catalog import DatasetCatalog
 from radvigil.data.io import read_image
 from radvigil.data.shifts import apply_shift, compose, parse_shift
 from radvigil.evaluation import load_criteria
 from radvigil.loop.evaluation import score
+from radvigil.loop.monitoring import drift_streaks
 from radvigil.loop.retrain import retrain
 from radvigil.loop.triggers import evaluate_triggers, gather_facts, load_policy
 from radvigil.model.config import TrainConfig
@@ -144,15 +145,21 @@ def run_loop(
 
         def trigger() -> str:
             mv = registry.resolve(f"{state['name']}@champion")
-            facts = gather_facts(svc.predictions, svc.feedback, str(mv.version), None)
+            streaks = drift_streaks(svc.db, state["name"], str(mv.version))
+            facts = gather_facts(svc.predictions, svc.feedback, str(mv.version), None, streaks)
             results = evaluate_triggers(
                 load_policy(demo.settings.home_dir / "triggers.yaml"), facts
             )
             for r in results:
                 console.print(f"  {'FIRES' if r.fired else 'quiet'}  {r.name}: {r.reason}")
-            return "retraining triggered by " + ", ".join(r.name for r in results if r.fired)
+            fired = [r.name for r in results if r.fired]
+            state["triggered"] = bool(fired)
+            return ("retraining triggered by " + ", ".join(fired)) if fired else "no trigger fired"
 
         demo.step("6. Check retraining triggers", trigger)
+        if not state["triggered"]:
+            _summary(demo, state, server.url)
+            return
 
         def retrain_step() -> str:
             champion = registry.load(f"{state['name']}@champion")
@@ -172,7 +179,7 @@ def run_loop(
                 svc.feedback,
                 catalog,
                 registry,
-                load_criteria(CONFIGS / "gates.yaml"),
+                load_criteria(DEMO_GATES),
                 demo.settings.reports_dir,
                 record,
                 "demo-admin",

@@ -9,12 +9,24 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
 
 from radvigil import __version__
 from radvigil.config import Settings, get_settings
+from radvigil.dashboard import site as dashboard
 from radvigil.registry import Registry
 from radvigil.service import errors
-from radvigil.service.routes import admin, health, models, predict, predictions, review
+from radvigil.service.routes import (
+    admin,
+    audit,
+    health,
+    models,
+    monitoring,
+    predict,
+    predictions,
+    review,
+    traffic,
+)
 from radvigil.service.state import ServiceState
 from radvigil.store import Database
 
@@ -70,7 +82,21 @@ def create_app(
         state.metrics.requests.labels(path, str(response.status_code)).inc()
         return response
 
-    routers = (health, models, predict, predictions, review, admin)
+    routers = (
+        health,
+        models,
+        predict,
+        predictions,
+        review,
+        admin,
+        traffic,
+        audit,
+        monitoring,
+        dashboard,
+    )
     for router in (module.router for module in routers):
         app.include_router(router)
+    app.mount(
+        "/dashboard/static", StaticFiles(directory=dashboard.STATIC_DIR), name="dashboard-static"
+    )
     return app

@@ -54,3 +54,26 @@ class ServiceMetrics:
             "Model versions that failed to load since start",
             registry=self.registry,
         )
+        self.monitor_statistic = Gauge(
+            "radvigil_monitor_statistic",
+            "Statistic of each monitor on its newest window (grows with drift)",
+            ["detector", "group"],
+            registry=self.registry,
+        )
+        self.monitor_threshold = Gauge(
+            "radvigil_monitor_threshold",
+            "Threshold each monitor's statistic is compared with",
+            ["detector", "group"],
+            registry=self.registry,
+        )
+        self.monitor_drift = Gauge(
+            "radvigil_monitor_drift",
+            "1 when a monitor flagged drift on its newest window, else 0",
+            ["detector", "group"],
+            registry=self.registry,
+        )
+        self.open_alerts = Gauge(
+            "radvigil_open_alerts",
+            "Monitoring alerts not yet resolved (open or acknowledged)",
+            registry=self.registry,
+        )

@@ -10,6 +10,7 @@ from radvigil.registry import Registry
 from radvigil.service.batcher import MicroBatcher
 from radvigil.service.lifecycle import ModelManager
 from radvigil.service.metrics import ServiceMetrics
+from radvigil.service.monitoring_job import MonitoringJob
 from radvigil.service.security import Authenticator, RateLimiter
 from radvigil.service.sinks import AuditedPredictions
 from radvigil.store import (
@@ -41,6 +42,7 @@ class ServiceState:
     auth: Authenticator
     limiter: RateLimiter
     background: set = field(default_factory=set)
+    monitoring: MonitoringJob = field(init=False)
 
     @classmethod
     def build(cls, settings: Settings, registry: Registry, db: Database | None = None):
@@ -50,7 +52,7 @@ class ServiceState:
         audit = AuditLog(db)
         sink = AuditedPredictions(predictions, audit)
         keys = KeyStore(db)
-        return cls(
+        state = cls(
             settings=settings,
             db=db,
             predictions=predictions,
@@ -67,13 +69,17 @@ class ServiceState:
             auth=Authenticator(keys),
             limiter=RateLimiter(),
         )
+        state.monitoring = MonitoringJob(state)
+        return state
 
     def start(self) -> None:
         self.writer.start()
         self.models.start()
         self.batcher.start()
+        self.monitoring.start()
 
     async def stop(self) -> None:
+        self.monitoring.stop()
         await self.batcher.stop()
         self.models.stop()
         self.writer.close()

@@ -1,4 +1,5 @@
-"""The metadata database: predictions, feedback, API keys and the audit log.
+"""The metadata database: predictions, feedback, API keys, the audit log, monitor results
+and alerts.
 
 SQLite under the project home by default, PostgreSQL in production; the schema is managed
 by the Alembic migrations in ``store/migrations`` (:func:`upgrade_database`). Callers use the
@@ -12,6 +13,14 @@ from radvigil.store.db import Database
 from radvigil.store.feedback import FeedbackStore
 from radvigil.store.keys import ACTIONS, ROLE_MATRIX, ROLES, KeyStore, allowed, require
 from radvigil.store.migrate import check_schema, current_revision, head_revision, upgrade_database
+from radvigil.store.monitoring import (
+    AlertCreate,
+    AlertPublic,
+    AlertStore,
+    MonitorResultCreate,
+    MonitorResultPublic,
+    MonitorResultStore,
+)
 from radvigil.store.predictions import PredictionStore
 from radvigil.store.review import ReviewQueue
 from radvigil.store.schemas import (
@@ -30,6 +39,9 @@ __all__ = [
     "ACTIONS",
     "ROLES",
     "ROLE_MATRIX",
+    "AlertCreate",
+    "AlertPublic",
+    "AlertStore",
     "ApiKeyPublic",
     "AuditCreate",
     "AuditEvent",
@@ -39,6 +51,9 @@ __all__ = [
     "FeedbackPublic",
     "FeedbackStore",
     "KeyStore",
+    "MonitorResultCreate",
+    "MonitorResultPublic",
+    "MonitorResultStore",
     "PredictionRecord",
     "PredictionStore",
     "PredictionWriter",

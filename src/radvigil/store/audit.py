@@ -189,6 +189,7 @@ class AuditLog:
         *,
         limit: int | None = 100,
         action: str | None = None,
+        actor: str | None = None,
         object_type: str | None = None,
         object_id: str | None = None,
         newest_first: bool = True,
@@ -197,6 +198,7 @@ class AuditLog:
         query = select(_table).order_by(_table.c.id.desc() if newest_first else _table.c.id)
         for column, value in (
             (_table.c.action, action),
+            (_table.c.actor, actor),
             (_table.c.object_type, object_type),
             (_table.c.object_id, object_id),
         ):

@@ -23,14 +23,20 @@ from radvigil.store.schemas import ApiKeyPublic, Role, utcnow
 from radvigil.store.tables import ApiKeyRow
 
 Action = Literal[
-    "predict", "label", "read_predictions", "read_audit", "manage_models", "manage_keys"
+    "predict",
+    "label",
+    "read_predictions",
+    "read_audit",
+    "manage_alerts",
+    "manage_models",
+    "manage_keys",
 ]
 ROLES: tuple[Role, ...] = get_args(Role)
 ACTIONS: tuple[Action, ...] = get_args(Action)
 
 ROLE_MATRIX: Mapping[Role, frozenset[Action]] = MappingProxyType(
     {
-        "clinician": frozenset({"predict", "label", "read_predictions"}),
+        "clinician": frozenset({"predict", "label", "read_predictions", "manage_alerts"}),
         "service": frozenset({"predict", "read_predictions"}),
         "auditor": frozenset({"read_predictions", "read_audit"}),
         "admin": frozenset(ACTIONS),

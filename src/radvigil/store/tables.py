@@ -23,6 +23,8 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
@@ -143,3 +145,93 @@ class AuditEventRow(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class MonitorResultRow(Base):
+    """One detector's verdict on one window of one model version's predictions.
+
+    A window is (kind, group, start, end); its detectors' rows are written together, and the
+    unique key makes a second evaluation of the same window a no-op.
+    """
+
+    __tablename__ = "monitor_results"
+    __table_args__ = (
+        CheckConstraint("window_kind IN ('count', 'time')", name="window_kind"),
+        UniqueConstraint(
+            "model_name",
+            "model_version",
+            "window_kind",
+            "group",
+            "window_start",
+            "window_end",
+            "detector",
+            name="uq_monitor_results_window_detector",
+        ),
+        Index(
+            "ix_monitor_results_model_window_end",
+            "model_name",
+            "model_version",
+            "window_kind",
+            "window_end",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    model_name: Mapped[str] = mapped_column(String(200))
+    model_version: Mapped[str] = mapped_column(String(64))
+    window_kind: Mapped[str] = mapped_column(String(8))
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime())
+    window_end: Mapped[datetime] = mapped_column(UTCDateTime())
+    n: Mapped[int] = mapped_column(Integer)
+    group: Mapped[str] = mapped_column(String(200))
+    detector: Mapped[str] = mapped_column(String(64), index=True)
+    statistic: Mapped[float | None] = mapped_column(Float)
+    p_value: Mapped[float | None] = mapped_column(Float)
+    threshold: Mapped[float | None] = mapped_column(Float)
+    threshold_source: Mapped[str | None] = mapped_column(String(16))
+    drift: Mapped[bool] = mapped_column(Boolean)
+    effect_size: Mapped[float | None] = mapped_column(Float)
+    vetoed: Mapped[str | None] = mapped_column(Text)
+    skipped: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(Json)
+    report_path: Mapped[str | None] = mapped_column(String(1000))
+
+
+class AlertRow(Base):
+    """A monitoring alert and its life cycle; one active alert per rule and group at most."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        CheckConstraint("state IN ('open', 'acknowledged', 'resolved')", name="state"),
+        CheckConstraint("severity IN ('info', 'warning', 'critical')", name="severity"),
+        Index(
+            "uq_alerts_active_rule_group",
+            "model_name",
+            "model_version",
+            "rule",
+            "group",
+            unique=True,
+            sqlite_where=text("state != 'resolved'"),
+            postgresql_where=text("state != 'resolved'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    model_name: Mapped[str] = mapped_column(String(200))
+    model_version: Mapped[str] = mapped_column(String(64))
+    rule: Mapped[str] = mapped_column(String(100))
+    detector: Mapped[str] = mapped_column(String(64))
+    group: Mapped[str] = mapped_column(String(200))
+    severity: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    message: Mapped[str] = mapped_column(Text)
+    statistic: Mapped[float | None] = mapped_column(Float)
+    threshold: Mapped[float | None] = mapped_column(Float)
+    first_window: Mapped[int | None] = mapped_column(ForeignKey("monitor_results.id"))
+    last_window: Mapped[int | None] = mapped_column(ForeignKey("monitor_results.id"))
+    acknowledged_by: Mapped[str | None] = mapped_column(String(100))
+    resolved_by: Mapped[str | None] = mapped_column(String(100))
+    reason: Mapped[str | None] = mapped_column(Text)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Path, Query, Response
 
 from radvigil.errors import InputError, NotFoundError
 from radvigil.service.deps import Labeller, State
+from radvigil.service.explanations import explain_stored
 from radvigil.service.schemas import FeedbackIn, ReviewItem, ReviewQueueOut
 from radvigil.store import FeedbackCreate, FeedbackPublic, PredictionRecord, ReviewQueue
 
@@ -63,6 +66,22 @@ def review_image(state: State, _: Labeller, request_id: str = RequestId) -> Resp
             "cases routed to review when RADVIGIL_STORE_REVIEW_IMAGES is on)"
         )
     return Response(record.review_image, media_type="image/png")
+
+
+@router.get(
+    "/review/{request_id}/explain",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}},
+    summary="Grad-CAM overlay of a stored review image (PNG; no new prediction is logged)",
+)
+async def review_explain(
+    state: State,
+    _: Labeller,
+    request_id: str = RequestId,
+    target: str | None = Query(None, max_length=100, description="Default: the prediction"),
+) -> Response:
+    png = await asyncio.to_thread(explain_stored, state, request_id, target)
+    return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=300"})
 
 
 @router.post(

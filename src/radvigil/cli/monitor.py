@@ -1,0 +1,211 @@
+"""``radvigil monitor``: run the drift monitors on the logged predictions, read results and alerts.
+
+Alert changes made here are audited with actor ``cli:<os user>``; the monitors' own changes
+with actor ``monitor``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from radvigil.cli.admin import actor, database
+from radvigil.cli.common import console
+from radvigil.cli.context import registry
+from radvigil.config import get_settings
+from radvigil.errors import DataError, InputError, NotFoundError
+from radvigil.loop.monitoring import (
+    MonitoringStores,
+    acknowledge_alert,
+    ensure_report,
+    latest_results,
+    resolve_alert,
+    run_monitors,
+)
+from radvigil.monitoring import ReferenceProfile, load_monitor_config
+from radvigil.store import AlertPublic, MonitorResultPublic
+
+app = typer.Typer(no_args_is_help=True, help="Drift monitors: run them, read results and alerts.")
+MODEL = typer.Option(None, "--model", help="Registered model (default: RADVIGIL_MODEL_NAME).")
+KIND = typer.Option("count", "--kind", help="count windows (windows.size) or time windows.")
+
+
+def _stores() -> MonitoringStores:
+    return MonitoringStores.from_db(database())
+
+
+def _profile(ref: str) -> tuple[str, ReferenceProfile]:
+    loaded = registry().load(ref)
+    if loaded.profile_dir is None:
+        raise DataError(f"{loaded.name}/{loaded.version} has no reference profile to monitor with")
+    return loaded.version, ReferenceProfile.from_path(loaded.profile_dir)
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in ("count", "time"):
+        raise InputError(f"unknown window kind {kind!r}; use count or time")
+
+
+def _time(value: datetime) -> str:
+    return f"{value:%Y-%m-%d %H:%M:%S}Z"
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:.4g}"
+
+
+def _verdict(row: MonitorResultPublic) -> str:
+    if row.skipped:
+        return f"[dim]skipped: {row.skipped}[/dim]"
+    if row.vetoed:
+        return f"[yellow]held back: {row.vetoed}[/yellow]"
+    return "[bold red]DRIFT[/bold red]" if row.drift else "[green]ok[/green]"
+
+
+def _alerts_table(alerts: list[AlertPublic], title: str) -> Table:
+    table = Table(title=title)
+    for column in ("id", "opened", "state", "severity", "rule", "group", "version", "message"):
+        table.add_column(column)
+    for a in alerts:
+        table.add_row(
+            str(a.id),
+            _time(a.created_at),
+            a.state,
+            a.severity,
+            a.rule,
+            a.group,
+            a.model_version,
+            a.message,
+        )
+    return table
+
+
+@app.command("run")
+def monitor_run(
+    model: str | None = MODEL,
+    kind: str = KIND,
+    reports: bool = typer.Option(True, help="Write an Evidently HTML report per new window."),
+) -> None:
+    """Evaluate the champion's new complete windows from the database now."""
+    _check_kind(kind)
+    settings = get_settings()
+    name = model or settings.model_name
+    version, profile = _profile(f"{name}@champion")
+    config = load_monitor_config(settings.monitoring_config)
+    run = run_monitors(
+        _stores(),
+        profile,
+        name,
+        version,
+        config,
+        kind=kind,  # type: ignore[arg-type]
+        reports_dir=settings.reports_dir / "monitoring" if reports else None,
+        webhook=settings.alert_webhook,
+    )
+    table = Table(title=f"new windows of {name}/{version}")
+    for column in ("window", "group", "n", "drifted"):
+        table.add_column(column)
+    for w in run.windows:
+        table.add_row(w.window, w.group or "all", str(w.size), ", ".join(w.drifted) or "none")
+    console.print(table)
+    if not run.windows:
+        console.print(f"no new complete window yet (windows of {config.windows.size})")
+    for alert in run.opened:
+        console.print(f"[bold red]ALERT {alert.id}[/bold red] {alert.severity}: {alert.message}")
+    for alert in run.resolved:
+        console.print(f"[green]resolved {alert.id}[/green] {alert.rule} on {alert.group}")
+
+
+@app.command("status")
+def monitor_status(
+    model: str | None = MODEL,
+    version: str | None = typer.Option(
+        None, help="Model version (default: the version of the newest stored result)."
+    ),
+    kind: str = KIND,
+) -> None:
+    """The newest window of every detector and group, and the alerts not yet resolved."""
+    _check_kind(kind)
+    name = model or get_settings().model_name
+    stores = _stores()
+    if version is None:
+        newest = stores.results.list(model_name=name, limit=1)
+        if not newest:
+            console.print(f"no monitor results for {name} yet; run `radvigil monitor run`")
+            return
+        version = newest[0].model_version
+    table = Table(title=f"{name}/{version}: newest window per detector and group")
+    for column in ("group", "detector", "window end", "n", "statistic", "threshold", "verdict"):
+        table.add_column(column)
+    for row in sorted(
+        latest_results(stores.results, name, version, kind),  # type: ignore[arg-type]
+        key=lambda r: (r.group != "all", r.group),
+    ):
+        table.add_row(
+            row.group,
+            row.detector,
+            _time(row.window_end),
+            str(row.n),
+            _number(row.statistic),
+            _number(row.threshold),
+            _verdict(row),
+        )
+    console.print(table)
+    active = stores.alerts.list(model_name=name, active=True, limit=None)
+    console.print(_alerts_table(active, f"{len(active)} alert(s) not resolved"))
+
+
+@app.command("alerts")
+def monitor_alerts(
+    state: str | None = typer.Option(None, help="open, acknowledged or resolved (default: all)."),
+    limit: int = typer.Option(50, min=1, help="How many, newest first."),
+) -> None:
+    """List alerts."""
+    if state not in (None, "open", "acknowledged", "resolved"):
+        raise InputError(f"unknown alert state {state!r}; use open, acknowledged or resolved")
+    alerts = _stores().alerts.list(state=state, limit=limit)  # type: ignore[arg-type]
+    console.print(_alerts_table(alerts, f"{len(alerts)} alert(s)"))
+
+
+@app.command("ack")
+def monitor_ack(alert_id: int = typer.Argument(..., help="Alert id.")) -> None:
+    """Acknowledge an open alert (audited)."""
+    alert = acknowledge_alert(_stores().alerts, alert_id, actor())
+    console.print(f"alert {alert.id} acknowledged by {alert.acknowledged_by}")
+
+
+@app.command("resolve")
+def monitor_resolve(
+    alert_id: int = typer.Argument(..., help="Alert id."),
+    reason: str = typer.Option(..., "--reason", "-r", help="Why (recorded in the audit log)."),
+) -> None:
+    """Resolve an open or acknowledged alert (audited)."""
+    alert = resolve_alert(_stores().alerts, alert_id, actor(), reason)
+    console.print(f"alert {alert.id} resolved by {alert.resolved_by}: {alert.reason}")
+
+
+@app.command("report")
+def monitor_report(
+    result: int | None = typer.Option(None, "--result", help="A monitor result id."),
+    latest: bool = typer.Option(False, "--latest", help="The newest window's report."),
+    model: str | None = MODEL,
+) -> None:
+    """Print the path of a window's Evidently HTML report, writing it first if it is missing."""
+    if (result is None) == (not latest):
+        raise InputError("give either --result ID or --latest")
+    settings = get_settings()
+    stores = _stores()
+    if result is None:
+        newest = stores.results.list(model_name=model or settings.model_name, limit=1)
+        if not newest:
+            raise NotFoundError("no monitor results yet; run `radvigil monitor run`")
+        result = newest[0].id
+    row = stores.results.get(result)
+    if row.report_path and Path(row.report_path).is_file():
+        typer.echo(row.report_path)
+        return
+    _, profile = _profile(f"{row.model_name}/{row.model_version}")
+    typer.echo(str(ensure_report(stores, profile, result, settings.reports_dir / "monitoring")))

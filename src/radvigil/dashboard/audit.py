@@ -1,0 +1,125 @@
+"""Audit: the filterable audit log, its CSV export, and the hash-chain verification."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Query, Request, Response
+
+from radvigil.dashboard.rendering import PageRoute, render
+from radvigil.dashboard.session import SignedIn
+from radvigil.service.deps import State
+from radvigil.store import AuditEvent
+from radvigil.store.audit import canonical_json
+
+router = APIRouter(route_class=PageRoute)
+KNOWN_ACTIONS = (
+    "predict",
+    "label",
+    "rollout_shadow",
+    "rollout_canary",
+    "promote",
+    "reject",
+    "rollback",
+    "dashboard_sign_in",
+    "dashboard_sign_out",
+    "audit_export",
+)
+CSV_COLUMNS = (
+    "id",
+    "created_at",
+    "actor",
+    "action",
+    "object_type",
+    "object_id",
+    "model_version",
+    "request_id",
+    "details",
+    "prev_hash",
+    "hash",
+)
+
+
+def _filters(action, actor, object_type, object_id) -> dict[str, str | None]:
+    return {
+        "action": action or None,
+        "actor": actor or None,
+        "object_type": object_type or None,
+        "object_id": object_id or None,
+    }
+
+
+@router.get("/audit")
+def audit_page(
+    request: Request,
+    state: State,
+    viewer: SignedIn,
+    action: str | None = Query(None, max_length=200),
+    actor: str | None = Query(None, max_length=200),
+    object_type: str | None = Query(None, max_length=200),
+    object_id: str | None = Query(None, max_length=200),
+    limit: int = Query(100, ge=1, le=5000),
+) -> Response:
+    viewer.require("read_audit")
+    filters = _filters(action, actor, object_type, object_id)
+    events = state.audit.list(limit=limit, **filters)
+    return render(
+        request,
+        "audit.html",
+        viewer,
+        events=events,
+        filters=filters,
+        limit=limit,
+        verified=state.audit.verify(),
+        known_actions=KNOWN_ACTIONS,
+        query=str(request.url.query),
+    )
+
+
+def to_csv(events: list[AuditEvent]) -> str:
+    """The events as CSV, one row each, ``details`` as canonical JSON."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(CSV_COLUMNS)
+    for event in events:
+        row = event.model_dump()
+        row["created_at"] = event.created_at.astimezone(UTC).isoformat()
+        row["details"] = canonical_json(event.details)
+        writer.writerow(_safe(row[c]) for c in CSV_COLUMNS)
+    return buffer.getvalue()
+
+
+def _safe(value: object) -> object:
+    """Keep a spreadsheet from reading a cell as a formula (CSV injection)."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return "" if value is None else value
+
+
+@router.get("/audit.csv")
+def audit_csv(
+    state: State,
+    viewer: SignedIn,
+    action: str | None = Query(None, max_length=200),
+    actor: str | None = Query(None, max_length=200),
+    object_type: str | None = Query(None, max_length=200),
+    object_id: str | None = Query(None, max_length=200),
+    limit: int = Query(10_000, ge=1, le=100_000),
+) -> Response:
+    viewer.require("read_audit")
+    filters = _filters(action, actor, object_type, object_id)
+    events = state.audit.list(limit=limit, **filters)
+    state.audit.append(
+        actor=viewer.name,
+        action="audit_export",
+        object_type="audit_log",
+        details={"rows": len(events), "filters": {k: v for k, v in filters.items() if v}},
+    )
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return Response(
+        to_csv(events),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="radvigil-audit-{stamp}.csv"'},
+    )

@@ -1,0 +1,106 @@
+"""Review: the queue, a study viewer (window/level, Grad-CAM) and the label form."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi.responses import RedirectResponse
+from pydantic import ValidationError
+
+from radvigil.dashboard.rendering import PageRoute, render
+from radvigil.dashboard.session import PREFIX, Form, SignedIn
+from radvigil.errors import InputError, NotFoundError
+from radvigil.service.deps import State
+from radvigil.service.explanations import explain_stored
+from radvigil.service.routes.review import post_feedback
+from radvigil.service.schemas import FeedbackIn
+from radvigil.store import ReviewQueue
+
+router = APIRouter(route_class=PageRoute)
+RequestId = Path(..., max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")
+PAGE_SIZE = 25
+
+
+@router.get("/review")
+def queue(
+    request: Request,
+    state: State,
+    viewer: SignedIn,
+    site: str | None = Query(None, max_length=100),
+    offset: int = Query(0, ge=0),
+    labelled: str | None = Query(None, max_length=64),
+) -> Response:
+    viewer.require("label")
+    threshold = state.settings.review_confidence
+    site = site or None
+    reviews = ReviewQueue(state.db)
+    items = reviews.pending(site=site, max_confidence=threshold, limit=PAGE_SIZE, offset=offset)
+    return render(
+        request,
+        "review_queue.html",
+        viewer,
+        items=items,
+        total=reviews.size(site=site, max_confidence=threshold),
+        site=site,
+        offset=offset,
+        page_size=PAGE_SIZE,
+        threshold=threshold,
+        labelled=labelled,
+    )
+
+
+@router.get("/review/{request_id}")
+def study(request: Request, state: State, viewer: SignedIn, request_id: str = RequestId):
+    viewer.require("label")
+    record = state.predictions.get(request_id, with_image=True)
+    labels = state.feedback.list(prediction_id=request_id, limit=None)
+    return render(
+        request,
+        "review_study.html",
+        viewer,
+        record=record,
+        has_image=bool(record.review_image),
+        classes=list(record.probabilities),
+        labels=labels,
+    )
+
+
+@router.get("/review/{request_id}/image.png")
+def image(state: State, viewer: SignedIn, request_id: str = RequestId) -> Response:
+    viewer.require("label")
+    record = state.predictions.get(request_id, with_image=True)
+    if not record.review_image:
+        raise NotFoundError(f"no stored image for {request_id!r}")
+    return Response(
+        record.review_image,
+        media_type="image/png",
+        headers={"Cache-Control": "private, max-age=300"},
+    )
+
+
+@router.get("/review/{request_id}/explain.png")
+async def explanation(
+    state: State,
+    viewer: SignedIn,
+    request_id: str = RequestId,
+    target: str | None = Query(None, max_length=100),
+) -> Response:
+    viewer.require("label")
+    png = await asyncio.to_thread(explain_stored, state, request_id, target)
+    return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=300"})
+
+
+@router.post("/review/{request_id}/label")
+def label(state: State, viewer: SignedIn, form: Form, request_id: str = RequestId) -> Response:
+    viewer.require("label")
+    chosen = form.get("label", "").strip()
+    if not chosen:
+        raise InputError("choose a label before saving")
+    comment = form.get("comment", "").strip() or None
+    try:
+        body = FeedbackIn(prediction_id=request_id, label=chosen, comment=comment)
+    except ValidationError as exc:
+        raise InputError(f"the label form is invalid: {exc.errors()[0]['msg']}") from exc
+    post_feedback(state, viewer.key, body)
+    return RedirectResponse(f"{PREFIX}/review?labelled={request_id}", status_code=303)

@@ -1,0 +1,93 @@
+"""The dashboard's router (every page under ``/dashboard``), sign-in and sign-out.
+
+The app includes :data:`router` and mounts :data:`STATIC_DIR` at ``/dashboard/static``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import RedirectResponse
+
+from radvigil.dashboard import audit, drift, models, overview, performance, review
+from radvigil.dashboard.rendering import STATIC_DIR, PageRoute, render
+from radvigil.dashboard.session import (
+    LOGIN_COOKIE,
+    PREFIX,
+    SESSION_COOKIE,
+    SESSION_SECONDS,
+    Form,
+    SignedIn,
+    check_csrf,
+    check_origin,
+    clear_cookie,
+    new_login_token,
+    set_cookie,
+    viewer_from,
+)
+from radvigil.errors import AuthError
+from radvigil.service.deps import State
+
+__all__ = ["STATIC_DIR", "router"]
+
+router = APIRouter(prefix=PREFIX, route_class=PageRoute, include_in_schema=False)
+
+
+def _sign_in_page(request: Request, *, error: str | None = None, status: int = 200) -> Response:
+    token = new_login_token()
+    response = render(request, "login.html", None, status=status, login_csrf=token, error=error)
+    set_cookie(request, response, LOGIN_COOKIE, token, 3600)
+    return response
+
+
+@router.get("/login")
+def login_page(request: Request, state: State) -> Response:
+    if viewer_from(request, state) is not None:
+        return RedirectResponse(f"{PREFIX}/", status_code=303)
+    return _sign_in_page(request)
+
+
+async def login_form(request: Request) -> str:
+    """A dependency: the API key posted by the sign-in form, after origin and CSRF checks."""
+    check_origin(request)
+    form = await request.form()
+    check_csrf(request.cookies.get(LOGIN_COOKIE), str(form.get("csrf") or ""))
+    return str(form.get("api_key") or "").strip()
+
+
+@router.post("/login")
+def login(request: Request, state: State, token: Annotated[str, Depends(login_form)]) -> Response:
+    try:
+        key = state.auth.authenticate(token)
+    except AuthError as exc:
+        return _sign_in_page(request, error=exc.message, status=401)
+    state.audit.append(
+        actor=key.name, action="dashboard_sign_in", object_type="api_key", object_id=key.name
+    )
+    response = RedirectResponse(f"{PREFIX}/", status_code=303)
+    set_cookie(request, response, SESSION_COOKIE, token, SESSION_SECONDS)
+    clear_cookie(request, response, LOGIN_COOKIE)
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request, state: State, viewer: SignedIn, _: Form) -> Response:
+    state.audit.append(
+        actor=viewer.name,
+        action="dashboard_sign_out",
+        object_type="api_key",
+        object_id=viewer.name,
+    )
+    response = RedirectResponse(f"{PREFIX}/login", status_code=303)
+    clear_cookie(request, response, SESSION_COOKIE)
+    return response
+
+
+@router.get("")
+def root() -> Response:
+    return RedirectResponse(f"{PREFIX}/", status_code=307)
+
+
+for module in (overview, drift, performance, review, models, audit):
+    router.include_router(module.router)

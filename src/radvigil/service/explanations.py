@@ -1,0 +1,56 @@
+"""Grad-CAM for a stored review image, by the model version that made the prediction.
+
+A reviewer asks "where did the model look?" about a case already in the queue; running
+``/v1/predict/explain`` again would log a second prediction, so this explains the stored,
+de-identified pixels instead, without touching the prediction log.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+
+import numpy as np
+from PIL import Image as PILImage
+
+from radvigil.errors import InputError, NotFoundError
+from radvigil.model.gradcam import gradcam, overlay
+from radvigil.service.lifecycle import ServedModel
+from radvigil.service.state import ServiceState
+
+# Grad-CAM runs a backward pass through one shared PyTorch module: one explanation at a time.
+_lock = threading.Lock()
+
+
+def served_version(state: ServiceState, version: str) -> ServedModel:
+    """The loaded champion or challenger with this version (NotFoundError if neither is)."""
+    for served in (state.models.champion, state.models.challenger):
+        if served is not None and served.version == version:
+            return served
+    raise NotFoundError(
+        f"model version {version} made this prediction but is no longer loaded; "
+        "explanations come only from the version that predicted"
+    )
+
+
+def explain_stored(state: ServiceState, request_id: str, target: str | None = None) -> bytes:
+    """PNG of the stored review image with the Grad-CAM heatmap of ``target`` on top.
+
+    Raises:
+        NotFoundError: no such prediction, no stored image, or its version is not loaded.
+        InputError: ``target`` is not a class of the model.
+    """
+    record = state.predictions.get(request_id, with_image=True)
+    if not record.review_image:
+        raise NotFoundError(f"no stored image for {request_id!r} to explain")
+    served = served_version(state, record.model_version)
+    explained = target or record.predicted_class
+    if explained not in served.classes:
+        raise InputError(f"target {explained!r} is not one of {served.classes}")
+    pixels = np.asarray(PILImage.open(io.BytesIO(record.review_image)).convert("L"))
+    index = served.classes.index(explained)
+    with _lock:
+        heatmap = gradcam(served.torch_model(), pixels, served.size, index)
+    buffer = io.BytesIO()
+    PILImage.fromarray(overlay(pixels, heatmap)).save(buffer, format="PNG")
+    return buffer.getvalue()

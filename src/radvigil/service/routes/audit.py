@@ -1,0 +1,34 @@
+"""The audit log, read-only: filtered events and the verification of its hash chain."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query
+
+from radvigil.service.deps import Auditor, State
+from radvigil.store import AuditEvent, VerifyResult
+
+router = APIRouter(prefix="/v1/audit", tags=["audit"])
+
+
+@router.get("", response_model=list[AuditEvent], summary="Audit events, newest first")
+def list_audit(
+    state: State,
+    _: Auditor,
+    action: str | None = Query(None, max_length=64),
+    actor: str | None = Query(None, max_length=100),
+    object_type: str | None = Query(None, max_length=64),
+    object_id: str | None = Query(None, max_length=200),
+    limit: int = Query(100, ge=1, le=5000),
+) -> list[AuditEvent]:
+    return state.audit.list(
+        limit=limit, action=action, actor=actor, object_type=object_type, object_id=object_id
+    )
+
+
+@router.get(
+    "/verify",
+    response_model=VerifyResult,
+    summary="Walk the hash chain: ok, or the first record that was edited or deleted",
+)
+def verify_audit(state: State, _: Auditor) -> VerifyResult:
+    return state.audit.verify()

@@ -1,0 +1,177 @@
+"""Drift monitoring: stored monitor results, alerts and their life cycle, runs and reports."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from pathlib import Path as FilePath
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Path, Query
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, ConfigDict, StringConstraints
+
+from radvigil.errors import NotFoundError
+from radvigil.loop.monitoring import acknowledge_alert, ensure_report, resolve_alert
+from radvigil.monitoring import ReferenceProfile, WindowReport
+from radvigil.service.deps import Admin, Reader, State, requires
+from radvigil.service.state import ServiceState
+from radvigil.store import AlertPublic, ApiKeyPublic, MonitorResultPublic
+
+router = APIRouter(prefix="/v1/monitoring", tags=["monitoring"])
+AlertManager = Annotated[ApiKeyPublic, Depends(requires("manage_alerts"))]
+AlertId = Path(..., ge=1, description="Alert id")
+
+
+class MonitorResultOut(BaseModel):
+    """One detector on one window; ``report_url`` serves the window's Evidently report."""
+
+    id: int
+    created_at: datetime
+    model_name: str
+    model_version: str
+    window_kind: str
+    window_start: datetime
+    window_end: datetime
+    n: int
+    group: str
+    detector: str
+    statistic: float | None
+    p_value: float | None
+    threshold: float | None
+    threshold_source: str | None
+    drift: bool
+    effect_size: float | None
+    vetoed: str | None
+    skipped: str | None
+    details: dict
+    report_url: str
+
+    @classmethod
+    def of(cls, row: MonitorResultPublic) -> MonitorResultOut:
+        values = row.model_dump(exclude={"report_path"})
+        return cls(**values, report_url=f"/v1/monitoring/reports/{row.id}")
+
+
+class ResolveIn(BaseModel):
+    """Why the alert is resolved (required, audited)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Annotated[str, StringConstraints(min_length=3, max_length=500)]
+
+
+class RunOut(BaseModel):
+    """What a monitoring run evaluated and changed."""
+
+    model_name: str
+    model_version: str
+    windows: list[WindowReport]
+    opened: list[AlertPublic]
+    resolved: list[AlertPublic]
+
+
+@router.get(
+    "/results",
+    response_model=list[MonitorResultOut],
+    summary="Stored monitor results, newest window first",
+)
+def list_results(
+    state: State,
+    _: Reader,
+    detector: str | None = Query(None, max_length=64),
+    group: str | None = Query(None, max_length=200, description="'all' or e.g. 'site=ward-3'"),
+    model_version: str | None = Query(None, max_length=64),
+    limit: int = Query(100, ge=1, le=5000),
+) -> list[MonitorResultOut]:
+    rows = state.monitoring.stores.results.list(
+        model_name=state.settings.model_name,
+        model_version=model_version,
+        detector=detector,
+        group=group,
+        limit=limit,
+    )
+    return [MonitorResultOut.of(row) for row in rows]
+
+
+@router.get("/alerts", response_model=list[AlertPublic], summary="Alerts, newest first")
+def list_alerts(
+    state: State,
+    _: Reader,
+    alert_state: Literal["open", "acknowledged", "resolved"] | None = Query(None, alias="state"),
+    limit: int = Query(100, ge=1, le=5000),
+) -> list[AlertPublic]:
+    return state.monitoring.stores.alerts.list(
+        state=alert_state, model_name=state.settings.model_name, limit=limit
+    )
+
+
+@router.post(
+    "/alerts/{alert_id}/acknowledge",
+    response_model=AlertPublic,
+    summary="Acknowledge an open alert (clinician or admin; audited)",
+)
+def acknowledge(state: State, key: AlertManager, alert_id: int = AlertId) -> AlertPublic:
+    alert = acknowledge_alert(state.monitoring.stores.alerts, alert_id, key.name)
+    state.monitoring.refresh_metrics(alert.model_name, alert.model_version)
+    return alert
+
+
+@router.post(
+    "/alerts/{alert_id}/resolve",
+    response_model=AlertPublic,
+    summary="Resolve an open or acknowledged alert, saying why (admin; audited)",
+)
+def resolve(state: State, key: Admin, body: ResolveIn, alert_id: int = AlertId) -> AlertPublic:
+    alert = resolve_alert(state.monitoring.stores.alerts, alert_id, key.name, body.reason)
+    state.monitoring.refresh_metrics(alert.model_name, alert.model_version)
+    return alert
+
+
+@router.post(
+    "/run",
+    response_model=RunOut,
+    summary="Evaluate the champion's new complete windows now (admin)",
+)
+async def run_now(state: State, _: Admin) -> RunOut:
+    run = await asyncio.to_thread(state.monitoring.run_now)
+    return RunOut(
+        model_name=run.model_name,
+        model_version=run.model_version,
+        windows=run.windows,
+        opened=run.opened,
+        resolved=run.resolved,
+    )
+
+
+@router.get(
+    "/reports/{result_id}",
+    response_class=FileResponse,
+    responses={200: {"content": {"text/html": {}}}},
+    summary="The Evidently data-drift report (HTML) of a monitor result's window",
+)
+async def report(
+    state: State, _: Reader, result_id: int = Path(..., ge=1, description="Monitor result id")
+) -> FileResponse:
+    path = await asyncio.to_thread(_report_path, state, result_id)
+    return FileResponse(path, media_type="text/html", filename=path.name)
+
+
+def _report_path(state: ServiceState, result_id: int) -> FilePath:
+    job = state.monitoring
+    row = job.stores.results.get(result_id)
+    if row.report_path and FilePath(row.report_path).is_file():
+        return FilePath(row.report_path)
+    profile = _profile_of(state, row.model_name, row.model_version)
+    return ensure_report(job.stores, profile, result_id, job.reports_dir)
+
+
+def _profile_of(state: ServiceState, name: str, version: str) -> ReferenceProfile:
+    for served in (state.models.champion, state.models.challenger):
+        found = served is not None and (served.name, served.version) == (name, version)
+        if found and isinstance(served.profile, ReferenceProfile):
+            return served.profile
+    raise NotFoundError(
+        f"the report of {name}/{version} was not written and that version's profile is not "
+        "loaded here; write it with `radvigil monitor report`"
+    )

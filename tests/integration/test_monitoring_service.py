@@ -1,0 +1,197 @@
+"""Drift monitoring in a real service: real uvicorn, registry, SQLite, images and Evidently.
+
+A scanner that images 20 % brighter must raise drift alerts (image statistics, embedding MMD,
+OOD rate) on windows of 100; the same population unshifted must not; an adult PA DICOM must be
+flagged as a drifter by the paediatric model's profile.
+
+The clean stream comes from the bundled *train* folder (patients outside the validation split
+the profile was built from, same acquisition). Kermany's *test* folder is a different
+acquisition batch: its sharpness and low percentiles differ from the reference (KS p < 0.001 on
+the 251 vs 262 bundled images), so it raises an image-statistics alert even unshifted.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image as PILImage
+from typer.testing import CliRunner
+
+from radvigil.config import Settings, reset_settings
+from radvigil.data.io import read_image
+from radvigil.data.shifts import apply_shift, get_shift
+from radvigil.service.app import create_app
+from radvigil.store import AuditLog, KeyStore
+from tests.helpers import LiveServer
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+WINDOWS_100 = "windows: {size: 100}\n"
+
+
+@contextmanager
+def serve(trained_home, root: Path, **settings: object) -> Iterator[tuple[httpx.Client, dict]]:
+    """A live service on ``trained_home``'s registry with windows of 100, and role tokens."""
+    home, _ = trained_home
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "monitoring.yaml").write_text(WINDOWS_100)
+    config = Settings(
+        home=root,
+        monitoring_config=root / "monitoring.yaml",
+        batch_max_wait_ms=2.0,
+        **{"monitor_interval_seconds": 0, **settings},
+    )
+    app = create_app(config, registry=home.registry)
+    keys = KeyStore(app.state.radvigil.db)
+    tokens = {r: keys.create(f"{r}-key", r)[0] for r in ("clinician", "admin", "service")}
+    with LiveServer(app) as server, httpx.Client(base_url=server.url, timeout=120) as client:
+        yield client, {**tokens, "state": app.state.radvigil}
+
+
+def _h(token: str) -> dict[str, str]:
+    return {"X-API-Key": token}
+
+
+def studies(bundled: Path, folder: str, *, brightness: float | None = None) -> list[bytes]:
+    """200 real images of ``folder`` in a seeded random order, as PNG (optionally brighter)."""
+    paths = sorted((bundled / "kermany" / folder).glob("*/*.jpg"))
+    random.Random(0).shuffle(paths)
+    shift = None if brightness is None else get_shift("brightness", factor=brightness)
+    out = []
+    for i, path in enumerate(paths[:200]):
+        pixels = read_image(path).pixels
+        if shift is not None:
+            pixels = apply_shift(pixels, shift, seed=i)
+        buffer = io.BytesIO()
+        PILImage.fromarray(pixels).save(buffer, format="PNG")
+        out.append(buffer.getvalue())
+    return out
+
+
+def post_all(client: httpx.Client, token: str, payloads: list[bytes]) -> None:
+    for start in range(0, len(payloads), 16):
+        files = [
+            ("files", (f"study-{start + i}.png", data, "image/png"))
+            for i, data in enumerate(payloads[start : start + 16])
+        ]
+        response = client.post("/v1/predict/batch", headers=_h(token), files=files)
+        assert response.status_code == 200, response.text
+
+
+def test_brighter_scanner_raises_drift_alerts(trained_home, bundled, tmp_path) -> None:
+    with serve(trained_home, tmp_path / "svc") as (client, tokens):
+        post_all(client, tokens["service"], studies(bundled, "test", brightness=1.2))
+        assert client.post("/v1/monitoring/run", headers=_h(tokens["clinician"])).status_code == 403
+        run = client.post("/v1/monitoring/run", headers=_h(tokens["admin"]))
+        assert run.status_code == 200, run.text
+        body = run.json()
+        assert [(w["group"], w["size"]) for w in body["windows"]] == [(None, 100), (None, 100)]
+        for window in body["windows"]:
+            drifted = {r["name"] for r in window["results"] if r["drift"]}
+            assert {"image_stats", "mmd", "domain_classifier"} <= drifted
+        opened = {a["rule"] for a in body["opened"]}
+        assert {"image_stats-drift", "mmd-drift", "ood_rate-drift"} <= opened
+        again = client.post("/v1/monitoring/run", headers=_h(tokens["admin"])).json()
+        assert again["windows"] == [] and again["opened"] == []
+
+        alerts = client.get(
+            "/v1/monitoring/alerts", headers=_h(tokens["service"]), params={"state": "open"}
+        ).json()
+        mmd = next(a for a in alerts if a["rule"] == "mmd-drift")
+        assert mmd["group"] == "all" and mmd["first_window"] < mmd["last_window"]
+        path = f"/v1/monitoring/alerts/{mmd['id']}"
+        assert client.post(f"{path}/acknowledge", headers=_h(tokens["service"])).status_code == 403
+        acked = client.post(f"{path}/acknowledge", headers=_h(tokens["clinician"])).json()
+        assert acked["state"] == "acknowledged" and acked["acknowledged_by"] == "clinician-key"
+        reason = {"reason": "scanner recalibrated by the vendor"}
+        forbidden = client.post(f"{path}/resolve", headers=_h(tokens["clinician"]), json=reason)
+        assert forbidden.status_code == 403
+        done = client.post(f"{path}/resolve", headers=_h(tokens["admin"]), json=reason).json()
+        assert done["state"] == "resolved" and done["reason"] == reason["reason"]
+        again = client.post(f"{path}/acknowledge", headers=_h(tokens["admin"]))
+        assert again.status_code == 400 and "cannot become acknowledged" in again.json()["message"]
+
+        results = client.get(
+            "/v1/monitoring/results",
+            headers=_h(tokens["service"]),
+            params={"detector": "image_stats", "limit": 5},
+        ).json()
+        assert [r["drift"] for r in results] == [True, True]
+        assert "report_path" not in results[0]
+        report = client.get(results[0]["report_url"], headers=_h(tokens["service"]))
+        assert report.status_code == 200 and report.headers["content-type"].startswith("text/html")
+        assert b"Drifted Columns" in report.content
+        missing = client.get("/v1/monitoring/reports/99999", headers=_h(tokens["service"]))
+        assert missing.status_code == 404 and missing.json()["code"] == "not_found"
+
+        metrics = client.get("/metrics", headers=_h(tokens["service"])).text
+        assert 'radvigil_monitor_drift{detector="image_stats",group="all"} 1.0' in metrics
+        assert "radvigil_open_alerts 2.0" in metrics  # ood_rate and image_stats; mmd resolved
+        events = AuditLog(tokens["state"].db).list(object_type="alert", limit=None)
+        assert {"alert.open", "alert.acknowledge", "alert.resolve"} <= {e.action for e in events}
+        _cli_status(trained_home, tmp_path / "svc")
+
+
+def _cli_status(trained_home, root: Path) -> None:
+    """``radvigil monitor run|status`` on the service's database and the shared registry."""
+    from radvigil.cli import app
+
+    home, _ = trained_home
+    env = {
+        "RADVIGIL_HOME": str(root),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{home.root / 'mlflow.db'}",
+        "RADVIGIL_MONITORING_CONFIG": str(root / "monitoring.yaml"),
+        "COLUMNS": "250",
+    }
+    runner = CliRunner()
+    reset_settings()
+    try:
+        ran = runner.invoke(app, ["monitor", "run"], env=env)
+        assert ran.exit_code == 0, (ran.stdout, ran.stderr)
+        assert "no new complete window yet (windows of 100)" in ran.stdout
+        status = runner.invoke(app, ["monitor", "status"], env=env)
+        assert status.exit_code == 0, (status.stdout, status.stderr)
+    finally:
+        reset_settings()
+    lines = status.stdout.splitlines()
+    assert "chest-pneumonia/1" in status.stdout
+    assert any("image_stats" in line and "DRIFT" in line for line in lines)
+    assert "alert(s) not resolved" in status.stdout and "ood_rate-drift" in status.stdout
+
+
+def test_same_population_raises_no_alert_and_adult_dicom_is_a_drifter(
+    trained_home, bundled, shared_data, tmp_path
+) -> None:
+    with serve(trained_home, tmp_path / "svc", monitor_interval_seconds=1.0) as (client, tokens):
+        post_all(client, tokens["service"], studies(bundled, "train"))
+        deadline = time.monotonic() + 90
+        results: list[dict] = []
+        while time.monotonic() < deadline:  # the schedule, not a request, runs the monitors
+            results = client.get(
+                "/v1/monitoring/results",
+                headers=_h(tokens["service"]),
+                params={"detector": "image_stats"},
+            ).json()
+            if len(results) == 2:
+                break
+            time.sleep(0.5)
+        assert len(results) == 2, results
+        assert client.get("/v1/monitoring/alerts", headers=_h(tokens["service"])).json() == []
+
+        dicom = (shared_data / "dicom" / "RG1_UNCI.dcm").read_bytes()
+        response = client.post(
+            "/v1/predict",
+            headers=_h(tokens["clinician"]),
+            files={"file": ("RG1_UNCI.dcm", dicom, "application/dicom")},
+        )
+        assert response.status_code == 200, response.text
+        flags = response.json()["flags"]
+        assert flags["drifter"] and flags["out_of_distribution"], flags
+        assert flags["ood_score"] > flags["ood_threshold"]
+        assert response.json()["routed_to_review"] is True
