@@ -73,7 +73,7 @@ def main(shared: Path) -> None:
     for name in DICOMS:
         shutil.copy2(shared / "dicom" / name, OUT / "dicom" / name)
     shutil.copy2(shared / "dicom" / "LICENSE.pydicom-data.txt", OUT / "dicom")
-    print(f"bundled {len(chosen)} + {len(stream)} stream Kermany images and {len(DICOMS)} DICOM files into {OUT}")
+    print(f"bundled {len(chosen)} + {len(stream)} stream Kermany images, {len(DICOMS)} DICOM files")
 
 
 def _stream(by_key: dict, used: set[str], rng: random.Random) -> list[dict]:
