@@ -70,7 +70,9 @@ def _gaussian_noise(pixels: np.ndarray, rng: np.random.Generator, sigma: float) 
 
 
 def _poisson_noise(pixels: np.ndarray, rng: np.random.Generator, level: float) -> np.ndarray:
-    if level == 0:
+    # Below 1e-4 the noise is under 1e-4 grey levels and the photon count would overflow numpy's
+    # Poisson sampler, so such levels are the identity.
+    if level < 1e-4:
         return pixels.copy()
     peak = 1.0 / level**2  # photon count at white: relative noise at white is ``level``
     return _to_uint8(rng.poisson(pixels / 255.0 * peak) / peak * 255.0)
