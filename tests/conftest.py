@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from radvigil.config import Settings, get_settings, reset_settings
 
@@ -59,3 +60,9 @@ def trained_home(tmp_path_factory: pytest.TempPathFactory):
     outcome = run_training(tiny_config(), home.data_version, home.catalog, home.registry)
     home.registry.set_alias(outcome.name, "champion", outcome.version, "test", "fixture")
     return home, outcome
+
+
+# Property tests explore the same examples on every run (no flaky CI), with no per-example
+# deadline (timings on 2 shared cores vary too much to mean anything).
+hypothesis_settings.register_profile("radvigil", derandomize=True, deadline=None)
+hypothesis_settings.load_profile("radvigil")
