@@ -21,6 +21,10 @@ def get_state(request: Request) -> ServiceState:
 
 State = Annotated[ServiceState, Depends(get_state)]
 
+# Ids and offsets bound for the database's INTEGER columns (32-bit on PostgreSQL): a larger
+# number is a 422, not an overflow (500) in the driver.
+MAX_DB_INT = 2**31 - 1
+
 
 def requires(action: str, cost: float = 1.0) -> Callable[..., ApiKeyPublic]:
     """A dependency: the caller's key, checked for ``action`` and charged against its rate."""

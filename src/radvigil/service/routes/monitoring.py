@@ -14,13 +14,13 @@ from pydantic import BaseModel, ConfigDict, StringConstraints
 from radvigil.errors import NotFoundError
 from radvigil.loop.monitoring import acknowledge_alert, ensure_report, resolve_alert
 from radvigil.monitoring import ReferenceProfile, WindowReport
-from radvigil.service.deps import Admin, Reader, State, requires
+from radvigil.service.deps import MAX_DB_INT, Admin, Reader, State, requires
 from radvigil.service.state import ServiceState
 from radvigil.store import AlertPublic, ApiKeyPublic, MonitorResultPublic
 
 router = APIRouter(prefix="/v1/monitoring", tags=["monitoring"])
 AlertManager = Annotated[ApiKeyPublic, Depends(requires("manage_alerts"))]
-AlertId = Path(..., ge=1, description="Alert id")
+AlertId = Path(..., ge=1, le=MAX_DB_INT, description="Alert id")
 
 
 class MonitorResultOut(BaseModel):
@@ -151,7 +151,9 @@ async def run_now(state: State, _: Admin) -> RunOut:
     summary="The Evidently data-drift report (HTML) of a monitor result's window",
 )
 async def report(
-    state: State, _: Reader, result_id: int = Path(..., ge=1, description="Monitor result id")
+    state: State,
+    _: Reader,
+    result_id: int = Path(..., ge=1, le=MAX_DB_INT, description="Monitor result id"),
 ) -> FileResponse:
     path = await asyncio.to_thread(_report_path, state, result_id)
     return FileResponse(path, media_type="text/html", filename=path.name)

@@ -7,7 +7,7 @@ import asyncio
 from fastapi import APIRouter, Path, Query, Response
 
 from radvigil.errors import InputError, NotFoundError
-from radvigil.service.deps import Labeller, State
+from radvigil.service.deps import MAX_DB_INT, Labeller, State
 from radvigil.service.explanations import explain_stored
 from radvigil.service.schemas import FeedbackIn, ReviewItem, ReviewQueueOut
 from radvigil.store import FeedbackCreate, FeedbackPublic, PredictionRecord, ReviewQueue
@@ -42,7 +42,7 @@ def review_queue(
     _: Labeller,
     site: str | None = Query(None, max_length=100),
     limit: int = Query(50, ge=1, le=500),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_DB_INT),
 ) -> ReviewQueueOut:
     queue = ReviewQueue(state.db)
     threshold = state.settings.review_confidence
