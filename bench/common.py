@@ -27,6 +27,8 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from radvigil.service.background import BackgroundServer
+
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED = REPO / "data" / "bundled"
 SHARED = Path(os.environ.get("RADVIGIL_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -239,34 +241,6 @@ def bench_home(
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-class LiveServer:
-    """A real uvicorn server on a free loopback port, in a background thread of this process."""
-
-    def __init__(self, app: Any) -> None:
-        import socket
-        import threading
-
-        import uvicorn
-
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="error", access_log=False
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> LiveServer:
-        self.thread.start()
-        deadline = time.monotonic() + 60
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
+def LiveServer(app: Any) -> BackgroundServer:
+    """The shared background uvicorn server, quiet for benchmark output."""
+    return BackgroundServer(app, log_level="error")

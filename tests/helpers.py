@@ -9,8 +9,10 @@ from radvigil.data.catalog import DatasetCatalog
 from radvigil.data.importers import from_csv
 from radvigil.model.config import TrainConfig
 from radvigil.registry import Registry
+from radvigil.service.background import BackgroundServer as LiveServer
 
 REPO = Path(__file__).resolve().parents[1]
+__all__ = ["REPO", "Home", "LiveServer", "make_home", "tiny_config"]
 
 
 def tiny_config(**overrides) -> TrainConfig:
@@ -52,38 +54,3 @@ def make_home(root: Path, tracking_uri: str | None = None) -> Home:
         root / "model-cache",
     )
     return Home(root, catalog, registry, vid)
-
-
-class LiveServer:
-    """A real uvicorn server on a free loopback port, in a background thread."""
-
-    def __init__(self, app) -> None:
-        import socket
-        import threading
-
-        import uvicorn
-
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> LiveServer:
-        import time
-
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)

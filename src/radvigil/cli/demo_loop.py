@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 
 import httpx
 import numpy as np
 import pandas as pd
-import uvicorn
 from rich.table import Table
 
 from radvigil.cli.common import console
@@ -24,32 +21,9 @@ from radvigil.loop.retrain import retrain
 from radvigil.loop.triggers import evaluate_triggers, gather_facts, load_policy
 from radvigil.model.config import TrainConfig
 from radvigil.registry import Registry
+from radvigil.service.background import BackgroundServer
 
 PHASE_A, PHASE_B = 100, 162
-
-
-class _Server:
-    def __init__(self, app) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(
-            uvicorn.Config(
-                app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False
-            )
-        )
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        while not self.server.started:
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
 
 
 def _payloads(frame: pd.DataFrame, shifted: bool) -> list[tuple[str, bytes]]:
@@ -75,7 +49,7 @@ def run_loop(
 ) -> None:
     admin = {"X-API-Key": tokens["admin"]}
     truth: dict[str, str] = {}
-    with _Server(app) as server, httpx.Client(base_url=server.url, timeout=120) as client:
+    with BackgroundServer(app) as server, httpx.Client(base_url=server.url, timeout=120) as client:
         svc = app.state.radvigil
         console.print(f"service listening on {server.url} (OpenAPI docs at {server.url}/docs)")
 
