@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     alert_webhook: str | None = Field(
         default=None, description="URL that receives new alerts as JSON (POST); None = off."
     )
+    ray_storage: str | None = Field(
+        default=None,
+        description="Where Ray Train/Tune keep checkpoints and trial results; HOME/ray by default. "
+        "On a multi-node Ray cluster: a path every node shares, or an s3:// / gs:// URI.",
+    )
 
     @property
     def home_dir(self) -> Path:
@@ -90,6 +95,10 @@ class Settings(BaseSettings):
     @property
     def resolved_tracking_uri(self) -> str:
         return self.mlflow_tracking_uri or f"sqlite:///{self.home_dir / 'mlflow.db'}"
+
+    @property
+    def resolved_ray_storage(self) -> str:
+        return self.ray_storage or str(self.home_dir / "ray")
 
     @property
     def artifacts_dir(self) -> Path:

@@ -290,9 +290,18 @@ class TrainingRun:
     Uses explicit run ids (no global active run) so it is safe beside a serving thread.
     """
 
-    def __init__(self, registry: Registry, task: str, run_name: str, tags: dict[str, str]) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        task: str,
+        run_name: str,
+        tags: dict[str, str],
+        parent_run_id: str | None = None,
+    ) -> None:
         self.registry = registry
         client = registry.client
+        if parent_run_id:  # MLflow's UI nests a run under the run this tag names
+            tags = {**tags, "mlflow.parentRunId": parent_run_id}
         try:
             run = client.create_run(registry.experiment_id(task), run_name=run_name, tags=tags)
         except Exception as exc:
@@ -304,6 +313,9 @@ class TrainingRun:
             return fn(*args, **kwargs)
         except Exception as exc:
             raise RegistryError(f"MLflow {what} failed: {exc}") from exc
+
+    def set_tag(self, key: str, value: str) -> None:
+        self._call("set tag", self.registry.client.set_tag, self.run_id, key, value)
 
     def log_params(self, params: dict[str, Any]) -> None:
         from mlflow.entities import Param

@@ -12,6 +12,7 @@ from radvigil.cli.demo import demo_command
 from radvigil.cli.evaluation import evaluate_command, gate_command
 from radvigil.cli.serve import serve_command
 from radvigil.cli.training import train_command
+from radvigil.cli.tuning import tune_command
 
 app = typer.Typer(
     cls=ErrorHandlingGroup,
@@ -22,6 +23,7 @@ app = typer.Typer(
 app.add_typer(data.app, name="data")
 app.add_typer(models.app, name="models")
 app.command("train")(train_command)
+app.command("tune")(tune_command)
 app.command("serve")(serve_command)
 app.command("evaluate")(evaluate_command)
 app.command("gate")(gate_command)

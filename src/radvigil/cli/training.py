@@ -10,7 +10,9 @@ from rich.table import Table
 
 from radvigil.cli.common import console, err_console, track
 from radvigil.cli.context import catalog, registry
-from radvigil.loop.training import run_training
+from radvigil.config import get_settings
+from radvigil.errors import ConfigError
+from radvigil.loop.training import RayBackend, run_training
 from radvigil.model.config import load_config
 
 
@@ -40,10 +42,26 @@ def train_command(
     alias: str | None = typer.Option(
         None, help="Set this alias (e.g. champion) on the new version right away."
     ),
+    backend: str = typer.Option(
+        "local", help="'local' (this process) or 'ray' (Ray Train, data-parallel workers)."
+    ),
+    workers: int = typer.Option(2, min=1, help="Ray Train workers (--backend ray)."),
+    ray_address: str | None = typer.Option(
+        None,
+        help="Ray cluster (HOST:PORT, ray://HOST:PORT or auto); default RAY_ADDRESS, else a "
+        "local Ray instance on this machine.",
+    ),
+    gpu: bool = typer.Option(False, "--gpu", help="One GPU per Ray worker (--backend ray)."),
 ) -> None:
     """Train a model on a dataset version and register it in MLflow with its lineage."""
+    if backend not in ("local", "ray"):
+        raise ConfigError(f"--backend must be 'local' or 'ray', not {backend!r}")
     cfg = load_config(config)
     reg = registry()
+    ray = None
+    if backend == "ray":
+        storage = get_settings().resolved_ray_storage
+        ray = RayBackend(workers=workers, storage=storage, address=ray_address, use_gpu=gpu)
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -56,8 +74,10 @@ def train_command(
             data,
             catalog(),
             reg,
-            observer=RichObserver(progress),
+            # Ray workers print each epoch themselves; a local run draws a bar per epoch
+            observer=RichObserver(progress) if ray is None else None,
             progress=lambda items: track(items, "loading images"),
+            ray=ray,
         )
     if alias:
         reg.set_alias(outcome.name, alias, outcome.version, actor="cli", reason="set at training")
@@ -66,6 +86,7 @@ def train_command(
     table.add_column("item")
     table.add_column("value")
     table.add_row("run", outcome.run_id)
+    table.add_row("backend", "local" if ray is None else f"ray, {workers} workers")
     table.add_row("data version", card.training_data_version)
     table.add_row("best epoch", str(outcome.result.best_epoch))
     table.add_row("temperature", f"{card.temperature:.3f}")

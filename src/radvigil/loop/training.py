@@ -32,6 +32,16 @@ Progress = Callable[[Iterable], Iterable]
 
 
 @dataclass(frozen=True)
+class RayBackend:
+    """Train on Ray Train workers instead of in this process."""
+
+    workers: int
+    storage: str
+    address: str | None = None
+    use_gpu: bool = False
+
+
+@dataclass(frozen=True)
 class TrainOutcome:
     """What a training job registered."""
 
@@ -88,8 +98,9 @@ def run_training(
     progress: Progress = lambda items: items,
     extra_tags: dict[str, str] | None = None,
     caveats: list[str] | None = None,
+    ray: RayBackend | None = None,
 ) -> TrainOutcome:
-    """Train, calibrate, export and register one model version with full lineage."""
+    """Train (in process, or on Ray with ``ray``), calibrate, export and register one version."""
     task = load_task(cfg.task)
     size = cfg.input_size or task.input_size
     version = catalog.load(data_ref)
@@ -107,10 +118,13 @@ def run_training(
     }
     run = TrainingRun(registry, task.name, f"{task.name}-{cfg.backbone}", tags)
     try:
-        run.log_params(flat_params(cfg, task, size))
+        run.log_params({**flat_params(cfg, task, size), **_backend_params(ray)})
         run.log_dataset(version.split("train").frame, version.id, str(version.root), "training")
         run.log_dataset(version.split("val").frame, version.id, str(version.root), "validation")
-        result = train(cfg, task, train_set, val_set, _RunLogger(run, observer))
+        if ray is None:
+            result = train(cfg, task, train_set, val_set, _RunLogger(run, observer))
+        else:
+            result = _train_on_ray(cfg, task, train_set, val_set, ray, run, observer)
         with tempfile.TemporaryDirectory() as tmp:
             outcome = _export_and_register(
                 cfg,
@@ -130,6 +144,39 @@ def run_training(
     except BaseException:
         run.finish("FAILED")
         raise
+
+
+def _backend_params(ray: RayBackend | None) -> dict[str, object]:
+    if ray is None:
+        return {"backend": "local"}
+    return {"backend": "ray", "ray.workers": ray.workers, "ray.use_gpu": ray.use_gpu}
+
+
+def _train_on_ray(
+    cfg: TrainConfig,
+    task: Task,
+    train_set: ArraySet,
+    val_set: ArraySet,
+    ray: RayBackend,
+    run: TrainingRun,
+    observer: TrainObserver | None,
+) -> TrainResult:
+    """Ray Train workers print their epochs live; MLflow gets the per-epoch metrics afterwards."""
+    from radvigil.model.distributed import train_ray
+
+    run.set_tag("radvigil.ray_run", f"{ray.storage}/{run.run_id}")
+    return train_ray(
+        cfg,
+        task,
+        train_set,
+        val_set,
+        workers=ray.workers,
+        storage=ray.storage,
+        run_name=run.run_id,
+        address=ray.address,
+        use_gpu=ray.use_gpu,
+        observer=_RunLogger(run, observer),
+    )
 
 
 def _export_and_register(

@@ -1,4 +1,9 @@
-"""The training loop: seeded, class-weighted, warmup + cosine, early stopping, calibration."""
+"""The training loop: seeded, class-weighted, warmup + cosine, early stopping, calibration.
+
+The pieces (optimisation set-up, one epoch, metrics from a confusion matrix, early stopping,
+calibration) are shared by the in-process loop here and the Ray Train workers in
+:mod:`radvigil.model.distributed`, so both backends train the same way.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,6 @@ from typing import Protocol
 
 import numpy as np
 import torch
-from sklearn.metrics import f1_score, recall_score
 from torch import nn
 
 from radvigil.evaluation.thresholds import threshold_for_sensitivity
@@ -32,7 +36,9 @@ class TrainObserver(Protocol):
     def epoch_done(self, epoch: int, metrics: dict[str, float]) -> None: ...
 
 
-class _Silent:
+class Silent:
+    """An observer that ignores everything (workers, tuning trials, tests)."""
+
     def epoch_started(self, epoch: int, batches: int) -> None:
         pass
 
@@ -57,6 +63,38 @@ class TrainResult:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass
+class Optimisation:
+    """Loss, optimiser and per-step learning-rate schedule for one training run."""
+
+    loss_fn: nn.Module
+    optimiser: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LRScheduler
+    device: torch.device
+
+    @property
+    def lr(self) -> float:
+        return self.schedule.get_last_lr()[0]
+
+
+class EarlyStopping:
+    """Keeps the best epoch's weights and says when ``patience`` epochs brought nothing."""
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.metric, self.patience = cfg.early_stop_metric, cfg.patience
+        self.best_score, self.best_state, self.best_epoch, self.stale = -np.inf, None, 0, 0
+
+    def update(self, epoch: int, metrics: dict[str, float], model: nn.Module) -> bool:
+        """Record ``epoch``; True when training should stop."""
+        score = metrics[self.metric] + 1e-3 * metrics["macro_f1"]  # macro-F1 breaks ties
+        if score > self.best_score + 1e-6:
+            self.best_score, self.best_epoch, self.stale = score, epoch, 0
+            self.best_state = copy.deepcopy(model.state_dict())
+            return False
+        self.stale += 1
+        return self.stale >= self.patience
+
+
 def seed_everything(seed: int) -> None:
     """Seed torch and make CPU kernels deterministic so reruns give identical metrics."""
     torch.manual_seed(seed)
@@ -76,7 +114,96 @@ def predict_arrays(
             out, emb = model(x)
             logits.append(out.float().cpu().numpy())
             embeddings.append(emb.float().cpu().numpy())
+    if not logits:
+        return np.empty((0, 0), np.float32), np.empty((0, 0), np.float32)
     return np.concatenate(logits), np.concatenate(embeddings)
+
+
+def optimisation(
+    cfg: TrainConfig,
+    model: nn.Module,
+    targets: np.ndarray,
+    num_classes: int,
+    steps_per_epoch: int,
+    device: torch.device,
+) -> Optimisation:
+    """Class-weighted label-smoothed loss, AdamW and warmup + cosine over all steps."""
+    counts = np.bincount(targets, minlength=num_classes).astype(np.float64)
+    weights = torch.tensor(
+        len(targets) / (num_classes * np.maximum(counts, 1)), dtype=torch.float32
+    )
+    loss_fn = nn.CrossEntropyLoss(weight=weights.to(device), label_smoothing=cfg.label_smoothing)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimiser, _warmup_cosine(cfg.warmup_epochs * steps_per_epoch, cfg.epochs * steps_per_epoch)
+    )
+    return Optimisation(loss_fn, optimiser, schedule, device)
+
+
+def train_epoch(
+    model: nn.Module,
+    opt: Optimisation,
+    data: ArraySet,
+    order: np.ndarray,
+    batch_size: int,
+    cfg: TrainConfig,
+    rng: np.random.Generator,
+    observer: TrainObserver,
+) -> float:
+    """One pass over ``data`` in ``order`` (augmented, clipped); returns the mean loss."""
+    model.train()
+    amp = opt.device.type == "cuda"
+    total = 0.0
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        batch = np.stack([augment(data.images[i], cfg.augment, rng) for i in idx])
+        x = torch.from_numpy(normalise(batch)[:, None]).to(opt.device)
+        y = torch.from_numpy(data.targets[idx]).to(opt.device)
+        with torch.autocast(device_type=opt.device.type, dtype=torch.bfloat16, enabled=amp):
+            logits, _ = model(x)
+            loss = opt.loss_fn(logits.float(), y)
+        opt.optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.optimiser.step()
+        opt.schedule.step()
+        total += loss.item() * len(idx)
+        observer.batch_done(loss.item())
+    return total / max(1, len(order))
+
+
+def confusion(logits: np.ndarray, targets: np.ndarray, num_classes: int) -> np.ndarray:
+    """Counts of (true class, argmax class) pairs, rows = truth."""
+    predicted = logits.argmax(axis=1) if len(logits) else np.empty(0, np.int64)
+    flat = targets * num_classes + predicted
+    return np.bincount(flat, minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
+def confusion_metrics(matrix: np.ndarray, findings: list[int]) -> dict[str, float]:
+    """Macro-F1 (over classes seen), accuracy and mean finding sensitivity from a confusion matrix.
+
+    Computed from counts rather than per-item labels so distributed workers can sum their
+    matrices and all reach the same numbers (and the same early-stopping decision).
+    """
+    matrix = matrix.astype(np.float64)
+    true_pos = np.diag(matrix)
+    actual, predicted = matrix.sum(axis=1), matrix.sum(axis=0)
+    seen = (actual + predicted) > 0
+    denominator = actual + predicted
+    f1 = np.divide(2 * true_pos, denominator, out=np.zeros_like(true_pos), where=denominator > 0)
+    recall = np.divide(true_pos, actual, out=np.zeros_like(true_pos), where=actual > 0)
+    return {
+        "macro_f1": float(f1[seen].mean()) if seen.any() else 0.0,
+        "accuracy": float(true_pos.sum() / max(1.0, matrix.sum())),
+        "finding_sensitivity": float(recall[findings].mean()) if findings else 0.0,
+    }
+
+
+def set_frozen(model: Classifier, frozen: bool) -> None:
+    """Freeze everything but the head (progressive unfreezing from local weights)."""
+    head = {id(p) for p in model.head_parameters()}
+    for p in model.parameters():
+        p.requires_grad = (not frozen) or id(p) in head
 
 
 def train(
@@ -86,72 +213,38 @@ def train(
     val_set: ArraySet,
     observer: TrainObserver | None = None,
 ) -> TrainResult:
-    """Train ``cfg.backbone`` for ``task``, keep the best epoch, calibrate and pick thresholds."""
-    observer = observer or _Silent()
+    """Train ``cfg.backbone`` for ``task`` in this process, keep the best epoch, calibrate."""
+    observer = observer or Silent()
     seed_everything(cfg.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = build_classifier(cfg.backbone, len(task.classes), cfg.weights).to(device)
-    counts = np.bincount(train_set.targets, minlength=len(task.classes)).astype(np.float64)
-    weights = torch.tensor(
-        len(train_set) / (len(counts) * np.maximum(counts, 1)), dtype=torch.float32
-    )
-    loss_fn = nn.CrossEntropyLoss(weight=weights.to(device), label_smoothing=cfg.label_smoothing)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    classes = len(task.classes)
+    model = build_classifier(cfg.backbone, classes, cfg.weights).to(device)
     steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimiser, _warmup_cosine(cfg.warmup_epochs * steps_per_epoch, cfg.epochs * steps_per_epoch)
-    )
-    amp = device.type == "cuda"
+    opt = optimisation(cfg, model, train_set.targets, classes, steps_per_epoch, device)
     rng = np.random.default_rng(cfg.seed)
-    best_score, best_state, best_epoch, stale = -np.inf, None, 0, 0
+    stopper = EarlyStopping(cfg)
     history: list[dict[str, float]] = []
     findings = [task.class_index(f) for f in task.findings]
     for epoch in range(1, cfg.epochs + 1):
-        _set_frozen(model, frozen=cfg.weights is not None and epoch <= cfg.unfreeze_epochs)
-        model.train()
+        set_frozen(model, frozen=cfg.weights is not None and epoch <= cfg.unfreeze_epochs)
         observer.epoch_started(epoch, steps_per_epoch)
         order = rng.permutation(len(train_set))
-        total = 0.0
-        for start in range(0, len(order), cfg.batch_size):
-            idx = order[start : start + cfg.batch_size]
-            batch = np.stack([augment(train_set.images[i], cfg.augment, rng) for i in idx])
-            x = torch.from_numpy(normalise(batch)[:, None]).to(device)
-            y = torch.from_numpy(train_set.targets[idx]).to(device)
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
-                logits, _ = model(x)
-                loss = loss_fn(logits.float(), y)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimiser.step()
-            schedule.step()
-            total += loss.item() * len(idx)
-            observer.batch_done(loss.item())
+        loss = train_epoch(model, opt, train_set, order, cfg.batch_size, cfg, rng, observer)
         val_logits, _ = predict_arrays(model, val_set.images)
-        metrics = _epoch_metrics(val_logits, val_set.targets, findings)
-        metrics["train_loss"] = total / len(train_set)
-        metrics["lr"] = schedule.get_last_lr()[0]
+        metrics = confusion_metrics(confusion(val_logits, val_set.targets, classes), findings)
+        metrics.update(train_loss=loss, lr=opt.lr)
         history.append({"epoch": epoch, **metrics})
         observer.epoch_done(epoch, metrics)
-        score = metrics[cfg.early_stop_metric] + 1e-3 * metrics["macro_f1"]
-        if score > best_score + 1e-6:
-            best_score, best_state, best_epoch, stale = (
-                score,
-                copy.deepcopy(model.state_dict()),
-                epoch,
-                0,
-            )
-        else:
-            stale += 1
-            if stale >= cfg.patience:
-                break
-    model.load_state_dict(best_state)
-    return _calibrate(model, task, val_set, history, best_epoch)
+        if stopper.update(epoch, metrics, model):
+            break
+    model.load_state_dict(stopper.best_state)
+    return calibrate(model, task, val_set, history, stopper.best_epoch)
 
 
-def _calibrate(
+def calibrate(
     model: Classifier, task: Task, val_set: ArraySet, history: list, best_epoch: int
 ) -> TrainResult:
+    """Temperature scaling and per-finding thresholds on validation for the chosen weights."""
     logits, embeddings = predict_arrays(model, val_set.images)
     temperature = fit_temperature(logits, val_set.targets)
     raw, calibrated = softmax(logits), softmax(logits, temperature)
@@ -171,24 +264,6 @@ def _calibrate(
     return TrainResult(
         model.cpu(), history, best_epoch, temperature, thresholds, calibrated, embeddings, metrics
     )
-
-
-def _epoch_metrics(
-    logits: np.ndarray, targets: np.ndarray, findings: list[int]
-) -> dict[str, float]:
-    predicted = logits.argmax(axis=1)
-    recalls = recall_score(targets, predicted, labels=findings, average=None, zero_division=0)
-    return {
-        "macro_f1": float(f1_score(targets, predicted, average="macro", zero_division=0)),
-        "accuracy": float((predicted == targets).mean()),
-        "finding_sensitivity": float(np.mean(recalls)),
-    }
-
-
-def _set_frozen(model: Classifier, frozen: bool) -> None:
-    head = {id(p) for p in model.head_parameters()}
-    for p in model.parameters():
-        p.requires_grad = (not frozen) or id(p) in head
 
 
 def _warmup_cosine(warmup: int, total: int):
