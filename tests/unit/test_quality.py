@@ -11,10 +11,12 @@ from PIL import Image as PILImage
 
 from radvigil.data.duplicates import near_groups
 from radvigil.data.importers import from_folder
+from radvigil.data.io import read_image
 from radvigil.data.manifest import DatasetVersion
 from radvigil.data.qc_checks import CHECKS, load_qc_config
 from radvigil.data.quality import QCConfig, exclude_failing, run_qc
 from radvigil.errors import ConfigError
+from radvigil.service.assessment import quality_issues
 from tests.unit.qc_images import make_problem_folder, spoil_after_import
 
 DUPLICATE = "kermany/test/normal/NORMAL2-IM-0173-0001-0002.jpg"
@@ -83,6 +85,22 @@ def test_problem_images_are_flagged_by_the_right_check(
     kept = exclude_failing(version, report)
     assert len(kept.frame) == len(version.frame) - len(expected)
     assert "train/normal/dim.png" in set(kept.frame["path"])
+
+
+def test_the_service_flags_the_same_images_with_the_same_words(
+    tmp_path: Path, xrays: list[tuple[str, np.ndarray]]
+) -> None:
+    make_problem_folder(tmp_path, xrays)
+    report = run_qc(from_folder(tmp_path).version)
+    per_image = {"too_small", "aspect_ratio", "low_contrast", "exposure", "not_radiograph"}
+    for path in sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.*")):
+        dataset = {
+            f"{f.check}: {f.message}"
+            for f in report.flags
+            if f.path == path and f.check in per_image
+        }
+        served = set(quality_issues(read_image(tmp_path / path)))
+        assert served == dataset, path
 
 
 def test_severity_override_and_check_subset(

@@ -14,7 +14,7 @@ from sklearn.metrics import f1_score, recall_score
 
 from radvigil.errors import ConfigError, ModelError
 from radvigil.model.config import load_config
-from radvigil.model.distributed import shard_order
+from radvigil.model.distributed import failure_summary, shard_order
 from radvigil.model.ray_runtime import ray_session
 from radvigil.model.train import confusion, confusion_metrics
 from radvigil.model.tuning import apply_overrides, load_space
@@ -96,3 +96,14 @@ def test_unreachable_ray_cluster_fails_fast() -> None:
     assert time.monotonic() - start < 10  # Ray itself would retry for minutes
     with pytest.raises(ModelError, match="HOST:PORT"), ray_session("nonsense", 1, "test"):
         pass
+
+
+def test_a_failed_ray_run_is_summarised_in_one_line() -> None:
+    message = (
+        "Training failed due to worker errors:\n[Rank 0,1 Error Snippet]:\n"
+        'Traceback (most recent call last):\n  File "x.py", line 8, in loop\n'
+        "    raise ValueError('boom')\nValueError: boom in worker\n"
+    )
+    summary = failure_summary(RuntimeError(message))
+    assert "\n" not in summary
+    assert summary.startswith("Ray training failed: ValueError: boom in worker")

@@ -7,10 +7,12 @@ A check sees one row of statistics per item plus the duplicate groups and yields
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -83,44 +85,66 @@ def _unreadable(ctx: QCContext) -> Iterator[Finding]:
     yield from zip(bad["path"], bad["error"], strict=True)
 
 
-def _too_small(ctx: QCContext) -> Iterator[Finding]:
-    for row in ctx.readable.itertuples():
-        if min(row.width, row.height) < ctx.config.min_side:
-            yield row.path, f"{row.width}x{row.height} px, shorter side < {ctx.config.min_side}"
+def pixel_stats(
+    pixels: np.ndarray, colorfulness: float, config: QCConfig, std: float | None = None
+) -> dict[str, float]:
+    """The statistics the per-image checks read: size, contrast, clipping at each end, colour.
+
+    ``std`` may be passed when already known (the service has it from its histogram).
+    """
+    margin = config.clip_margin
+    return {
+        "width": pixels.shape[1],
+        "height": pixels.shape[0],
+        "std": float(pixels.std()) if std is None else std,
+        "dark_fraction": float(np.count_nonzero(pixels <= margin)) / pixels.size,
+        "bright_fraction": float(np.count_nonzero(pixels >= 255 - margin)) / pixels.size,
+        "colorfulness": float(colorfulness),
+    }
 
 
-def _aspect_ratio(ctx: QCContext) -> Iterator[Finding]:
-    for row in ctx.readable.itertuples():
-        ratio = max(row.width, row.height) / max(1, min(row.width, row.height))
-        if ratio > ctx.config.max_aspect_ratio:
-            yield row.path, f"aspect ratio {ratio:.2f}:1 > {ctx.config.max_aspect_ratio}:1"
+def image_issues(stats: Mapping[str, Any], config: QCConfig) -> dict[str, str]:
+    """One image's per-image QC failures as ``{check: message}``, from :func:`pixel_stats`.
+
+    ``radvigil data validate`` applies it to every row of a dataset and the service to every
+    prediction, so both flag the same images, with the same thresholds and words.
+    """
+    issues = {}
+    width, height = int(stats["width"]), int(stats["height"])
+    if min(width, height) < config.min_side:
+        issues["too_small"] = f"{width}x{height} px, shorter side < {config.min_side}"
+    ratio = max(width, height) / max(1, min(width, height))
+    if ratio > config.max_aspect_ratio:
+        issues["aspect_ratio"] = f"aspect ratio {ratio:.2f}:1 > {config.max_aspect_ratio}:1"
+    if stats["std"] < config.min_std:
+        issues["low_contrast"] = f"pixel std {stats['std']:.1f} < {config.min_std}"
+    limit = config.max_clipped_fraction
+    if stats["dark_fraction"] > limit:
+        issues["exposure"] = (
+            f"{stats['dark_fraction']:.0%} of pixels clipped to black (> {limit:.0%})"
+        )
+    elif stats["bright_fraction"] > limit:
+        issues["exposure"] = (
+            f"{stats['bright_fraction']:.0%} of pixels clipped to white (> {limit:.0%})"
+        )
+    if stats["colorfulness"] > config.max_colorfulness:
+        issues["not_radiograph"] = (
+            f"colour image (channel difference {stats['colorfulness']:.1f} > "
+            f"{config.max_colorfulness}): a photo, not a radiograph"
+        )
+    return issues
 
 
-def _low_contrast(ctx: QCContext) -> Iterator[Finding]:
-    for row in ctx.readable.itertuples():
-        if row.std < ctx.config.min_std:
-            yield row.path, f"pixel std {row.std:.1f} < {ctx.config.min_std}"
+def _per_image(name: str) -> Callable[[QCContext], Iterator[Finding]]:
+    """The dataset check for one of :func:`image_issues`' checks."""
 
+    def run(ctx: QCContext) -> Iterator[Finding]:
+        for row in ctx.readable.to_dict("records"):
+            message = image_issues(row, ctx.config).get(name)
+            if message:
+                yield row["path"], message
 
-def _exposure(ctx: QCContext) -> Iterator[Finding]:
-    limit = ctx.config.max_clipped_fraction
-    for row in ctx.readable.itertuples():
-        if row.dark_fraction > limit:
-            yield row.path, f"{row.dark_fraction:.0%} of pixels clipped to black (> {limit:.0%})"
-        elif row.bright_fraction > limit:
-            yield row.path, f"{row.bright_fraction:.0%} of pixels clipped to white (> {limit:.0%})"
-
-
-def _not_radiograph(ctx: QCContext) -> Iterator[Finding]:
-    for row in ctx.readable.itertuples():
-        if row.colorfulness > ctx.config.max_colorfulness:
-            yield (
-                row.path,
-                (
-                    f"colour image (channel difference {row.colorfulness:.1f} > "
-                    f"{ctx.config.max_colorfulness}): a photo, not a radiograph"
-                ),
-            )
+    return run
 
 
 def _split_order(split: str) -> int:
@@ -185,35 +209,35 @@ CHECKS: dict[str, CheckSpec] = {
             "too_small",
             "fail",
             lambda c: f"shorter side < {c.min_side} px",
-            _too_small,
+            _per_image("too_small"),
             "Too few pixels to show lung detail.",
         ),
         CheckSpec(
             "aspect_ratio",
             "fail",
             lambda c: f"long/short side > {c.max_aspect_ratio}",
-            _aspect_ratio,
+            _per_image("aspect_ratio"),
             "A strip or a crop, not a chest film.",
         ),
         CheckSpec(
             "low_contrast",
             "warn",
             lambda c: f"pixel std < {c.min_std}",
-            _low_contrast,
+            _per_image("low_contrast"),
             "Flat image; real but dim radiographs fall here too, so only a warning.",
         ),
         CheckSpec(
             "exposure",
             "fail",
             lambda c: f"> {c.max_clipped_fraction:.0%} pixels within {c.clip_margin} of 0 or 255",
-            _exposure,
+            _per_image("exposure"),
             "Burnt-out or blank film: most pixels carry no information.",
         ),
         CheckSpec(
             "not_radiograph",
             "fail",
             lambda c: f"colourfulness > {c.max_colorfulness}",
-            _not_radiograph,
+            _per_image("not_radiograph"),
             "A colour photo or screenshot, not a grayscale radiograph.",
         ),
         CheckSpec(

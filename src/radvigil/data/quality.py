@@ -19,7 +19,7 @@ import pandas as pd
 from radvigil.data.duplicates import exact_groups, near_groups, perceptual_hash
 from radvigil.data.io import read_image
 from radvigil.data.manifest import DatasetVersion
-from radvigil.data.qc_checks import CHECKS, QCConfig, QCContext, get_check
+from radvigil.data.qc_checks import CHECKS, QCConfig, QCContext, get_check, pixel_stats
 from radvigil.data.qc_result import CheckSummary, DuplicateGroup, QCFlag, QCReport
 from radvigil.errors import DataError, InputError
 
@@ -73,16 +73,10 @@ def _item_stats(path: Path, name: str, expected_sha: str, config: QCConfig) -> d
     except InputError as exc:
         return {**empty, "sha256": digest, "error": exc.message.removeprefix(f"{name}: ")}
     pixels = image.pixels
-    margin = config.clip_margin
     return {
         "sha256": digest,
         "error": "",
-        "width": pixels.shape[1],
-        "height": pixels.shape[0],
-        "std": float(pixels.std()),
-        "dark_fraction": float(np.count_nonzero(pixels <= margin)) / pixels.size,
-        "bright_fraction": float(np.count_nonzero(pixels >= 255 - margin)) / pixels.size,
-        "colorfulness": image.meta.colorfulness,
+        **pixel_stats(pixels, image.meta.colorfulness, config),
         "phash": perceptual_hash(pixels),
     }
 

@@ -103,7 +103,7 @@ def train_ray(
         try:
             result = trainer.fit()
         except ray.train.TrainingFailedError as exc:
-            raise ModelError(f"Ray training failed: {exc}") from exc
+            raise ModelError(failure_summary(exc)) from exc
         if result.checkpoint is None:
             raise ModelError("Ray training reported no checkpoint")
         with result.checkpoint.as_directory() as folder:
@@ -115,6 +115,13 @@ def train_ray(
     model = build_classifier(cfg.backbone, len(task.classes))
     model.load_state_dict(state)
     return calibrate(model, task, val_set, history, best_epoch)
+
+
+def failure_summary(exc: BaseException) -> str:
+    """One line for a failed Ray run: the workers' final exception line (Ray prints the rest)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    last = lines[-1] if lines else type(exc).__name__
+    return f"Ray training failed: {last} (worker tracebacks are printed above and in Ray's logs)"
 
 
 def _worker_loop(config: dict[str, Any]) -> None:

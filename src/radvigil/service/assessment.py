@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image as PILImage
 
 from radvigil.data.image import Image
-from radvigil.data.qc_checks import QCConfig
+from radvigil.data.qc_checks import QCConfig, image_issues, pixel_stats
 from radvigil.monitoring.drifters import is_drifter, ood_score
 from radvigil.monitoring.features import image_stats
 from radvigil.service.lifecycle import ServedModel
@@ -40,28 +40,15 @@ class Assessment:
         )
 
 
-def quality_issues(image: Image, stats: dict[str, float], config: QCConfig = QC) -> list[str]:
-    """The per-image QC checks of ``radvigil data validate``, with the same thresholds."""
-    meta, issues = image.meta, []
-    if min(meta.width, meta.height) < config.min_side:
-        issues.append(f"too_small: {meta.width}x{meta.height} px")
-    ratio = max(meta.width, meta.height) / max(1, min(meta.width, meta.height))
-    if ratio > config.max_aspect_ratio:
-        issues.append(f"aspect_ratio: {ratio:.2f}:1")
-    if stats["std"] < config.min_std:
-        issues.append(f"low_contrast: pixel std {stats['std']:.1f}")
-    pixels, margin = image.pixels, config.clip_margin
-    dark, bright = float((pixels <= margin).mean()), float((pixels >= 255 - margin).mean())
-    if max(dark, bright) > config.max_clipped_fraction:
-        issues.append(f"exposure: {max(dark, bright):.0%} of pixels clipped")
-    if meta.colorfulness > config.max_colorfulness:
-        issues.append(f"not_radiograph: colour image (channel difference {meta.colorfulness:.1f})")
-    return issues
+def quality_issues(image: Image, std: float | None = None, config: QCConfig = QC) -> list[str]:
+    """The per-image QC checks of ``radvigil data validate`` (same function), as ``check: why``."""
+    stats = pixel_stats(image.pixels, image.meta.colorfulness, config, std)
+    return [f"{name}: {message}" for name, message in image_issues(stats, config).items()]
 
 
 def assess(served: ServedModel, image: Image, embedding: np.ndarray) -> Assessment:
     stats = image_stats(image.pixels, image.meta.bit_depth)
-    issues = quality_issues(image, stats)
+    issues = quality_issues(image, stats["std"])
     result = Assessment(
         stats={k: round(float(v), 4) for k, v in stats.items()}, quality_issues=issues
     )
