@@ -93,6 +93,7 @@ def test_the_service_flags_the_same_images_with_the_same_words(
     make_problem_folder(tmp_path, xrays)
     report = run_qc(from_folder(tmp_path).version)
     per_image = {"too_small", "aspect_ratio", "low_contrast", "exposure", "not_radiograph"}
+    assert {f.check for f in report.flags} >= per_image  # one problem image per check
     for path in sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.*")):
         dataset = {
             f"{f.check}: {f.message}"
