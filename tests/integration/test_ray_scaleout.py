@@ -3,7 +3,13 @@ instance with 2 CPUs, real bundled images, the real CLI and a real MLflow store.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,22 +39,64 @@ seed: 7
 """
 
 
-@pytest.fixture(scope="module")
-def local_ray() -> Iterator[None]:
-    """One local Ray instance for the module (radvigil reuses a session it did not start)."""
-    import ray
+RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
 
-    saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_USAGE_STATS_ENABLED")}
-    os.environ["RAY_AUTH_MODE"] = "disabled"  # no token file written to the user's home
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
-    yield
-    ray.shutdown()
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
+
+@pytest.fixture()
+def ray_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No token file in the user's home and no usage statistics for throwaway instances."""
+    for key, value in RAY_ENV.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[str]:
+    """A real Ray cluster head (``ray start --head``, 2 CPUs) in its own process group."""
+    port = _free_port()
+    ray_cli = Path(sys.executable).with_name("ray")
+    head = subprocess.Popen(
+        [
+            str(ray_cli),
+            "start",
+            "--head",
+            "--block",
+            f"--port={port}",
+            "--num-cpus=2",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+        ],
+        env={**os.environ, **RAY_ENV},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                break
+            assert head.poll() is None, "ray start --head exited"
+            time.sleep(0.5)
         else:
-            os.environ[key] = value
+            pytest.fail("the Ray head did not open its port in 90 s")
+        time.sleep(3)  # the raylet registers after the GCS port opens
+        yield f"127.0.0.1:{port}"
+    finally:
+        # only this cluster's processes (its own session), never another Ray on the machine
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(head.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            head.wait(timeout=15)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(head.pid, signal.SIGKILL)
+        head.wait(timeout=30)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 @pytest.fixture()
@@ -68,9 +116,10 @@ def _registry(home: Settings) -> Registry:
     return Registry(home.resolved_tracking_uri, home.artifacts_dir, home.home_dir / "model-cache")
 
 
-def test_ray_train_registers_a_version_with_per_epoch_metrics(
-    local_ray, data_home: Settings, tmp_path: Path
+def test_ray_train_on_a_cluster_registers_a_version_with_per_epoch_metrics(
+    ray_env, ray_cluster: str, data_home: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("RAY_ADDRESS", ray_cluster)  # as a user on a cluster node would
     args = ["train", "--config", str(_config(tmp_path, 2)), "--backend", "ray", "--workers", "2"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -93,17 +142,18 @@ def test_ray_train_registers_a_version_with_per_epoch_metrics(
 
 
 def test_too_many_workers_fails_with_one_message(
-    local_ray, data_home: Settings, tmp_path: Path
+    ray_env, ray_cluster: str, data_home: Settings, tmp_path: Path
 ) -> None:
     args = ["train", "--config", str(_config(tmp_path, 1)), "--backend", "ray", "--workers", "3"]
-    result = runner.invoke(app, args)
+    result = runner.invoke(app, [*args, "--ray-address", ray_cluster])
     assert result.exit_code == 2
     assert "--workers 3 needs 3 CPUs but the Ray cluster has 2" in result.stderr
 
 
-def test_tune_logs_nested_trials_and_writes_a_trainable_best_config(
-    local_ray, data_home: Settings, tmp_path: Path
+def test_tune_on_a_local_instance_logs_nested_trials_and_writes_a_trainable_best_config(
+    ray_env, data_home: Settings, tmp_path: Path
 ) -> None:
+    """No address: radvigil starts (and stops) a local Ray instance sized to this machine."""
     space = tmp_path / "space.yaml"
     space.write_text(
         "metric: macro_f1\ngrace_epochs: 1\n"

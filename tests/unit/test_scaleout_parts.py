@@ -96,6 +96,8 @@ def test_unreachable_ray_cluster_fails_fast() -> None:
     assert time.monotonic() - start < 10  # Ray itself would retry for minutes
     with pytest.raises(ModelError, match="HOST:PORT"), ray_session("nonsense", 1, "test"):
         pass
+    with pytest.raises(ModelError, match="not supported"), ray_session("ray://h:10001", 1, "t"):
+        pass
 
 
 def test_a_failed_ray_run_is_summarised_in_one_line() -> None:

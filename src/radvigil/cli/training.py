@@ -48,8 +48,8 @@ def train_command(
     workers: int = typer.Option(2, min=1, help="Ray Train workers (--backend ray)."),
     ray_address: str | None = typer.Option(
         None,
-        help="Ray cluster (HOST:PORT, ray://HOST:PORT or auto); default RAY_ADDRESS, else a "
-        "local Ray instance on this machine.",
+        help="Ray cluster head (HOST:PORT) or auto; default RAY_ADDRESS, else a local Ray "
+        "instance on this machine.",
     ),
     gpu: bool = typer.Option(False, "--gpu", help="One GPU per Ray worker (--backend ray)."),
 ) -> None:

@@ -30,7 +30,7 @@ def tune_command(
         1.0, min=0.1, help="CPUs each trial reserves (trials run side by side on the rest)."
     ),
     ray_address: str | None = typer.Option(
-        None, help="Ray cluster (HOST:PORT, ray://HOST:PORT or auto); default RAY_ADDRESS or local."
+        None, help="Ray cluster head (HOST:PORT) or auto; default RAY_ADDRESS or a local instance."
     ),
 ) -> None:
     """Search hyperparameters with Ray Tune (Optuna TPE + ASHA) and write the best config."""

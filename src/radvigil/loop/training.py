@@ -23,6 +23,7 @@ from radvigil.model.dataset import ArraySet, load_split
 from radvigil.model.engine import OnnxEngine
 from radvigil.model.export import PARITY_TOLERANCE, export_onnx, parity, quantize
 from radvigil.model.preprocess import MEAN, STD, normalise
+from radvigil.model.ray_runtime import check_address
 from radvigil.model.train import TrainObserver, TrainResult, train
 from radvigil.registry import Registry, TrainingRun, git_commit
 from radvigil.task import Task, load_task
@@ -104,6 +105,8 @@ def run_training(
     task = load_task(cfg.task)
     size = cfg.input_size or task.input_size
     version = catalog.load(data_ref)
+    if ray is not None:
+        check_address(ray.address)
     train_set = load_split(
         version, "train", task, size, limit=cfg.max_train_images, seed=cfg.seed, progress=progress
     )

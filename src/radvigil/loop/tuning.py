@@ -14,6 +14,7 @@ from radvigil.data.catalog import DatasetCatalog
 from radvigil.loop.training import Progress, flat_params
 from radvigil.model.config import TrainConfig
 from radvigil.model.dataset import load_split
+from radvigil.model.ray_runtime import check_address
 from radvigil.model.tuning import SearchSpace, Trial, TuneResult, tune_hyperparameters
 from radvigil.registry import Registry, TrainingRun, git_commit
 from radvigil.task import load_task
@@ -51,6 +52,7 @@ def run_tuning(
     task = load_task(base.task)
     size = base.input_size or task.input_size
     version = catalog.load(data_ref)
+    check_address(address)
     train_set = load_split(
         version, "train", task, size, limit=base.max_train_images, seed=base.seed, progress=progress
     )

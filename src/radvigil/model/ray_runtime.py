@@ -30,15 +30,14 @@ def ray_session(address: str | None, need_cpus: float, what: str) -> Iterator[No
 
     started = False
     if not ray.is_initialized():
-        address = address or os.environ.get("RAY_ADDRESS") or None
-        if address and address != "auto":
-            _check_reachable(address)
+        address = check_address(address)
         quiet = ray.LoggingConfig(log_level="ERROR")
         try:
             if address:
                 ray.init(address=address, logging_level=logging.WARNING, logging_config=quiet)
             else:
                 ray.init(
+                    address="local",  # a new instance, never one another program left running
                     num_cpus=os.cpu_count() or 1,
                     include_dashboard=False,
                     logging_level=logging.WARNING,
@@ -61,12 +60,28 @@ def ray_session(address: str | None, need_cpus: float, what: str) -> Iterator[No
             ray.shutdown()
 
 
+def check_address(address: str | None) -> str | None:
+    """The cluster address to use (``address``, else ``RAY_ADDRESS``), checked to answer.
+
+    Called before any data is loaded too, so a dead address fails in seconds, not after minutes
+    of decoding images (Ray itself retries for minutes).
+    """
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address and address != "auto":
+        _check_reachable(address)
+    return address
+
+
 def _check_reachable(address: str) -> None:
-    """Fail in seconds on a dead address (Ray itself retries for minutes)."""
+    if address.startswith("ray://"):
+        raise ModelError(
+            "Ray Client addresses (ray://) are not supported; run radvigil on a node of the "
+            "cluster with RAY_ADDRESS=HEAD:6379"
+        )
     parsed = urlsplit(address if "://" in address else f"ray-gcs://{address}")
     host, port = parsed.hostname, parsed.port
     if not host or not port:
-        raise ModelError(f"Ray address {address!r} is not HOST:PORT, ray://HOST:PORT or 'auto'")
+        raise ModelError(f"Ray address {address!r} is not HOST:PORT or 'auto'")
     try:
         with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S):
             pass
