@@ -22,7 +22,7 @@ from radvigil.errors import ConfigError, ModelError
 from radvigil.model.config import TrainConfig
 from radvigil.model.dataset import ArraySet
 from radvigil.model.ray_runtime import ray_session
-from radvigil.model.train import train
+from radvigil.model.train import Silent, train
 from radvigil.task import Task, task_from_dict
 
 _NOT_TUNABLE = {"task", "registered_name", "weights", "seed", "max_train_images"}
@@ -118,7 +118,9 @@ def apply_overrides(base: TrainConfig, overrides: dict[str, Any]) -> TrainConfig
     try:
         return TrainConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{name}={value!r}: {exc.errors()[0]['msg']}") from exc
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"])
+        raise ConfigError(f"{field}={overrides.get(field)!r}: {first['msg']}") from exc
 
 
 @dataclass(frozen=True)
@@ -235,14 +237,8 @@ def _trial(
     train(cfg, task_from_dict(task), train_set, val_set, _TuneReporter())
 
 
-class _TuneReporter:
+class _TuneReporter(Silent):
     """A TrainObserver that hands each epoch's validation metrics to Ray Tune."""
-
-    def epoch_started(self, epoch: int, batches: int) -> None:
-        pass
-
-    def batch_done(self, loss: float) -> None:
-        pass
 
     def epoch_done(self, epoch: int, metrics: dict[str, float]) -> None:
         from ray import tune
