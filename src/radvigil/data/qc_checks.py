@@ -14,13 +14,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from radvigil.data.duplicates import HASH_SIZE
 from radvigil.data.manifest import SPLITS, leakage_groups
 from radvigil.data.qc_result import DuplicateGroup, Severity
 from radvigil.errors import ConfigError
+from radvigil.yaml_files import load_yaml_model
 
 
 class QCConfig(BaseModel):
@@ -282,13 +282,4 @@ def get_check(name: str) -> CheckSpec:
 
 def load_qc_config(path: Path) -> QCConfig:
     """Read QC thresholds from YAML; any problem is one ConfigError naming the field."""
-    if not path.is_file():
-        raise ConfigError(f"QC config {path} does not exist")
-    try:
-        return QCConfig.model_validate(yaml.safe_load(path.read_text()) or {})
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{path}: {where}: {first['msg']}") from exc
+    return load_yaml_model(path, QCConfig, "QC config")

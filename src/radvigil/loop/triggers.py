@@ -9,11 +9,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from radvigil.errors import ConfigError
 from radvigil.store import FeedbackStore, PredictionStore
+from radvigil.yaml_files import load_yaml_model
 
 
 class DriftTrigger(BaseModel):
@@ -61,13 +60,7 @@ class TriggerResult(BaseModel):
 def load_policy(path: Path | None) -> TriggerPolicy:
     if path is None:
         return TriggerPolicy()
-    try:
-        return TriggerPolicy.model_validate(yaml.safe_load(path.read_text()) or {})
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read trigger policy {path}: {exc}") from exc
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise ConfigError(f"{path}: {'.'.join(map(str, first['loc']))}: {first['msg']}") from exc
+    return load_yaml_model(path, TriggerPolicy, "trigger policy")
 
 
 def evaluate_triggers(

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, field_validator
 
-from radvigil.errors import ConfigError
+from radvigil.yaml_files import load_yaml_model
 
 
 class AugmentConfig(BaseModel):
@@ -67,14 +66,4 @@ class TrainConfig(BaseModel):
 
 def load_config(path: Path) -> TrainConfig:
     """Read and validate a training YAML; any problem is one ConfigError naming the field."""
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-        return TrainConfig.model_validate(data)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{path}: {where}: {first['msg']}") from exc
+    return load_yaml_model(path, TrainConfig, "config file")

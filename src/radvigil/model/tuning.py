@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from radvigil.errors import ConfigError, ModelError
@@ -24,6 +23,7 @@ from radvigil.model.dataset import ArraySet
 from radvigil.model.ray_runtime import ray_session
 from radvigil.model.train import Silent, train
 from radvigil.task import Task, task_from_dict
+from radvigil.yaml_files import load_yaml_model
 
 _NOT_TUNABLE = {"task", "registered_name", "weights", "seed", "max_train_images"}
 
@@ -81,16 +81,7 @@ class SearchSpace(BaseModel):
 
 def load_space(path: Path, base: TrainConfig) -> SearchSpace:
     """Read a search-space YAML and check every value it can produce against ``base``."""
-    if not path.is_file():
-        raise ConfigError(f"search space {path} does not exist")
-    try:
-        space = SearchSpace.model_validate(yaml.safe_load(path.read_text()) or {})
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{path}: {where}: {first['msg']}") from exc
+    space = load_yaml_model(path, SearchSpace, "search space")
     for name, dist in space.params.items():
         if name in _NOT_TUNABLE:
             raise ConfigError(f"{path}: {name} cannot be tuned")
