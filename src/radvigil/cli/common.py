@@ -33,17 +33,22 @@ class ErrorHandlingGroup(TyperGroup):
             raise typer.Exit(ERROR_EXIT) from exc
 
 
-def track(items: Iterable, description: str) -> Iterator:
-    """A Rich progress bar over ``items`` (with count and elapsed time)."""
-    seq = list(items)
-    with Progress(
+def counting_progress() -> Progress:
+    """A Rich progress display on stderr with description, bar, done/total and elapsed time."""
+    return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=err_console,
         transient=False,
-    ) as progress:
+    )
+
+
+def track(items: Iterable, description: str) -> Iterator:
+    """A Rich progress bar over ``items`` (with count and elapsed time)."""
+    seq = list(items)
+    with counting_progress() as progress:
         task = progress.add_task(description, total=len(seq))
         for item in seq:
             yield item

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from radvigil.cli.common import CONFIGS, console, err_console, track
+from radvigil.cli.common import CONFIGS, console, counting_progress, track
 from radvigil.cli.context import catalog, registry
 from radvigil.config import get_settings
 from radvigil.loop.tuning import run_tuning
@@ -37,13 +36,7 @@ def tune_command(
     base = load_config(config)
     search = load_space(space, base)
     settings = get_settings()
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-    ) as bar:
+    with counting_progress() as bar:
         done = bar.add_task("trials", total=trials)
         outcome = run_tuning(
             base,
