@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,7 +79,11 @@ def labelled_drifters(predictions: PredictionStore, feedback: FeedbackStore) -> 
                 record.study_hash,
             )
         )
-    return sorted(cases, key=lambda c: c.prediction_id)
+    # by content, not by prediction id (a random UUID): the same labelled images give the same
+    # holdout split, file names and training order on every run
+    return sorted(
+        cases, key=lambda c: (hashlib.sha256(c.png).hexdigest(), c.label, c.prediction_id)
+    )
 
 
 def build_versions(
@@ -97,16 +102,19 @@ def build_versions(
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     holdout = set(rng.permutation(len(cases))[: round(holdout_share * len(cases))].tolist())
-    rows = []
+    rows, names = [], Counter()
     for i, case in enumerate(cases):
-        path = folder / f"{case.prediction_id}.png"
+        digest = hashlib.sha256(case.png).hexdigest()
+        names[digest] += 1  # the same picture labelled twice gets a second file name
+        suffix = "" if names[digest] == 1 else f"-{names[digest]}"
+        path = folder / f"{digest[:24]}{suffix}.png"
         path.write_bytes(case.png)
         rows.append(
             {
                 "path": os.path.relpath(path, parent.root),
                 "label": case.label,
                 "split": "test" if i in holdout else "train",
-                "sha256": hashlib.sha256(case.png).hexdigest(),
+                "sha256": digest,
                 "patient_id": f"study:{case.study_hash or case.prediction_id}",
                 "site": case.site or "",
                 "view_position": case.view_position or "",
