@@ -79,8 +79,12 @@ def labelled_drifters(predictions: PredictionStore, feedback: FeedbackStore) -> 
                 record.study_hash,
             )
         )
-    # by content, not by prediction id (a random UUID): the same labelled images give the same
-    # holdout split, file names and training order on every run
+    return content_order(cases)
+
+
+def content_order(cases: list[LabelledCase]) -> list[LabelledCase]:
+    """Cases sorted by their pixels and label, not by prediction id (a random UUID), so the same
+    labelled images give the same hold-out split, file names and training order on every run."""
     return sorted(
         cases, key=lambda c: (hashlib.sha256(c.png).hexdigest(), c.label, c.prediction_id)
     )

@@ -1,0 +1,46 @@
+"""The retraining set is reproducible: the same labelled images, whatever their prediction ids
+and arrival order, give the same files, hold-out split and manifest order."""
+
+from __future__ import annotations
+
+import io
+import random
+import uuid
+from pathlib import Path
+
+import numpy as np
+from PIL import Image as PILImage
+
+from radvigil.data.importers import from_csv
+from radvigil.loop.retrain import LabelledCase, build_versions, content_order
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _cases(xrays: list[tuple[str, np.ndarray]], order_seed: int) -> list[LabelledCase]:
+    cases = []
+    for label, pixels in xrays[:12]:
+        buffer = io.BytesIO()
+        PILImage.fromarray(pixels[::4, ::4].copy()).save(buffer, format="PNG")
+        cases.append(LabelledCase(str(uuid.uuid4()), label, buffer.getvalue(), None, None, None))
+    random.Random(order_seed).shuffle(cases)
+    return cases
+
+
+def _split_by_content(version) -> list[tuple[str, str, str]]:
+    frame = version.frame[version.frame["source_dataset"] == "clinician_feedback"]
+    return list(zip(frame["path"], frame["sha256"], frame["split"], strict=True))
+
+
+def test_same_images_give_the_same_split_whatever_their_ids(
+    tmp_path: Path, xrays: list[tuple[str, np.ndarray]]
+) -> None:
+    parent = from_csv(REPO / "data" / "bundled" / "manifest.csv").version
+    first, _ = build_versions(parent, content_order(_cases(xrays, 1)), tmp_path / "a", 0.3, 42)
+    again, problems = build_versions(
+        parent, content_order(_cases(xrays, 2)), tmp_path / "a", 0.3, 42
+    )
+    assert _split_by_content(first) == _split_by_content(again)  # new ids, new arrival order
+    splits = [split for _, _, split in _split_by_content(first)]
+    assert splits.count("test") == round(0.3 * 12) and splits.count("train") == 12 - 4
+    assert set(problems.frame["split"]) == {"test"} and len(problems.frame) == 12
