@@ -5,14 +5,15 @@ from __future__ import annotations
 import csv
 import io
 from datetime import UTC, datetime
+from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from radvigil.dashboard.rendering import PageRoute, render
 from radvigil.dashboard.session import SignedIn
 from radvigil.service.deps import State
 from radvigil.store import AuditEvent
-from radvigil.store.audit import canonical_json
+from radvigil.store.audit import HASHED_FIELDS, canonical_json
 
 router = APIRouter(route_class=PageRoute)
 KNOWN_ACTIONS = (
@@ -27,22 +28,16 @@ KNOWN_ACTIONS = (
     "dashboard_sign_out",
     "audit_export",
 )
-CSV_COLUMNS = (
-    "id",
-    "created_at",
-    "actor",
-    "action",
-    "object_type",
-    "object_id",
-    "model_version",
-    "request_id",
-    "details",
-    "prev_hash",
-    "hash",
-)
+CSV_COLUMNS = (*HASHED_FIELDS, "hash")
 
 
-def _filters(action, actor, object_type, object_id) -> dict[str, str | None]:
+def _filters(
+    action: str | None = Query(None, max_length=200),
+    actor: str | None = Query(None, max_length=200),
+    object_type: str | None = Query(None, max_length=200),
+    object_id: str | None = Query(None, max_length=200),
+) -> dict[str, str | None]:
+    """The audit filters both the page and the CSV export take (empty means any)."""
     return {
         "action": action or None,
         "actor": actor or None,
@@ -51,19 +46,18 @@ def _filters(action, actor, object_type, object_id) -> dict[str, str | None]:
     }
 
 
+Filters = Annotated[dict[str, str | None], Depends(_filters)]
+
+
 @router.get("/audit")
 def audit_page(
     request: Request,
     state: State,
     viewer: SignedIn,
-    action: str | None = Query(None, max_length=200),
-    actor: str | None = Query(None, max_length=200),
-    object_type: str | None = Query(None, max_length=200),
-    object_id: str | None = Query(None, max_length=200),
+    filters: Filters,
     limit: int = Query(100, ge=1, le=5000),
 ) -> Response:
     viewer.require("read_audit")
-    filters = _filters(action, actor, object_type, object_id)
     events = state.audit.list(limit=limit, **filters)
     return render(
         request,
@@ -102,14 +96,10 @@ def _safe(value: object) -> object:
 def audit_csv(
     state: State,
     viewer: SignedIn,
-    action: str | None = Query(None, max_length=200),
-    actor: str | None = Query(None, max_length=200),
-    object_type: str | None = Query(None, max_length=200),
-    object_id: str | None = Query(None, max_length=200),
+    filters: Filters,
     limit: int = Query(10_000, ge=1, le=100_000),
 ) -> Response:
     viewer.require("read_audit")
-    filters = _filters(action, actor, object_type, object_id)
     events = state.audit.list(limit=limit, **filters)
     state.audit.append(
         actor=viewer.name,

@@ -46,7 +46,7 @@ PHI_KEYS = frozenset(
         "sopinstanceuid",
     }
 )
-_FIELDS = (
+HASHED_FIELDS = (  # what each record's hash covers, in order
     "id",
     "created_at",
     "actor",
@@ -78,7 +78,7 @@ def canonical_json(value: Any) -> str:
 
 def record_hash(fields: Mapping[str, Any]) -> str:
     """SHA-256 of the canonical JSON of a record's fields (``prev_hash`` included)."""
-    payload = {key: fields[key] for key in _FIELDS}
+    payload = {key: fields[key] for key in HASHED_FIELDS}
     payload["created_at"] = fields["created_at"].astimezone(UTC).isoformat(timespec="microseconds")
     return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
 
