@@ -12,25 +12,14 @@ from typing import Any
 from radvigil.dashboard import charts
 from radvigil.dashboard.session import PREFIX
 from radvigil.errors import RadvigilError
+from radvigil.monitoring.config import DEFAULT_DETECTORS
 from radvigil.service.state import ServiceState
 from radvigil.store import AlertPublic, MonitorResultPublic
 
 OVERALL = "all"
 RESULTS_LIMIT = 5000
-# Detector order on the page: inputs first, then outputs, then performance.
-ORDER = (
-    "image_stats",
-    "metadata",
-    "mmd",
-    "domain_classifier",
-    "ood_rate",
-    "bbsd",
-    "label_shift",
-    "cbpe",
-    "atc",
-    "performance",
-    "concept",
-)
+# Detector order on the page: the defaults' order (inputs, then outputs, then performance).
+ORDER = DEFAULT_DETECTORS
 
 
 @dataclass
