@@ -75,6 +75,7 @@ def test_drift_page_timeline_embedding_map_and_report(open_session, seeded) -> N
         rows.first.locator("a", has_text="Timeline").click()
         page.wait_for_url(re.compile(r".*/dashboard/drift\?detector=.*"))
         assert page.locator("#detector-alerts tbody tr").count() >= 1
+        assert page.locator("#ranking tbody tr").count() >= 1
     else:
         page.goto(f"{seeded.url}/dashboard/drift")
     assert chart_drawn(page, "timeline-chart")

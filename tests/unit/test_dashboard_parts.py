@@ -177,3 +177,33 @@ def test_posts_from_another_origin_are_refused() -> None:
     for source in ({"Origin": "https://evil.example"}, {"Referer": "http://rv.example:9/x"}):
         with pytest.raises(ForbiddenError, match="another site"):
             check_origin(_request(headers=source))
+
+
+def test_drift_ranking_orders_the_newest_window_by_times_threshold() -> None:
+    from radvigil.dashboard.monitors import ranking
+    from radvigil.store import MonitorResultPublic
+
+    def row(i: int, detector: str, end: datetime, times: float | None) -> MonitorResultPublic:
+        return MonitorResultPublic(
+            id=i,
+            created_at=end,
+            model_name="m",
+            model_version="1",
+            window_kind="count",
+            window_start=end - timedelta(hours=1),
+            window_end=end,
+            n=50,
+            detector=detector,
+            statistic=1.0,
+            threshold=0.5,
+            effect_size=0.1 * i,
+            details={} if times is None else {"times_threshold": times},
+        )
+
+    later = T0 + timedelta(hours=2)
+    rows = [row(1, "mmd", T0, 90.0), row(2, "mmd", later, 2.0), row(3, "bbsd", later, 40.0)]
+    rows.append(row(4, "cbpe", later, None))
+    ranked = ranking(rows, "all")
+    assert [r["detector"] for r in ranked] == ["bbsd", "mmd", "cbpe"]
+    assert ranked[0]["effect_size"] == pytest.approx(0.3)
+    assert ranking(rows, "site=B") == []

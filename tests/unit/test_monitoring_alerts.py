@@ -23,11 +23,11 @@ from radvigil.monitoring import (
     WindowData,
     WindowReport,
     acknowledge,
-    alerts_to_resolve,
     count_windows,
-    evaluate_rules,
+    exceedance,
     load_monitor_config,
     monitor_config_from_dict,
+    replay_rules,
     resolve,
     time_windows,
 )
@@ -53,34 +53,76 @@ def _report(flags: str, group: str | None = None, name: str = "mmd") -> list[Win
     ]
 
 
+def _opened(rules: list[AlertRule], history: list[WindowReport], **kwargs) -> list:
+    return replay_rules(rules, history, **kwargs).opened
+
+
 def test_rule_needs_k_consecutive_flagged_windows() -> None:
     rule = AlertRule(detector="mmd", consecutive=3, severity="critical")
-    assert evaluate_rules([rule], _report("xx.xx")) == []
-    assert evaluate_rules([rule], _report("xxx.")) == []
-    (alert,) = evaluate_rules([rule], _report(".xxx"))
+    assert _opened([rule], _report("xx.xx")) == []
+    (alert,) = _opened([rule], _report(".xxx"))
     assert alert.windows == ["w1", "w2", "w3"] and alert.state == AlertState.OPEN
     assert alert.rule == "mmd-drift" and alert.severity == "critical"
+
+
+def test_an_early_window_of_a_multi_window_run_opens_its_alert() -> None:
+    rule = AlertRule(detector="mmd", consecutive=1)
+    replay = replay_rules([rule], _report("x.."))
+    assert [(e.action, e.window) for e in replay.events] == [("open", "w0"), ("resolve", "w1")]
+    streak = AlertRule(detector="mmd", consecutive=3)
+    (alert,) = replay_rules([streak], _report("xxx.")).opened
+    assert alert.windows == ["w0", "w1", "w2"]
+    old = _report("x", group="site=A")
+    new = [r.model_copy(update={"window": f"n{i}"}) for i, r in enumerate(_report("x."))]
+    replay = replay_rules([rule], old + new, new={(None, "n0"), (None, "n1")})
+    assert [(e.action, e.window) for e in replay.events] == [("open", "n0"), ("resolve", "n1")]
+
+
+def test_streak_rules_that_cannot_fire_yet_say_so() -> None:
+    rule = AlertRule(detector="label_shift", consecutive=3, severity="info")
+    history = _report("xx", group="site=B", name="label_shift")
+    replay = replay_rules([rule], history)
+    assert replay.events == []
+    (pending,) = replay.pending
+    assert (pending.group, pending.streak, pending.needed, pending.available) == ("site=B", 2, 3, 2)
+    assert "only 2 window(s) of site=B exist so far" in pending.message
+    assert (
+        replay_rules([rule], _report(".xx", name="label_shift"))
+        .pending[0]
+        .message.endswith("it fires if the next window is flagged too")
+    )
 
 
 def test_rules_run_per_group_and_skip_active_alerts() -> None:
     rule = AlertRule(detector="mmd", consecutive=2)
     history = _report("xx", group="site=A") + _report("x.", group="site=B")
-    (alert,) = evaluate_rules([rule], history)
+    (alert,) = _opened([rule], history)
     assert alert.group == "site=A" and "on site=A" in alert.message
-    assert evaluate_rules([rule], history, active=[alert]) == []
+    assert _opened([rule], history, active=[alert]) == []
+
+
+def test_alerts_carry_effect_size_and_times_threshold() -> None:
+    (report,) = _report("x")
+    result = report.results[0].model_copy(update={"effect_size": 0.7, "statistic": 4.0})
+    report = report.model_copy(update={"results": [result]})
+    (alert,) = _opened([AlertRule(detector="mmd")], [report])
+    assert alert.effect_size == 0.7 and alert.times_threshold == pytest.approx(4.0)
+    assert "(4x threshold); effect size 0.7" in alert.message
+    auc = DetectorResult(name="dc", statistic=0.8, threshold=0.6, details={"null_centre": 0.5})
+    assert exceedance(auc) == pytest.approx(3.0)
 
 
 def test_threshold_override_and_skipped_windows() -> None:
-    assert evaluate_rules([AlertRule(detector="mmd", threshold=3.0)], _report("x")) == []
-    assert evaluate_rules([AlertRule(detector="mmd", threshold=0.1)], _report(".")) != []
+    assert _opened([AlertRule(detector="mmd", threshold=3.0)], _report("x")) == []
+    assert _opened([AlertRule(detector="mmd", threshold=0.1)], _report(".")) != []
     skipped = WindowReport(
         window="w", size=5, results=[DetectorResult(name="mmd", skipped="no embeddings")]
     )
-    assert evaluate_rules([AlertRule(detector="mmd")], [skipped]) == []
+    assert _opened([AlertRule(detector="mmd")], [skipped]) == []
 
 
 def test_alert_state_machine() -> None:
-    (alert,) = evaluate_rules([AlertRule(detector="mmd")], _report("x"))
+    (alert,) = _opened([AlertRule(detector="mmd")], _report("x"))
     acked = acknowledge(alert, "dr.lee")
     assert acked.state == AlertState.ACKNOWLEDGED and acked.acknowledged_by == "dr.lee"
     done = resolve(acked, "dr.lee", "scanner firmware rolled back")
@@ -92,9 +134,9 @@ def test_alert_state_machine() -> None:
 
 def test_alerts_resolve_after_k_clean_windows() -> None:
     rule = AlertRule(detector="mmd", consecutive=2)
-    (alert,) = evaluate_rules([rule], _report("xx"))
-    assert alerts_to_resolve([rule], _report("xx."), [alert]) == []
-    (resolved,) = alerts_to_resolve([rule], _report("xx.."), [alert])
+    (alert,) = _opened([rule], _report("xx"))
+    assert replay_rules([rule], _report("xx."), [alert]).resolved == []
+    (resolved,) = replay_rules([rule], _report("xx.."), [alert]).resolved
     assert resolved.state == AlertState.RESOLVED and resolved.resolved_by == "monitor"
 
 
@@ -156,9 +198,9 @@ def test_monitor_calibrates_runs_and_alerts_on_real_images(tmp_path: Path) -> No
     reports = monitor.run_windows(windows)
     assert [r.result("image_stats").drift for r in reports] == [False, False, True, True]
     assert all(r.threshold_source == "calibrated" for r in reports[0].results)
-    to_open, to_resolve = monitor.alerts(reports)
-    assert [a.windows for a in to_open] == [["rows 120-179", "rows 180-239"]]
-    assert to_resolve == []
+    replay = monitor.alerts(reports)
+    assert [a.windows for a in replay.opened] == [["rows 120-179", "rows 180-239"]]
+    assert replay.resolved == []
 
 
 def test_default_monitor_runs_every_detector_per_site_with_json_results() -> None:

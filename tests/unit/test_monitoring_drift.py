@@ -105,8 +105,23 @@ def test_ks_on_image_stats_flags_brightness_not_a_clean_window(
     assert not clean.drift
     assert shifted.drift
     assert {"mean", "p50"} <= set(shifted.details["drifted_columns"])
-    assert shifted.effect_size > 0.25  # the largest PSI: a major shift
+    assert shifted.details["max_psi"] > 0.25  # a major shift
+    assert shifted.effect_size > 0.5  # the largest shift in reference SDs
     assert shifted.details["correction"] == "bh"
+
+
+def test_image_stats_effect_size_keeps_ranking_when_the_p_value_saturates(
+    profile: ReferenceProfile, held: np.ndarray
+) -> None:
+    detector = make_detector("image_stats")
+    data = stand_in()
+    pixels = data.images[held[:100]]
+    results = [
+        detector.run(profile, data.window(held[:100], brighten(pixels, f))) for f in (1.6, 2.2, 3)
+    ]
+    effects = [r.effect_size for r in results]
+    assert effects == sorted(effects) and effects[-1] > 1.5 * effects[0]
+    assert results[-1].details["times_threshold"] > 10
 
 
 def test_chi_squared_flags_a_new_site_mix(profile: ReferenceProfile, held: np.ndarray) -> None:

@@ -193,3 +193,17 @@ def test_new_alerts_go_to_the_webhook(stores, pool, caplog) -> None:
         server.server_close()
     assert post_webhook(url, done.opened) is False  # server gone: logged, not raised
     assert "alert webhook 127.0.0.1 failed" in caplog.text
+
+
+def test_an_early_window_of_a_multi_window_run_opens_its_alert(stores, pool) -> None:
+    profile, held_out = pool
+    store_predictions(stores, profile, held_out[:50], start=0, sites=["A"], shift=True)
+    store_predictions(stores, profile, held_out[50:150], start=50, sites=["A"])
+    done = run(stores, profile)
+    assert len([w for w in done.windows if w.group is None]) == 3
+    opened = next(a for a in done.opened if (a.rule, a.group) == ("image_stats-drift", "all"))
+    first = stores.results.get(opened.first_window)
+    assert first.window_start == T0 and first.drift
+    assert "x threshold" in opened.message
+    resolved = next(a for a in done.resolved if (a.rule, a.group) == ("image_stats-drift", "all"))
+    assert resolved.id == opened.id and "up to window" in resolved.reason

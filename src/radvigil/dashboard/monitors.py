@@ -38,6 +38,7 @@ class MonitorView:
     chart: dict[str, Any] | None = None
     windows: list[dict[str, Any]] = field(default_factory=list)
     alerts: list[AlertPublic] = field(default_factory=list)
+    ranking: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
 
 
@@ -111,6 +112,36 @@ def timeline(
     )
 
 
+def _times(row: MonitorResultPublic) -> float | None:
+    value = row.details.get("times_threshold")
+    return float(value) if isinstance(value, int | float) else None
+
+
+def ranking(rows: list[MonitorResultPublic], group: str) -> list[dict[str, Any]]:
+    """Every detector on the newest window of ``group``, furthest beyond its threshold first.
+
+    Ranked by how many times the threshold's distance from the null the statistic is (the
+    p-value based statistics saturate on strong shifts; this ratio and the effect size do not).
+    """
+    mine = [r for r in rows if r.group == group and not r.skipped]
+    if not mine:
+        return []
+    last = max(r.window_end for r in mine)
+    newest = [r for r in mine if r.window_end == last]
+    out = [
+        {
+            "detector": r.detector,
+            "times_threshold": _times(r),
+            "effect_size": r.effect_size,
+            "statistic": r.statistic,
+            "threshold": r.threshold,
+            "drift": r.drift,
+        }
+        for r in newest
+    ]
+    return sorted(out, key=lambda x: -(x["times_threshold"] or float("-inf")))
+
+
 def monitor_view(state: ServiceState, *, detector: str | None, group: str | None) -> MonitorView:
     """The timeline of one detector on one group (defaults: the newest alert's, else first)."""
     try:
@@ -147,6 +178,8 @@ def monitor_view(state: ServiceState, *, detector: str | None, group: str | None
             "statistic": r.statistic,
             "threshold": r.threshold,
             "drift": r.drift,
+            "times_threshold": _times(r),
+            "effect_size": r.effect_size,
             "skipped": r.skipped,
             "report_url": f"{PREFIX}/drift/reports/{r.id}",
         }
@@ -160,6 +193,7 @@ def monitor_view(state: ServiceState, *, detector: str | None, group: str | None
         chart=timeline(picked, mine, detector) if picked else None,
         windows=windows,
         alerts=mine,
+        ranking=ranking(rows, group),
     )
 
 

@@ -33,6 +33,7 @@ from radvigil.loop.monitoring_data import (
 from radvigil.monitoring import (
     Monitor,
     MonitorConfig,
+    PendingRule,
     ReferenceProfile,
     Window,
     WindowReport,
@@ -94,6 +95,9 @@ class MonitoringRun(BaseModel):
     )
     opened: list[AlertPublic] = Field(default_factory=list)
     resolved: list[AlertPublic] = Field(default_factory=list)
+    pending: list[PendingRule] = Field(
+        default_factory=list, description="Streak rules flagged on too few windows to fire yet."
+    )
 
 
 @dataclass(frozen=True)
@@ -189,8 +193,9 @@ def _cut(
     by = config.windows.group_by
     groups: dict[str | None, list[int]] = {None: list(range(len(records)))}
     if by in ("site", "view_position"):
+        known = profile.value_counts.get(by, {})
         for i, record in enumerate(records):
-            value = getattr(record, by)
+            value = config.canonical(by, getattr(record, by), known)  # aliases share a group
             if value is not None:
                 groups.setdefault(f"{by}={value}", []).append(i)
     cuts = []
@@ -228,51 +233,57 @@ def _cut(
 
 
 def _update_alerts(stores: MonitoringStores, monitor: Monitor, run: MonitoringRun) -> None:
-    """Open alerts whose rule fires on a group that got new windows; resolve the clean ones."""
+    """Replay the rules over every new window in order: open what fires, resolve what is clean."""
+    new = {(w.group, w.window) for w in run.windows}
+    per_group: dict[str | None, int] = {}
+    for group, _ in new:
+        per_group[group] = per_group.get(group, 0) + 1
     depth = max((rule.consecutive for rule in monitor.config.alerts), default=1)
+    depth += max(per_group.values(), default=1) - 1
     rows = stores.results.recent(run.model_name, run.model_version, run.window_kind, depth)
     ids = {(r.group, window_label(r.window_start, r.window_end), r.detector): r.id for r in rows}
     active = stores.alerts.list(
         model_name=run.model_name, model_version=run.model_version, active=True, limit=None
     )
     stored_active = {(a.rule, a.group): a for a in active}
-    touched = {group_key(w.group) for w in run.windows}
-    to_open, to_resolve = monitor.alerts(to_reports(rows), [to_alert(a) for a in active])
-    for alert in to_open:
-        group = group_key(alert.group)
-        if group not in touched:
-            continue
-        opened = stores.alerts.open(
-            AlertCreate(
-                model_name=run.model_name,
-                model_version=run.model_version,
-                rule=alert.rule,
-                detector=alert.detector,
-                group=group,
-                severity=alert.severity,
-                message=alert.message,
-                statistic=alert.statistic,
-                threshold=alert.threshold,
-                first_window=ids.get((group, alert.windows[0], alert.detector)),
-                last_window=ids.get((group, alert.windows[-1], alert.detector)),
-            ),
-            actor=ACTOR,
-        )
-        if opened is not None:
-            run.opened.append(opened)
-    for alert in to_resolve:
-        stored = stored_active.get((alert.rule, group_key(alert.group)))
-        if stored is None or stored.group not in touched:
-            continue
-        run.resolved.append(
-            stores.alerts.transition(
-                stored.id,
-                "resolved",
-                expected=stored.state,
+    replay = monitor.alerts(to_reports(rows), [to_alert(a) for a in active], new)
+    for event in replay.events:
+        alert, group = event.alert, group_key(event.alert.group)
+        if event.action == "open":
+            opened = stores.alerts.open(
+                AlertCreate(
+                    model_name=run.model_name,
+                    model_version=run.model_version,
+                    rule=alert.rule,
+                    detector=alert.detector,
+                    group=group,
+                    severity=alert.severity,
+                    message=alert.message,
+                    statistic=alert.statistic,
+                    threshold=alert.threshold,
+                    first_window=ids.get((group, alert.windows[0], alert.detector)),
+                    last_window=ids.get((group, alert.windows[-1], alert.detector)),
+                ),
                 actor=ACTOR,
-                reason=alert.resolution,
             )
-        )
+            if opened is not None:
+                run.opened.append(opened)
+                stored_active[(alert.rule, group)] = opened
+            continue
+        stored = stored_active.pop((alert.rule, group), None)
+        if stored is not None:
+            run.resolved.append(
+                stores.alerts.transition(
+                    stored.id,
+                    "resolved",
+                    expected=stored.state,
+                    actor=ACTOR,
+                    reason=f"{alert.resolution} (up to window {event.window})",
+                )
+            )
+    run.pending = replay.pending
+    for pending in replay.pending:
+        log.info("alert rule %s pending: %s", pending.rule, pending.message)
 
 
 def _write_report(

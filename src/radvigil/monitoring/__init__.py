@@ -8,16 +8,19 @@ or MLflow)::
     profile = monitor.calibrate()          # thresholds at a 5% false-alarm rate per window
     profile.to_path(folder)                # logged inside the model version
     report = monitor.run(WindowData(embeddings=..., probs=..., stats=..., metadata=...))
-    to_open, to_resolve = monitor.alerts(history + [report], active_alerts)
+    replay = monitor.alerts(history + [report], active_alerts)  # .opened, .resolved, .pending
 """
 
 from radvigil.monitoring.alerts import (
     Alert,
     AlertRule,
     AlertState,
+    PendingRule,
+    RuleEvent,
+    RuleReplay,
     acknowledge,
-    alerts_to_resolve,
-    evaluate_rules,
+    exceedance,
+    replay_rules,
     resolve,
 )
 from radvigil.monitoring.calibration import calibrate
@@ -52,17 +55,19 @@ __all__ = [
     "DetectorResult",
     "Monitor",
     "MonitorConfig",
+    "PendingRule",
     "ReferenceProfile",
+    "RuleEvent",
+    "RuleReplay",
     "Window",
     "WindowData",
     "WindowReport",
     "acknowledge",
-    "alerts_to_resolve",
     "calibrate",
     "count_windows",
     "describe_detectors",
     "detector_names",
-    "evaluate_rules",
+    "exceedance",
     "image_stats",
     "image_stats_frame",
     "is_drifter",
@@ -72,6 +77,7 @@ __all__ = [
     "monitor_config_from_dict",
     "ood_score",
     "output_features",
+    "replay_rules",
     "resolve",
     "time_windows",
 ]

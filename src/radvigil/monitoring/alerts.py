@@ -1,14 +1,16 @@
 """Alert rules and the alert life cycle, as pure functions over window reports.
 
-A rule fires for a group (overall, or e.g. ``site=B``) when its detector flagged the last
-``consecutive`` windows of that group in a row, optionally at its own threshold. An alert is
+A rule fires for a group (overall, or e.g. ``site=B``) at the window that completes a run of
+``consecutive`` flagged windows of that group, optionally at its own threshold; every window of
+a run is replayed in order, so no window's alert is lost, and streaks still short of their
+length are reported as pending. An alert is
 ``open`` -> ``acknowledged`` -> ``resolved`` (or straight from open to resolved); persisting
 the state is the store's job, deciding it is done here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Literal
@@ -68,6 +70,8 @@ class Alert(BaseModel):
     windows: list[str]
     statistic: float | None
     threshold: float | None
+    effect_size: float | None = None
+    times_threshold: float | None = None
     message: str
     acknowledged_by: str | None = None
     resolved_by: str | None = None
@@ -79,68 +83,177 @@ class Alert(BaseModel):
         return self.state != AlertState.RESOLVED
 
 
-def evaluate_rules(
-    rules: Sequence[AlertRule], history: Sequence[WindowReport], active: Iterable[Alert] = ()
-) -> list[Alert]:
-    """Alerts to open now: rules that fire on the latest windows and are not already active.
+class RuleEvent(BaseModel):
+    """One step of a replay: ``alert`` opened or resolved at ``window`` of its group."""
+
+    action: Literal["open", "resolve"]
+    window: str
+    alert: Alert
+
+
+class PendingRule(BaseModel):
+    """A streak rule whose detector flagged the latest windows of a group, too few to fire."""
+
+    rule: str
+    detector: str
+    group: str | None
+    streak: int
+    needed: int
+    available: int
+    message: str
+
+
+class RuleReplay(BaseModel):
+    """What the rules decided over a run's windows, in window order."""
+
+    events: list[RuleEvent] = Field(default_factory=list)
+    pending: list[PendingRule] = Field(default_factory=list)
+
+    @property
+    def opened(self) -> list[Alert]:
+        return [e.alert for e in self.events if e.action == "open"]
+
+    @property
+    def resolved(self) -> list[Alert]:
+        return [e.alert for e in self.events if e.action == "resolve"]
+
+
+def replay_rules(
+    rules: Sequence[AlertRule],
+    history: Sequence[WindowReport],
+    active: Iterable[Alert] = (),
+    new: Collection[tuple[str | None, str]] | None = None,
+) -> RuleReplay:
+    """Evaluate the rules at every new window of every group, oldest first.
+
+    A rule opens an alert at the window that completes its streak of flagged windows (unless
+    one is active for its group), and resolves an active alert at the window that completes as
+    many clean windows in a row; so an alert raised by an early window of a run is opened even
+    when later windows of the same run are clean (and then resolved by them).
 
     Args:
         rules: The alert rules.
-        history: Window reports in time order (any mix of groups).
+        history: Window reports in time order (any mix of groups): the new windows and as
+            many earlier ones as the longest streak needs.
         active: Alerts currently open or acknowledged (one per rule and group at most).
+        new: ``(group, window)`` keys evaluated now; None evaluates every window of history.
 
     Returns:
-        New open alerts, one per rule and group that fired.
+        The open/resolve events in window order, and the streak rules still pending.
     """
-    busy = {(a.rule, a.group) for a in active if a.active}
-    opened = []
+    current = {(a.rule, a.group): a for a in active if a.active}
+    replay = RuleReplay()
     for group, reports in _by_group(history).items():
-        for rule in rules:
-            recent = reports[-rule.consecutive :]
-            if (rule.key, group) in busy or len(recent) < rule.consecutive:
-                continue
-            results = [r.result(rule.detector) for r in recent]
-            if all(rule.flags(r) for r in results):
-                last = results[-1]
-                threshold = rule.threshold if rule.threshold is not None else last.threshold
-                where = f" on {group}" if group else ""
-                opened.append(
-                    Alert(
-                        rule=rule.key,
-                        detector=rule.detector,
-                        group=group,
-                        severity=rule.severity,
-                        windows=[r.window for r in recent],
-                        statistic=last.statistic,
-                        threshold=threshold,
-                        message=(
-                            f"{rule.detector} flagged drift{where} in {rule.consecutive} "
-                            f"consecutive window(s); last statistic {last.statistic:.4g} > "
-                            f"threshold {threshold:.4g}"
-                        ),
+        steps = [i for i, r in enumerate(reports) if new is None or (group, r.window) in new]
+        for i in steps:
+            for rule in rules:
+                recent = reports[max(0, i + 1 - rule.consecutive) : i + 1]
+                results = [r.result(rule.detector) for r in recent]
+                key = (rule.key, group)
+                full = len(recent) == rule.consecutive
+                if key not in current and full and all(rule.flags(r) for r in results):
+                    alert = _open(rule, group, recent, results[-1])  # type: ignore[arg-type]
+                    current[key] = alert
+                    replay.events.append(
+                        RuleEvent(action="open", window=recent[-1].window, alert=alert)
                     )
-                )
-    return opened
+                elif key in current and full and all(_clean(rule, r) for r in results):
+                    done = resolve(
+                        current.pop(key),
+                        "monitor",
+                        f"clean in {rule.consecutive} consecutive window(s)",
+                    )
+                    replay.events.append(
+                        RuleEvent(action="resolve", window=recent[-1].window, alert=done)
+                    )
+        if steps:
+            replay.pending += _pending(rules, group, reports, current)
+    return replay
 
 
-def alerts_to_resolve(
-    rules: Sequence[AlertRule], history: Sequence[WindowReport], active: Iterable[Alert]
-) -> list[Alert]:
-    """Active alerts whose detector ran clean on as many windows in a row as it took to fire."""
-    by_key = {r.key: r for r in rules}
-    groups = _by_group(history)
-    resolved = []
-    for alert in active:
-        rule = by_key.get(alert.rule)
-        recent = groups.get(alert.group, [])[-rule.consecutive :] if rule else []
-        if not rule or not alert.active or len(recent) < rule.consecutive:
+def _clean(rule: AlertRule, result: DetectorResult | None) -> bool:
+    return result is not None and not result.skipped and not rule.flags(result)
+
+
+def _open(
+    rule: AlertRule, group: str | None, recent: list[WindowReport], last: DetectorResult
+) -> Alert:
+    """The alert of a rule whose streak ends at ``last`` (flagged, so it has a statistic)."""
+    statistic = float(last.statistic if last.statistic is not None else "nan")
+    threshold = rule.threshold if rule.threshold is not None else last.threshold
+    times = exceedance(last, threshold)
+    where = f" on {group}" if group else ""
+    effect = "" if last.effect_size is None else f"; effect size {last.effect_size:.3g}"
+    return Alert(
+        rule=rule.key,
+        detector=rule.detector,
+        group=group,
+        severity=rule.severity,
+        windows=[r.window for r in recent],
+        statistic=statistic,
+        threshold=threshold,
+        effect_size=last.effect_size,
+        times_threshold=times,
+        message=(
+            f"{rule.detector} flagged drift{where} in {rule.consecutive} consecutive "
+            f"window(s); last statistic {statistic:.4g} > threshold {threshold:.4g}"
+            + ("" if times is None else f" ({times:.3g}x threshold)")
+            + effect
+        ),
+    )
+
+
+def _pending(
+    rules: Sequence[AlertRule],
+    group: str | None,
+    reports: list[WindowReport],
+    current: dict[tuple[str, str | None], Alert],
+) -> list[PendingRule]:
+    """Rules flagged on the group's latest windows but short of their streak (and not active)."""
+    out = []
+    for rule in rules:
+        if rule.consecutive < 2 or (rule.key, group) in current:
             continue
-        results = [r.result(rule.detector) for r in recent]
-        if all(r is not None and not r.skipped and not rule.flags(r) for r in results):
-            resolved.append(
-                resolve(alert, "monitor", f"clean in {rule.consecutive} consecutive window(s)")
+        streak = 0
+        for report in reversed(reports):
+            if not rule.flags(report.result(rule.detector)) or streak == rule.consecutive:
+                break
+            streak += 1
+        if not 0 < streak < rule.consecutive:
+            continue
+        where = group or "all windows"
+        short = (
+            f"only {len(reports)} window(s) of {where} exist so far, so it cannot fire yet"
+            if len(reports) < rule.consecutive
+            else "it fires if the next window is flagged too"
+            if streak == rule.consecutive - 1
+            else f"{rule.consecutive - streak} more flagged window(s) are needed"
+        )
+        out.append(
+            PendingRule(
+                rule=rule.key,
+                detector=rule.detector,
+                group=group,
+                streak=streak,
+                needed=rule.consecutive,
+                available=len(reports),
+                message=(
+                    f"{rule.detector} flagged the last {streak} window(s) of {where}; the rule "
+                    f"needs {rule.consecutive} in a row: {short}"
+                ),
             )
-    return resolved
+        )
+    return out
+
+
+def exceedance(result: DetectorResult, threshold: float | None = None) -> float | None:
+    """How far beyond its threshold a statistic is, as a multiple of the threshold's distance
+    from the detector's null centre (1 = at the threshold; 3 = three times as far)."""
+    threshold = result.threshold if threshold is None else threshold
+    centre = float(result.details.get("null_centre", 0.0) or 0.0)
+    if result.statistic is None or threshold is None or threshold - centre <= 0:
+        return None
+    return (result.statistic - centre) / (threshold - centre)
 
 
 def acknowledge(alert: Alert, actor: str) -> Alert:

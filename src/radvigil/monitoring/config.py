@@ -6,8 +6,9 @@ Loaded from YAML (``configs/monitoring.yaml`` ships the defaults, which equal
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -15,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from radvigil.errors import ConfigError
 from radvigil.monitoring.alerts import AlertRule
 from radvigil.monitoring.detectors import detector_names, make_detector
+from radvigil.monitoring.features import MISSING
 
 
 class _Section(BaseModel):
@@ -39,6 +41,35 @@ class CalibrationConfig(_Section):
     n_boot: int = Field(200, ge=10, description="Reference windows drawn per threshold.")
     alpha: float = Field(0.05, gt=0, lt=1, description="Target false-alarm rate per window.")
     seed: int = 0
+
+
+class NameMap(_Section):
+    """How one metadata column's values from clients map to the reference's spelling."""
+
+    aliases: dict[str, str] = Field(
+        default_factory=dict, description="Client value -> reference value (exact match)."
+    )
+    missing: list[str] = Field(
+        default_factory=lambda: ["", "unknown", "none", "n/a"],
+        description="Values meaning 'not sent' (case-insensitive); treated as absent.",
+    )
+    unknown: Literal["keep", "missing"] = Field(
+        "keep",
+        description="Values the reference never saw: keep (a new category: drift) or missing.",
+    )
+
+    def canonical(self, value: str | None, known: Collection[str] = ()) -> str | None:
+        """The reference spelling of ``value``; None when it means absent."""
+        if value is None or value == MISSING or value.strip().lower() in self._missing:
+            return None
+        value = self.aliases.get(value, value)
+        if self.unknown == "missing" and known and value not in known:
+            return None
+        return value
+
+    @property
+    def _missing(self) -> set[str]:
+        return {m.strip().lower() for m in self.missing}
 
 
 class DrifterConfig(_Section):
@@ -86,6 +117,13 @@ class MonitorConfig(_Section):
     detectors: dict[str, dict[str, Any]] = Field(default_factory=_default_detectors)
     alerts: list[AlertRule] = Field(default_factory=lambda: list(DEFAULT_ALERTS))
     drifters: DrifterConfig = Field(default_factory=DrifterConfig)
+    names: dict[str, NameMap] = Field(
+        default_factory=dict, description="Metadata column -> aliases and missing-value words."
+    )
+
+    def canonical(self, column: str, value: str | None, known: Collection[str] = ()) -> str | None:
+        """``value`` of metadata ``column`` in the reference's spelling (None: absent)."""
+        return self.names.get(column, NameMap()).canonical(value, known)
 
     @model_validator(mode="after")
     def _check_keys(self) -> MonitorConfig:

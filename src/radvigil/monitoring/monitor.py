@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Literal
 
 from radvigil.errors import ConfigError
-from radvigil.monitoring.alerts import Alert, alerts_to_resolve, evaluate_rules
+from radvigil.monitoring.alerts import Alert, RuleReplay, replay_rules
 from radvigil.monitoring.calibration import calibrate
 from radvigil.monitoring.config import MonitorConfig
 from radvigil.monitoring.detectors import make_detector
@@ -60,7 +60,7 @@ class Monitor:
         Per-group windows are compared with the whole reference, without their grouping column.
         """
         win = window if isinstance(window, Window) else Window("window", window)
-        data = self.profile.prepare(win.data)
+        data = self.profile.prepare(self.canonical(win.data))
         if win.group_by is not None and data.metadata is not None:
             # A per-group window holds one value of its grouping column by construction.
             data = dataclasses.replace(data, metadata=data.metadata.drop(columns=[win.group_by]))
@@ -76,9 +76,20 @@ class Monitor:
             results=[context[name] for name in self.config.detectors],
         )
 
+    def canonical(self, data: WindowData) -> WindowData:
+        """Metadata in the reference's spelling (configured aliases); absent values as missing."""
+        if data.metadata is None:
+            return data
+        frame = data.metadata.copy()
+        for column in frame.columns:
+            known = self.profile.value_counts.get(column, {})
+            frame[column] = [self.config.canonical(column, v, known) for v in frame[column]]
+        return dataclasses.replace(data, metadata=frame)
+
     def windows(self, data: WindowData, kind: Literal["count", "time"] = "count") -> list[Window]:
         """Cut predictions into the configured count or time windows, overall and per group."""
         cfg = self.config.windows
+        data = self.canonical(data)
         by = cfg.group_by if data.metadata is not None and cfg.group_by in data.metadata else None
         if kind == "count":
             return count_windows(data, cfg.size, by=by)
@@ -96,9 +107,10 @@ class Monitor:
         return is_drifter(ood, quality_flags, self.profile, counted_flags=counted)
 
     def alerts(
-        self, history: Sequence[WindowReport], active: Iterable[Alert] = ()
-    ) -> tuple[list[Alert], list[Alert]]:
-        """(alerts to open, alerts to resolve) under the configured rules."""
-        current = list(active)
-        rules = self.config.alerts
-        return evaluate_rules(rules, history, current), alerts_to_resolve(rules, history, current)
+        self,
+        history: Sequence[WindowReport],
+        active: Iterable[Alert] = (),
+        new: Collection[tuple[str | None, str]] | None = None,
+    ) -> RuleReplay:
+        """The configured rules replayed over the ``new`` windows of ``history`` (all if None)."""
+        return replay_rules(self.config.alerts, history, active, new)

@@ -40,6 +40,7 @@ class Measurement:
     effect_size: float | None = None
     details: dict[str, Any] = field(default_factory=dict)
     veto: str | None = None
+    null_centre: float = 0.0  # the statistic's typical value without drift (AUC: 0.5)
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,11 @@ class Detector(ABC):
                 details["calibration_window_size"] = calibration.window_size
             else:
                 threshold, source = out.default_threshold, "default"
+        details["null_centre"] = out.null_centre
+        if threshold - out.null_centre > 0:
+            details["times_threshold"] = (out.statistic - out.null_centre) / (
+                threshold - out.null_centre
+            )
         return DetectorResult(
             name=self.name,
             statistic=jsonable(out.statistic),

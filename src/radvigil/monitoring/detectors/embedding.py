@@ -135,6 +135,7 @@ class DomainClassifierDetector(Detector):
             p_value=test.p_value,
             effect_size=test.auc - 0.5,
             details={"folds": test.folds, "n_permutations": permutations},
+            null_centre=0.5,
         )
 
 

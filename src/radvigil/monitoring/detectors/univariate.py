@@ -6,7 +6,12 @@ metadata (categories new in the window count too). The p-values of all columns a
 together, Benjamini-Hochberg by default (controls the share of false column flags; use
 ``bonferroni`` to control the chance of any false flag). The statistic is ``-log10`` of the
 smallest adjusted p-value, so the default threshold ``-log10(alpha)`` means "some column drifted
-at level alpha"; the effect size is the largest population stability index.
+at level alpha". Rank tests saturate (two fully separated samples give the same p-value however
+far apart they are), so the effect size does the ranking: for image statistics the largest
+Wasserstein-1 distance between window and reference in reference standard deviations ("the
+window's sharpness moved by 3.2 reference SDs"), which keeps growing with the shift; for metadata
+the largest population stability index. Metadata values a client did not send (``<NA>``) are
+left out on both sides: absence is not drift.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from radvigil.monitoring.detectors.base import (
     Skipped,
     register,
 )
+from radvigil.monitoring.features import MISSING
 from radvigil.monitoring.profile import ReferenceProfile
 from radvigil.monitoring.result import DetectorResult
 from radvigil.monitoring.stattests import (
@@ -68,8 +74,11 @@ class UnivariateDetector(Detector):
         if ref is None or cur is None:
             return Skipped(f"no {source} table in the {'reference' if ref is None else 'window'}")
         columns = [c for c in (self.params.columns or ref.columns) if c in cur and c in ref]
+        absent = [c for c in columns if source == "metadata" and (cur[c] == MISSING).all()]
+        columns = [c for c in columns if c not in absent]
         if not columns:
-            return Skipped(f"no {source} columns shared by reference and window")
+            why = f" (not sent: {absent})" if absent else ""
+            return Skipped(f"no {source} columns shared by reference and window{why}")
         test = _ks_column if source == "stats" else _chi2_column
         rows = [test(ref[c], cur[c], self.params.psi_bins) for c in columns]
         p_values = np.array([r[1] for r in rows])
@@ -80,9 +89,10 @@ class UnivariateDetector(Detector):
                 "p_value": p,
                 "p_adjusted": a,
                 "psi": psi,
+                "effect": e,
                 "drift": a < self.params.alpha,
             }
-            for c, (s, p, psi), a in zip(columns, rows, adjusted, strict=True)
+            for c, (s, p, psi, e), a in zip(columns, rows, adjusted, strict=True)
         }
         min_adjusted = float(adjusted.min())
         return Measurement(
@@ -90,30 +100,38 @@ class UnivariateDetector(Detector):
             default_threshold=neg_log10(self.params.alpha),
             n_reference=len(ref),
             p_value=min_adjusted,
-            effect_size=float(max(r[2] for r in rows)),
+            effect_size=float(max(r[3] for r in rows)),
             details={
                 "test": "ks" if source == "stats" else "chi2",
+                "effect": "wasserstein_sd" if source == "stats" else "psi",
+                "max_psi": float(max(r[2] for r in rows)),
                 "correction": self.params.correction,
                 "drifted_columns": [c for c, v in per_column.items() if v["drift"]],
+                "absent_columns": absent,
                 "columns": per_column,
             },
         )
 
 
-def _ks_column(ref: pd.Series, cur: pd.Series, bins: int) -> tuple[float, float, float]:
+def _ks_column(ref: pd.Series, cur: pd.Series, bins: int) -> tuple[float, float, float, float]:
     r, c = ref.to_numpy(np.float64), cur.to_numpy(np.float64)
     r, c = r[np.isfinite(r)], c[np.isfinite(c)]
     if r.size == 0 or c.size == 0:
-        return 0.0, 1.0, 0.0
+        return 0.0, 1.0, 0.0, 0.0
     result = stats.ks_2samp(r, c)
-    return float(result.statistic), float(result.pvalue), psi_continuous(r, c, bins)
+    # A constant reference column (e.g. width) is scaled by 0.1% of its level instead.
+    scale = max(float(r.std()), 1e-3 * float(np.abs(r).mean()), 1e-9)
+    shift = float(stats.wasserstein_distance(r, c)) / scale
+    return float(result.statistic), float(result.pvalue), psi_continuous(r, c, bins), shift
 
 
-def _chi2_column(ref: pd.Series, cur: pd.Series, bins: int) -> tuple[float, float, float]:
+def _chi2_column(ref: pd.Series, cur: pd.Series, bins: int) -> tuple[float, float, float, float]:
+    ref, cur = ref[ref != MISSING], cur[cur != MISSING]  # a value not sent is not drift
     categories = sorted(set(ref) | set(cur))
     ref_counts = ref.value_counts().reindex(categories, fill_value=0).to_numpy()
     cur_counts = cur.value_counts().reindex(categories, fill_value=0).to_numpy()
-    if len(categories) < 2:
-        return 0.0, 1.0, 0.0
+    if len(categories) < 2 or ref_counts.sum() == 0 or cur_counts.sum() == 0:
+        return 0.0, 1.0, 0.0, 0.0
     result = stats.chi2_contingency(np.vstack([ref_counts, cur_counts]), correction=False)
-    return float(result.statistic), float(result.pvalue), psi_from_counts(ref_counts, cur_counts)
+    psi = psi_from_counts(ref_counts, cur_counts)
+    return float(result.statistic), float(result.pvalue), psi, psi
