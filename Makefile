@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
+NGINX := /usr/sbin/nginx
+DEPLOY_LINT := .venv-deploy-lint/bin/checkov
 
 .PHONY: demo test lint bench serve clean
 
@@ -18,12 +20,23 @@ $(CHROMIUM):
 	@if [ "$$(id -u)" = 0 ]; then apt-get install -y -q chromium >/dev/null; \
 	 else sudo apt-get install -y -q chromium >/dev/null; fi
 
+# The multi-replica stack test puts Debian's nginx in front of the replicas; install it when missing.
+$(NGINX):
+	@if [ "$$(id -u)" = 0 ]; then apt-get install -y -q nginx-light >/dev/null; \
+	 else sudo apt-get install -y -q nginx-light >/dev/null; fi
+
+# checkov and hadolint scan deploy/ in their own venv: checkov pins packages older than torch needs.
+$(DEPLOY_LINT): deploy/lint-requirements.txt
+	test -d .venv-deploy-lint || $(PYTHON) -m venv .venv-deploy-lint
+	.venv-deploy-lint/bin/pip install --quiet -r deploy/lint-requirements.txt
+	touch $(DEPLOY_LINT)
+
 # The main job: the closed-loop demo on the bundled data (resets $RADVIGIL_HOME, default .radvigil).
 demo: $(STAMP)
 	$(BIN)/radvigil demo --fresh
 
 # The whole test suite: lint, unit, integration (PostgreSQL, MLflow server, uvicorn), browser.
-test: $(STAMP) $(CHROMIUM)
+test: $(STAMP) $(CHROMIUM) $(NGINX) $(DEPLOY_LINT)
 	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/pytest -q
 
