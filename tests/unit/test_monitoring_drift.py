@@ -6,8 +6,6 @@ network's; the brightness shift is applied to the real pixels with numpy.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 from scipy import stats
@@ -72,12 +70,11 @@ def test_mmd_detects_a_20_percent_brightness_shift_at_n_100(
     assert result.threshold_source == "default"
 
 
-def test_mmd_500_vs_500_in_16_dimensions_takes_under_a_second() -> None:
+def test_mmd_500_vs_500_in_16_dimensions_keeps_its_level() -> None:
+    # Its time is measured by bench/drift_power.py (timed unit tests flake on a loaded machine).
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(500, 16)), rng.normal(size=(500, 16))
-    start = time.perf_counter()
     test = mmd_test(x, y, n_permutations=200, alpha=0.05, rng=rng)
-    assert time.perf_counter() - start < 1.0
     assert test.p_value > 0.01
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from radvigil.monitoring import (
+    DetectorResult,
     Monitor,
     ReferenceProfile,
     make_detector,
@@ -139,3 +140,56 @@ def test_wilson_interval_known_values() -> None:
     low, high = wilson_interval(8, 10, 0.95)
     assert low == pytest.approx(0.4902, abs=1e-4) and high == pytest.approx(0.9433, abs=1e-4)
     assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_importance_weighted_accuracy_tracks_truth_without_reading_confidences(
+    profile: ReferenceProfile, held: np.ndarray
+) -> None:
+    result = make_detector("iw_accuracy").run(profile, stand_in().window(held[:200]))
+    d = result.details
+    assert abs(d["estimated_accuracy"] - d["realised_accuracy"]) < 0.05
+    assert d["reliable"] and d["effective_share"] > 0.5
+
+
+def _context(**flags: tuple[bool, float]) -> dict[str, DetectorResult]:
+    return {
+        name: DetectorResult(
+            name=name, statistic=1.0, drift=drift, details={"times_threshold": times}
+        )
+        for name, (drift, times) in flags.items()
+    }
+
+
+def test_estimate_check_calls_large_drift_without_an_estimated_drop_unverified(
+    profile: ReferenceProfile,
+) -> None:
+    check = make_detector("estimate_check")
+    window = stand_in().window(split(400)[1][:50])
+
+    def verdict(**flags: tuple[bool, float]) -> str:
+        return check.run(profile, window, context=_context(**flags)).details["verdict"]
+
+    assert verdict(cbpe=(False, 0.1), image_stats=(True, 1.3)) == "ok"
+    assert verdict(cbpe=(False, 0.1), image_stats=(True, 3.0)) == "unverified"
+    assert verdict(cbpe=(True, 2.0), image_stats=(True, 3.0)) == "degraded"
+    assert check.run(profile, window, context={}).skipped
+
+
+def test_inverted_images_are_never_called_ok(profile: ReferenceProfile, held: np.ndarray) -> None:
+    data = stand_in()
+    config = monitor_config_from_dict(
+        {
+            "detectors": {
+                "image_stats": {},
+                "ood_rate": {},
+                "cbpe": {},
+                "atc": {},
+                "iw_accuracy": {},
+                "estimate_check": {},
+            },
+            "alerts": [],
+        }
+    )
+    window = data.window(held[:100], 255 - data.images[held[:100]])
+    report = Monitor(profile, config).run(window)
+    assert report.result("estimate_check").details["verdict"] != "ok"

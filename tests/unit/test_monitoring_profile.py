@@ -140,3 +140,26 @@ def test_calibration_warns_when_the_reference_is_too_small(profile: ReferencePro
     with pytest.warns(RadvigilWarning, match="too small to leave out"):
         calibration = calibrate(make_detector("bbsd"), profile, window_size=200, n_boot=10)
     assert not calibration.leave_out
+
+
+def test_cross_fitted_ood_threshold_passes_about_the_nominal_share_of_new_cases() -> None:
+    data = stand_in()
+    reference, held = split(400)
+    profile = data.profile(reference)
+    reduced = profile.projection.reduce(data.embed(data.images[reference]))
+    in_sample = np.quantile(profile.ood.score(reduced), 0.99)
+    assert profile.ood.threshold > in_sample  # unseen cases score higher than fitted ones
+    new = profile.ood.score(profile.projection.reduce(data.embed(data.images[held])))
+    assert np.mean(new > profile.ood.threshold) <= 0.025
+    assert np.mean(new > in_sample) >= np.mean(new > profile.ood.threshold)
+
+
+def test_a_window_uses_the_largest_calibrated_size_not_above_its_own(
+    profile: ReferenceProfile,
+) -> None:
+    detector = make_detector("image_stats")
+    found = [calibrate(detector, profile, n, n_boot=20, seed=0) for n in (25, 50)]
+    calibrated = profile.with_calibrations(found)
+    assert calibrated.calibration_for("image_stats", 40).window_size == 25
+    assert calibrated.calibration_for("image_stats", 200).window_size == 50
+    assert calibrated.calibration_for("image_stats", 20) is None  # own test decides

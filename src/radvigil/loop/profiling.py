@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -16,12 +17,13 @@ from radvigil.monitoring.features import image_stats_frame
 
 log = logging.getLogger(__name__)
 METADATA_COLUMNS = ("site", "view_position")
-WINDOW_SIZES = (50, 100, 200)
+WINDOW_SIZES = (25, 50, 100, 200)
 
 
-def calibration_sizes(n_reference: int) -> list[int]:
-    """Window sizes the reference can calibrate honestly (at least twice the window)."""
-    return [s for s in WINDOW_SIZES if 2 * s <= n_reference] or [max(10, n_reference // 2)]
+def calibration_sizes(n_reference: int, sizes: Sequence[int] = WINDOW_SIZES) -> list[int]:
+    """Window sizes the reference can calibrate honestly (at least twice the window); larger
+    windows use the largest of these (conservative), smaller ones the detectors' own tests."""
+    return sorted({s for s in sizes if 2 * s <= n_reference}) or [max(10, n_reference // 2)]
 
 
 def build_profile(
@@ -52,6 +54,7 @@ def build_profile(
         ood_quantile=config.profile.ood_quantile,
         info=info,
     )
-    profile = Monitor(profile, config).calibrate(calibration_sizes(len(targets)))
+    wanted = [*config.calibration.window_sizes, config.windows.size]
+    profile = Monitor(profile, config).calibrate(calibration_sizes(len(targets), wanted))
     profile.to_path(out_dir)
     return profile

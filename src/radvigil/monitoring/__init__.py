@@ -33,6 +33,7 @@ from radvigil.monitoring.features import (
     image_stats_frame,
     output_features,
 )
+from radvigil.monitoring.guards import GUARD_NAMES, GuardFlag, check_guards, guard_table
 from radvigil.monitoring.monitor import Monitor
 from radvigil.monitoring.profile import ReferenceProfile
 from radvigil.monitoring.result import Calibration, DetectorResult, WindowReport
@@ -46,6 +47,7 @@ from radvigil.monitoring.windows import (
 )
 
 __all__ = [
+    "GUARD_NAMES",
     "STAT_COLUMNS",
     "UNLABELLED",
     "Alert",
@@ -53,6 +55,7 @@ __all__ = [
     "AlertState",
     "Calibration",
     "DetectorResult",
+    "GuardFlag",
     "Monitor",
     "MonitorConfig",
     "PendingRule",
@@ -64,10 +67,12 @@ __all__ = [
     "WindowReport",
     "acknowledge",
     "calibrate",
+    "check_guards",
     "count_windows",
     "describe_detectors",
     "detector_names",
     "exceedance",
+    "guard_table",
     "image_stats",
     "image_stats_frame",
     "is_drifter",

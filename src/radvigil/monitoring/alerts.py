@@ -184,6 +184,7 @@ def _open(
     times = exceedance(last, threshold)
     where = f" on {group}" if group else ""
     effect = "" if last.effect_size is None else f"; effect size {last.effect_size:.3g}"
+    verdict = last.details.get("verdict")
     return Alert(
         rule=rule.key,
         detector=rule.detector,
@@ -199,6 +200,7 @@ def _open(
             f"window(s); last statistic {statistic:.4g} > threshold {threshold:.4g}"
             + ("" if times is None else f" ({times:.3g}x threshold)")
             + effect
+            + (f"; verdict {verdict}: {last.details.get('why', '')}" if verdict else "")
         ),
     )
 

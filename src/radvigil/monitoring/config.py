@@ -37,8 +37,8 @@ class WindowConfig(_Section):
 
 
 class CalibrationConfig(_Section):
-    window_sizes: list[int] = Field(default_factory=lambda: [200], min_length=1)
-    n_boot: int = Field(200, ge=10, description="Reference windows drawn per threshold.")
+    window_sizes: list[int] = Field(default_factory=lambda: [25, 50, 100, 200], min_length=1)
+    n_boot: int = Field(400, ge=10, description="Reference windows drawn per threshold.")
     alpha: float = Field(0.05, gt=0, lt=1, description="Target false-alarm rate per window.")
     seed: int = 0
 
@@ -92,6 +92,8 @@ DEFAULT_DETECTORS = (
     "label_shift",
     "cbpe",
     "atc",
+    "iw_accuracy",
+    "estimate_check",
     "performance",
     "concept",
 )
@@ -103,6 +105,12 @@ DEFAULT_ALERTS = (
     AlertRule(detector="ood_rate", consecutive=1, severity="warning"),
     AlertRule(detector="label_shift", consecutive=3, severity="info"),
     AlertRule(detector="cbpe", consecutive=2, severity="critical"),
+    AlertRule(
+        detector="estimate_check", name="performance-unverified", threshold=0.5, severity="warning"
+    ),
+    AlertRule(
+        detector="estimate_check", name="performance-degraded", threshold=1.5, severity="critical"
+    ),
     AlertRule(detector="performance", consecutive=1, severity="critical"),
     AlertRule(detector="concept", consecutive=2, severity="critical"),
 )

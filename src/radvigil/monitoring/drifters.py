@@ -1,8 +1,9 @@
 """Per-case drifters: single predictions that fall outside what the model version was checked on.
 
 A case is a drifter when its embedding's Mahalanobis OOD score passes the profile's threshold
-(the reference's 99th percentile by default) or when image quality control raised a flag. The
-flag is per case, for review; window detectors still count drifters like any other case.
+(the reference's cross-fitted 99th percentile by default), when image quality control raised a
+flag, or when a per-case guard (:mod:`radvigil.monitoring.guards`) fired. The flag is per case,
+for review; window detectors still count drifters like any other case.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
+from radvigil.monitoring.guards import GuardFlag
 from radvigil.monitoring.profile import ReferenceProfile
 
 
@@ -25,6 +27,7 @@ def is_drifter(
     profile: ReferenceProfile,
     *,
     counted_flags: Iterable[str] | None = None,
+    guards: Iterable[GuardFlag] = (),
 ) -> tuple[bool, list[str]]:
     """Whether one case is a drifter, and every reason why.
 
@@ -33,6 +36,7 @@ def is_drifter(
         quality_flags: Raised QC flags, as names or a ``{name: raised}`` mapping.
         profile: The model version's reference profile.
         counted_flags: Flags that make a drifter; None counts every raised flag.
+        guards: Per-case guards the case raised (:func:`~radvigil.monitoring.check_guards`).
 
     Returns:
         (drifter, reasons), reasons readable by a reviewer.
@@ -49,4 +53,5 @@ def is_drifter(
         raised = list(quality_flags)
     allowed = None if counted_flags is None else set(counted_flags)
     reasons += [f"quality flag: {f}" for f in raised if allowed is None or f in allowed]
+    reasons += [f"guard {g.guard}: {g.reason}" for g in guards]
     return bool(reasons), reasons

@@ -86,3 +86,30 @@ def atc_threshold(scores: np.ndarray, correct: np.ndarray) -> float:
 def atc_estimate(scores: np.ndarray, threshold: float) -> float:
     """Estimated accuracy: share of predictions scoring above the ATC threshold."""
     return float(np.mean(scores > threshold))
+
+
+def domain_weights(
+    reference: np.ndarray, window: np.ndarray, *, c: float = 0.1, clip: float = 50.0
+) -> np.ndarray:
+    """Importance weights ``p_window(x) / p_reference(x)`` of the reference rows.
+
+    A logistic domain classifier (reference = 0, window = 1, on reference-standardised
+    features) gives the density ratio through its odds, rescaled by the sample sizes; weights
+    are clipped at ``clip`` times their mean so that one near-duplicate cannot take over.
+    """
+    from sklearn.linear_model import LogisticRegression  # keeps the module import light
+
+    mean, sd = reference.mean(axis=0), reference.std(axis=0) + 1e-9
+    x = (np.vstack([reference, window]) - mean) / sd
+    y = np.r_[np.zeros(len(reference)), np.ones(len(window))]
+    model = LogisticRegression(C=c, max_iter=500).fit(x, y)
+    odds = np.exp(model.decision_function(x[: len(reference)]))
+    weights = odds * len(reference) / len(window)
+    return np.minimum(weights, clip * weights.mean())
+
+
+def weighted_accuracy(correct: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
+    """Importance-weighted accuracy and the weights' effective sample size (Kish)."""
+    total = float(weights.sum())
+    ess = total**2 / float((weights**2).sum())
+    return float((weights * correct).sum() / total), ess

@@ -2,7 +2,10 @@
 
 Image statistics come from one 256-bin histogram of the full image (exact moments, nearest-rank
 percentiles, entropy, clipping) plus a Laplacian on a block-averaged copy at most 256 pixels on
-its long side, so a 224x224 image costs well under 2 ms and a 3000x2500 one only a few.
+its long side, so a 224x224 image costs well under 2 ms and a 3000x2500 one only a few. Layout
+statistics of a 64x64 copy describe where a chest radiograph's anatomy sits (mediastinum
+brighter than the lung fields, dark periphery, vertical spine, corners, flat collimated edges):
+the per-case guards of :mod:`radvigil.monitoring.guards` compare them with the reference.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
+from PIL import Image as PILImage
 from scipy import ndimage
 
 from radvigil.data.image import Image
@@ -32,11 +36,19 @@ STAT_COLUMNS: tuple[str, ...] = (
     "height",
     "aspect",
     "bit_depth",
+    "midtone",
+    "mediastinum_contrast",
+    "border_contrast",
+    "corner_fill",
+    "edge_flat",
+    "tilt",
+    "axis_ratio",
 )
 MISSING = "<NA>"
 _PERCENTILES = {"p01": 0.01, "p05": 0.05, "p50": 0.50, "p95": 0.95, "p99": 0.99}
 _SHARPNESS_SIDE = 256
 _LEVELS = np.arange(256, dtype=np.float64)
+_LAYOUT = 64
 
 
 def image_stats(pixels: np.ndarray, bit_depth: int = 8) -> dict[str, float]:
@@ -64,7 +76,46 @@ def image_stats(pixels: np.ndarray, bit_depth: int = 8) -> dict[str, float]:
         "aspect": width / height,
         "bit_depth": float(bit_depth),
     }
+    # Where the median sits between p05 and p95: a LUT/gamma change moves it.
+    stats["midtone"] = (stats["p50"] - stats["p05"]) / (stats["p95"] - stats["p05"] + 1.0)
+    stats |= layout_stats(pixels)
     return stats
+
+
+def layout_stats(pixels: np.ndarray) -> dict[str, float]:
+    """Where the anatomy sits, on a 64x64 box-filtered copy (chest radiograph geometry).
+
+    ``mediastinum_contrast``: central vertical strip minus the two lung fields, in image SDs
+    (positive on a chest film; negative when intensities are inverted; high when cropped to the
+    lungs); ``border_contrast``: outer frame minus centre, in SDs; ``corner_fill``: share of the
+    corners at black (rotation fill, shrunken field); ``edge_flat``: share of the four edges that
+    are flat bands (collimation); ``tilt``: angle in degrees of the brightest central column per
+    row (the spine); ``axis_ratio``: share of the layout variance across columns (vertical
+    structure; about 0.9 upright, low when turned by 90 degrees).
+    """
+    s = np.asarray(
+        PILImage.fromarray(pixels).resize((_LAYOUT, _LAYOUT), PILImage.Resampling.BOX),
+        dtype=np.float64,
+    )
+    sd = float(s.std()) + 1.0
+    lungs = np.concatenate([s[12:44, 8:22].ravel(), s[12:44, 42:56].ravel()]).mean()
+    frame = np.concatenate([s[:6].ravel(), s[-6:].ravel(), s[:, :6].ravel(), s[:, -6:].ravel()])
+    k = 10
+    corners = np.concatenate(
+        [s[:k, :k].ravel(), s[:k, -k:].ravel(), s[-k:, :k].ravel(), s[-k:, -k:].ravel()]
+    )
+    edges = (s[:4], s[-4:], s[:, :4], s[:, -4:])
+    centre = ndimage.uniform_filter1d(s[8:56, 20:44], 5, axis=1)
+    slope = np.polyfit(np.arange(8, 56), centre.argmax(axis=1), 1)[0]
+    col, row = s.mean(axis=0), s.mean(axis=1)
+    return {
+        "mediastinum_contrast": float((s[12:52, 27:37].mean() - lungs) / sd),
+        "border_contrast": float((frame.mean() - s[16:48, 16:48].mean()) / sd),
+        "corner_fill": float(np.mean(corners <= 3)),
+        "edge_flat": float(np.mean([e.std() < 2.0 for e in edges])),
+        "tilt": float(np.degrees(np.arctan(slope))),
+        "axis_ratio": float(col.var() / (col.var() + row.var() + 1e-9)),
+    }
 
 
 def laplacian_variance(pixels: np.ndarray) -> float:

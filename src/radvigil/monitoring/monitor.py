@@ -44,7 +44,7 @@ class Monitor:
         cfg = self.config.calibration
         found = []
         for size in window_sizes or cfg.window_sizes:
-            for detector in self.detectors:
+            for detector in (d for d in self.detectors if d.calibrated):
                 try:
                     found.append(
                         calibrate(detector, self.profile, size, cfg.n_boot, cfg.alpha, cfg.seed)

@@ -10,6 +10,7 @@ as one ``.npz`` (arrays plus a JSON header, no pickle) to be logged inside the m
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import tempfile
@@ -21,7 +22,8 @@ import numpy as np
 import pandas as pd
 
 from radvigil.errors import DataError, InputError
-from radvigil.monitoring.ood import MahalanobisScorer, Projection
+from radvigil.monitoring.guards import guard_bands
+from radvigil.monitoring.ood import MahalanobisScorer, Projection, cross_fitted_scores
 from radvigil.monitoring.result import Calibration
 from radvigil.monitoring.windows import UNLABELLED, WindowData
 
@@ -87,8 +89,11 @@ class ReferenceProfile:
             raise InputError(f"labels must be class indices below {len(class_names)} or -1")
         projection = Projection.fit(full.embeddings, n_components, seed)
         reduced = projection.reduce(full.embeddings)
-        ood = MahalanobisScorer.fit(reduced, ood_quantile)
-        full = dataclasses.replace(full, embeddings=reduced, ood_scores=ood.score(reduced))
+        # Cross-fitted scores stand for new cases: they set the drifter threshold and are the
+        # reference's OOD scores, so the ood_rate calibration sees what service will see.
+        unseen = cross_fitted_scores(full.embeddings, projection.n_components, seed)
+        ood = MahalanobisScorer.fit(reduced, ood_quantile, unseen)
+        full = dataclasses.replace(full, embeddings=reduced, ood_scores=unseen)
         rng = np.random.default_rng(seed)
         keep = np.arange(len(full))
         if len(full) > max_reference:
@@ -114,6 +119,12 @@ class ReferenceProfile:
         scores = window.ood_scores if window.ood_scores is not None else self.ood.score(reduced)
         return dataclasses.replace(window, embeddings=reduced, ood_scores=scores)
 
+    @functools.cached_property
+    def guard_bands(self) -> dict[str, tuple[float, float]]:
+        """The reference bands of the per-case guards' statistics (empty without them)."""
+        stats = self.reference.stats
+        return {} if stats is None else guard_bands(stats)
+
     def labelled_reference(self) -> tuple[np.ndarray, np.ndarray] | None:
         """Reference probabilities and labels of the labelled rows, or None without labels."""
         ref = self.reference
@@ -133,11 +144,17 @@ class ReferenceProfile:
         return dataclasses.replace(self, calibrations=(*kept, *calibrations))
 
     def calibration_for(self, detector: str, window_size: int) -> Calibration | None:
-        """The calibration of ``detector`` whose window size is nearest (in ratio) to the given."""
-        found = [c for c in self.calibrations if c.detector == detector]
-        if not found:
-            return None
-        return min(found, key=lambda c: abs(np.log(c.window_size / max(window_size, 1))))
+        """The calibration of ``detector`` for the largest calibrated window size not above
+        ``window_size``; None when every calibrated size is larger.
+
+        Null statistics spread less as windows grow, so a smaller window's threshold is
+        conservative on a larger window, while a larger window's would raise false alarms on a
+        smaller one (the detector's own test decides there instead).
+        """
+        found = [
+            c for c in self.calibrations if c.detector == detector and c.window_size <= window_size
+        ]
+        return max(found, key=lambda c: c.window_size) if found else None
 
     def to_path(self, directory: str | Path) -> Path:
         """Write the profile as ``reference_profile.npz`` in ``directory``; return the file."""

@@ -1,4 +1,4 @@
-"""Per-prediction monitoring: image statistics, quality issues, OOD score, drifter verdict."""
+"""Per-prediction monitoring: image statistics, quality issues, guards, OOD score, drifter flag."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from radvigil.data.image import Image
 from radvigil.data.qc_checks import QCConfig, image_issues, pixel_stats
 from radvigil.monitoring.drifters import is_drifter, ood_score
 from radvigil.monitoring.features import image_stats
+from radvigil.monitoring.guards import check_guards
 from radvigil.service.lifecycle import ServedModel
 
 QC = QCConfig()
@@ -27,6 +28,7 @@ class Assessment:
     ood_score: float | None = None
     ood_threshold: float | None = None
     reduced_embedding: list[float] | None = None
+    guards: dict[str, str] = field(default_factory=dict)
     drifter: bool = False
     reasons: list[str] = field(default_factory=list)
     review_png: bytes | None = None
@@ -59,7 +61,11 @@ def assess(served: ServedModel, image: Image, embedding: np.ndarray) -> Assessme
         result.reduced_embedding = [
             round(float(v), 5) for v in profile.projection.reduce(embedding[None, :])[0]
         ]
-        result.drifter, result.reasons = is_drifter(result.ood_score, issues, profile)
+        raised = check_guards(stats, profile.guard_bands)
+        result.guards = {g.guard: g.reason for g in raised}
+        result.drifter, result.reasons = is_drifter(
+            result.ood_score, issues, profile, guards=raised
+        )
     else:
         result.drifter, result.reasons = bool(issues), [f"quality flag: {i}" for i in issues]
     if result.drifter:

@@ -79,6 +79,7 @@ def build(
         ood_score=assessment.ood_score,
         ood_threshold=assessment.ood_threshold,
         quality_issues=assessment.quality_issues,
+        guards=assessment.guards,
         drifter=assessment.drifter,
     )
     out = PredictionOut(

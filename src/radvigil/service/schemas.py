@@ -38,6 +38,11 @@ class QualityFlags(BaseModel):
     ood_score: float | None = None
     ood_threshold: float | None = None
     quality_issues: list[str] = Field(default_factory=list)
+    guards: dict[str, str] = Field(
+        default_factory=dict,
+        description="Per-case guards raised (inverted_polarity, field_of_view, intensity_lut): "
+        "guard -> reason. Any guard routes the study to review.",
+    )
     drifter: bool = False
 
 

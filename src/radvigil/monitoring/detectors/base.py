@@ -55,6 +55,7 @@ class Detector(ABC):
 
     Params: ClassVar[type[DetectorParams]]
     uses_context: ClassVar[bool] = False
+    calibrated: ClassVar[bool] = True  # False: a fixed-scale verdict, not a null statistic
 
     def __init__(self, name: str, params: DetectorParams) -> None:
         self.name = name

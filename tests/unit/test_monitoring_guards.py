@@ -1,0 +1,81 @@
+"""Per-case guards on real bundled Kermany images: inverted, cropped/zoomed, rotated, gamma-changed.
+
+The guard bands come from the bundled validation images (the reference a trained model's profile
+holds); the cases are bundled test images, changed with ``radvigil.data.shifts`` or inverted.
+A raised guard makes the case a drifter (routed to review) with the guard's reason.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image as PILImage
+
+from radvigil.data.shifts import apply_shift, get_shift
+from radvigil.monitoring import (
+    GUARD_NAMES,
+    check_guards,
+    guard_table,
+    image_stats,
+    image_stats_frame,
+    is_drifter,
+)
+from radvigil.monitoring.guards import guard_bands
+from tests.unit.monitoring_data import split, stand_in
+
+
+def _pixels(bundled: Path, split_name: str) -> list[np.ndarray]:
+    frame = pd.read_csv(bundled / "manifest.csv")
+    paths = frame.loc[frame["split"] == split_name, "path"]
+    return [np.asarray(PILImage.open(bundled / p).convert("L")) for p in paths]
+
+
+@pytest.fixture(scope="module")
+def bands(bundled: Path) -> dict[str, tuple[float, float]]:
+    return guard_bands(image_stats_frame(_pixels(bundled, "val")))
+
+
+@pytest.fixture(scope="module")
+def cases(bundled: Path) -> list[np.ndarray]:
+    return _pixels(bundled, "test")[::3]
+
+
+def _flagged(cases: list[np.ndarray], bands, change) -> pd.DataFrame:
+    return guard_table(image_stats_frame([change(p) for p in cases]), bands)
+
+
+def test_unshifted_cases_are_rarely_flagged(cases, bands) -> None:
+    flagged = _flagged(cases, bands, lambda p: p)
+    assert flagged.to_numpy().any(axis=1).mean() <= 0.08
+
+
+def test_inverted_polarity_is_caught(cases, bands) -> None:
+    flagged = _flagged(cases, bands, lambda p: 255 - p)
+    assert flagged["inverted_polarity"].mean() >= 0.95
+
+
+def test_crop_zoom_and_rotation_raise_the_field_of_view_guard(cases, bands) -> None:
+    zoomed = _flagged(cases, bands, lambda p: apply_shift(p, get_shift("zoom", zoom=1.5), seed=0))
+    rotated = _flagged(cases, bands, lambda p: np.ascontiguousarray(np.rot90(p)))
+    assert zoomed["field_of_view"].mean() >= 0.5
+    assert rotated.to_numpy().any(axis=1).mean() >= 0.9
+
+
+def test_strong_gamma_raises_the_intensity_guard(cases, bands) -> None:
+    gamma = get_shift("gamma", gamma=3.0)
+    flagged = _flagged(cases, bands, lambda p: apply_shift(p, gamma, seed=0))
+    assert flagged["intensity_lut"].mean() >= 0.5
+
+
+def test_a_guard_routes_the_case_with_its_reason(cases, bands) -> None:
+    raised = check_guards(image_stats(255 - cases[0]), bands)
+    assert raised[0].guard == "inverted_polarity"  # the bright periphery may add field_of_view
+    assert "inverted" in raised[0].reason and "outside the reference band" in raised[0].reason
+    profile = stand_in().profile(split(300)[0])
+    drifter, reasons = is_drifter(None, [], profile, guards=raised)
+    assert drifter and reasons[0] == f"guard inverted_polarity: {raised[0].reason}"
+    assert check_guards(image_stats(cases[0]), {}) == []  # an old profile without the columns
+    assert set(GUARD_NAMES) == {"inverted_polarity", "field_of_view", "intensity_lut"}
