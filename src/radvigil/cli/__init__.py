@@ -6,7 +6,7 @@ import logging
 
 import typer
 
-from radvigil.cli import admin, data, loop, models, monitor
+from radvigil.cli import admin, data, loop, models, monitor, notes
 from radvigil.cli.common import ErrorHandlingGroup
 from radvigil.cli.demo import demo_command
 from radvigil.cli.evaluation import evaluate_command, gate_command
@@ -34,6 +34,7 @@ app.add_typer(loop.review_app, name="review")
 app.add_typer(loop.rollout_app, name="rollout")
 app.add_typer(loop.loop_app, name="loop")
 app.add_typer(monitor.app, name="monitor")
+app.add_typer(notes.app, name="notes")
 app.command("retrain")(loop.retrain_command)
 app.command("demo")(demo_command)
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import RedirectResponse
 from pydantic import ValidationError
 
+from radvigil.dashboard.notes import note_of
 from radvigil.dashboard.rendering import PageRoute, render
 from radvigil.dashboard.session import PREFIX, Form, SignedIn
 from radvigil.errors import InputError, NotFoundError
@@ -63,6 +64,7 @@ def study(request: Request, state: State, viewer: SignedIn, request_id: str = Re
         has_image=bool(record.review_image),
         classes=list(record.probabilities),
         labels=labels,
+        note=note_of(state, request_id),
     )
 
 

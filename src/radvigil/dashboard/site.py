@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import RedirectResponse
 
-from radvigil.dashboard import audit, drift, models, overview, performance, review
+from radvigil.dashboard import audit, drift, models, notes, overview, performance, review
 from radvigil.dashboard.rendering import STATIC_DIR, PageRoute, render
 from radvigil.dashboard.session import (
     LOGIN_COOKIE,
@@ -89,5 +89,5 @@ def root() -> Response:
     return RedirectResponse(f"{PREFIX}/", status_code=307)
 
 
-for module in (overview, drift, performance, review, models, audit):
+for module in (overview, drift, performance, review, notes, models, audit):
     router.include_router(module.router)

@@ -22,6 +22,7 @@ from radvigil.service.routes import (
     health,
     models,
     monitoring,
+    notes,
     predict,
     predictions,
     review,
@@ -92,6 +93,7 @@ def create_app(
         traffic,
         audit,
         monitoring,
+        notes,
         dashboard,
     )
     for router in (module.router for module in routers):

@@ -77,3 +77,15 @@ class ServiceMetrics:
             "Monitoring alerts not yet resolved (open or acknowledged)",
             registry=self.registry,
         )
+        self.notes = Counter(
+            "radvigil_notes_generated_total",
+            "Patient notes generated: template only, rewrite kept, or rewrite fallen back",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.note_latency = Histogram(
+            "radvigil_note_seconds",
+            "Time to compose one patient note (rewrite and guards included)",
+            buckets=(0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0),
+            registry=self.registry,
+        )

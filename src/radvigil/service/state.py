@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass, field
 
 from radvigil.config import Settings
+from radvigil.loop.notes import NoteDesk, rewriter_from_settings
 from radvigil.registry import Registry
 from radvigil.service.batcher import MicroBatcher
 from radvigil.service.lifecycle import ModelManager
@@ -18,6 +19,7 @@ from radvigil.store import (
     Database,
     FeedbackStore,
     KeyStore,
+    NoteStore,
     PredictionStore,
     PredictionWriter,
     upgrade_database,
@@ -43,6 +45,7 @@ class ServiceState:
     limiter: RateLimiter
     background: set = field(default_factory=set)
     monitoring: MonitoringJob = field(init=False)
+    notes: NoteDesk = field(init=False)
 
     @classmethod
     def build(cls, settings: Settings, registry: Registry, db: Database | None = None):
@@ -70,6 +73,13 @@ class ServiceState:
             limiter=RateLimiter(),
         )
         state.monitoring = MonitoringJob(state)
+        state.notes = NoteDesk(
+            predictions,
+            NoteStore(db),
+            audit,
+            rewriter=rewriter_from_settings(settings),
+            language=settings.notes_language,
+        )
         return state
 
     def start(self) -> None:

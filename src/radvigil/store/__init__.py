@@ -1,5 +1,5 @@
-"""The metadata database: predictions, feedback, API keys, the audit log, monitor results
-and alerts.
+"""The metadata database: predictions, feedback, API keys, the audit log, monitor results,
+alerts and patient notes.
 
 SQLite under the project home by default, PostgreSQL in production; the schema is managed
 by the Alembic migrations in ``store/migrations`` (:func:`upgrade_database`). Callers use the
@@ -21,6 +21,7 @@ from radvigil.store.monitoring import (
     MonitorResultPublic,
     MonitorResultStore,
 )
+from radvigil.store.notes import NoteCreate, NotePublic, NoteStore
 from radvigil.store.predictions import PredictionStore
 from radvigil.store.review import ReviewQueue
 from radvigil.store.schemas import (
@@ -54,6 +55,9 @@ __all__ = [
     "MonitorResultCreate",
     "MonitorResultPublic",
     "MonitorResultStore",
+    "NoteCreate",
+    "NotePublic",
+    "NoteStore",
     "PredictionRecord",
     "PredictionStore",
     "PredictionWriter",

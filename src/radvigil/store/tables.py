@@ -235,3 +235,31 @@ class AlertRow(Base):
     acknowledged_by: Mapped[str | None] = mapped_column(String(100))
     resolved_by: Mapped[str | None] = mapped_column(String(100))
     reason: Mapped[str | None] = mapped_column(Text)
+
+
+class NoteRow(Base):
+    """The patient note of one prediction: a draft until a clinician approves (or edits) it."""
+
+    __tablename__ = "notes"
+    __table_args__ = (
+        CheckConstraint("status IN ('draft', 'approved')", name="status"),
+        CheckConstraint("source IN ('template', 'rewrite', 'clinician')", name="source"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    prediction_id: Mapped[str] = mapped_column(ForeignKey("predictions.id"), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    text: Mapped[str] = mapped_column(Text)
+    template_text: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(16))
+    rewriter: Mapped[str | None] = mapped_column(String(200))
+    fallback_reason: Mapped[str | None] = mapped_column(Text)
+    language: Mapped[str] = mapped_column(String(16))
+    grade: Mapped[float] = mapped_column(Float)
+    model_version: Mapped[str] = mapped_column(String(64))
+    generated_by: Mapped[str] = mapped_column(String(100))
+    latency_ms: Mapped[float] = mapped_column(Float)
+    approved_by: Mapped[str | None] = mapped_column(String(100))
+    approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -1,0 +1,179 @@
+"""Patient notes through the real service: a real prediction, a real uvicorn server, and a
+minimal OpenAI-compatible chat server started here standing in for llama.cpp/vLLM/Ollama
+(the language model itself is what cannot run in this test; its HTTP contract is real).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import re
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI, Request
+from PIL import Image as PILImage
+
+from radvigil.config import Settings
+from radvigil.dashboard.session import SESSION_COOKIE, csrf_for
+from radvigil.loop.notes import NoteDesk
+from radvigil.service.app import create_app
+from radvigil.store import (
+    AuditLog,
+    Database,
+    KeyStore,
+    NoteStore,
+    PredictionStore,
+    upgrade_database,
+)
+from tests.helpers import LiveServer
+from tests.unit.test_notes_desk import _record
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+TIMEOUT = 3.0
+
+
+def chat_server(mode: dict[str, str]) -> FastAPI:
+    """An OpenAI-compatible /v1/chat/completions whose answer the test chooses."""
+    app = FastAPI()
+
+    @app.post("/v1/chat/completions")
+    async def complete(request: Request) -> dict:
+        payload = await request.json()
+        assert payload["temperature"] == 0 and payload["max_tokens"] > 0
+        note = payload["messages"][-1]["content"].split("Note:\n")[1].split("\n\n")[0]
+        if mode["mode"] == "slow":
+            await asyncio.sleep(TIMEOUT * 3)
+        if mode["mode"] == "invent":
+            note = note.replace("X-ray.", "X-ray. It also saw a small nodule.")
+        else:
+            note = note.replace("looked at", "checked")
+        return {"choices": [{"index": 0, "message": {"role": "assistant", "content": note}}]}
+
+    return app
+
+
+@pytest.fixture(scope="module")
+def service(trained_home, tmp_path_factory):
+    home, _ = trained_home
+    mode = {"mode": "good"}
+    with LiveServer(chat_server(mode)) as llm:
+        settings = Settings(
+            home=tmp_path_factory.mktemp("notes-home"),
+            notes_rewriter="http",
+            notes_url=f"{llm.url}/v1",
+            notes_model="stand-in",
+            notes_timeout_seconds=TIMEOUT,
+        )
+        app = create_app(settings, registry=home.registry)
+        keys = KeyStore(app.state.radvigil.db)
+        tokens = {r: keys.create(f"{r}-key", r)[0] for r in ("clinician", "service", "auditor")}
+        with LiveServer(app) as server, httpx.Client(base_url=server.url, timeout=60) as client:
+            yield client, tokens, app.state.radvigil, mode
+
+
+def _h(token: str) -> dict[str, str]:
+    return {"X-API-Key": token}
+
+
+def _predict(client, token: str, bundled: Path, state) -> str:
+    jpg = sorted((bundled / "kermany" / "test" / "pneumonia").glob("*.jpg"))[0]
+    buffer = io.BytesIO()
+    PILImage.open(jpg).save(buffer, format="PNG")
+    response = client.post(
+        "/v1/predict",
+        headers=_h(token),
+        files={"file": ("x.png", buffer.getvalue(), "image/png")},
+        data={"metadata": '{"site": "St Elsewhere", "study_uid": "1.2.840.99"}'},
+    )
+    assert response.status_code == 200, response.text
+    state.writer.flush()
+    return response.json()["request_id"]
+
+
+def test_generate_review_approve_and_read_a_note(service, bundled):
+    client, tokens, state, mode = service
+    rid = _predict(client, tokens["service"], bundled, state)
+    assert (
+        client.post(f"/v1/predictions/{rid}/note", headers=_h(tokens["auditor"])).status_code == 403
+    )
+
+    mode["mode"] = "good"
+    draft = client.post(f"/v1/predictions/{rid}/note", headers=_h(tokens["service"])).json()
+    assert draft["status"] == "draft" and draft["source"] == "rewrite", draft
+    assert draft["text"].startswith("A computer program checked your chest X-ray.")
+    assert draft["rewriter"] == "http:stand-in" and draft["generated_by"] == "service-key"
+    for secret in (rid, "Elsewhere", "1.2.840", str(time.gmtime().tm_year)):
+        assert secret not in draft["text"]
+    assert (
+        client.get(f"/v1/predictions/{rid}/note", headers=_h(tokens["service"])).status_code == 409
+    )
+
+    mode["mode"] = "invent"
+    draft = client.post(f"/v1/predictions/{rid}/note", headers=_h(tokens["clinician"])).json()
+    assert draft["source"] == "template" and "finding_invented" in draft["fallback_reason"]
+    assert "nodule" not in draft["text"]
+
+    approve = f"/v1/predictions/{rid}/note/approve"
+    assert client.post(approve, headers=_h(tokens["service"]), json={}).status_code == 403
+    bad = client.post(approve, headers=_h(tokens["clinician"]), json={"text": "Call 0123456789."})
+    assert bad.status_code == 400 and "ids or dates" in bad.json()["message"]
+    ok = client.post(approve, headers=_h(tokens["clinician"]), json={})
+    assert ok.status_code == 200 and ok.json()["approved_by"] == "clinician-key"
+    final = client.get(f"/v1/predictions/{rid}/note", headers=_h(tokens["service"])).json()
+    assert final["text"] == draft["text"] and final["approved_by"] == "clinician-key"
+
+    audit = AuditLog(Database(state.db.url))
+    actions = [e.action for e in audit.list(object_type="note", newest_first=False)]
+    assert actions == ["note_generate", "note_generate", "note_approve"]
+    assert audit.verify().ok
+    metrics = client.get("/metrics", headers=_h(tokens["auditor"])).text
+    assert 'radvigil_notes_generated_total{outcome="rewrite_kept"} 1.0' in metrics
+    assert 'radvigil_notes_generated_total{outcome="rewrite_fallback"} 1.0' in metrics
+
+
+def test_a_slow_endpoint_falls_back_within_the_timeout(service, bundled):
+    client, tokens, state, mode = service
+    rid = _predict(client, tokens["service"], bundled, state)
+    mode["mode"] = "slow"
+    started = time.monotonic()
+    draft = client.post(f"/v1/predictions/{rid}/note", headers=_h(tokens["service"])).json()
+    elapsed = time.monotonic() - started
+    assert draft["source"] == "template"
+    assert re.search(r"did not answer within 3.0 s", draft["fallback_reason"])
+    assert elapsed < TIMEOUT + 2
+
+
+def test_notes_on_postgresql(pg_url):
+    db = Database(pg_url)
+    upgrade_database(db)
+    PredictionStore(db).add(_record())
+    desk = NoteDesk(PredictionStore(db), NoteStore(db), AuditLog(db))
+    stored, _ = desk.generate("req-7781-alpha", actor="svc")
+    assert desk.approve("req-7781-alpha", actor="dr-a").text == stored.text
+    assert desk.approved("req-7781-alpha").approved_at is not None
+    db.dispose()
+
+
+def test_the_study_page_shows_generates_and_approves_the_note(service, bundled):
+    client, tokens, state, mode = service
+    rid = _predict(client, tokens["service"], bundled, state)
+    token = tokens["clinician"]
+    mode["mode"] = "good"
+    with httpx.Client(
+        base_url=str(client.base_url), cookies={SESSION_COOKIE: token}, timeout=60
+    ) as browser:
+        assert "No note yet" in browser.get(f"/dashboard/review/{rid}").text
+        form = {"csrf": csrf_for(token)}
+        assert browser.post(f"/dashboard/review/{rid}/note", data=form).status_code == 303
+        page = browser.get(f"/dashboard/review/{rid}").text
+        assert "A computer program checked your chest X-ray." in page and "draft" in page
+        edited = {**form, "text": "A clinician looked at your chest X-ray with you."}
+        approve = f"/dashboard/review/{rid}/note/approve"
+        assert browser.post(approve, data=edited).status_code == 303
+        page = browser.get(f"/dashboard/review/{rid}").text
+        assert "approved" in page and "by clinician-key" in page
+    final = client.get(f"/v1/predictions/{rid}/note", headers=_h(tokens["service"])).json()
+    assert final == final | {"text": edited["text"], "source": "clinician"}
