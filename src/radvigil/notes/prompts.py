@@ -17,6 +17,10 @@ _EXAMPLE_NOTE = (
     "It rates the chance of pneumonia as low. A clinician will review this result and talk "
     "with you about it. This note is not a diagnosis. The program only helps your care team."
 )
+_EXAMPLE_FACTS = (
+    '{"chance": {"pneumonia": "low"}, "found": [], "not_found": ["pneumonia"], '
+    '"picture_quality_poor": false, "picture_unusual": false}'
+)
 _EXAMPLE_REWRITE = (
     "A computer program checked your chest X-ray. It did not find signs of pneumonia. "
     "It rates the chance of pneumonia as low. A clinician will review this result and talk "
@@ -65,7 +69,7 @@ def completion_prompt(facts: NoteFacts, body: str) -> str:
     book = get_phrasebook(facts.language)
     return (
         f"{instructions(book)}\n\n"
-        f"Note: {_EXAMPLE_NOTE}\nRewrite: {_EXAMPLE_REWRITE}\n\n"
+        f"Facts: {_EXAMPLE_FACTS}\nNote: {_EXAMPLE_NOTE}\nRewrite: {_EXAMPLE_REWRITE}\n\n"
         f"Facts: {facts_json(facts, book)}\nNote: {body}\nRewrite:"
     )
 
