@@ -79,6 +79,8 @@ def test_facts_come_from_the_record_and_its_review_reasons():
     assert facts.low_quality and not facts.unusual_image
     ood = note_facts(_record(warnings=["embedding OOD score 9.1 is above the reference"]))
     assert ood.unusual_image and not ood.low_quality
+    guard = note_facts(_record(warnings=["guard inverted_polarity: the image looks inverted"]))
+    assert guard.unusual_image and not guard.low_quality
 
 
 def test_no_phi_reaches_a_note_or_a_prompt(db: Database):

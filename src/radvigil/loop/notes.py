@@ -38,14 +38,16 @@ def task_findings(record: PredictionRecord) -> tuple[str, ...]:
 def note_facts(record: PredictionRecord, language: str = "en") -> NoteFacts:
     """The facts a note may state about a stored prediction (no ids, dates or site).
 
-    Quality and OOD flags come from the reasons the prediction was routed to review.
+    Quality and OOD flags come from the reasons the prediction was routed to review: a QC
+    flag makes the picture "not clear enough"; an OOD score or a per-case guard (inverted
+    polarity, field of view, intensity LUT) makes it "unlike the training pictures".
     """
     return facts_from_prediction(
         findings=task_findings(record),
         found=record.findings,
         probabilities=record.probabilities,
         low_quality=any(w.startswith("quality flag") for w in record.warnings),
-        unusual_image=any("OOD" in w for w in record.warnings),
+        unusual_image=any("OOD" in w or w.startswith("guard ") for w in record.warnings),
         model_version=record.model_version,
         language=language,
     )
