@@ -109,7 +109,9 @@ def make_pool(
     if transform is not None:
         pixels = [transform(p, i) for i, p in enumerate(pixels)]
     probs, raw = infer(engine, pixels)
-    reduced = profile.projection.reduce(raw)
+    # Without a profile the reduction and OOD scores are left to the caller (drift_power.py
+    # fills them under each scenario's own profile).
+    reduced = raw if profile is None else profile.projection.reduce(raw)
     return Pool(
         key,
         label,
@@ -117,7 +119,7 @@ def make_pool(
         reference,
         raw,
         reduced,
-        profile.ood.score(reduced),
+        np.zeros(len(raw)) if profile is None else profile.ood.score(reduced),
         probs,
         images.labels,
         image_stats_frame(pixels),
@@ -213,21 +215,56 @@ def nih_views(seed: int) -> tuple[Images, Images, Images] | None:
     return out[0], out[1], out[2]
 
 
-def nih_profile(engine: Any, reference: Images, class_names: list[str], config: Any):
-    """A reference profile of NIH AP images under the same model, calibrated like training does."""
-    from radvigil.loop.profiling import calibration_sizes
-    from radvigil.monitoring import Monitor, ReferenceProfile, image_stats_frame
+def save_pools(path, pools: list[Pool], extra: dict[str, np.ndarray]) -> None:
+    """Every pool's arrays (and ``extra`` arrays) in one ``.npz``, no pickle."""
+    import json
 
-    probs, raw = infer(engine, reference.pixels)
-    profile = ReferenceProfile.build(
-        raw.astype(np.float32),
-        probs,
-        None,
-        image_stats_frame(reference.pixels),
-        None,
-        class_names=class_names,
-        n_components=min(config.profile.n_components, raw.shape[1], len(raw) - 1),
-        info={"reference": "nih1000 AP half"},
-    )
-    profile = Monitor(profile, config).calibrate(calibration_sizes(len(raw)))
-    return profile, raw
+    arrays: dict[str, np.ndarray] = dict(extra)
+    meta = []
+    for p in pools:
+        meta.append(
+            {
+                "key": p.key,
+                "label": p.label,
+                "kind": p.kind,
+                "reference": p.reference,
+                "note": p.note,
+                "columns": list(p.stats.columns),
+                "labels": p.labels is not None,
+            }
+        )
+        for name in ("raw", "reduced", "ood", "probs"):
+            arrays[f"{p.key}.{name}"] = getattr(p, name)
+        arrays[f"{p.key}.stats"] = p.stats.to_numpy(np.float64)
+        if p.labels is not None:
+            arrays[f"{p.key}.labels"] = p.labels
+    arrays["pools"] = np.array(json.dumps(meta))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **arrays)
+
+
+def load_pools(path) -> tuple[list[Pool], dict[str, np.ndarray]]:
+    """The pools and extra arrays written by :func:`save_pools`."""
+    import json
+
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    pools = []
+    for m in json.loads(str(arrays.pop("pools"))):
+        k = m["key"]
+        pools.append(
+            Pool(
+                k,
+                m["label"],
+                m["kind"],
+                m["reference"],
+                arrays.pop(f"{k}.raw"),
+                arrays.pop(f"{k}.reduced"),
+                arrays.pop(f"{k}.ood"),
+                arrays.pop(f"{k}.probs"),
+                arrays.pop(f"{k}.labels") if m["labels"] else None,
+                pd.DataFrame(arrays.pop(f"{k}.stats"), columns=m["columns"]),
+                m["note"],
+            )
+        )
+    return pools, arrays

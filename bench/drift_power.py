@@ -1,43 +1,37 @@
-"""Drift detection power, false alarms, label-free estimate error and monitoring cost.
+"""Drift monitors: false alarms with CIs, power, per-case guards, and label-free estimate error.
 
 Model: a fast-config model trained on the bundled data (or the champion of ``--home``). Its
-reference profile (bundled val, 262 real images, thresholds calibrated at training for windows
-of 50 and 100) is loaded from the model version, exactly as the service loads it.
+reference profile (bundled val, 262 real images; thresholds calibrated per window size where
+the reference holds twice the window, i.e. 25/50/100; the cross-fitted OOD threshold) is loaded
+from the model version as the service loads it; ``--reprofile`` (automatic when the stored
+profile predates the guard statistics) rebuilds it from the champion's ONNX outputs on the val
+images with the current code, exactly as training builds it.
 
-Scenarios (each computed once as a *pool*: ONNX probabilities and embeddings, PCA-reduced
-embeddings and OOD scores under the profile, image statistics of the pixels; see drift_data.py):
+Scenarios, each computed once as a *pool* of model outputs and image statistics and cached in
+``--cache`` (see drift_data.py), then resampled into windows:
 
-* ``none``: the real Kermany test images at the reference's 50/50 class balance (from the shared
-  data: 234 + 234 of the original test split; ``--pool bundled``: the 251 bundled test images);
-* acquisition shifts from ``radvigil.data.shifts`` applied to those images (original 224 px,
-  before the model's resize, seeded per image): brightness x1.2 / x0.8, contrast x1.2 / x0.8,
-  Gaussian noise (sigma 8), blur (sigma 1.5 px), JPEG quality 30, resolution x0.5;
-* ``prevalence x2``: ``radvigil.data.populations.resample_prevalence`` of the whole test split
-  to twice the reference's pneumonia odds (50% -> 67%), no pixel change (pure label shift);
-* ``NIH PA vs AP``: a view/population shift on other data. The NIH ChestX-ray14 subset (64 px
-  adults, normal/abnormal labels, not this task's classes) has per-image AP/PA. A second profile
-  is built from half the AP images under the same model and calibrated like training does; the
-  other AP half is its unshifted pool, the PA images its shifted pool. Its labels are not the
-  task's, so label-based estimators and downstream metrics do not apply there.
+* ``none``: held-out Kermany train-split images of patients outside the bundled train/val, at the
+  reference's 50/50 balance: the Kermany null. ``NIH AP (null)``: NIH ChestX-ray14 AP images
+  against a profile built from the other AP half, the second null.
+* acquisition shifts of the ``none`` images (``radvigil.data.shifts``, seeded per image):
+  brightness, contrast, noise, blur, JPEG, resolution; and the failures that hurt most:
+  polarity inversion (255 - x), gamma 2.0 and 0.5, zoom x1.5 (a crop to the lungs), zoom x0.8
+  (a shrunken, black-bordered field), rotation 15 degrees, collimation (black bands over 12% of
+  each side);
+* ``prevalence x2`` (label shift), the original Kermany test split (another acquisition batch),
+  and NIH PA vs AP.
 
-For every scenario and window size (25/50/100/200, capped at half the pool so that windows
-differ), ``--windows`` windows (default 100) are drawn *without* replacement inside a window from
-the pool (the pool is reused across windows; ``--with-replacement`` draws with replacement and
-caps at the pool size), and the monitor (``radvigil.monitoring.Monitor``, shipped detector
-defaults and the profile's calibrated thresholds) runs on each. Power = share of windows
-flagged; on ``none`` windows that share is the false-alarm rate. Evidently's default embedding
-drift verdict (``evidently_embedding_drift`` on raw embeddings) runs on the first
-``--evidently-windows`` windows of every cell (default 10: one call costs 0.15-0.4 s here, more
-than all radvigil detectors together on a window).
+Per scenario and window size (25/50/100/200, capped at half the pool), windows are drawn without
+replacement inside a window: ``--null-windows`` (default 200) on the nulls, ``--windows``
+(default 40) on shifted pools. Each window runs through ``radvigil.monitoring.Monitor`` with the
+shipped detectors and the profile's calibrated thresholds (MMD and the domain classifier without
+permutations: the calibrated threshold decides, as in service). Printed: false alarms per
+detector with Wilson 95% intervals, power per shift, per-case guard catch and false-flag rates,
+the label-free estimates' error per shift and the ``estimate_check`` verdicts. Writes
+``drift_power.json``.
 
-Also measured: the downstream change of accuracy, sensitivity/specificity at the model's
-operating threshold and AUC on each whole shifted pool; CBPE and ATC estimated accuracy minus the
-true accuracy (whole pool, and mean |error| per window); per-image monitoring cost (image stats,
-OOD score + PCA reduction, the service's whole ``assess``) vs per-image ONNX inference; one
-500-vs-500 MMD permutation test. Writes ``drift_power.json`` and ``drift_power.png``.
-
-    .venv/bin/python bench/drift_power.py [--home PATH] [--windows 100] [--sizes 25 50 100 200]
-        [--evidently-windows 10] [--pool shared|bundled] [--with-replacement] [--quick]
+    .venv/bin/python bench/drift_power.py [--home PATH] [--null-windows 200] [--windows 40]
+        [--sizes 25 50 100 200] [--reprofile] [--quick]
 """
 
 from __future__ import annotations
@@ -57,16 +51,7 @@ import numpy as np
 from drift_data import Pool
 from threadpoolctl import threadpool_limits
 
-DETECTORS = (
-    "image_stats",
-    "mmd",
-    "domain_classifier",
-    "bbsd",
-    "ood_rate",
-    "label_shift",
-    "cbpe",
-    "atc",
-)
+DETECTORS = drift_report.DRIFT_TESTS + drift_report.OTHER + ("estimate_check",)
 PIXEL_SHIFTS = (
     ("brightness_up", "bright x1.2", "brightness", {"factor": 1.2}),
     ("brightness_down", "bright x0.8", "brightness", {"factor": 0.8}),
@@ -76,132 +61,169 @@ PIXEL_SHIFTS = (
     ("blur", "blur s=1.5", "blur", {}),
     ("jpeg", "jpeg q=30", "jpeg", {}),
     ("resolution", "res x0.5", "resolution", {}),
+    ("gamma_2", "gamma 2.0", "gamma", {"gamma": 2.0}),
+    ("gamma_05", "gamma 0.5", "gamma", {"gamma": 0.5}),
+    ("zoom_crop", "crop zoom x1.5", "zoom", {"zoom": 1.5}),
+    ("zoom_out", "shrink x0.8", "zoom", {"zoom": 0.8}),
+    ("rotation", "rotate 15deg", "rotation", {"degrees": 15.0}),
 )
 PREVALENCE_ODDS = 2.0
-OWN_ALPHA = 0.05  # every detector's documented default level
+COLLIMATION = 0.12
 
 
-def build_pools(args, loaded, engine, profile, task, config) -> tuple[list[Pool], dict, list[str]]:
-    """Every scenario's pool, the monitors' references, and notes on what was used."""
+def _invert(pixels: np.ndarray, i: int) -> np.ndarray:
+    return (255 - pixels).astype(np.uint8)
+
+
+def _collimate(pixels: np.ndarray, i: int) -> np.ndarray:
+    out = pixels.copy()
+    h, w = out.shape
+    dh, dw = int(h * COLLIMATION), int(w * COLLIMATION)
+    out[:dh], out[-dh:], out[:, :dw], out[:, -dw:] = 0, 0, 0, 0
+    return out
+
+
+def build_pools(args, engine, task) -> tuple[list[Pool], dict[str, np.ndarray], list[str]]:
+    """Every scenario's pool (raw outputs and statistics) and the reference images' outputs."""
     from radvigil.data.populations import resample_prevalence
     from radvigil.data.shifts import apply_shift, get_shift
-    from radvigil.monitoring import Monitor
+    from radvigil.monitoring import image_stats_frame
 
     notes = []
-    held = (
-        None
-        if args.pool == "bundled"
-        else drift_data.kermany_held_out(task, args.per_class, args.seed)
-    )
-    test_images = None
+    held = drift_data.kermany_held_out(task, args.per_class, args.seed)
     if held is None:
-        images, what = drift_data.kermany_test(task, "bundled")
-        balanced = np.arange(len(images.pixels))
-        notes.append(
-            f"{what} used as the unshifted pool (no shared data or --pool bundled): it is the "
-            "original test split, which differs from the reference, so its false-alarm rates "
-            "are not a null measurement"
-        )
-    else:
-        images, balanced, what = held
-        notes.append(what)
-        test_images, test_what = drift_data.kermany_test(task, "shared")
-        notes.append(f"{test_what}: a real population/acquisition shift scenario")
-    base = drift_data.make_pool(engine, profile, images, "all", "all", "none", "kermany")
-    pools = [base.subset(balanced, "none", "unshifted", "none")]
-    notes.append(_exceedance(pools[0], profile))
+        raise SystemExit("the shared Kermany data is needed (../shared/data)")
+    images, balanced, what = held
+    notes.append(what)
+    base = drift_data.make_pool(engine, None, images, "all", "all", "none", "kermany")
+    pools = [base.subset(balanced, "none", "Kermany held-out (null)", "none")]
     clean = images.take(balanced)
-    for key, label, name, params in PIXEL_SHIFTS:
+
+    def shifted(name: str, params: dict):
         shift = get_shift(name, **params)
+        return lambda pixels, i: apply_shift(pixels, shift, seed=[args.seed, i])
 
-        def transform(pixels, i, shift=shift):
-            return apply_shift(pixels, shift, seed=[args.seed, i])
-
+    transforms = [(key, label, shifted(name, params)) for key, label, name, params in PIXEL_SHIFTS]
+    transforms += [("inverted", "inverted polarity", _invert)]
+    transforms += [("collimated", "collimated 12%", _collimate)]
+    for key, label, fn in transforms:
         pools.append(
-            drift_data.make_pool(
-                engine, profile, clean, key, label, "acquisition", "kermany", transform, str(shift)
-            )
+            drift_data.make_pool(engine, None, clean, key, label, "acquisition", "kermany", fn)
         )
     finding = task.class_index(task.findings[0])
-    ref_share = float(np.mean(profile.reference.labels == finding))
     share = float(np.mean(images.labels == finding))
-    target_odds = PREVALENCE_ODDS * ref_share / (1 - ref_share)
-    factor = target_odds / (share / (1 - share))
+    factor = PREVALENCE_ODDS / (share / (1 - share))  # reference is 50/50: odds 1 -> 2
     frame = images.frame.assign(_row=np.arange(len(images.frame)))
     rows = resample_prevalence(frame, {task.findings[0]: factor}, args.seed, within=None)["_row"]
-    new_share = float(np.mean(images.labels[rows.to_numpy()] == finding))
+    pools.append(base.subset(rows.to_numpy(), "prevalence_x2", "prevalence x2 odds", "population"))
+    test_images, test_what = drift_data.kermany_test(task, "shared")
+    notes.append(f"{test_what}: a real acquisition-batch shift scenario")
     pools.append(
-        base.subset(
-            rows.to_numpy(),
-            "prevalence_x2",
-            f"prev x2 odds {new_share:.0%}",
-            "population",
-            f"resample_prevalence factor {factor:.3f} on the unshifted images",
+        drift_data.make_pool(
+            engine, None, test_images, "kermany_test", "Kermany test folder", "population",
+            "kermany",
         )
-    )
-    if test_images is not None:
-        pools.append(
-            drift_data.make_pool(
-                engine, profile, test_images, "kermany_test", "Kermany test", "population",
-                "kermany", note="original test split, balanced",
-            )
-        )  # fmt: skip
-    monitors = {"kermany": Monitor(profile, config)}
-    # Evidently compares raw embeddings: those of the reference images (bundled val) under ONNX.
-    val = common.read_pixels([common.BUNDLED / p for p in common.bundled_frame("val")["path"]])
-    raw_refs = {"kermany": drift_data.infer(engine, val)[1]}
+    )  # fmt: skip
+    val = common.bundled_frame("val")
+    val_pixels = common.read_pixels([common.BUNDLED / p for p in val["path"]])
+    val_probs, val_raw = drift_data.infer(engine, val_pixels)
+    extra = {
+        "val.raw": val_raw,
+        "val.probs": val_probs,
+        "val.stats": image_stats_frame(val_pixels).to_numpy(np.float64),
+        "val.labels": np.array([task.class_index(v) for v in val["label"]]),
+    }
     views = None if args.no_nih else drift_data.nih_views(args.seed)
-    if views is None:
-        notes.append("NIH view scenario skipped (no shared data or --no-nih)")
-    else:
+    if views is not None:
         ref_ap, held_ap, pa = views
-        nih_profile, nih_raw = drift_data.nih_profile(engine, ref_ap, task.classes, config)
-        monitors["nih"] = Monitor(nih_profile, config)
-        raw_refs["nih"] = nih_raw
+        probs, raw = drift_data.infer(engine, ref_ap.pixels)
+        extra |= {
+            "nih.raw": raw,
+            "nih.probs": probs,
+            "nih.stats": image_stats_frame(ref_ap.pixels).to_numpy(np.float64),
+        }
+        pools.append(
+            drift_data.make_pool(engine, None, held_ap, "nih_null", "NIH AP (null)", "none", "nih")
+        )
+        pools.append(
+            drift_data.make_pool(engine, None, pa, "nih_pa", "NIH PA vs AP", "acquisition", "nih")
+        )
+    return pools, extra, notes
+
+
+def profiles(loaded, engine, task, extra, config, args) -> tuple[dict, list[str]]:
+    """The Kermany profile (stored or rebuilt) and the NIH one, calibrated as training does."""
+    import pandas as pd
+
+    from radvigil.loop.profiling import calibration_sizes
+    from radvigil.monitoring import STAT_COLUMNS, Monitor, ReferenceProfile
+
+    notes = []
+    stored = ReferenceProfile.from_path(loaded.profile_dir)
+    stale = stored.reference.stats is None or "mediastinum_contrast" not in stored.reference.stats
+    sizes = [*config.calibration.window_sizes, config.windows.size]
+    out = {}
+    if args.reprofile or stale:
+        val = common.bundled_frame("val")
+        out["kermany"] = Monitor(
+            ReferenceProfile.build(
+                extra["val.raw"].astype(np.float32),
+                extra["val.probs"],
+                extra["val.labels"],
+                pd.DataFrame(extra["val.stats"], columns=list(STAT_COLUMNS)),
+                val[[c for c in ("site", "view_position") if c in val]].reset_index(drop=True),
+                class_names=task.classes,
+                n_components=min(config.profile.n_components, extra["val.raw"].shape[1]),
+            ),
+            config,
+        ).calibrate(calibration_sizes(len(val), sizes))
         notes.append(
-            f"NIH: AP reference {len(ref_ap.pixels)}, AP held-out {len(held_ap.pixels)}, "
-            f"PA {len(pa.pixels)} (64 px adults; a separate profile under the same model)"
+            "Kermany profile rebuilt from the champion's ONNX outputs on bundled val with the "
+            "current code" + (" (the stored one predates the guard statistics)" if stale else "")
         )
-        pools.append(
-            drift_data.make_pool(
-                engine, nih_profile, held_ap, "nih_null", "NIH AP (null)", "none", "nih"
-            )
+    else:
+        out["kermany"] = stored
+    if "nih.raw" in extra:
+        raw = extra["nih.raw"]
+        profile = ReferenceProfile.build(
+            raw.astype(np.float32),
+            extra["nih.probs"],
+            None,
+            pd.DataFrame(extra["nih.stats"], columns=list(STAT_COLUMNS)),
+            None,
+            class_names=task.classes,
+            n_components=min(config.profile.n_components, raw.shape[1], len(raw) - 1),
+            info={"reference": "nih1000 AP half"},
         )
-        notes.append(_exceedance(pools[-1], nih_profile))
-        pools.append(
-            drift_data.make_pool(
-                engine, nih_profile, pa, "nih_pa", "NIH PA vs AP", "acquisition", "nih"
-            )
+        out["nih"] = Monitor(profile, config).calibrate(calibration_sizes(len(raw), sizes))
+    for name, profile in out.items():
+        sizes_done = sorted({c.window_size for c in profile.calibrations})
+        notes.append(
+            f"{name} profile: {len(profile.reference)} reference rows, calibrated window sizes "
+            f"{sizes_done} (larger windows use the largest), OOD threshold "
+            f"{profile.ood.threshold:.2f} (cross-fitted {profile.ood.quantile:.0%} quantile)"
         )
-    return pools, {"monitors": monitors, "raw": raw_refs}, notes
+    return out, notes
 
 
-def _exceedance(pool: Pool, profile) -> str:
-    """How often unseen in-distribution cases pass the OOD threshold fitted on the reference."""
-    rate = float(np.mean(pool.ood > profile.ood.threshold))
-    return (
-        f"{pool.label}: {rate:.1%} of its cases pass the OOD threshold (the reference's "
-        f"{profile.ood.quantile:.0%} quantile; nominal {1 - profile.ood.quantile:.0%})"
-    )
+def reduce_pools(pools: list[Pool], profiles: dict) -> None:
+    """Embeddings reduced and OOD-scored under each pool's reference profile."""
+    for pool in pools:
+        profile = profiles[pool.reference]
+        pool.reduced = profile.projection.reduce(pool.raw)
+        pool.ood = profile.ood.score(pool.reduced)
 
 
-def run_cell(pool: Pool, n: int, monitor, raw_ref: np.ndarray, args) -> dict:
-    """``args.windows`` windows of ``n`` from ``pool`` through the monitor (and Evidently).
-
-    Each detector's decision is recorded twice: as the monitor makes it (the profile's
-    calibrated threshold for the nearest window size) and by the detector's own test
-    (``p_value < 0.05``: exact permutation tests for mmd/domain_classifier, KS/binomial
-    otherwise), to show what calibration adds or costs.
-    """
-    from radvigil.monitoring.evidently_report import evidently_embedding_drift
-
+def run_cell(pool: Pool, n: int, windows: int, monitor, args) -> dict:
+    """``windows`` windows of ``n`` from ``pool`` through the monitor."""
     rng = np.random.default_rng([args.seed, zlib.crc32(pool.key.encode()), n])
     flags: dict[str, list[bool]] = {d: [] for d in DETECTORS}
-    own: dict[str, list[bool]] = {d: [] for d in DETECTORS}
-    anyflag, evidently, cbpe_err, atc_err = [], [], [], []
-    start, evidently_seconds = time.perf_counter(), 0.0
-    for w in range(args.windows):
-        idx = rng.choice(len(pool), n, replace=args.with_replacement)
+    errors: dict[str, list[float]] = {"cbpe": [], "atc": [], "iw_accuracy": []}
+    verdicts: list[str] = []
+    anyflag = []
+    start = time.perf_counter()
+    for w in range(windows):
+        idx = rng.choice(len(pool), n, replace=False)
         report = monitor.run(pool.window(idx), seed=w)
         fired = False
         for name in DETECTORS:
@@ -209,40 +231,32 @@ def run_cell(pool: Pool, n: int, monitor, raw_ref: np.ndarray, args) -> dict:
             if result is None or result.skipped:
                 continue
             flags[name].append(result.drift)
-            if result.p_value is not None:
-                own[name].append(result.p_value < OWN_ALPHA)
             fired |= result.drift and name in drift_report.DRIFT_TESTS
-            details = result.details
-            if name == "cbpe" and "realised" in details:
-                cbpe_err.append(details["estimated"]["accuracy"] - details["realised"]["accuracy"])
-            if name == "atc" and "realised_accuracy" in details:
-                atc_err.append(details["estimated_accuracy"] - details["realised_accuracy"])
+            d = result.details
+            if name == "cbpe" and "realised" in d:
+                errors[name].append(d["estimated"]["accuracy"] - d["realised"]["accuracy"])
+            elif name in errors and "realised_accuracy" in d:
+                errors[name].append(d["estimated_accuracy"] - d["realised_accuracy"])
+            if name == "estimate_check":
+                verdicts.append(d["verdict"])
         anyflag.append(fired)
-        if w < args.evidently_windows:
-            t0 = time.perf_counter()
-            evidently.append(evidently_embedding_drift(raw_ref, pool.raw[idx]).drift)
-            evidently_seconds += time.perf_counter() - t0
     return {
         "scenario": pool.key,
         "label": pool.label,
         "kind": pool.kind,
         "n": n,
-        "windows": args.windows,
-        "power": {d: (float(np.mean(v)) if v else None) for d, v in flags.items()},
-        "power_own_test": {d: (float(np.mean(v)) if v else None) for d, v in own.items()},
-        "power_any_drift_test": float(np.mean(anyflag)),
-        "evidently": float(np.mean(evidently)) if evidently else None,
-        "evidently_windows": len(evidently),
-        "cbpe_mean_abs_error": float(np.mean(np.abs(cbpe_err))) if cbpe_err else None,
-        "atc_mean_abs_error": float(np.mean(np.abs(atc_err))) if atc_err else None,
+        "windows": windows,
+        "flagged": {d: int(np.sum(v)) for d, v in flags.items() if v},
+        "counted": {d: len(v) for d, v in flags.items() if v},
+        "any_drift_test": int(np.sum(anyflag)),
+        "mean_abs_error": {k: float(np.mean(np.abs(v))) for k, v in errors.items() if v},
+        "verdicts": {v: verdicts.count(v) for v in ("ok", "unverified", "degraded")},
         "seconds": time.perf_counter() - start,
-        "evidently_seconds": evidently_seconds,
     }
 
 
-def run_pool(pool: Pool, sizes: list[int], monitor, raw_ref: np.ndarray, args) -> list[dict]:
-    """All window sizes of one scenario (one unit of work for the process pool)."""
-    return [run_cell(pool, n, monitor, raw_ref, args) for n in sizes]
+def run_pool(pool: Pool, sizes: list[int], windows: int, monitor, args) -> list[dict]:
+    return [run_cell(pool, n, windows, monitor, args) for n in sizes]
 
 
 def _worker_init(blas_threads: int) -> None:
@@ -251,217 +265,188 @@ def _worker_init(blas_threads: int) -> None:
         threadpool_limits(blas_threads)
 
 
-def run_all(pools: list[Pool], refs: dict, args) -> list[dict]:
+def run_all(pools: list[Pool], monitors: dict, args) -> list[dict]:
     """Every scenario's cells, in ``args.jobs`` processes (scenarios in their original order)."""
     work = []
     for pool in pools:
-        sizes = window_sizes(pool, args.sizes, args.with_replacement)
-        work.append((pool, sizes, refs["monitors"][pool.reference], refs["raw"][pool.reference]))
+        sizes = sorted({min(n, len(pool) // 2) for n in args.sizes if min(n, len(pool) // 2) >= 10})
+        windows = args.null_windows if pool.kind == "none" else args.windows
+        work.append((pool, sizes, windows, monitors[pool.reference]))
     results: dict[str, list[dict]] = {}
 
     def done(pool: Pool, cells: list[dict]) -> None:
         results[pool.key] = cells
         common.console.print(
             f"  {pool.label}: {len(pool)} images, windows of {[c['n'] for c in cells]} "
-            f"({sum(c['seconds'] for c in cells):.0f} s, of which Evidently "
-            f"{sum(c['evidently_seconds'] for c in cells):.0f} s)"
+            f"({sum(c['seconds'] for c in cells):.0f} s)"
         )
 
     if args.jobs <= 1:
-        for pool, sizes, monitor, raw in work:
-            done(pool, run_pool(pool, sizes, monitor, raw, args))
+        for pool, sizes, windows, monitor in work:
+            done(pool, run_pool(pool, sizes, windows, monitor, args))
     else:
         context = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(
             args.jobs, mp_context=context, initializer=_worker_init, initargs=(args.blas_threads,)
         ) as executor:
             futures = {
-                executor.submit(run_pool, pool, sizes, monitor, raw, args): pool
-                for pool, sizes, monitor, raw in work
+                executor.submit(run_pool, pool, sizes, windows, monitor, args): pool
+                for pool, sizes, windows, monitor in work
             }
             for future in concurrent.futures.as_completed(futures):
                 done(futures[future], future.result())
     return [cell for pool in pools for cell in results[pool.key]]
 
 
-def window_sizes(pool: Pool, sizes: list[int], with_replacement: bool) -> list[int]:
-    cap = len(pool) if with_replacement else len(pool) // 2
-    return sorted({min(n, cap) for n in sizes if min(n, cap) >= 10})
+def per_case(pools: list[Pool], profiles: dict, task, card) -> list[dict]:
+    """Per scenario: guard, OOD and routing rates per case, and how many errors went unflagged."""
+    from radvigil.monitoring import GUARD_NAMES, guard_table
+
+    finding = task.findings[0]
+    k = task.class_index(finding)
+    threshold = float(card["thresholds"][finding])
+    rows = []
+    for pool in pools:
+        profile = profiles[pool.reference]
+        guards = guard_table(pool.stats, profile.guard_bands)
+        any_guard = guards.to_numpy().any(axis=1)
+        ood = pool.ood > profile.ood.threshold
+        routed = any_guard | ood
+        row = {
+            "scenario": pool.key,
+            "label": pool.label,
+            "kind": pool.kind,
+            "images": len(pool),
+            **{g: float(guards[g].mean()) for g in GUARD_NAMES},
+            "any_guard": float(any_guard.mean()),
+            "ood": float(ood.mean()),
+            "routed": float(routed.mean()),
+        }
+        if pool.labels is not None and pool.reference == "kermany":
+            wrong = pool.probs.argmax(axis=1) != pool.labels
+            served_finding = (pool.probs[:, k] >= threshold) & (pool.labels != k)
+            row |= {
+                "errors": int(wrong.sum()),
+                "errors_routed": int((wrong & routed).sum()),
+                "false_findings_unflagged": int((served_finding & ~routed).sum()),
+            }
+        rows.append(row)
+    return rows
 
 
-def downstream(pool: Pool, profile, task, card) -> dict | None:
-    """Accuracy, sensitivity/specificity at the operating threshold, AUC, CBPE/ATC estimates."""
+def downstream(pools: list[Pool], profile, task, card) -> list[dict]:
+    """Whole-pool accuracy, specificity, AUC and each label-free estimate's error."""
     from sklearn.metrics import roc_auc_score
 
     from radvigil.monitoring import WindowData, make_detector
 
-    if pool.labels is None:
-        return None
     finding = task.findings[0]
     k = task.class_index(finding)
-    positive = pool.labels == k
-    flagged = pool.probs[:, k] >= float(card["thresholds"][finding])
-    window = WindowData(probs=pool.probs, labels=pool.labels)
-    cbpe = make_detector("cbpe").run(profile, window).details
-    atc = make_detector("atc").run(profile, window).details
-    accuracy = float(np.mean(pool.probs.argmax(axis=1) == pool.labels))
-    return {
-        "scenario": pool.key,
-        "label": pool.label,
-        "images": len(pool),
-        "prevalence": float(positive.mean()),
-        "accuracy": accuracy,
-        "sensitivity": float(flagged[positive].mean()),
-        "specificity": float((~flagged[~positive]).mean()),
-        "auc": float(roc_auc_score(positive, pool.probs[:, k])),
-        "cbpe_accuracy": float(cbpe["estimated"]["accuracy"]),
-        "atc_accuracy": float(atc["estimated_accuracy"]),
-        "cbpe_error": float(cbpe["estimated"]["accuracy"]) - accuracy,
-        "atc_error": float(atc["estimated_accuracy"]) - accuracy,
-    }
-
-
-def costs(loaded, engine, profile, pools: list[Pool], n_images: int) -> dict:
-    """Per-image monitoring vs inference (ms), and the 500-vs-500 MMD permutation test (s)."""
-    from radvigil.data.io import read_image
-    from radvigil.monitoring import image_stats, ood_score
-    from radvigil.monitoring.kernels import mmd_test
-    from radvigil.service.assessment import assess
-    from radvigil.service.lifecycle import ServedModel
-
-    frame = common.bundled_frame("test").head(n_images)
-    images = [read_image(common.BUNDLED / p) for p in frame["path"]]
-    pixels = [im.pixels for im in images]
-    _, embeddings = drift_data.infer(engine, pixels)
-    served = ServedModel(loaded, "champion", engine, profile=profile)
-    n = len(images)
-
-    def per_image(fn) -> float:
-        seconds, _ = common.timed(fn, repeat=3)
-        return seconds / n * 1000
-
-    def batched(size: int) -> None:
-        for s in range(0, n - size + 1, size):
-            engine.predict(pixels[s : s + size])
-
-    def reduce_and_score() -> None:
-        for e in embeddings:
-            ood_score(profile, e[None, :])
-            profile.projection.reduce(e[None, :])
-
-    engine.predict(pixels[:16])  # warm-up
-    out = {
-        "images": n,
-        "image_stats_ms": per_image(lambda: [image_stats(p) for p in pixels]),
-        "ood_and_reduction_ms": per_image(reduce_and_score),
-        "assess_ms": per_image(
-            lambda: [assess(served, im, e) for im, e in zip(images, embeddings, strict=True)]
-        ),
-        "inference_single_ms": per_image(lambda: [engine.predict([p]) for p in pixels]),
-        "inference_batch16_ms": common.timed(lambda: batched(16), repeat=3)[0]
-        / ((n // 16) * 16)
-        * 1000,
-    }
-    out["monitoring_ms"] = out["image_stats_ms"] + out["ood_and_reduction_ms"]
-    pool = {p.key: p for p in pools}
-    x = np.concatenate([profile.reference.embeddings, pool["none"].reduced])[:500]
-    shifted = pool["blur"].reduced
-    rng = np.random.default_rng(0)
-    y = shifted[rng.choice(len(shifted), 500, replace=len(shifted) < 500)]
-    for threads in (None, 1):
-        suffix = "" if threads is None else "_1blas"
-        with threadpool_limits(threads) if threads else nullcontext():
-            for permutations in (200, 500):
-                runs = []
-                for _ in range(5):
-                    start = time.perf_counter()
-                    mmd_test(x, y, permutations, 0.05, rng)
-                    runs.append(time.perf_counter() - start)
-                out[f"mmd_500v500_{permutations}perm{suffix}_s"] = float(np.median(runs))
+    out = []
+    for pool in pools:
+        if pool.labels is None or pool.reference != "kermany":
+            continue
+        positive = pool.labels == k
+        flagged = pool.probs[:, k] >= float(card["thresholds"][finding])
+        window = WindowData(embeddings=pool.reduced, probs=pool.probs, labels=pool.labels)
+        cbpe = make_detector("cbpe").run(profile, window).details
+        atc = make_detector("atc").run(profile, window).details
+        iw = make_detector("iw_accuracy").run(profile, window).details
+        accuracy = float(np.mean(pool.probs.argmax(axis=1) == pool.labels))
+        out.append(
+            {
+                "scenario": pool.key,
+                "label": pool.label,
+                "images": len(pool),
+                "accuracy": accuracy,
+                "sensitivity": float(flagged[positive].mean()),
+                "specificity": float((~flagged[~positive]).mean()),
+                "auc": float(roc_auc_score(positive, pool.probs[:, k])),
+                "mean_confidence": float(pool.probs.max(axis=1).mean()),
+                "cbpe_error": float(cbpe["estimated"]["accuracy"]) - accuracy,
+                "atc_error": float(atc["estimated_accuracy"]) - accuracy,
+                "iw_error": float(iw["estimated_accuracy"]) - accuracy,
+                "iw_reliable": bool(iw["reliable"]),
+                "iw_effective_share": float(iw["effective_share"]),
+            }
+        )
     return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--home", type=Path, default=None, help="reuse/keep a trained home here")
-    parser.add_argument("--windows", type=int, default=100, help="windows per scenario and size")
+    parser.add_argument("--null-windows", type=int, default=200, help="windows per null cell")
+    parser.add_argument("--windows", type=int, default=40, help="windows per shifted cell")
     parser.add_argument("--sizes", type=int, nargs="+", default=[25, 50, 100, 200])
-    parser.add_argument(
-        "--evidently-windows", type=int, default=10, help="Evidently runs on this many per cell"
-    )
-    parser.add_argument(
-        "--pool",
-        choices=["shared", "bundled"],
-        default="shared",
-        help="shared: held-out Kermany train-split patients; bundled: the bundled test split",
-    )
     parser.add_argument("--per-class", type=int, default=300, help="held-out normal cases")
-    parser.add_argument("--with-replacement", action="store_true")
-    parser.add_argument("--no-nih", action="store_true", help="skip the NIH view scenario")
-    parser.add_argument("--cost-images", type=int, default=200)
+    parser.add_argument("--no-nih", action="store_true", help="skip the NIH scenarios")
+    parser.add_argument("--reprofile", action="store_true", help="rebuild the Kermany profile")
+    parser.add_argument("--cache", type=Path, default=None, help="pool cache (.npz)")
     parser.add_argument("--jobs", type=int, default=2, help="processes for the window loop")
-    parser.add_argument(
-        "--blas-threads", type=int, default=1, help="BLAS threads for the window loop; 0 = default"
-    )
+    parser.add_argument("--blas-threads", type=int, default=1, help="0 = library default")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=common.DEFAULT_OUT)
-    parser.add_argument("--quick", action="store_true", help="10 windows, sizes 25 50, 3 Evidently")
+    parser.add_argument("--quick", action="store_true", help="40/10 windows, sizes 25 50")
     args = parser.parse_args()
     common.quiet_libraries()
     if args.quick:
-        args.windows, args.sizes, args.evidently_windows, args.cost_images = 10, [25, 50], 3, 48
-        args.windows, args.evidently_windows, args.per_class = 5, 2, 40
+        args.null_windows, args.windows, args.sizes, args.per_class = 40, 10, [25, 50], 60
     common.console.print(common.machine_line())
     started = time.perf_counter()
 
     from radvigil.model.engine import OnnxEngine
-    from radvigil.monitoring import ReferenceProfile, monitor_config_from_dict
+    from radvigil.monitoring import Monitor, monitor_config_from_dict
     from radvigil.task import load_task
 
-    config = monitor_config_from_dict({"detectors": {d: {} for d in DETECTORS}, "alerts": []})
+    detectors = {d: {} for d in DETECTORS}
+    detectors["mmd"] = detectors["domain_classifier"] = {"n_permutations": 0}
+    config = monitor_config_from_dict({"detectors": detectors, "alerts": []})
     with common.bench_home(args.home, quick=args.quick) as home:
         loaded = home.load()
         task = load_task(loaded.card["task"]["name"])
-        profile = ReferenceProfile.from_path(loaded.profile_dir)
         engine = OnnxEngine(loaded.onnx_path, threads=2)
-        t0 = time.perf_counter()
-        # Small-matrix numpy/scipy work runs 5-8x faster with one BLAS thread on a loaded
-        # 2-core machine (OpenBLAS threads spin); the cost section below measures both.
         limit = threadpool_limits(args.blas_threads) if args.blas_threads else nullcontext()
         limit.__enter__()
-        pools, refs, notes = build_pools(args, loaded, engine, profile, task, config)
+        model_id = zlib.crc32(Path(loaded.onnx_path).read_bytes())
+        cache = args.cache or args.out / f"drift_pools_{model_id:08x}_{args.per_class}.npz"
+        t0 = time.perf_counter()
+        if cache.exists() and not args.quick:
+            pools, extra = drift_data.load_pools(cache)
+            notes = [f"pools read from the cache {cache.name}"]
+        else:
+            pools, extra, notes = build_pools(args, engine, task)
+            if not args.quick:
+                drift_data.save_pools(cache, pools, extra)
         pool_seconds = time.perf_counter() - t0
-        common.console.print(f"pools computed in {pool_seconds:.0f} s")
+        refs, more = profiles(loaded, engine, task, extra, config, args)
+        notes += more
+        reduce_pools(pools, refs)
+        common.console.print(f"pools ready in {pool_seconds:.0f} s; profiles built")
+        monitors = {name: Monitor(profile, config) for name, profile in refs.items()}
         windows_started = time.perf_counter()
-        cells = run_all(pools, refs, args)
+        cells = run_all(pools, monitors, args)
         windows_seconds = time.perf_counter() - windows_started
-        effects = [
-            d
-            for p in pools
-            if p.reference == "kermany"
-            if (d := downstream(p, profile, task, loaded.card))
-        ]
+        cases = per_case(pools, refs, task, loaded.card)
+        effects = downstream(pools, refs["kermany"], task, loaded.card)
         limit.__exit__(None, None, None)
-        cost = costs(loaded, engine, profile, pools, args.cost_images)
     total = time.perf_counter() - started
     result = {
         "quick": args.quick,
+        "machine": common.machine(),
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "model": {"backbone": loaded.card["backbone"], "input_size": loaded.card["input"]["size"]},
         "notes": notes,
         "pools": [
-            {"scenario": p.key, "label": p.label, "kind": p.kind, "images": len(p), "note": p.note}
-            for p in pools
+            {"scenario": p.key, "label": p.label, "kind": p.kind, "images": len(p)} for p in pools
         ],
         "cells": cells,
+        "per_case": cases,
         "downstream": effects,
-        "costs": cost,
         "seconds": {"pools": pool_seconds, "windows": windows_seconds, "total": total},
     }
     drift_report.print_all(result)
-    result["targets"] = drift_report.targets(result)
     common.write_json(args.out, "drift_power.json", result)
-    drift_report.plot(result, args.out / "drift_power.png")
     common.console.print(f"total {total:.0f} s")
 
 

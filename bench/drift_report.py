@@ -1,14 +1,11 @@
-"""Tables, targets and the plot of the drift benchmark (drift_power.py computes, this shows)."""
+"""Tables of the drift benchmark (drift_power.py computes, this prints)."""
 
 from __future__ import annotations
-
-import math
-from pathlib import Path
 
 import common
 
 DRIFT_TESTS = ("image_stats", "mmd", "domain_classifier", "bbsd", "ood_rate")
-OTHER = ("label_shift", "cbpe", "atc")
+OTHER = ("label_shift", "cbpe", "atc", "iw_accuracy")
 SHORT = {
     "image_stats": "img_stats",
     "mmd": "mmd",
@@ -18,284 +15,153 @@ SHORT = {
     "label_shift": "label_sh",
     "cbpe": "cbpe",
     "atc": "atc",
+    "iw_accuracy": "iw_acc",
 }
-TARGET_POWER, TARGET_N = 0.9, 100
 TARGET_FALSE_ALARMS = 0.05
-TARGET_ESTIMATE_ERROR = 0.05
-TARGET_OVERHEAD = 0.10
-TARGET_MMD_SECONDS = 1.0
+
+
+def wilson(k: int, n: int) -> tuple[float, float]:
+    from radvigil.monitoring.stattests import wilson_interval
+
+    return wilson_interval(k, n)
+
+
+def _rate(cell: dict, name: str) -> str:
+    n = cell["counted"].get(name)
+    return "-" if not n else f"{cell['flagged'][name] / n:.2f}"
+
+
+def _ci(cell: dict, name: str) -> str:
+    n = cell["counted"].get(name)
+    if not n:
+        return "-"
+    k = cell["flagged"][name]
+    low, high = wilson(k, n)
+    return f"{k / n:.3f} ({low:.3f}-{high:.3f})"
 
 
 def print_all(result: dict) -> None:
     for note in result["notes"]:
         common.console.print(f"- {note}")
+    cells = result["cells"]
+    nulls = [c for c in cells if c["kind"] == "none"]
+    names = DRIFT_TESTS + OTHER
     common.table(
-        f"Detection power (share of {result['settings']['windows']} windows flagged; "
-        "on unshifted rows = false-alarm rate)",
-        [
-            "scenario",
-            "n",
-            *(SHORT[d] for d in DRIFT_TESTS + OTHER),
-            "any of 5",
-            "evidently",
-        ],
+        "False alarms on unshifted windows (share flagged, Wilson 95% CI); target <= 0.05",
+        ["null", "n", "windows", *(SHORT[d] for d in names)],
+        [(c["label"], c["n"], c["windows"], *(_ci(c, d) for d in names)) for c in nulls],
+    )
+    worst = max(
+        (c["flagged"][d] / c["counted"][d], c["label"], c["n"], d)
+        for c in nulls
+        for d in names
+        if c["counted"].get(d)
+    )
+    common.console.print(
+        f"worst false-alarm rate: {worst[0]:.3f} ({worst[3]} on {worst[1]} at n = {worst[2]}); "
+        f"'any of 5' (any input detector) is reported below, it is not a per-detector rate"
+    )
+    common.table(
+        "Detection power (share of windows flagged; nulls = false-alarm rate)",
+        ["scenario", "n", "windows", *(SHORT[d] for d in names), "any of 5"],
         [
             (
                 c["label"],
                 c["n"],
-                *(c["power"][d] for d in DRIFT_TESTS + OTHER),
-                c["power_any_drift_test"],
-                _evidently(c),
+                c["windows"],
+                *(_rate(c, d) for d in names),
+                f"{c['any_drift_test'] / c['windows']:.2f}",
             )
-            for c in result["cells"]
+            for c in cells
         ],
     )
-    common.console.print(
-        "'any of 5' = a window flagged by any of img_stats/mmd/dom_clf/bbsd/ood_rate; "
-        "'-' = detector skipped (no task labels). evidently = share of its first k windows (k)."
-    )
-    nulls = [c for c in result["cells"] if c["kind"] == "none"]
+    per_case = result["per_case"]
     common.table(
-        "False alarms on unshifted windows: as monitored (calibrated threshold) / "
-        "detector's own test (p < 0.05)",
-        ["scenario", "n", *(SHORT[d] for d in DRIFT_TESTS)],
-        [
-            (
-                c["label"],
-                c["n"],
-                *(_pair(c["power"][d], c["power_own_test"][d]) for d in DRIFT_TESTS),
-            )
-            for c in nulls
-        ],
-    )
-    common.console.print(
-        "Calibrated thresholds exist for windows of 50 and 100 (Kermany profile, 262 rows) and "
-        "50 (NIH profile, 181 rows); other sizes use the nearest."
-    )
-    down = result["downstream"]
-    base = next((d for d in down if d["scenario"] == "none"), None)
-    per_window = {
-        c["scenario"]: c for c in result["cells"] if c["n"] == _largest_at_most(result, c, 100)
-    }
-    common.table(
-        "Downstream effect on the whole pool, and label-free accuracy estimates "
-        "(error = estimate - true)",
+        "Per-case guards: share of cases flagged (on the nulls = false-flag rate); routed = any "
+        "guard or OOD drifter",
         [
             "scenario",
             "images",
-            "prev",
-            "acc",
+            "polarity",
+            "field_of_view",
+            "intensity_lut",
+            "any guard",
+            "OOD",
+            "routed",
+            "errors routed",
+            "wrong finding unflagged",
+        ],
+        [
+            (
+                r["label"],
+                r["images"],
+                r["inverted_polarity"],
+                r["field_of_view"],
+                r["intensity_lut"],
+                r["any_guard"],
+                r["ood"],
+                r["routed"],
+                f"{r['errors_routed']}/{r['errors']}" if "errors" in r else "-",
+                r.get("false_findings_unflagged", "-"),
+            )
+            for r in per_case
+        ],
+    )
+    down = result["downstream"]
+    base = next((d for d in down if d["scenario"] == "none"), None)
+    at = {c["scenario"]: c for c in cells if c["n"] == 100}
+    common.table(
+        "Label-free estimates on each whole pool (estimate - true accuracy) and the "
+        "estimate_check verdicts on windows of 100 (ok / unverified / degraded)",
+        [
+            "scenario",
+            "accuracy",
             "d acc",
-            "sens",
-            "d sens",
-            "spec",
+            "specificity",
             "AUC",
-            "d AUC",
-            "CBPE err",
-            "ATC err",
-            "CBPE |err| win",
-            "ATC |err| win",
+            "confidence",
+            "cbpe err",
+            "atc err",
+            "iw err",
+            "iw reliable",
+            "verdicts n=100",
         ],
         [
             (
                 d["label"],
-                d["images"],
-                d["prevalence"],
                 d["accuracy"],
                 d["accuracy"] - base["accuracy"] if base else None,
-                d["sensitivity"],
-                d["sensitivity"] - base["sensitivity"] if base else None,
                 d["specificity"],
                 d["auc"],
-                d["auc"] - base["auc"] if base else None,
+                d["mean_confidence"],
                 d["cbpe_error"],
                 d["atc_error"],
-                per_window.get(d["scenario"], {}).get("cbpe_mean_abs_error"),
-                per_window.get(d["scenario"], {}).get("atc_mean_abs_error"),
+                d["iw_error"],
+                f"{'yes' if d['iw_reliable'] else 'no'} ({d['iw_effective_share']:.2f})",
+                _verdicts(at.get(d["scenario"])),
             )
             for d in down
         ],
     )
+    harmful = [d for d in down if base and base["accuracy"] - d["accuracy"] > 0.05]
+    missed = [
+        d["label"]
+        for d in harmful
+        if at.get(d["scenario"]) and at[d["scenario"]]["verdicts"].get("ok", 0) > 0
+    ]
     common.console.print(
-        "sens/spec at the model's operating threshold; acc = argmax accuracy (what CBPE/ATC "
-        "estimate); |err| win = mean absolute error per window at n=100."
+        f"harmful shifts (accuracy down > 5 points): {[d['label'] for d in harmful]}; "
+        f"called 'ok' on some windows of 100: {missed or 'none'}"
     )
-    c = result["costs"]
-    common.table(
-        f"Monitoring cost per image (bundled 224 px JPEGs, {c['images']} images, best of 3)",
-        ["measure", "value"],
-        [
-            ("image statistics (ms)", c["image_stats_ms"]),
-            ("OOD score + PCA reduction (ms)", c["ood_and_reduction_ms"]),
-            ("= monitoring per image (ms)", c["monitoring_ms"]),
-            ("service assess(): stats + QC + OOD + drifter PNG (ms)", c["assess_ms"]),
-            ("ONNX inference, 1 image per call, with preprocessing (ms)", c["inference_single_ms"]),
-            ("ONNX inference per image at batch 16 (ms)", c["inference_batch16_ms"]),
-            ("MMD 500 vs 500, 200 permutations (s, median of 5)", c["mmd_500v500_200perm_s"]),
-            ("MMD 500 vs 500, 500 permutations (s, median of 5)", c["mmd_500v500_500perm_s"]),
-            ("  same, 200 permutations, 1 BLAS thread (s)", c["mmd_500v500_200perm_1blas_s"]),
-            ("  same, 500 permutations, 1 BLAS thread (s)", c["mmd_500v500_500perm_1blas_s"]),
-        ],
+    seconds = result["seconds"]
+    common.console.print(
+        f"pools {seconds['pools']:.0f} s, windows {seconds['windows']:.0f} s, "
+        f"total {seconds['total']:.0f} s"
     )
 
 
-def _pair(a: float | None, b: float | None) -> str:
-    return f"{common.fmt(a)} / {common.fmt(b)}"
-
-
-def _evidently(cell: dict) -> str:
-    if cell["evidently"] is None:
+def _verdicts(cell: dict | None) -> str:
+    if not cell or not cell.get("verdicts"):
         return "-"
-    return f"{cell['evidently']:.2f} ({cell['evidently_windows']})"
-
-
-def _largest_at_most(result: dict, cell: dict, limit: int) -> int | None:
-    sizes = [c["n"] for c in result["cells"] if c["scenario"] == cell["scenario"]]
-    small = [n for n in sizes if n <= limit]
-    return max(small) if small else None
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson interval of a proportion k/n."""
-    if n == 0:
-        return float("nan"), float("nan")
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def targets(result: dict) -> list[dict]:
-    """Print the targets table (PASS/MISS as facts, nothing asserted) and return its rows."""
-    cells, rows = result["cells"], []
-
-    def add(measure: str, value: str, target: str, ok: bool | None) -> None:
-        verdict = "" if ok is None else ("PASS" if ok else "MISS")
-        rows.append({"measure": measure, "value": value, "target": target, "verdict": verdict})
-
-    for scenario in dict.fromkeys(c["scenario"] for c in cells if c["kind"] == "acquisition"):
-        mine = [c for c in cells if c["scenario"] == scenario and c["n"] <= TARGET_N]
-        label = next(c["label"] for c in cells if c["scenario"] == scenario)
-        best = max(
-            (
-                (c["power"][d], d, c["n"])
-                for c in mine
-                for d in DRIFT_TESTS
-                if c["power"][d] is not None
-            ),
-            default=None,
-        )
-        if best is None:
-            add(f"power: {label}", "no window <= 100", f">= {TARGET_POWER}", False)
-            continue
-        reach = [
-            c["n"] for c in mine if any((c["power"][d] or 0) >= TARGET_POWER for d in DRIFT_TESTS)
-        ]
-        first = f", reached at n={min(reach)}" if reach else ""
-        add(
-            f"power: {label}",
-            f"{best[0]:.2f} ({best[1]} @n={best[2]}{first})",
-            f">= {TARGET_POWER} at n <= {TARGET_N}",
-            best[0] >= TARGET_POWER,
-        )
-    nulls = [c for c in cells if c["kind"] == "none"]
-    for name in (*DRIFT_TESTS, *OTHER, "evidently"):
-        worst = None
-        for c in nulls:
-            rate = c["evidently"] if name == "evidently" else c["power"][name]
-            if rate is None:
-                continue
-            windows = c["evidently_windows"] if name == "evidently" else c["windows"]
-            if worst is None or rate > worst[0]:
-                worst = (rate, c, windows)
-        if worst is None:
-            continue
-        rate, c, windows = worst
-        low, high = wilson(round(rate * windows), windows)
-        add(
-            f"false alarms: {name} (worst cell)",
-            f"{rate:.2f} [{low:.2f}-{high:.2f}] ({c['label']}, n={c['n']})",
-            f"<= {TARGET_FALSE_ALARMS}",
-            rate <= TARGET_FALSE_ALARMS,
-        )
-    for method in ("cbpe", "atc"):
-        errors = [(abs(d[f"{method}_error"]), d) for d in result["downstream"]]
-        if errors:
-            err, d = max(errors, key=lambda e: e[0])
-            add(
-                f"estimate error: {method.upper()} (worst whole pool)",
-                f"{err:.3f} ({d['label']})",
-                f"<= {TARGET_ESTIMATE_ERROR}",
-                err <= TARGET_ESTIMATE_ERROR,
-            )
-    c = result["costs"]
-    for key, what in (
-        ("inference_single_ms", "1 image/call"),
-        ("inference_batch16_ms", "batch 16"),
-    ):
-        share = c["monitoring_ms"] / c[key]
-        add(
-            f"monitoring overhead vs inference ({what})",
-            f"{share:.0%} ({c['monitoring_ms']:.2f} / {c[key]:.2f} ms)",
-            f"<= {TARGET_OVERHEAD:.0%}",
-            share <= TARGET_OVERHEAD,
-        )
-    for perms in (200, 500):
-        seconds = c[f"mmd_500v500_{perms}perm_s"]
-        add(
-            f"MMD 500 vs 500, {perms} permutations",
-            f"{seconds:.3f} s",
-            f"<= {TARGET_MMD_SECONDS} s",
-            seconds <= TARGET_MMD_SECONDS,
-        )
-    common.table(
-        "Targets (printed facts, not asserted)",
-        ["measure", "value", "target", ""],
-        [(r["measure"], r["value"], r["target"], r["verdict"]) for r in rows],
-    )
-    return rows
-
-
-def plot(result: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    scenarios = list(dict.fromkeys(c["scenario"] for c in result["cells"]))
-    cols = 4
-    rows = math.ceil(len(scenarios) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.2 * rows), squeeze=False)
-    for ax, scenario in zip(axes.flat, scenarios, strict=False):
-        mine = [c for c in result["cells"] if c["scenario"] == scenario]
-        sizes = [c["n"] for c in mine]
-        for name in DRIFT_TESTS + OTHER:
-            values = [c["power"][name] for c in mine]
-            if all(v is None for v in values):
-                continue
-            style = "-" if name in DRIFT_TESTS else ":"
-            ax.plot(sizes, [math.nan if v is None else v for v in values], style, marker="o",
-                    ms=3, label=SHORT[name])  # fmt: skip
-        ev = [math.nan if c["evidently"] is None else c["evidently"] for c in mine]
-        ax.plot(sizes, ev, "k--", marker="s", ms=3, label="evidently")
-        ax.axhline(TARGET_POWER, color="grey", lw=0.6)
-        ax.axhline(TARGET_FALSE_ALARMS, color="red", lw=0.6)
-        ax.set_xscale("log")
-        ax.set_xticks(sizes, [str(n) for n in sizes])
-        ax.minorticks_off()
-        ax.set_ylim(-0.03, 1.03)
-        kind = mine[0]["kind"]
-        ax.set_title(
-            f"{mine[0]['label']}" + (" (false alarms)" if kind == "none" else ""), fontsize=9
-        )
-        ax.set_xlabel("window size", fontsize=8)
-    for ax in list(axes.flat)[len(scenarios) :]:
-        ax.axis("off")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower right", ncol=2, fontsize=8)
-    fig.suptitle("radvigil drift detection: share of windows flagged (grey 0.9, red 0.05)")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    common.console.print(f"wrote {path}")
+    v = cell["verdicts"]
+    return f"{v.get('ok', 0)}/{v.get('unverified', 0)}/{v.get('degraded', 0)}"

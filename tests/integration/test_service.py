@@ -83,6 +83,31 @@ def test_predict_png_returns_documented_fields(service, bundled: Path) -> None:
     assert "review_image" not in stored and "embedding" not in stored
 
 
+def test_guards_flag_and_route_inverted_and_cropped_studies(service, bundled: Path) -> None:
+    client, tokens, _ = service
+    jpg = sorted((bundled / "kermany" / "test" / "normal").glob("*.jpg"))[0]
+    pixels = np.asarray(PILImage.open(jpg).convert("L"))
+    h, w = pixels.shape
+    changed = {
+        "inverted_polarity": 255 - pixels,
+        "field_of_view": np.asarray(
+            PILImage.fromarray(pixels[h // 5 : -h // 5, w // 5 : -w // 5]).resize((w, h))
+        ),
+    }
+    for guard, image in changed.items():
+        buffer = io.BytesIO()
+        PILImage.fromarray(image.astype(np.uint8)).save(buffer, format="PNG")
+        response = client.post(
+            "/v1/predict",
+            headers=_h(tokens["clinician"]),
+            files={"file": ("case.png", buffer.getvalue(), "image/png")},
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert guard in body["flags"]["guards"], body["flags"]
+        assert body["routed_to_review"] is True and body["flags"]["drifter"] is True
+
+
 def test_predict_dicom(service, shared_data: Path) -> None:
     client, tokens, _ = service
     data = (shared_data / "dicom" / "RG1_UNCI.dcm").read_bytes()
