@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
@@ -12,32 +11,18 @@ from radvigil.cli.admin import actor, database
 from radvigil.cli.common import CONFIGS, console
 from radvigil.cli.context import catalog, registry
 from radvigil.config import get_settings
-from radvigil.errors import InputError
 from radvigil.evaluation import load_criteria, verdict_table_rows
+from radvigil.loop.actions import label_case, version_recorder
 from radvigil.loop.retrain import retrain
 from radvigil.loop.rollout import Rollout
 from radvigil.loop.shadow import compare
-from radvigil.loop.triggers import evaluate_triggers, gather_facts, load_policy
-from radvigil.store import AuditLog, FeedbackCreate, FeedbackStore, PredictionStore, ReviewQueue
+from radvigil.loop.triggers import check_triggers, load_policy
+from radvigil.store import AuditLog, FeedbackStore, PredictionStore, ReviewQueue
 
 review_app = typer.Typer(no_args_is_help=True, help="The review queue: list and label cases.")
 rollout_app = typer.Typer(no_args_is_help=True, help="Shadow, canary, promote, reject, rollback.")
 loop_app = typer.Typer(no_args_is_help=True, help="Retraining triggers.")
 GATES = CONFIGS / "gates.yaml"
-
-
-def _recorder(audit: AuditLog, name: str):
-    def record(action: str, who: str, version: str, details: dict) -> None:
-        audit.append(
-            actor=who,
-            action=action,
-            object_type="model_version",
-            object_id=f"{name}/{version}",
-            model_version=f"{name}/{version}",
-            details=details,
-        )
-
-    return record
 
 
 @review_app.command("list")
@@ -68,23 +53,8 @@ def review_label(
 ) -> None:
     """Label a prediction (the reviewer is recorded as cli:<user>)."""
     db = database()
-    record = PredictionStore(db).get(prediction_id)
-    if label not in record.probabilities:
-        raise InputError(
-            f"label {label!r} is not a class of task {record.task!r}: {list(record.probabilities)}"
-        )
-    who = actor()
-    stored = FeedbackStore(db).add(
-        FeedbackCreate(prediction_id=prediction_id, label=label, comment=comment), reviewer=who
-    )
-    AuditLog(db).append(
-        actor=who,
-        action="label",
-        object_type="prediction",
-        object_id=prediction_id,
-        request_id=prediction_id,
-        model_version=f"{record.model_name}/{record.model_version}",
-        details={"label": label, "feedback_id": stored.id},
+    label_case(
+        PredictionStore(db), FeedbackStore(db), AuditLog(db), prediction_id, label, actor(), comment
     )
     console.print(f"labelled {prediction_id} as {label}")
 
@@ -108,7 +78,7 @@ def retrain_command(
         reg,
         load_criteria(criteria),
         settings.reports_dir,
-        _recorder(AuditLog(db), settings.model_name),
+        version_recorder(AuditLog(db), settings.model_name),
         actor(),
         seed=settings.seed,
     )
@@ -146,42 +116,23 @@ def loop_check(
     """Evaluate retraining triggers; retrain when one fires (unless --dry-run)."""
     settings = get_settings()
     db = database()
-    reg = registry()
-    mv = reg.resolve(f"{settings.model_name}@champion")
-    created = datetime.fromtimestamp(mv.creation_timestamp / 1000, UTC)
-    facts = gather_facts(
-        PredictionStore(db),
-        FeedbackStore(db),
-        str(mv.version),
-        created,
-        _drift_streaks(db, settings.model_name, str(mv.version)),
+    record = None if dry_run else version_recorder(AuditLog(db), settings.model_name)
+    check = check_triggers(
+        db, registry(), settings.model_name, load_policy(policy), record=record, actor=actor()
     )
-    results = evaluate_triggers(load_policy(policy), facts)
     table = Table("trigger", "fires", "why")
-    for r in results:
+    for r in check.results:
         table.add_row(r.name, "[bold red]yes[/bold red]" if r.fired else "no", r.reason)
     console.print(table)
-    if any(r.fired for r in results) and not dry_run:
-        AuditLog(db).append(
-            actor=actor(),
-            action="trigger",
-            object_type="model_version",
-            object_id=f"{settings.model_name}/{mv.version}",
-            details={"fired": [r.name for r in results if r.fired]},
-        )
+    if check.fired and not dry_run:
         retrain_command(criteria=criteria, holdout_share=0.3)
-
-
-def _drift_streaks(db, name: str, version: str) -> dict[str, int]:
-    from radvigil.loop.monitoring import drift_streaks
-
-    return drift_streaks(db, name, version)
 
 
 def _rollout() -> tuple[Rollout, str]:
     settings = get_settings()
     audit = AuditLog(database())
-    return Rollout(registry(), settings.model_name, _recorder(audit, settings.model_name)), actor()
+    record = version_recorder(audit, settings.model_name)
+    return Rollout(registry(), settings.model_name, record), actor()
 
 
 REASON = typer.Option(..., "--reason", "-r", help="Why (recorded in the audit log and MLflow).")

@@ -11,10 +11,8 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -23,13 +21,12 @@ from radvigil.data.catalog import DatasetCatalog
 from radvigil.data.manifest import DatasetVersion, canonical
 from radvigil.errors import DataError
 from radvigil.evaluation import GateCriteria, Verdict
+from radvigil.loop.actions import Recorder
 from radvigil.loop.evaluation import evaluate_version, gate_version, verdict_tag, write_and_log
 from radvigil.loop.training import run_training
 from radvigil.model.config import TrainConfig
 from radvigil.registry import LoadedModel, Registry
 from radvigil.store import FeedbackStore, PredictionStore
-
-Recorder = Callable[[str, str, str, dict[str, Any]], None]
 
 
 @dataclass(frozen=True)

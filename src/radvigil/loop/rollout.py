@@ -8,18 +8,17 @@ tags the model version with who did it and why.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from radvigil.errors import InputError, NotFoundError
+from radvigil.loop.actions import Recorder
 from radvigil.registry import Registry
 
 STATE_TAG = "radvigil.rollout"
 Mode = Literal["off", "shadow", "canary"]
-Recorder = Callable[[str, str, str, dict[str, Any]], None]  # (action, actor, version, details)
 
 
 class RolloutState(BaseModel):
@@ -104,15 +103,26 @@ class Rollout:
         self.record("rollout_canary", actor, version, {"share": share, "reason": reason})
         return state
 
-    def promote(self, actor: str, reason: str) -> str:
-        """Challenger becomes champion; the old champion stays reachable as ``previous``."""
-        version = self._challenger()
+    def propose(self, version: str, actor: str, reason: str) -> str:
+        """Make a registered ``version`` the challenger again; only one with a passing gate."""
+        self._require_passing_gate(version, "become the challenger")
+        self.registry.set_alias(self.name, "challenger", version, actor, reason)
+        self._tag(version, "proposed", actor, reason)
+        self.record("propose", actor, version, {"reason": reason})
+        return version
+
+    def _require_passing_gate(self, version: str, what: str) -> None:
         gate = self.registry.resolve(f"{self.name}/{version}").tags.get("radvigil.gate")
         if not gate or not json.loads(gate).get("passed"):
             raise InputError(
-                f"{self.name}/{version} has no passing gate verdict; it cannot be "
-                "promoted (radvigil gate ... records one)"
+                f"{self.name}/{version} has no passing gate verdict; it cannot {what} "
+                "(radvigil gate ... records one)"
             )
+
+    def promote(self, actor: str, reason: str) -> str:
+        """Challenger becomes champion; the old champion stays reachable as ``previous``."""
+        version = self._challenger()
+        self._require_passing_gate(version, "be promoted")
         old = self._aliases().get("champion")
         if old is not None:
             self.registry.set_alias(self.name, "previous", old, actor, f"replaced: {reason}")

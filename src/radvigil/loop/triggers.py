@@ -11,7 +11,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from radvigil.store import FeedbackStore, PredictionStore
+from radvigil.loop.actions import Recorder
+from radvigil.loop.monitoring import drift_streaks
+from radvigil.registry import Registry
+from radvigil.store import Database, FeedbackStore, PredictionStore
 from radvigil.yaml_files import load_yaml_model
 
 
@@ -55,6 +58,19 @@ class TriggerResult(BaseModel):
     name: str
     fired: bool
     reason: str
+
+
+class TriggerCheck(BaseModel):
+    """Every trigger's verdict on the serving champion, and the facts it was judged on."""
+
+    model_name: str
+    model_version: str
+    facts: TriggerFacts
+    results: list[TriggerResult]
+
+    @property
+    def fired(self) -> list[str]:
+        return [r.name for r in self.results if r.fired]
 
 
 def load_policy(path: Path | None) -> TriggerPolicy:
@@ -150,3 +166,38 @@ def gather_facts(
         labelled_sensitivity=sensitivity,
         champion_created=champion_created,
     )
+
+
+def check_triggers(
+    db: Database,
+    registry: Registry,
+    model_name: str,
+    policy: TriggerPolicy,
+    *,
+    record: Recorder | None = None,
+    actor: str = "loop",
+    now: datetime | None = None,
+) -> TriggerCheck:
+    """Judge ``policy`` on the champion's facts; a firing check is audited through ``record``.
+
+    The champion's age comes from its registry version, so ``schedule_days`` can fire.
+    """
+    champion = registry.resolve(f"{model_name}@champion")
+    version = str(champion.version)
+    created = datetime.fromtimestamp(champion.creation_timestamp / 1000, UTC)
+    facts = gather_facts(
+        PredictionStore(db),
+        FeedbackStore(db),
+        version,
+        created,
+        drift_streaks(db, model_name, version),
+    )
+    check = TriggerCheck(
+        model_name=model_name,
+        model_version=version,
+        facts=facts,
+        results=evaluate_triggers(policy, facts, now),
+    )
+    if check.fired and record is not None:
+        record("trigger", actor, version, {"fired": check.fired})
+    return check

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from radvigil.loop.actions import version_recorder
 from radvigil.loop.rollout import Rollout, RolloutState
 from radvigil.loop.shadow import ShadowReport, compare
 from radvigil.service.deps import Admin, Reader, State
@@ -32,17 +33,8 @@ class RolloutOut(BaseModel):
 
 
 def rollout_for(state: ServiceState) -> Rollout:
-    def record(action: str, actor: str, version: str, details: dict) -> None:
-        state.audit.append(
-            actor=actor,
-            action=action,
-            object_type="model_version",
-            object_id=f"{state.settings.model_name}/{version}",
-            model_version=f"{state.settings.model_name}/{version}",
-            details=details,
-        )
-
-    return Rollout(state.models.registry, state.settings.model_name, record)
+    name = state.settings.model_name
+    return Rollout(state.models.registry, name, version_recorder(state.audit, name))
 
 
 @router.get("/rollout", response_model=RolloutState, summary="Current rollout state")

@@ -6,11 +6,12 @@ import asyncio
 
 from fastapi import APIRouter, Path, Query, Response
 
-from radvigil.errors import InputError, NotFoundError
+from radvigil.errors import NotFoundError
+from radvigil.loop.actions import label_case
 from radvigil.service.deps import MAX_DB_INT, Labeller, State
 from radvigil.service.explanations import explain_stored
 from radvigil.service.schemas import FeedbackIn, ReviewItem, ReviewQueueOut
-from radvigil.store import FeedbackCreate, FeedbackPublic, PredictionRecord, ReviewQueue
+from radvigil.store import FeedbackPublic, PredictionRecord, ReviewQueue
 
 router = APIRouter(prefix="/v1", tags=["review"])
 RequestId = Path(..., max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")
@@ -91,29 +92,13 @@ async def review_explain(
     summary="Label or correct a prediction (reviewer = the API key's name)",
 )
 def post_feedback(state: State, key: Labeller, body: FeedbackIn) -> FeedbackPublic:
-    try:
-        record = state.predictions.get(body.prediction_id)
-    except NotFoundError:
-        state.writer.flush(timeout=5)  # the prediction may still be in the writer's queue
-        record = state.predictions.get(body.prediction_id)
-    classes = list(record.probabilities)
-    if body.label not in classes:
-        raise InputError(f"label {body.label!r} is not a class of task {record.task!r}: {classes}")
-    stored = state.feedback.add(
-        FeedbackCreate(prediction_id=body.prediction_id, label=body.label, comment=body.comment),
-        reviewer=key.name,
+    return label_case(
+        state.predictions,
+        state.feedback,
+        state.audit,
+        body.prediction_id,
+        body.label,
+        key.name,
+        body.comment,
+        catch_up=lambda: state.writer.flush(timeout=5),  # it may still be in the write queue
     )
-    state.audit.append(
-        actor=key.name,
-        action="label",
-        object_type="prediction",
-        object_id=record.id,
-        model_version=f"{record.model_name}/{record.model_version}",
-        request_id=record.id,
-        details={
-            "label": body.label,
-            "predicted_class": record.predicted_class,
-            "feedback_id": stored.id,
-        },
-    )
-    return stored
