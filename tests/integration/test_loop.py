@@ -3,24 +3,24 @@ rollback — through a real uvicorn server, a real registry and a real database.
 
 from __future__ import annotations
 
-import io
 import time
 from pathlib import Path
 
 import httpx
 import pandas as pd
 import pytest
-from PIL import Image as PILImage
 
 from radvigil.config import Settings
 from radvigil.data.io import read_image
-from radvigil.data.shifts import apply_shift, get_shift
 from radvigil.errors import InputError
 from radvigil.evaluation import criteria_from_dict
+from radvigil.loop.actions import version_recorder
 from radvigil.loop.retrain import retrain
 from radvigil.loop.rollout import Rollout
+from radvigil.loop.traffic import TrafficSimulator, load_studies, png_bytes
 from radvigil.loop.training import run_training
 from radvigil.service.app import create_app
+from radvigil.service.harness import LocalService
 from radvigil.store import AuditLog, KeyStore
 from tests.helpers import LiveServer, make_home, tiny_config
 
@@ -39,12 +39,6 @@ IMPOSSIBLE = {
         {"kind": "min_sensitivity", "default": 1.0},
     ],
 }
-
-
-def _png(pixels) -> bytes:
-    buffer = io.BytesIO()
-    PILImage.fromarray(pixels).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -72,17 +66,8 @@ def loop(tmp_path_factory):
 def _stream(client, token: str, bundled: Path, n: int, contrast: float) -> dict[str, str]:
     """Post real stream images with a harsh contrast drop (quality-flagged drifters)."""
     frame = pd.read_csv(bundled / "stream.csv").head(n)
-    truth = {}
-    shift = get_shift("contrast", factor=contrast)
-    for i, row in enumerate(frame.itertuples()):
-        pixels = apply_shift(read_image(bundled / row.path).pixels, shift, seed=i)
-        body = client.post(
-            "/v1/predict",
-            headers={"X-API-Key": token},
-            files={"file": (f"s{i}.png", _png(pixels), "image/png")},
-        ).json()
-        truth[body["request_id"]] = row.label
-    return truth
+    studies = load_studies(bundled, frame, [f"contrast:factor={contrast}"])
+    return {s.request_id: s.label for s in TrafficSimulator(client, token).send(studies)}
 
 
 def test_closed_loop(loop, bundled: Path) -> None:
@@ -132,17 +117,7 @@ def test_closed_loop(loop, bundled: Path) -> None:
     assert no_previous.status_code == 400 and "no previous" in no_previous.json()["message"]
 
     champion = home.registry.load("chest-pneumonia@champion")
-    records: list[tuple] = []
-
-    def record(action, actor, version, details):
-        records.append((action, version))
-        state.audit.append(
-            actor=actor,
-            action=action,
-            object_type="model_version",
-            object_id=version,
-            details=details,
-        )
+    record = version_recorder(state.audit, "chest-pneumonia")
 
     failed = retrain(
         champion,
@@ -184,8 +159,7 @@ def test_closed_loop(loop, bundled: Path) -> None:
     shadow = client.post("/v1/admin/rollout/shadow", headers=admin, json={"reason": "compare"})
     assert shadow.status_code == 200, shadow.text
     _stream(client, tokens["service"], bundled, 10, contrast=0.9)
-    time.sleep(1.0)
-    state.writer.flush()
+    LocalService(str(client.base_url), state.db, state).settle()
     report = client.get("/v1/admin/rollout/shadow-report", headers=admin).json()
     assert report["pairs"] == 10 and report["challenger_version"] == passed.version
 
@@ -199,7 +173,7 @@ def test_closed_loop(loop, bundled: Path) -> None:
             client.post(
                 "/v1/predict",
                 headers={"X-API-Key": tokens["service"]},
-                files={"file": (f"{i}.png", _png(read_image(p).pixels), "image/png")},
+                files={"file": (f"{i}.png", png_bytes(read_image(p).pixels), "image/png")},
             ).json()
             for i, p in enumerate(
                 sorted((bundled / "kermany" / "test" / "normal").glob("*.jpg"))[:16]

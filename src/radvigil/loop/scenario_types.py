@@ -1,0 +1,177 @@
+"""The demo scenario's configuration and its typed result, one record per step.
+
+Kept apart from the orchestration in :mod:`radvigil.loop.scenario` so front ends (the CLI's Rich
+output, the tests) read results without importing the machinery that produces them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from radvigil.evaluation.result import Estimate, EvaluationResult
+from radvigil.evaluation.verdict import Verdict
+from radvigil.loop.shadow import ShadowReport
+from radvigil.loop.triggers import TriggerCheck, TriggerPolicy
+from radvigil.store import AlertPublic
+
+# The demo's training config and gates, under the repository's configs/ folder.
+DEMO_TRAIN_CONFIG = "fast.yaml"
+DEMO_CRITERIA = "gates-demo.yaml"
+
+
+class ScenarioConfig(BaseModel):
+    """What the scenario streams, changes, and judges with (paths are absolute or repo-relative)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bundle: Path = Field(description="The bundled data folder (manifest.csv, stream.csv).")
+    train_config: Path = Field(description="Training config of the champion and challengers.")
+    criteria: Path = Field(description="Gate criteria every version is judged with.")
+    site: str = "guangzhou-ward"
+    stream_seed: int = Field(7, description="Seed of the stream's arrival order.")
+    normal_studies: int = Field(100, ge=1, description="Studies before the change.")
+    drift_studies: int = Field(162, ge=1, description="Studies after the change.")
+    scanner_change: list[str] = Field(
+        default_factory=lambda: [
+            "brightness:factor=1.25",
+            "contrast:factor=0.75",
+            "gaussian_noise:sigma=6",
+        ],
+        description="Shift specs applied to every drift-era study (a new scanner's look).",
+    )
+    window_size: int = Field(50, ge=10, description="Monitoring count-window size.")
+    triggers: TriggerPolicy = Field(
+        default_factory=lambda: TriggerPolicy(labelled_drifters=40, sensitivity=None)
+    )
+    holdout_share: float = Field(0.3, gt=0, lt=1, description="Labelled drifters held out.")
+    calibration_share: float = Field(
+        0.2, ge=0, lt=1, description="Labelled drifters that calibrate (validation split)."
+    )
+    shadow_studies: int = Field(40, ge=1)
+    canary_share: float = Field(0.25, gt=0, le=0.5)
+    canary_studies: int = Field(40, ge=1)
+    seed: int = 42
+
+    @classmethod
+    def demo(cls, repo: Path, **overrides: object) -> ScenarioConfig:
+        """The demo's scenario on a checkout at ``repo`` (what ``radvigil demo`` runs)."""
+        values: dict[str, object] = {
+            "bundle": repo / "data" / "bundled",
+            "train_config": repo / "configs" / DEMO_TRAIN_CONFIG,
+            "criteria": repo / "configs" / DEMO_CRITERIA,
+        }
+        return cls(**{**values, **overrides})
+
+
+class StepRecord(BaseModel):
+    """One step: its title, what came out of it in one line, and how long it took."""
+
+    name: str
+    outcome: str
+    seconds: float
+
+
+class Metrics(BaseModel):
+    """One version's screening numbers on one set, with bootstrap CIs (from ``evaluate``)."""
+
+    label: str
+    version: str
+    n: int
+    threshold: float
+    sensitivity: Estimate
+    specificity: Estimate
+    auc: Estimate
+    ece: Estimate
+
+    @classmethod
+    def of(cls, label: str, version: str, result: EvaluationResult, finding: str) -> Metrics:
+        f = result.finding(finding)
+        return cls(
+            label=label,
+            version=version,
+            n=result.n_items,
+            threshold=f.threshold,
+            sensitivity=f.sensitivity,
+            specificity=f.specificity,
+            auc=f.auc,
+            ece=f.ece,
+        )
+
+
+class Gated(BaseModel):
+    """A version and its gate verdict."""
+
+    version: str
+    verdict: Verdict
+    note: str = ""
+
+
+class TrafficReport(BaseModel):
+    """A stretch of traffic: how much, how many were routed to review, what the monitors did."""
+
+    studies: int
+    drifters: int
+    open_alerts: list[AlertPublic] = Field(default_factory=list)
+    champion: Metrics | None = Field(None, description="The serving champion on these studies.")
+
+
+class CanaryReport(BaseModel):
+    share: float
+    served_by: dict[str, int]
+
+
+class LabelledMonitor(BaseModel):
+    """A labelled detector's verdict on one window once clinicians' labels arrived."""
+
+    detector: str
+    window: str
+    n_labelled: int
+    drift: bool | None = Field(description="None: skipped (too few labels).")
+    message: str
+
+
+class ActTwo(BaseModel):
+    """The bad challenger and the rollback drill."""
+
+    bad: Gated
+    stopped_by: Literal["gates", "load", "canary"]
+    champion_before: str
+    champion_after: str
+    rolled_back_to: str
+    restored: str
+
+
+class ScenarioResult(BaseModel):
+    """Everything the scenario did, step by step, and the verdicts it reached."""
+
+    data_version: str = ""
+    steps: list[StepRecord] = Field(default_factory=list)
+    champion: Gated | None = None
+    normal: TrafficReport | None = None
+    drift: TrafficReport | None = None
+    labelled: int = 0
+    labelled_monitors: list[LabelledMonitor] = Field(default_factory=list)
+    triggers: TriggerCheck | None = None
+    challenger: Gated | None = None
+    shadow: ShadowReport | None = None
+    canary: CanaryReport | None = None
+    promoted: str | None = None
+    before_after: list[Metrics] = Field(default_factory=list)
+    act_two: ActTwo | None = None
+    seconds: float = 0.0
+
+    @property
+    def verdicts(self) -> dict[str, object]:
+        """The verdicts a rerun must reproduce (what the CI test asserts)."""
+        return {
+            "champion_gate": self.champion.verdict.passed if self.champion else None,
+            "alerts": sorted({a.rule for a in self.drift.open_alerts}) if self.drift else [],
+            "triggers": self.triggers.fired if self.triggers else [],
+            "challenger_gate": self.challenger.verdict.passed if self.challenger else None,
+            "promoted": self.promoted,
+            "bad_stopped_by": self.act_two.stopped_by if self.act_two else None,
+            "champion_after_act_two": self.act_two.champion_after if self.act_two else None,
+        }
