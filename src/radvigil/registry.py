@@ -69,6 +69,7 @@ def _mlflow():
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     os.environ.setdefault("MLFLOW_ENABLE_TELEMETRY", "false")
     os.environ.setdefault("DO_NOT_TRACK", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bars in our output
     import mlflow
 
     return mlflow
@@ -378,6 +379,9 @@ class TrainingRun:
                     registered_model_name=name,
                     pip_requirements=PIP_REQUIREMENTS,
                     input_example=example,
+                    # radvigil serves with its own engine; MLflow's check of the input example
+                    # would otherwise ask for CUDA first and warn on every CPU machine
+                    onnx_execution_providers=["CPUExecutionProvider"],
                 )
 
         info = self._call("register model", _log)
