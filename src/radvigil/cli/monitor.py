@@ -104,6 +104,7 @@ def monitor_run(
         kind=kind,  # type: ignore[arg-type]
         reports_dir=settings.reports_dir / "monitoring" if reports else None,
         webhook=settings.alert_webhook,
+        thresholds=registry().load(f"{name}/{version}").card["thresholds"],
     )
     table = Table(title=f"new windows of {name}/{version}")
     for column in ("window", "group", "n", "drifted"):

@@ -11,7 +11,7 @@ any group is still open (its older rows were already covered by the overall wind
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,8 +21,17 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from radvigil.errors import DataError, InputError
+from radvigil.loop.late_labels import (
+    LABELLED,
+    at_served_threshold,
+    label_counts,
+    labelled_monitor,
+    rejudge,
+    windows_to_rejudge,
+)
 from radvigil.loop.monitoring_data import (
     group_key,
+    in_group,
     slug,
     to_alert,
     to_reports,
@@ -93,6 +102,10 @@ class MonitoringRun(BaseModel):
     result_ids: list[list[int]] = Field(
         default_factory=list, description="Stored result ids of each window, detector order."
     )
+    relabelled: list[WindowReport] = Field(
+        default_factory=list,
+        description="Stored windows whose labelled detectors ran again as labels arrived.",
+    )
     opened: list[AlertPublic] = Field(default_factory=list)
     resolved: list[AlertPublic] = Field(default_factory=list)
     pending: list[PendingRule] = Field(
@@ -120,6 +133,7 @@ def run_monitors(
     webhook: str | None = None,
     max_windows: int = MAX_WINDOWS,
     seed: int = 0,
+    thresholds: Mapping[str, float] | None = None,
 ) -> MonitoringRun:
     """Evaluate the new complete windows of one model version's champion-served predictions.
 
@@ -136,11 +150,13 @@ def run_monitors(
         webhook: POST newly opened alerts to this URL as JSON (failures are logged).
         max_windows: Evaluate at most this many (the newest) new windows per group.
         seed: Seed of the permutation and bootstrap detectors.
+        thresholds: The version's operating thresholds: the labelled detectors decide at
+            them (argmax when None).
 
     Returns:
         The new window reports with their stored ids, and the alerts opened and resolved.
     """
-    config = config or MonitorConfig()
+    config = at_served_threshold(config or MonitorConfig(), profile.class_names, thresholds)
     now = now or utcnow()
     monitor = Monitor(profile, config)
     cursors = stores.results.cursors(model_name, model_version, kind)
@@ -165,6 +181,7 @@ def run_monitors(
             start=cut.start,
             end=cut.end,
         )
+        label_counts(rows, int((cut.window.data.labels >= 0).sum()))
         stored = stores.results.add_window(rows)
         if not stored:
             continue  # another runner stored this window first
@@ -172,7 +189,8 @@ def run_monitors(
         run.result_ids.append([r.id for r in stored])
         if reports_dir is not None:
             _write_report(stores, profile, cut.window, stored, reports_dir)
-    if run.windows:
+    _rejudge_labelled(stores, profile, config, run, now, seed, max_windows)
+    if run.windows or run.relabelled:
         _update_alerts(stores, monitor, run)
     if webhook and run.opened:
         post_webhook(webhook, run.opened)
@@ -232,9 +250,55 @@ def _cut(
     return cuts
 
 
+def _rejudge_labelled(
+    stores: MonitoringStores,
+    profile: ReferenceProfile,
+    config: MonitorConfig,
+    run: MonitoringRun,
+    now: datetime,
+    seed: int,
+    max_windows: int,
+) -> None:
+    """Run the labelled detectors again on recent stored windows that got enough new labels."""
+    monitor = labelled_monitor(config, profile)
+    if monitor is None:
+        return
+    stored = [
+        row
+        for name in LABELLED
+        if name in config.detectors
+        for row in stores.results.list(
+            model_name=run.model_name,
+            model_version=run.model_version,
+            window_kind=run.window_kind,
+            detector=name,
+            limit=max_windows * 16,
+        )
+    ]
+    if not stored:
+        return
+    since = min(row.window_start for row in stored)
+    records = [
+        r
+        for r in stores.predictions.list(
+            since=since,
+            until=now,
+            model_version=run.model_version,
+            served_by="champion",
+            limit=None,
+        )
+        if r.model_name == run.model_name
+    ]
+    labels = stores.feedback.latest_labels(model_version=run.model_version, since=since)
+    for row, members in windows_to_rejudge(stored, records, labels, config):
+        report, rows = rejudge(monitor, profile, row, members, labels, seed)
+        if stores.results.replace(rows):
+            run.relabelled.append(report)
+
+
 def _update_alerts(stores: MonitoringStores, monitor: Monitor, run: MonitoringRun) -> None:
     """Replay the rules over every new window in order: open what fires, resolve what is clean."""
-    new = {(w.group, w.window) for w in run.windows}
+    new = {(w.group, w.window) for w in [*run.windows, *run.relabelled]}
     per_group: dict[str | None, int] = {}
     for group, _ in new:
         per_group[group] = per_group.get(group, 0) + 1
@@ -323,7 +387,7 @@ def ensure_report(
             served_by="champion",
             limit=None,
         )
-        if r.model_name == first.model_name and _in_group(r, first.group)
+        if r.model_name == first.model_name and in_group(r, first.group)
     ]
     if not records:
         raise DataError(f"the predictions of monitor result {result_id}'s window are gone")
@@ -333,13 +397,6 @@ def ensure_report(
     if path is None:
         raise DataError(f"Evidently could not write the report of monitor result {result_id}")
     return path
-
-
-def _in_group(record: PredictionRecord, group: str) -> bool:
-    if group == OVERALL:
-        return True
-    column, _, value = group.partition("=")
-    return str(getattr(record, column, None)) == value
 
 
 def post_webhook(url: str, alerts: Sequence[AlertPublic]) -> bool:

@@ -85,6 +85,14 @@ def window_label(start: datetime, end: datetime) -> str:
     return f"{start.isoformat()}/{end.isoformat()}"
 
 
+def in_group(record: PredictionRecord, group: str) -> bool:
+    """Whether a prediction belongs to a stored window group (``all`` or ``column=value``)."""
+    if group == OVERALL:
+        return True
+    column, _, value = group.partition("=")
+    return str(getattr(record, column, None)) == value
+
+
 def slug(text: str) -> str:
     """``site=ward 3`` -> ``site-ward-3``: safe in a file name."""
     return re.sub(r"[^A-Za-z0-9._]+", "-", text).strip("-") or "window"

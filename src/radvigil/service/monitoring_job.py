@@ -80,6 +80,7 @@ class MonitoringJob:
                 self.config,
                 reports_dir=self.reports_dir,
                 webhook=self.webhook,
+                thresholds=champion.thresholds,
             )
             self.last_run, self.last_error = utcnow(), None
             self.refresh_metrics(champion.name, champion.version)

@@ -131,6 +131,34 @@ class MonitorResultStore:
         except _Duplicate:  # another runner evaluated this window first
             return []
 
+    def replace(self, results: Sequence[MonitorResultCreate]) -> list[MonitorResultPublic]:
+        """Overwrite stored rows (matched on window and detector) with a newer verdict, e.g. a
+        labelled detector's once clinicians' labels arrived; rows not stored are skipped."""
+        t = MonitorResultRow
+        now = utcnow()
+        out = []
+        with self.db.session("replace monitor results", immediate=True) as session:
+            for result in results:
+                row = session.scalars(
+                    select(t).where(
+                        t.model_name == result.model_name,
+                        t.model_version == result.model_version,
+                        t.window_kind == result.window_kind,
+                        t.group == result.group,
+                        t.window_start == result.window_start,
+                        t.window_end == result.window_end,
+                        t.detector == result.detector,
+                    )
+                ).one_or_none()
+                if row is None:
+                    continue
+                for key, value in result.model_dump(exclude={"report_path"}).items():
+                    setattr(row, key, value)
+                row.created_at = now
+                session.flush()
+                out.append(MonitorResultPublic.model_validate(row))
+        return out
+
     def get(self, result_id: int) -> MonitorResultPublic:
         """One result by id."""
         with self.db.session("read monitor result") as session:

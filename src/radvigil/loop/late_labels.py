@@ -1,0 +1,146 @@
+"""Late labels reach the labelled monitors: windows are re-judged when clinicians' labels arrive.
+
+A window is cut and judged once, usually before anyone has labelled its cases, so the
+``performance`` and ``concept`` detectors first report "skipped: 0 labelled cases". Each
+monitoring run therefore looks back at the stored windows: where more of a window's cases are
+labelled now than when its labelled detectors last ran, and enough to judge, those detectors run
+again on the same window and their stored rows are replaced. Both judge a case as positive at
+the version's served operating threshold, as the service decided it, not by argmax.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+
+from radvigil.loop.monitoring_data import (
+    group_key,
+    in_group,
+    to_results,
+    window_data,
+    window_label,
+)
+from radvigil.monitoring import Monitor, MonitorConfig, ReferenceProfile, Window, WindowReport
+from radvigil.monitoring.detectors import make_detector
+from radvigil.store import MonitorResultCreate, MonitorResultPublic, PredictionRecord
+from radvigil.store.monitoring import OVERALL
+
+LABELLED = ("performance", "concept")
+LABELS_KEY = "labels_at_run"  # stored in a labelled row's details: labelled cases it saw
+
+
+def at_served_threshold(
+    config: MonitorConfig, classes: Sequence[str], thresholds: Mapping[str, float] | None
+) -> MonitorConfig:
+    """``config`` with the labelled detectors deciding at the served threshold of the task's
+    one finding (settings given in the monitoring YAML win)."""
+    findings = [c for c in classes if c in (thresholds or {})]
+    if thresholds is None or len(findings) != 1:
+        return config
+    finding = findings[0]
+    detectors = dict(config.detectors)
+    for name in LABELLED:
+        if name in detectors:
+            params = {
+                "positive_class": list(classes).index(finding),
+                "decision_threshold": float(thresholds[finding]),
+                **(detectors[name] or {}),
+            }
+            make_detector(name, **params)  # validated like the YAML's own settings
+            detectors[name] = params
+    return config.model_copy(update={"detectors": detectors})
+
+
+def label_counts(rows: Sequence[MonitorResultCreate], labelled: int) -> None:
+    """Note on each labelled detector's row how many labelled cases it was judged on."""
+    for row in rows:
+        if row.detector in LABELLED:
+            row.details[LABELS_KEY] = labelled
+
+
+def stale(row: MonitorResultPublic, labelled_now: int, config: MonitorConfig) -> bool:
+    """Whether a labelled row should run again: more labels than it saw, and enough to judge."""
+    params = make_detector(row.detector, **(config.detectors.get(row.detector) or {})).params
+    seen = int(row.details.get(LABELS_KEY, 0) or 0)
+    return labelled_now > seen and labelled_now >= getattr(params, "min_labels", 1)
+
+
+def window_records(
+    records: Sequence[PredictionRecord], row: MonitorResultPublic
+) -> list[PredictionRecord]:
+    """The stored window's predictions among ``records`` (its span and group)."""
+    inclusive = timedelta(microseconds=1) if row.window_kind == "count" else timedelta()
+    start, end = row.window_start, row.window_end + inclusive
+    return [r for r in records if start <= r.created_at < end and in_group(r, row.group)]
+
+
+def rejudge(
+    monitor: Monitor,
+    profile: ReferenceProfile,
+    row: MonitorResultPublic,
+    records: Sequence[PredictionRecord],
+    labels: Mapping[str, str],
+    seed: int,
+) -> tuple[WindowReport, list[MonitorResultCreate]]:
+    """The labelled detectors' new rows for one stored window (with the inputs they read)."""
+    data = window_data(records, profile, labels)
+    by = monitor.config.windows.group_by
+    group = None if row.group == OVERALL else row.group
+    group_by = by if group and data.metadata is not None and by in data.metadata else None
+    window = Window(
+        window_label(row.window_start, row.window_end),
+        data,
+        group=group,
+        start=row.window_start,
+        end=row.window_end,
+        group_by=group_by,
+    )
+    report = monitor.run(window, seed=seed)
+    rows = [
+        r
+        for r in to_results(
+            report,
+            model_name=row.model_name,
+            model_version=row.model_version,
+            kind=row.window_kind,
+            start=row.window_start,
+            end=row.window_end,
+        )
+        if r.detector in LABELLED
+    ]
+    label_counts(rows, int((data.labels >= 0).sum()))
+    return report, rows
+
+
+def labelled_monitor(config: MonitorConfig, profile: ReferenceProfile) -> Monitor | None:
+    """A monitor of the labelled detectors and the input detectors ``concept`` reads."""
+    names = [n for n in LABELLED if n in config.detectors]
+    if not names:
+        return None
+    needed = set(names)
+    if "concept" in names:
+        inputs = make_detector("concept", **(config.detectors["concept"] or {})).params
+        needed |= set(getattr(inputs, "input_detectors", ()))
+    detectors = {k: v for k, v in config.detectors.items() if k in needed}
+    return Monitor(profile, config.model_copy(update={"detectors": detectors, "alerts": []}))
+
+
+def windows_to_rejudge(
+    stored: Sequence[MonitorResultPublic],
+    records: Sequence[PredictionRecord],
+    labels: Mapping[str, str],
+    config: MonitorConfig,
+) -> list[tuple[MonitorResultPublic, list[PredictionRecord]]]:
+    """Stored windows (one labelled row each) whose labels grew enough to judge again."""
+    seen: set[tuple[str, datetime, datetime]] = set()
+    out = []
+    for row in stored:
+        key = (group_key(row.group), row.window_start, row.window_end)
+        if row.detector not in LABELLED or key in seen:
+            continue
+        members = window_records(records, row)
+        labelled = sum(r.id in labels for r in members)
+        if stale(row, labelled, config):
+            seen.add(key)
+            out.append((row, members))
+    return out
