@@ -43,4 +43,17 @@ def test_same_images_give_the_same_split_whatever_their_ids(
     assert _split_by_content(first) == _split_by_content(again)  # new ids, new arrival order
     splits = [split for _, _, split in _split_by_content(first)]
     assert splits.count("test") == round(0.3 * 12) and splits.count("train") == 12 - 4
-    assert set(problems.frame["split"]) == {"test"} and len(problems.frame) == 12
+    assert set(problems.frame["split"]) == {"test"} and len(problems.frame) == 4  # held out
+
+
+def test_a_calibration_share_joins_validation_and_stays_out_of_the_problem_cases(
+    tmp_path: Path, xrays: list[tuple[str, np.ndarray]]
+) -> None:
+    parent = from_csv(REPO / "data" / "bundled" / "manifest.csv").version
+    version, problems = build_versions(
+        parent, content_order(_cases(xrays, 1)), tmp_path / "a", 0.25, 42, 0.25
+    )
+    splits = [split for _, _, split in _split_by_content(version)]
+    assert (splits.count("test"), splits.count("val"), splits.count("train")) == (3, 3, 6)
+    held_out = {sha for _, sha, split in _split_by_content(version) if split == "test"}
+    assert set(problems.frame["sha256"]) == held_out

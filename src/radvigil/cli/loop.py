@@ -64,6 +64,9 @@ def retrain_command(
     holdout_share: float = typer.Option(
         0.3, min=0.0, max=0.9, help="Share of labelled drifters kept for hold-out."
     ),
+    calibration_share: float = typer.Option(
+        0.2, min=0.0, max=0.9, help="Share of labelled drifters that joins calibration."
+    ),
 ) -> None:
     """Retrain on champion data + labelled drifters, gate, and alias challenger if it passes."""
     settings = get_settings()
@@ -80,6 +83,8 @@ def retrain_command(
         settings.reports_dir,
         version_recorder(AuditLog(db), settings.model_name),
         actor(),
+        holdout_share=holdout_share,
+        calibration_share=calibration_share,
         seed=settings.seed,
     )
     table = Table(
@@ -125,7 +130,7 @@ def loop_check(
         table.add_row(r.name, "[bold red]yes[/bold red]" if r.fired else "no", r.reason)
     console.print(table)
     if check.fired and not dry_run:
-        retrain_command(criteria=criteria, holdout_share=0.3)
+        retrain_command(criteria=criteria, holdout_share=0.3, calibration_share=0.2)
 
 
 def _rollout() -> tuple[Rollout, str]:

@@ -93,16 +93,24 @@ def build_versions(
     folder: Path,
     holdout_share: float,
     seed: int,
+    calibration_share: float = 0.0,
 ) -> tuple[DatasetVersion, DatasetVersion]:
-    """(training version = parent + cases, problem-cases version = cases only, all test)."""
+    """(training version = parent + cases, problem-cases version = the held-out cases).
+
+    A seeded ``holdout_share`` of the cases joins the test split and forms the problem cases
+    (never trained on), ``calibration_share`` joins validation, where temperature and operating
+    thresholds are fitted, and the rest joins training.
+    """
     if not cases:
         raise DataError(
             "no labelled drifters with stored images: label cases in the review queue "
             "(and run the service with RADVIGIL_STORE_REVIEW_IMAGES=true)"
         )
     folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    holdout = set(rng.permutation(len(cases))[: round(holdout_share * len(cases))].tolist())
+    order = np.random.default_rng(seed).permutation(len(cases)).tolist()
+    n_test = round(holdout_share * len(cases))
+    n_val = round(calibration_share * len(cases))
+    split = {i: "test" for i in order[:n_test]} | {i: "val" for i in order[n_test : n_test + n_val]}
     rows, names = [], Counter()
     for i, case in enumerate(cases):
         digest = hashlib.sha256(case.png).hexdigest()
@@ -114,7 +122,7 @@ def build_versions(
             {
                 "path": os.path.relpath(path, parent.root),
                 "label": case.label,
-                "split": "test" if i in holdout else "train",
+                "split": split.get(i, "train"),
                 "sha256": digest,
                 "patient_id": f"study:{case.study_hash or case.prediction_id}",
                 "site": case.site or "",
@@ -130,7 +138,7 @@ def build_versions(
         "prediction_ids": [c.prediction_id for c in cases],
     }
     merged = canonical(pd.concat([parent.frame, extra], ignore_index=True).fillna(""))
-    problems = canonical(extra.assign(split="test"))
+    problems = canonical(extra[extra["split"] == "test"])
     return (
         DatasetVersion(merged, parent.root, {"source": source}),
         DatasetVersion(problems, parent.root, {"source": {**source, "kind": "problem_cases"}}),
@@ -149,6 +157,7 @@ def retrain(
     actor: str,
     *,
     holdout_share: float = 0.3,
+    calibration_share: float = 0.2,
     seed: int = 42,
     observer=None,
 ) -> RetrainOutcome:
@@ -157,7 +166,7 @@ def retrain(
     parent = catalog.load(champion.card["training_data_version"])
     digest = hashlib.sha256(",".join(c.prediction_id for c in cases).encode()).hexdigest()[:12]
     data, problems = build_versions(
-        parent, cases, catalog.folder / f"feedback-{digest}", holdout_share, seed
+        parent, cases, catalog.folder / f"feedback-{digest}", holdout_share, seed, calibration_share
     )
     data_id = catalog.save(data, name=f"retrain-{digest}")
     problem_id = catalog.save(problems, name=f"problem-cases-{digest}")
