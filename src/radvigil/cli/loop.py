@@ -13,7 +13,7 @@ from radvigil.cli.context import catalog, registry
 from radvigil.config import get_settings
 from radvigil.evaluation import load_criteria, verdict_table_rows
 from radvigil.loop.actions import label_case, version_recorder
-from radvigil.loop.retrain import retrain
+from radvigil.loop.retrain import retrain, site_calibrate
 from radvigil.loop.rollout import Rollout
 from radvigil.loop.shadow import compare
 from radvigil.loop.triggers import check_triggers, load_policy
@@ -67,13 +67,19 @@ def retrain_command(
     calibration_share: float = typer.Option(
         0.2, min=0.0, max=0.9, help="Share of labelled drifters that joins calibration."
     ),
+    calibration_only: bool = typer.Option(
+        False,
+        "--calibration-only",
+        help="Site calibration: refit temperature and thresholds on the labelled local cases, "
+        "keep the champion's weights (no retraining).",
+    ),
 ) -> None:
     """Retrain on champion data + labelled drifters, gate, and alias challenger if it passes."""
     settings = get_settings()
     db = database()
     reg = registry()
     champion = reg.load(f"{settings.model_name}@champion")
-    outcome = retrain(
+    outcome = (site_calibrate if calibration_only else retrain)(
         champion,
         PredictionStore(db),
         FeedbackStore(db),
@@ -130,7 +136,9 @@ def loop_check(
         table.add_row(r.name, "[bold red]yes[/bold red]" if r.fired else "no", r.reason)
     console.print(table)
     if check.fired and not dry_run:
-        retrain_command(criteria=criteria, holdout_share=0.3, calibration_share=0.2)
+        retrain_command(
+            criteria=criteria, holdout_share=0.3, calibration_share=0.2, calibration_only=False
+        )
 
 
 def _rollout() -> tuple[Rollout, str]:

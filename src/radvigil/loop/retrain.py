@@ -23,6 +23,7 @@ from radvigil.errors import DataError
 from radvigil.evaluation import GateCriteria, Verdict
 from radvigil.loop.actions import Recorder
 from radvigil.loop.evaluation import evaluate_version, gate_version, verdict_tag, write_and_log
+from radvigil.loop.site_calibration import recalibrate
 from radvigil.loop.training import run_training
 from radvigil.model.config import TrainConfig
 from radvigil.registry import LoadedModel, Registry
@@ -145,6 +146,79 @@ def build_versions(
     )
 
 
+@dataclass(frozen=True)
+class FeedbackData:
+    """The dataset versions built from clinicians' labels, and the lineage tags they give."""
+
+    data_id: str
+    problem_id: str
+    cases: int
+    tags: dict[str, str]
+
+
+def feedback_data(
+    champion: LoadedModel,
+    predictions: PredictionStore,
+    feedback: FeedbackStore,
+    catalog: DatasetCatalog,
+    holdout_share: float,
+    calibration_share: float,
+    seed: int,
+) -> FeedbackData:
+    """The champion's data + the labelled drifters (split by content), and the problem cases."""
+    cases = labelled_drifters(predictions, feedback)
+    parent = catalog.load(champion.card["training_data_version"])
+    digest = hashlib.sha256(",".join(c.prediction_id for c in cases).encode()).hexdigest()[:12]
+    data, problems = build_versions(
+        parent, cases, catalog.folder / f"feedback-{digest}", holdout_share, seed, calibration_share
+    )
+    data_id = catalog.save(data, name=f"retrain-{digest}")
+    problem_id = catalog.save(problems, name=f"problem-cases-{digest}")
+    tags = {
+        "radvigil.parent_version": parent.id,
+        "radvigil.problem_cases": problem_id,
+        "radvigil.retrained_from": f"{champion.name}/{champion.version}",
+        "radvigil.feedback_ids": ",".join(c.prediction_id for c in cases)[:4900],
+    }
+    return FeedbackData(data_id, problem_id, len(cases), tags)
+
+
+def judge(
+    name: str,
+    version: str,
+    champion: LoadedModel,
+    data: FeedbackData,
+    catalog: DatasetCatalog,
+    registry: Registry,
+    criteria: GateCriteria,
+    reports_dir: Path,
+    *,
+    propose: bool,
+    reason: str,
+    actor: str,
+) -> RetrainOutcome:
+    """Gate a new version against the champion on the same hold-out and the problem cases,
+    tag the verdict, write the report, and alias it ``challenger`` if asked and it passed."""
+    candidate = registry.load(f"{name}/{version}")
+    held_out = catalog.load(data.data_id)
+    problems = catalog.load(data.problem_id)
+    verdict = gate_version(criteria, candidate, champion, held_out, "test", problems)
+    registry.set_version_tag(name, version, "radvigil.gate", verdict_tag(verdict))
+    result, _ = evaluate_version(candidate, held_out, "test")
+    html, _ = write_and_log(
+        result,
+        verdict,
+        reports_dir / f"{name}-v{version}-{data.data_id}-test",
+        registry,
+        candidate,
+        data.data_id,
+        "test",
+    )
+    if propose and verdict.passed:
+        registry.set_alias(name, "challenger", version, actor, f"{reason}; gates passed")
+    return RetrainOutcome(version, data.data_id, data.problem_id, data.cases, verdict, html)
+
+
 def retrain(
     champion: LoadedModel,
     predictions: PredictionStore,
@@ -162,54 +236,78 @@ def retrain(
     observer=None,
 ) -> RetrainOutcome:
     """Train a challenger with the champion's config, gate it, and alias it only if it passes."""
-    cases = labelled_drifters(predictions, feedback)
-    parent = catalog.load(champion.card["training_data_version"])
-    digest = hashlib.sha256(",".join(c.prediction_id for c in cases).encode()).hexdigest()[:12]
-    data, problems = build_versions(
-        parent, cases, catalog.folder / f"feedback-{digest}", holdout_share, seed, calibration_share
+    data = feedback_data(
+        champion, predictions, feedback, catalog, holdout_share, calibration_share, seed
     )
-    data_id = catalog.save(data, name=f"retrain-{digest}")
-    problem_id = catalog.save(problems, name=f"problem-cases-{digest}")
     cfg = TrainConfig.model_validate(champion.card["config"])
-    tags = {
-        "radvigil.parent_version": parent.id,
-        "radvigil.problem_cases": problem_id,
-        "radvigil.retrained_from": f"{champion.name}/{champion.version}",
-        "radvigil.feedback_ids": ",".join(c.prediction_id for c in cases)[:4900],
-    }
-    outcome = run_training(cfg, data_id, catalog, registry, observer=observer, extra_tags=tags)
-    candidate = registry.load(f"{outcome.name}/{outcome.version}")
-    version = catalog.load(data_id)
-    verdict = gate_version(criteria, candidate, champion, version, "test", catalog.load(problem_id))
-    registry.set_version_tag(outcome.name, outcome.version, "radvigil.gate", verdict_tag(verdict))
-    result, _ = evaluate_version(candidate, version, "test")
-    html, _ = write_and_log(
-        result,
-        verdict,
-        reports_dir / f"{outcome.name}-v{outcome.version}-{data_id}-test",
-        registry,
-        candidate,
-        data_id,
-        "test",
+    outcome = run_training(
+        cfg, data.data_id, catalog, registry, observer=observer, extra_tags=data.tags
     )
-    if verdict.passed:
-        registry.set_alias(
-            outcome.name,
-            "challenger",
-            outcome.version,
-            actor,
-            f"retrained on {len(cases)} labelled drifters; gates passed",
-        )
-    record(
-        "retrain",
-        actor,
+    judged = judge(
+        outcome.name,
         outcome.version,
+        champion,
+        data,
+        catalog,
+        registry,
+        criteria,
+        reports_dir,
+        propose=True,
+        reason=f"retrained on {data.cases} labelled drifters",
+        actor=actor,
+    )
+    _record(record, "retrain", actor, judged)
+    return judged
+
+
+def site_calibrate(
+    champion: LoadedModel,
+    predictions: PredictionStore,
+    feedback: FeedbackStore,
+    catalog: DatasetCatalog,
+    registry: Registry,
+    criteria: GateCriteria,
+    reports_dir: Path,
+    record: Recorder,
+    actor: str,
+    *,
+    holdout_share: float = 0.3,
+    calibration_share: float = 0.2,
+    seed: int = 42,
+    propose: bool = True,
+) -> RetrainOutcome:
+    """Recalibrate the champion on labelled local cases (no retraining) and gate it the same way."""
+    data = feedback_data(
+        champion, predictions, feedback, catalog, holdout_share, calibration_share, seed
+    )
+    outcome = recalibrate(champion, data.data_id, catalog, registry, extra_tags=data.tags)
+    judged = judge(
+        outcome.name,
+        outcome.version,
+        champion,
+        data,
+        catalog,
+        registry,
+        criteria,
+        reports_dir,
+        propose=propose,
+        reason=f"recalibrated on labelled local cases of {data.cases} drifters",
+        actor=actor,
+    )
+    _record(record, "site_calibration", actor, judged)
+    return judged
+
+
+def _record(record: Recorder, action: str, actor: str, judged: RetrainOutcome) -> None:
+    record(
+        action,
+        actor,
+        judged.version,
         {
-            "data_version": data_id,
-            "problem_cases": problem_id,
-            "feedback_cases": len(cases),
-            "gate": verdict.summary(),
-            "challenger": verdict.passed,
+            "data_version": judged.data_version,
+            "problem_cases": judged.problem_cases_version,
+            "feedback_cases": judged.feedback_cases,
+            "gate": judged.verdict.summary(),
+            "challenger": judged.verdict.passed,
         },
     )
-    return RetrainOutcome(outcome.version, data_id, problem_id, len(cases), verdict, html)

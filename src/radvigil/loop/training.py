@@ -112,41 +112,69 @@ def run_training(
     )
     val_set = load_split(version, "val", task, size, progress=progress)
     name = cfg.registered_name or task.name
-    commit = git_commit()
-    tags = {
-        "radvigil.data_version": version.id,
-        "radvigil.code_commit": commit,
-        "radvigil.task": task.name,
-        **(extra_tags or {}),
-    }
-    run = TrainingRun(registry, task.name, f"{task.name}-{cfg.backbone}", tags)
+    run = open_run(registry, cfg, task, size, version, extra_tags or {}, _backend_params(ray))
     try:
-        run.log_params({**flat_params(cfg, task, size), **_backend_params(ray)})
-        run.log_dataset(version.split("train").frame, version.id, str(version.root), "training")
-        run.log_dataset(version.split("val").frame, version.id, str(version.root), "validation")
         if ray is None:
             result = train(cfg, task, train_set, val_set, _RunLogger(run, observer))
         else:
             result = _train_on_ray(cfg, task, train_set, val_set, ray, run, observer)
-        with tempfile.TemporaryDirectory() as tmp:
-            outcome = _export_and_register(
-                cfg,
-                task,
-                size,
-                version,
-                commit,
-                result,
-                run,
-                name,
-                val_set,
-                Path(tmp),
-                caveats or [],
-            )
-        run.finish()
-        return outcome
+        return register_result(cfg, task, size, version, result, run, name, val_set, caveats)
     except BaseException:
         run.finish("FAILED")
         raise
+
+
+def open_run(
+    registry: Registry,
+    cfg: TrainConfig,
+    task: Task,
+    size: int,
+    version: DatasetVersion,
+    extra_tags: dict[str, str],
+    extra_params: dict[str, object],
+) -> TrainingRun:
+    """An MLflow run for one model version, with its lineage tags, parameters and data inputs."""
+    tags = {
+        "radvigil.data_version": version.id,
+        "radvigil.code_commit": git_commit(),
+        "radvigil.task": task.name,
+        **extra_tags,
+    }
+    run = TrainingRun(registry, task.name, f"{task.name}-{cfg.backbone}", tags)
+    run.log_params({**flat_params(cfg, task, size), **extra_params})
+    run.log_dataset(version.split("train").frame, version.id, str(version.root), "training")
+    run.log_dataset(version.split("val").frame, version.id, str(version.root), "validation")
+    return run
+
+
+def register_result(
+    cfg: TrainConfig,
+    task: Task,
+    size: int,
+    version: DatasetVersion,
+    result: TrainResult,
+    run: TrainingRun,
+    name: str,
+    val_set: ArraySet,
+    caveats: list[str] | None = None,
+) -> TrainOutcome:
+    """Export, check and register a trained (or recalibrated) model, then close its run."""
+    with tempfile.TemporaryDirectory() as tmp:
+        outcome = _export_and_register(
+            cfg,
+            task,
+            size,
+            version,
+            git_commit(),
+            result,
+            run,
+            name,
+            val_set,
+            Path(tmp),
+            caveats or [],
+        )
+    run.finish()
+    return outcome
 
 
 def _backend_params(ray: RayBackend | None) -> dict[str, object]:

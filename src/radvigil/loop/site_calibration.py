@@ -1,0 +1,87 @@
+"""Site calibration: refit a version's temperature and operating thresholds on labelled local
+cases, without retraining, and register the result as a new version.
+
+A model validated elsewhere must be re-verified on the site's own cases (seed 001). When a
+scanner or population change leaves the ranking intact but moves the probabilities, fitting the
+calibration again on the site's labelled cases is the cheapest repair: the weights stay as they
+are, the new version records what changed, and it goes through the same gates and rollout.
+"""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from radvigil.data.catalog import DatasetCatalog
+from radvigil.errors import DataError, ModelError
+from radvigil.loop.training import TrainOutcome, open_run, register_result
+from radvigil.model.config import TrainConfig
+from radvigil.model.dataset import load_split
+from radvigil.model.network import build_classifier
+from radvigil.model.train import calibrate
+from radvigil.registry import LoadedModel, Registry
+from radvigil.task import Task
+
+CHANGE_TAG = "radvigil.site_calibration"
+
+
+def recalibrate(
+    champion: LoadedModel,
+    data_ref: str,
+    catalog: DatasetCatalog,
+    registry: Registry,
+    *,
+    extra_tags: dict[str, str] | None = None,
+) -> TrainOutcome:
+    """A new version with ``champion``'s weights, calibrated on ``data_ref``'s validation split.
+
+    Raises:
+        DataError: the validation split is empty.
+        ModelError: the champion has no weights to recalibrate.
+    """
+    cfg = TrainConfig.model_validate(champion.card["config"])
+    task = Task.model_validate(champion.card["task"])
+    size = int(champion.card["input"]["size"])
+    version = catalog.load(data_ref)
+    val_set = load_split(version, "val", task, size)
+    if len(val_set) == 0:
+        raise DataError(f"dataset {version.id} has no validation cases to calibrate on")
+    weights = champion.folder / "radvigil" / "weights.pt"
+    if not weights.is_file():
+        raise ModelError(f"{champion.name}/{champion.version} has no weights to recalibrate")
+    model = build_classifier(cfg.backbone, len(task.classes))
+    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    result = calibrate(model.eval(), task, val_set, [{}], 1)
+    change = {
+        "from_version": champion.version,
+        "temperature": [champion.card["temperature"], result.temperature],
+        "thresholds": {
+            k: [champion.card["thresholds"].get(k), v] for k, v in result.thresholds.items()
+        },
+        "calibrated_on": version.id,
+        "validation_cases": len(val_set),
+    }
+    tags = {
+        "radvigil.recalibrated_from": f"{champion.name}/{champion.version}",
+        CHANGE_TAG: json.dumps(change),
+        **(extra_tags or {}),
+    }
+    run = open_run(registry, cfg, task, size, version, tags, {"backend": "site_calibration"})
+    try:
+        outcome = register_result(
+            cfg,
+            task,
+            size,
+            version,
+            result,
+            run,
+            champion.name,
+            val_set,
+            [f"site calibration of version {champion.version}: weights unchanged"],
+        )
+    except BaseException:
+        run.finish("FAILED")
+        raise
+    registry.set_version_tag(outcome.name, outcome.version, CHANGE_TAG, json.dumps(change))
+    return outcome
