@@ -7,6 +7,7 @@ this module only prepares the home folder and prints each step as it finishes.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import time
 from pathlib import Path
@@ -26,6 +27,7 @@ def demo_command(
     ),
 ) -> None:
     """Run the closed-loop demo on the bundled data (about 5-10 minutes on 2 CPU cores)."""
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # before MLflow is first imported
     from radvigil.cli.demo_output import RichObserver, print_intro, print_summary
     from radvigil.config import get_settings
     from radvigil.errors import ConfigError

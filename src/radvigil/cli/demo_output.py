@@ -61,6 +61,8 @@ def show(detail: object) -> None:
         )
     elif isinstance(detail, Gated):
         verdict_table(detail.verdict, f"gates of version {detail.version}")
+        if detail.note:
+            console.print(detail.note)
     elif isinstance(detail, TrafficReport):
         for alert in detail.open_alerts:
             console.print(

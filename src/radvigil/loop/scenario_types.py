@@ -156,6 +156,9 @@ class ScenarioResult(BaseModel):
     labelled_monitors: list[LabelledMonitor] = Field(default_factory=list)
     triggers: TriggerCheck | None = None
     challenger: Gated | None = None
+    site_calibrated: Gated | None = Field(
+        None, description="The champion recalibrated on local cases, gated for comparison."
+    )
     shadow: ShadowReport | None = None
     canary: CanaryReport | None = None
     promoted: str | None = None
@@ -171,6 +174,9 @@ class ScenarioResult(BaseModel):
             "alerts": sorted({a.rule for a in self.drift.open_alerts}) if self.drift else [],
             "triggers": self.triggers.fired if self.triggers else [],
             "challenger_gate": self.challenger.verdict.passed if self.challenger else None,
+            "site_calibration_gate": (
+                self.site_calibrated.verdict.passed if self.site_calibrated else None
+            ),
             "promoted": self.promoted,
             "bad_stopped_by": self.act_two.stopped_by if self.act_two else None,
             "champion_after_act_two": self.act_two.champion_after if self.act_two else None,

@@ -1,0 +1,454 @@
+"""The scenario's live steps: traffic through the running service, labels, triggers, the
+challenger's gates and rollout, the before/after comparison, and act two."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING
+
+import httpx
+import numpy as np
+import pandas as pd
+
+from radvigil.data.manifest import DatasetVersion, canonical
+from radvigil.loop.actions import version_recorder
+from radvigil.loop.evaluation import evaluate_version, gate_version, verdict_tag
+from radvigil.loop.retrain import retrain, site_calibrate
+from radvigil.loop.rollout import Rollout
+from radvigil.loop.scenario_types import (
+    ActTwo,
+    CanaryReport,
+    Gated,
+    LabelledMonitor,
+    Metrics,
+    ScenarioResult,
+    TrafficReport,
+)
+from radvigil.loop.shadow import ShadowReport
+from radvigil.loop.traffic import Served, Study, TrafficSimulator, load_studies
+from radvigil.loop.training import run_training
+from radvigil.loop.triggers import check_triggers
+from radvigil.registry import LoadedModel
+from radvigil.store import (
+    AlertPublic,
+    AuditLog,
+    FeedbackStore,
+    KeyStore,
+    MonitorResultStore,
+    PredictionStore,
+)
+
+if TYPE_CHECKING:
+    from radvigil.loop.scenario import RunningService, Scenario
+
+ACTOR = "demo-admin"  # who the scenario's admin steps are recorded as
+FINDING = "pneumonia"
+ROLES = ("admin", "clinician", "service")
+
+
+class LiveAct:
+    """The steps that need the running service."""
+
+    def __init__(self, scenario: Scenario, service: RunningService, result: ScenarioResult):
+        self.s, self.service, self.result = scenario, service, result
+        self.config = scenario.config
+        keys = KeyStore(service.db)
+        self.tokens = {
+            role: keys.create(f"demo-{role}", role, rate_limit=100_000)[0] for role in ROLES
+        }
+        self.audit = AuditLog(service.db)
+        self.record = version_recorder(self.audit, scenario.name)
+        self.truth: dict[str, Served] = {}
+
+    def headers(self, role: str) -> dict[str, str]:
+        return {"X-API-Key": self.tokens[role]}
+
+    def play(self) -> None:
+        stream = pd.read_csv(self.config.bundle / "stream.csv", dtype=str, keep_default_na=False)
+        stream = stream.sample(frac=1.0, random_state=self.config.stream_seed)
+        n_a, n_b = self.config.normal_studies, self.config.drift_studies
+        normal = load_studies(self.config.bundle, stream.iloc[:n_a], seed=0, prefix="normal")
+        drift = load_studies(
+            self.config.bundle,
+            stream.iloc[n_a : n_a + n_b],
+            self.config.scanner_change,
+            seed=n_a,
+            prefix="drift",
+        )
+        self.drift_studies = drift
+        result, step = self.result, self.s._step
+        with httpx.Client(base_url=self.service.url, timeout=120) as client:
+            self.client = client
+            self.traffic = TrafficSimulator(
+                client, self.tokens["service"], f'{{"site": "{self.config.site}"}}'
+            )
+            result.normal = step(
+                result, "Serve the champion: normal traffic", lambda: self._era(normal, False)
+            )
+            result.drift = step(result, "A scanner change arrives", lambda: self._era(drift, True))
+            step(result, "Clinicians label the review queue", self._label)
+            result.labelled_monitors = step(
+                result, "Labelled monitors once the labels arrive", self._labelled_monitors
+            )
+            result.triggers = step(result, "Check the retraining triggers", self._triggers)
+            if not result.triggers.fired:
+                return
+            result.challenger = step(result, "Retrain and gate the challenger", self._retrain)
+            result.site_calibrated = step(
+                result, "Site calibration only (no retraining), for comparison", self._calibrate
+            )
+            if not result.challenger.verdict.passed:
+                return
+            result.shadow = step(result, "Shadow the challenger", self._shadow)
+            result.canary = step(result, "Canary the challenger", self._canary)
+            step(result, "Promote the challenger", self._promote)
+            step(result, "Drift-era studies before and after", self._before_after)
+            result.act_two = step(result, "Act two: a bad challenger", self._act_two)
+
+    def _send(self, studies: list[Study], what: str) -> list[Served]:
+        served = self.traffic.send(studies, lambda x: self.s.observer.progress(x, what))
+        self.truth.update({s.request_id: s for s in served})
+        self.service.settle()
+        return served
+
+    def _monitor(self) -> list[AlertPublic]:
+        admin = self.headers("admin")
+        self.client.post("/v1/monitoring/run", headers=admin).raise_for_status()
+        alerts = self.client.get(
+            "/v1/monitoring/alerts", headers=admin, params={"state": "open"}
+        ).json()
+        return [AlertPublic.model_validate(a) for a in alerts]
+
+    def _era(self, studies: list[Study], drifted: bool) -> tuple[str, TrafficReport]:
+        served = self._send(studies, "streaming")
+        alerts = self._monitor()
+        champion = None
+        if drifted:
+            self.drift_served = served
+            loaded = self.s.registry.load(f"{self.s.name}@champion")
+            champion = self._metrics("champion on drift-era studies", loaded, served)
+        report = TrafficReport(
+            studies=len(served),
+            drifters=sum(s.routed_to_review for s in served),
+            open_alerts=alerts,
+            champion=champion,
+        )
+        what = "after a scanner change " if drifted else ""
+        return (
+            f"{report.studies} real studies {what}served; {report.drifters} routed to review; "
+            f"open alerts: {len(alerts)}",
+            report,
+        )
+
+    def _label(self) -> tuple[str, int]:
+        clinician = self.headers("clinician")
+        queue = self.client.get("/v1/review", headers=clinician, params={"limit": 500}).json()
+        labelled = 0
+        for item in queue["items"]:
+            served = self.truth.get(item["request_id"])
+            if served is None:
+                continue
+            self.client.post(
+                "/v1/feedback",
+                headers=clinician,
+                json={
+                    "prediction_id": item["request_id"],
+                    "label": served.label,
+                    "comment": "simulated clinician: the study's ground truth",
+                },
+            ).raise_for_status()
+            labelled += 1
+        self.result.labelled = labelled
+        return (
+            f"{labelled} of {queue['total']} queued studies labelled "
+            "(simulated clinicians: labels come from ground truth)",
+            labelled,
+        )
+
+    def _labelled_monitors(self) -> tuple[str, list[LabelledMonitor]]:
+        self.result.drift.open_alerts = self._monitor()  # windows re-judged with the new labels
+        rows = [
+            row
+            for name in ("performance", "concept")
+            for row in MonitorResultStore(self.service.db).list(
+                model_name=self.s.name, detector=name, group="all", newest_first=False
+            )
+        ]
+        found = [
+            LabelledMonitor(
+                detector=row.detector,
+                window=f"{row.window_start:%H:%M:%S}-{row.window_end:%H:%M:%S}",
+                n_labelled=int(row.details.get("labels_at_run", 0) or 0),
+                drift=None if row.skipped else row.drift,
+                message=row.skipped or _labelled_message(row.details),
+            )
+            for row in rows
+        ]
+        judged = [m for m in found if m.drift is not None]
+        flagged = sum(bool(m.drift) for m in judged)
+        return (
+            f"{len(judged)} of {len(found)} labelled-monitor results judged on late labels; "
+            f"{flagged} flag a drop at the served threshold",
+            found,
+        )
+
+    def _triggers(self):
+        check = check_triggers(
+            self.service.db,
+            self.s.registry,
+            self.s.name,
+            self.config.triggers,
+            record=self.record,
+            actor=ACTOR,
+        )
+        outcome = (
+            "retraining triggered by " + ", ".join(check.fired)
+            if check.fired
+            else "no trigger fired"
+        )
+        return outcome, check
+
+    def _retrain(self) -> tuple[str, Gated]:
+        champion = self.s.registry.load(f"{self.s.name}@champion")
+        outcome = retrain(
+            champion,
+            PredictionStore(self.service.db),
+            FeedbackStore(self.service.db),
+            self.s.catalog,
+            self.s.registry,
+            self.s.criteria,
+            self.s.settings.reports_dir,
+            self.record,
+            ACTOR,
+            holdout_share=self.config.holdout_share,
+            calibration_share=self.config.calibration_share,
+            seed=self.config.seed,
+        )
+        self.retrained = outcome
+        gated = Gated(
+            version=outcome.version,
+            verdict=outcome.verdict,
+            note=f"{outcome.feedback_cases} labelled drifters; data {outcome.data_version}",
+        )
+        return f"challenger {self.s.name}/{outcome.version}: {outcome.verdict.summary()}", gated
+
+    def _calibrate(self) -> tuple[str, Gated]:
+        champion = self.s.registry.load(f"{self.s.name}@champion")
+        outcome = site_calibrate(
+            champion,
+            PredictionStore(self.service.db),
+            FeedbackStore(self.service.db),
+            self.s.catalog,
+            self.s.registry,
+            self.s.criteria,
+            self.s.settings.reports_dir,
+            self.record,
+            ACTOR,
+            holdout_share=self.config.holdout_share,
+            calibration_share=self.config.calibration_share,
+            seed=self.config.seed,
+            propose=False,
+        )
+        change = self.s.registry.resolve(f"{self.s.name}/{outcome.version}").tags.get(
+            "radvigil.site_calibration", ""
+        )
+        gated = Gated(version=outcome.version, verdict=outcome.verdict, note=change)
+        return (
+            f"recalibrated {self.s.name}/{outcome.version} (same weights): "
+            f"{outcome.verdict.summary()}",
+            gated,
+        )
+
+    def _move(self, action: str, reason: str, **extra: object) -> dict:
+        response = self.client.post(
+            f"/v1/admin/rollout/{action}",
+            headers=self.headers("admin"),
+            json={"reason": reason, **extra},
+        )
+        response.raise_for_status()
+        self.service.refresh_models()
+        return response.json()
+
+    def _shadow(self) -> tuple[str, ShadowReport]:
+        self._move("shadow", "demo: compare on live traffic")
+        studies = self._resend(self.config.shadow_studies, "shadow")
+        self._send(studies, "shadowing")
+        report = ShadowReport.model_validate(
+            self.client.get("/v1/admin/rollout/shadow-report", headers=self.headers("admin")).json()
+        )
+        return (
+            f"{report.pairs} shadowed studies, agreement {report.agreement:.2f}",
+            report,
+        )
+
+    def _resend(self, n: int, prefix: str) -> list[Study]:
+        """Drift-era studies sent again (new requests, same pixels) for shadow and canary."""
+        return [
+            Study(f"{prefix}-{i}.png", s.png, s.label, s.source)
+            for i, s in enumerate(self.drift_studies[:n])
+        ]
+
+    def _canary(self) -> tuple[str, CanaryReport]:
+        share = self.config.canary_share
+        self._move("canary", f"demo: {share:.0%} of studies", share=share)
+        served = self._send(self._resend(self.config.canary_studies, "canary"), "canary")
+        counts: dict[str, int] = {}
+        for s in served:
+            counts[s.served_by] = counts.get(s.served_by, 0) + 1
+        report = CanaryReport(share=share, served_by=dict(sorted(counts.items())))
+        return f"canary at {share:.0%}: served by {report.served_by}", report
+
+    def _promote(self) -> tuple[str, str]:
+        body = self._move("promote", "demo: gates passed, shadow and canary clean")
+        served = self._served_champion()
+        self.result.promoted = body["version"]
+        return f"champion is now version {served} (the old one is kept as @previous)", served
+
+    def _served_champion(self) -> str:
+        body = self.client.get("/v1/model", headers=self.headers("admin")).json()
+        return str(body["champion"]["version"])
+
+    def _held_out(self) -> list[Served]:
+        """Drift-era studies whose labels did not train the challenger."""
+        trained = set(
+            self.s.catalog.load(self.retrained.data_version)
+            .frame.query("source_dataset == 'clinician_feedback' and split != 'test'")
+            .get("prediction_id", pd.Series(dtype=str))
+        )
+        return [s for s in self.drift_served if s.request_id not in trained]
+
+    def _metrics(self, label: str, loaded: LoadedModel, served: list[Served]) -> Metrics:
+        version = self._drift_version(served)
+        result, _ = evaluate_version(loaded, version, "test")
+        return Metrics.of(label, loaded.version, result, FINDING)
+
+    def _drift_version(self, served: list[Served]) -> DatasetVersion:
+        """The drift-era studies as a dataset version (the pixels the service saw)."""
+        folder = self.s.work / "drift-era"
+        folder.mkdir(parents=True, exist_ok=True)
+        by_source = {s.source: s for s in self.drift_studies}
+        rows = []
+        for item in served:
+            study = by_source[item.source]
+            path = folder / study.name
+            path.write_bytes(study.png)
+            rows.append(
+                {
+                    "path": path.name,
+                    "label": item.label,
+                    "split": "test",
+                    "sha256": _sha(study.png),
+                    "request_id": item.request_id,
+                }
+            )
+        return DatasetVersion(canonical(pd.DataFrame(rows)), folder)
+
+    def _before_after(self) -> tuple[str, list[Metrics]]:
+        held = self._held_out()
+        before = self.s.registry.load(f"{self.s.name}@previous")
+        after = self.s.registry.load(f"{self.s.name}@champion")
+        rows = [
+            self._metrics("before (old champion)", before, held),
+            self._metrics("after (new champion)", after, held),
+        ]
+        if self.result.site_calibrated is not None:
+            calibrated = self.s.registry.load(
+                f"{self.s.name}/{self.result.site_calibrated.version}"
+            )
+            rows.append(self._metrics("site calibration only", calibrated, held))
+        self.result.before_after = rows
+        a, b = rows
+        return (
+            f"{len(held)} held-out drift-era studies: specificity "
+            f"{_v(a.specificity)} -> {_v(b.specificity)}, sensitivity "
+            f"{_v(a.sensitivity)} -> {_v(b.sensitivity)}",
+            rows,
+        )
+
+    def _act_two(self) -> tuple[str, ActTwo]:
+        before = self._served_champion()
+        bad = self._bad_challenger()
+        during = self._served_champion()
+        rollout = Rollout(self.s.registry, self.s.name, self.record)
+        self._move("rollback", "drill: restore the previous champion in one step")
+        rolled_back_to = self._served_champion()
+        rollout.propose(before, ACTOR, "drill over: the repaired version again")
+        self._move("promote", "drill over: the repaired version serves again")
+        act = ActTwo(
+            bad=bad,
+            stopped_by="gates",
+            champion_before=before,
+            champion_after=during,
+            rolled_back_to=rolled_back_to,
+            restored=self._served_champion(),
+        )
+        return (
+            f"shuffled-label challenger {bad.version} stopped by its gates "
+            f"({bad.verdict.summary()}); champion {during} kept serving; rollback drill: "
+            f"{before} -> {rolled_back_to} -> {act.restored}",
+            act,
+        )
+
+    def _bad_challenger(self) -> Gated:
+        """A challenger trained on the same data with its labels shuffled (seeded)."""
+        version = self.s.catalog.load(self.retrained.data_version)
+        frame = version.frame.copy()
+        rng = np.random.default_rng(self.config.seed)
+        train = frame["split"] != "test"
+        frame.loc[train, "label"] = rng.permutation(frame.loc[train, "label"].to_numpy())
+        shuffled = DatasetVersion(canonical(frame), version.root, {"source": {"kind": "shuffled"}})
+        data_id = self.s.catalog.save(shuffled, name="shuffled-labels")
+        # one short epoch is enough to show the gates stop a model that learned nothing
+        cfg = self.s.train_config.model_copy(update={"epochs": 1, "max_train_images": 256})
+        outcome = run_training(
+            cfg,
+            data_id,
+            self.s.catalog,
+            self.s.registry,
+            extra_tags={"radvigil.note": "deliberately bad: shuffled labels"},
+        )
+        candidate = self.s.registry.load(f"{outcome.name}/{outcome.version}")
+        champion = self.s.registry.load(f"{self.s.name}@champion")
+        verdict = gate_version(
+            self.s.criteria,
+            candidate,
+            champion,
+            self.s.catalog.load(self.retrained.data_version),
+            "test",
+        )
+        self.s.registry.set_version_tag(
+            outcome.name, outcome.version, "radvigil.gate", verdict_tag(verdict)
+        )
+        self.record(
+            "retrain", ACTOR, outcome.version, {"gate": verdict.summary(), "challenger": False}
+        )
+        return Gated(version=outcome.version, verdict=verdict, note="trained on shuffled labels")
+
+
+def _labelled_message(details: dict) -> str:
+    """Sensitivity/specificity with Wilson CIs (performance) or the error rates (concept)."""
+    if "sensitivity" in details:
+        parts = []
+        for metric in ("sensitivity", "specificity"):
+            d = details.get(metric) or {}
+            low, high = (d.get("ci") or [None, None])[:2]
+            if d.get("value") is not None and low is not None:
+                parts.append(
+                    f"{metric} {d['value']:.2f} ({low:.2f}-{high:.2f}, n={d.get('n')}; "
+                    f"reference {d.get('reference', 0):.2f})"
+                )
+        return "; ".join(parts)
+    if "error_rate" in details:
+        return (
+            f"error rate {details['error_rate']:.2f} vs reference "
+            f"{details.get('reference_error_rate', 0):.2f}"
+        )
+    return ""
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _v(estimate) -> str:
+    return "n/a" if estimate.value is None else f"{estimate.value:.2f}"
