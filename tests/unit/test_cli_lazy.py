@@ -35,8 +35,9 @@ def test_help_imports_no_heavy_library() -> None:
 def test_a_listed_command_runs_and_an_unknown_one_is_refused() -> None:
     runner = CliRunner()
     listed = runner.invoke(app, ["--help"])
-    assert listed.exit_code == 0 and "rollback" not in listed.output and "rollout" in listed.output
-    sub = runner.invoke(app, ["rollout", "--help"])
-    assert sub.exit_code == 0 and "rollback" in sub.output
+    assert listed.exit_code == 0 and "retrain" in listed.output
+    assert "--calibration-only" not in listed.output  # a command's options: only its own help
+    sub = runner.invoke(app, ["retrain", "--help"])
+    assert sub.exit_code == 0 and "--calibration-only" in sub.output
     unknown = runner.invoke(app, ["no-such-command"])
     assert unknown.exit_code == 2 and "No such command" in unknown.output

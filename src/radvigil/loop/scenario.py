@@ -82,7 +82,8 @@ def scenario_settings(settings: Settings, config: ScenarioConfig) -> Settings:
     monitoring = home / "monitoring.yaml"
     monitoring.write_text(
         "# written by the demo scenario: count windows that fit the bundled stream\n"
-        f"windows: {{size: {config.window_size}, min_size: {config.window_size // 2}}}\n"
+        f"windows: {{size: {config.window_size}, min_size: {config.window_size // 2}, "
+        "group_by: null}\n"  # one site: per-site windows would repeat the overall ones
     )
     return settings.model_copy(
         update={

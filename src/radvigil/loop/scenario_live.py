@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 ACTOR = "demo-admin"  # who the scenario's admin steps are recorded as
 FINDING = "pneumonia"
 ROLES = ("admin", "clinician", "service")
+MONITOR_TIMEOUT_S = 900.0
 
 
 class LiveAct:
@@ -113,7 +114,10 @@ class LiveAct:
 
     def _monitor(self) -> list[AlertPublic]:
         admin = self.headers("admin")
-        self.client.post("/v1/monitoring/run", headers=admin).raise_for_status()
+        # every detector on every new window: minutes on a busy 2-core machine
+        self.client.post(
+            "/v1/monitoring/run", headers=admin, timeout=MONITOR_TIMEOUT_S
+        ).raise_for_status()
         alerts = self.client.get(
             "/v1/monitoring/alerts", headers=admin, params={"state": "open"}
         ).json()
@@ -143,27 +147,30 @@ class LiveAct:
     def _label(self) -> tuple[str, int]:
         clinician = self.headers("clinician")
         queue = self.client.get("/v1/review", headers=clinician, params={"limit": 500}).json()
-        labelled = 0
-        for item in queue["items"]:
-            served = self.truth.get(item["request_id"])
-            if served is None:
-                continue
-            self.client.post(
-                "/v1/feedback",
-                headers=clinician,
-                json={
-                    "prediction_id": item["request_id"],
-                    "label": served.label,
-                    "comment": "simulated clinician: the study's ground truth",
-                },
-            ).raise_for_status()
-            labelled += 1
+        found = [
+            self.truth[i["request_id"]] for i in queue["items"] if i["request_id"] in self.truth
+        ]
+        labelled = self._label_served(found)
         self.result.labelled = labelled
         return (
             f"{labelled} of {queue['total']} queued studies labelled "
             "(simulated clinicians: labels come from ground truth)",
             labelled,
         )
+
+    def _label_served(self, served: list[Served]) -> int:
+        """Simulated clinicians label each study with its ground truth, through the API."""
+        for item in served:
+            self.client.post(
+                "/v1/feedback",
+                headers=self.headers("clinician"),
+                json={
+                    "prediction_id": item.request_id,
+                    "label": item.label,
+                    "comment": "simulated clinician: the study's ground truth",
+                },
+            ).raise_for_status()
+        return len(served)
 
     def _labelled_monitors(self) -> tuple[str, list[LabelledMonitor]]:
         self.result.drift.open_alerts = self._monitor()  # windows re-judged with the new labels
@@ -272,12 +279,14 @@ class LiveAct:
     def _shadow(self) -> tuple[str, ShadowReport]:
         self._move("shadow", "demo: compare on live traffic")
         studies = self._resend(self.config.shadow_studies, "shadow")
-        self._send(studies, "shadowing")
+        self._label_served(self._send(studies, "shadowing"))
         report = ShadowReport.model_validate(
             self.client.get("/v1/admin/rollout/shadow-report", headers=self.headers("admin")).json()
         )
         return (
-            f"{report.pairs} shadowed studies, agreement {report.agreement:.2f}",
+            f"{report.pairs} shadowed studies, agreement {_num(report.agreement)}; labelled "
+            f"accuracy champion {_num(report.champion_accuracy)}, challenger "
+            f"{_num(report.challenger_accuracy)}",
             report,
         )
 
@@ -451,4 +460,8 @@ def _sha(data: bytes) -> str:
 
 
 def _v(estimate) -> str:
-    return "n/a" if estimate.value is None else f"{estimate.value:.2f}"
+    return _num(estimate.value)
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
