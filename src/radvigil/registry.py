@@ -75,6 +75,15 @@ def _mlflow():
     return mlflow
 
 
+def quiet_mlflow() -> None:
+    """Silence MLflow's own console messages (log lines and prints such as "Successfully
+    registered model"), for front ends that print their own account of what happened."""
+    _mlflow()
+    from mlflow.utils.logging_utils import disable_logging
+
+    disable_logging()
+
+
 @contextmanager
 def _fluent_uri(uri: str) -> Iterator[None]:
     """Point MLflow's global (fluent) API at ``uri`` for one call, then restore it.

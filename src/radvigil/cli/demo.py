@@ -7,7 +7,6 @@ this module only prepares the home folder and prints each step as it finishes.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import time
 from pathlib import Path
@@ -27,12 +26,12 @@ def demo_command(
     ),
 ) -> None:
     """Run the closed-loop demo on the bundled data (about 5-10 minutes on 2 CPU cores)."""
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # before MLflow is first imported
     from radvigil.cli.demo_output import RichObserver, print_intro, print_summary
     from radvigil.config import get_settings
     from radvigil.errors import ConfigError
     from radvigil.loop.scenario import Scenario
     from radvigil.loop.scenario_types import ScenarioConfig
+    from radvigil.registry import quiet_mlflow
     from radvigil.service.harness import running_service
 
     settings = get_settings()
@@ -45,7 +44,8 @@ def demo_command(
             )
         shutil.rmtree(home)
     home.mkdir(parents=True, exist_ok=True)
-    for name in ("radvigil", "mlflow", "alembic"):  # the demo prints what matters itself
+    quiet_mlflow()  # the demo prints what matters itself
+    for name in ("radvigil", "alembic"):
         logging.getLogger(name).setLevel(logging.ERROR)
     chosen = {"train_config": config, "criteria": criteria}
     scenario_config = ScenarioConfig.demo(REPO, **{k: v for k, v in chosen.items() if v})
