@@ -10,6 +10,7 @@ are, the new version records what changed, and it goes through the same gates an
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import torch
 
@@ -52,7 +53,7 @@ def recalibrate(
         raise ModelError(f"{champion.name}/{champion.version} has no weights to recalibrate")
     model = build_classifier(cfg.backbone, len(task.classes))
     model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-    result = calibrate(model.eval(), task, val_set, [{}], 1)
+    result = replace(calibrate(model.eval(), task, val_set, [{}], 1), history=[])
     change = {
         "from_version": champion.version,
         "temperature": [champion.card["temperature"], result.temperature],

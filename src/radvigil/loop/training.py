@@ -267,9 +267,10 @@ def _export_and_register(
     if (tmp / "model.int8.onnx").exists():
         (tmp / "model.int8.onnx").rename(card_dir / "model.int8.onnx")
     run.log_artifacts(card_dir, "radvigil")
-    curves = figures.learning_curves(result.history)
-    run.log_figure(curves, "figures/learning_curves.png")
-    plt.close(curves)
+    if result.history:  # a recalibrated version has no epochs of its own
+        curves = figures.learning_curves(result.history)
+        run.log_figure(curves, "figures/learning_curves.png")
+        plt.close(curves)
     version = run.register_onnx(onnx_path, name, batch[:1])
     for key, value in (
         ("radvigil.data_version", data_version),
