@@ -366,7 +366,7 @@ class LiveAct:
             )
             rows.append(self._metrics("site calibration only", calibrated, held))
         self.result.before_after = rows
-        a, b = rows
+        a, b = rows[:2]
         return (
             f"{len(held)} held-out drift-era studies: specificity "
             f"{_v(a.specificity)} -> {_v(b.specificity)}, sensitivity "
