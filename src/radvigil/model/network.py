@@ -1,23 +1,25 @@
-"""Backbones from timm, built for 1-channel input with no downloads, plus an optional local file."""
+"""Backbones from timm: 1-channel input, no downloads, optional pretrained weights."""
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import timm
 import torch
+from timm.models import group_parameters
 from torch import nn
 
 from radvigil.errors import ModelError
+from radvigil.model.weights import WeightsRecord, load_weights
 
 
 class Classifier(nn.Module):
     """A timm backbone whose forward returns logits and the pooled (pre-logits) embedding."""
 
-    def __init__(self, backbone: nn.Module) -> None:
+    def __init__(self, backbone: nn.Module, weights: WeightsRecord | None = None) -> None:
         super().__init__()
         self.backbone = backbone
+        self.weights_record = weights
 
     @property
     def embedding_dim(self) -> int:
@@ -29,40 +31,63 @@ class Classifier(nn.Module):
         logits = self.backbone.get_classifier()(embedding)
         return logits, embedding
 
+    def train(self, mode: bool = True) -> Classifier:
+        """Like nn.Module.train, but BatchNorm layers whose parameters are frozen stay in eval.
+
+        A frozen stage then computes exactly its pretrained features (running statistics, not
+        batch statistics), which is what progressive unfreezing assumes.
+        """
+        super().train(mode)
+        if mode:
+            for module in self.modules():
+                params = list(module.parameters(recurse=False))
+                is_norm = isinstance(module, nn.modules.batchnorm._BatchNorm)
+                if is_norm and params and not any(p.requires_grad for p in params):
+                    module.eval()
+        return self
+
     def head_parameters(self) -> list[nn.Parameter]:
         return list(self.backbone.get_classifier().parameters())
 
+    def depth_groups(self) -> list[list[nn.Parameter]]:
+        """Parameters from the head down: [head, top stage, ..., stem] (timm's coarse groups).
 
-def build_classifier(name: str, num_classes: int, weights: Path | None = None) -> Classifier:
+        Progressive unfreezing opens these from the front; discriminative learning rates
+        shrink along them.
+        """
+        head = {id(p) for p in self.head_parameters()}
+        named = dict(self.backbone.named_parameters())
+        groups = group_parameters(self.backbone, self.backbone.group_matcher(coarse=True))
+        body = [
+            [named[n] for n in names if id(named[n]) not in head]
+            for _, names in sorted(groups.items(), reverse=True)
+        ]
+        return [self.head_parameters(), *[g for g in body if g]]
+
+
+def build_classifier(name: str, num_classes: int, weights: str | Path | None = None) -> Classifier:
     """Create ``name`` with ``pretrained=False`` and 1 input channel; load ``weights`` if given.
 
-    A weights file may hold a plain state dict or ``{"state_dict": ...}``; RGB stems are summed to
-    one channel and a classifier head of another size is skipped (the task's head is new).
+    ``weights`` is a registered source key (see :mod:`radvigil.model.weights`) or a local file.
     """
     if not timm.is_model(name):
         raise ModelError(f"unknown backbone {name!r}")
     backbone = timm.create_model(name, pretrained=False, in_chans=1, num_classes=num_classes)
-    if weights is not None:
-        _load_weights(backbone, weights)
-    return Classifier(backbone)
+    if weights is None:
+        return Classifier(backbone)
+    record = load_weights(backbone, weights, name)
+    _small_head(backbone.get_classifier())
+    return Classifier(backbone, record)
 
 
-def _load_weights(backbone: nn.Module, path: Path) -> None:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, ValueError, pickle.UnpicklingError, EOFError) as exc:
-        raise ModelError(f"cannot read weights file {path}: {exc}") from exc
-    state = state.get("state_dict", state) if isinstance(state, dict) else state
-    own = backbone.state_dict()
-    usable = {}
-    for key, value in state.items():
-        key = key.removeprefix("module.").removeprefix("backbone.")
-        if key not in own:
-            continue
-        if value.ndim == 4 and value.shape[1] == 3 and own[key].shape[1] == 1:
-            value = value.sum(dim=1, keepdim=True)
-        if value.shape == own[key].shape:
-            usable[key] = value
-    if not usable:
-        raise ModelError(f"weights file {path} has no tensors matching this backbone")
-    backbone.load_state_dict(usable, strict=False)
+def _small_head(head: nn.Module) -> None:
+    """Start the new head near zero on pretrained features.
+
+    timm's EfficientNet initialises a classifier with range 1/sqrt(num_classes) (0.7 for two
+    classes); on 1,280 pretrained features that gives logits of +-20 and a first epoch spent
+    undoing them (training loss 16 instead of 0.6 on the bundled data).
+    """
+    for module in head.modules():
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=0.01)
+            nn.init.zeros_(module.bias)

@@ -74,7 +74,8 @@ class Optimisation:
 
     @property
     def lr(self) -> float:
-        return self.schedule.get_last_lr()[0]
+        """The head's learning rate (the largest, with discriminative rates)."""
+        return max(self.schedule.get_last_lr())
 
 
 class EarlyStopping:
@@ -127,13 +128,21 @@ def optimisation(
     steps_per_epoch: int,
     device: torch.device,
 ) -> Optimisation:
-    """Class-weighted label-smoothed loss, AdamW and warmup + cosine over all steps."""
+    """Class-weighted label-smoothed loss, AdamW and warmup + cosine over all steps.
+
+    With ``cfg.lr_decay`` < 1 each backbone stage below the head learns at ``lr_decay`` times the
+    rate of the stage above it (discriminative learning rates, Howard & Ruder 2018).
+    """
     counts = np.bincount(targets, minlength=num_classes).astype(np.float64)
     weights = torch.tensor(
         len(targets) / (num_classes * np.maximum(counts, 1)), dtype=torch.float32
     )
     loss_fn = nn.CrossEntropyLoss(weight=weights.to(device), label_smoothing=cfg.label_smoothing)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    groups = [
+        {"params": params, "lr": cfg.lr * cfg.lr_decay**depth}
+        for depth, params in enumerate(_classifier(model).depth_groups())
+    ]
+    optimiser = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimiser, _warmup_cosine(cfg.warmup_epochs * steps_per_epoch, cfg.epochs * steps_per_epoch)
     )
@@ -199,11 +208,26 @@ def confusion_metrics(matrix: np.ndarray, findings: list[int]) -> dict[str, floa
     }
 
 
-def set_frozen(model: Classifier, frozen: bool) -> None:
-    """Freeze everything but the head (progressive unfreezing from local weights)."""
-    head = {id(p) for p in model.head_parameters()}
+def trainable_depth(cfg: TrainConfig, epoch: int, pretrained: bool) -> int | None:
+    """How many depth groups train in ``epoch`` (None = all): head, then top blocks, then all.
+
+    Progressive unfreezing applies only when starting from pretrained weights.
+    """
+    if not pretrained:
+        return None
+    if epoch <= cfg.unfreeze_epochs:
+        return 1
+    if epoch <= cfg.unfreeze_epochs + cfg.top_epochs:
+        return 1 + cfg.top_groups
+    return None
+
+
+def set_trainable(model: Classifier, depth: int | None) -> None:
+    """Train only the first ``depth`` groups from the head (all when None); freeze the rest."""
+    groups = model.depth_groups()
+    open_ids = {id(p) for group in groups[:depth] for p in group}
     for p in model.parameters():
-        p.requires_grad = (not frozen) or id(p) in head
+        p.requires_grad = depth is None or id(p) in open_ids
 
 
 def train(
@@ -226,7 +250,7 @@ def train(
     history: list[dict[str, float]] = []
     findings = [task.class_index(f) for f in task.findings]
     for epoch in range(1, cfg.epochs + 1):
-        set_frozen(model, frozen=cfg.weights is not None and epoch <= cfg.unfreeze_epochs)
+        set_trainable(model, trainable_depth(cfg, epoch, pretrained=cfg.weights is not None))
         observer.epoch_started(epoch, steps_per_epoch)
         order = rng.permutation(len(train_set))
         loss = train_epoch(model, opt, train_set, order, cfg.batch_size, cfg, rng, observer)
@@ -264,6 +288,11 @@ def calibrate(
     return TrainResult(
         model.cpu(), history, best_epoch, temperature, thresholds, calibrated, embeddings, metrics
     )
+
+
+def _classifier(model: nn.Module) -> Classifier:
+    """The Classifier inside a DDP wrapper (or the model itself)."""
+    return getattr(model, "module", model)
 
 
 def _warmup_cosine(warmup: int, total: int):
