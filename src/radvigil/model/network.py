@@ -73,21 +73,5 @@ def build_classifier(name: str, num_classes: int, weights: str | Path | None = N
     if not timm.is_model(name):
         raise ModelError(f"unknown backbone {name!r}")
     backbone = timm.create_model(name, pretrained=False, in_chans=1, num_classes=num_classes)
-    if weights is None:
-        return Classifier(backbone)
-    record = load_weights(backbone, weights, name)
-    _small_head(backbone.get_classifier())
+    record = load_weights(backbone, weights, name) if weights is not None else None
     return Classifier(backbone, record)
-
-
-def _small_head(head: nn.Module) -> None:
-    """Start the new head near zero on pretrained features.
-
-    timm's EfficientNet initialises a classifier with range 1/sqrt(num_classes) (0.7 for two
-    classes); on 1,280 pretrained features that gives logits of +-20 and a first epoch spent
-    undoing them (training loss 16 instead of 0.6 on the bundled data).
-    """
-    for module in head.modules():
-        if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, std=0.01)
-            nn.init.zeros_(module.bias)

@@ -145,6 +145,7 @@ def load_source(backbone: nn.Module, source: WeightsSource, architecture: str) -
     stem_key, stem_bn = source.stem
     mapped.update(fold_stem(mapped, stem_key, stem_bn, backbone.state_dict()[stem_key].shape[1]))
     backbone.load_state_dict(mapped, strict=False)
+    small_head(backbone)
     return WeightsRecord(
         source=source.key,
         origin=source.origin(),
@@ -204,6 +205,19 @@ def fold_stem(
     return {stem_key: folded.float(), f"{bn}.running_mean": running_mean.float()}
 
 
+def small_head(backbone: nn.Module) -> None:
+    """Start a new head near zero on pretrained features.
+
+    timm's EfficientNet initialises a classifier with range 1/sqrt(num_classes) (0.7 for two
+    classes); on 1,280 pretrained features that gives logits of +-20 and a first epoch spent
+    undoing them (training loss 16 instead of 0.5 on the bundled data).
+    """
+    for module in backbone.get_classifier().modules():
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=0.01)
+            nn.init.zeros_(module.bias)
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -228,6 +242,8 @@ def _load_local(backbone: nn.Module, path: Path, architecture: str) -> WeightsRe
     if not usable:
         raise ModelError(f"weights file {path} has no tensors matching this backbone")
     backbone.load_state_dict(usable, strict=False)
+    if not _head_keys(backbone) <= usable.keys():
+        small_head(backbone)
     return WeightsRecord(
         source="local file",
         origin=str(path),
