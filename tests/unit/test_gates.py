@@ -51,6 +51,20 @@ def _run(criteria, data: Predictions, candidate, champion=None, problems=None):
     )
 
 
+def test_specificity_floor_fails_a_model_at_a_very_low_threshold(binary: Predictions) -> None:
+    shipped = load_criteria(REPO / "configs" / "gates.yaml")
+    floor = next(g for g in shipped.gates if g.kind == "min_specificity")
+    assert floor.bound("pneumonia") == 0.50
+    criteria = shipped.model_copy(update={"gates": [floor], "n_resamples": 200})
+    verdict = _run(criteria, binary, _inputs(binary, threshold=0.001))
+    assert not verdict.passed
+    (row,) = verdict.rows
+    assert row.value is not None and row.value < 0.5
+    assert "the model flags" in row.message and "patients without pneumonia" in row.message
+    assert "this gate allows at most 50%" in row.message
+    assert _run(criteria, binary, _inputs(binary, threshold=0.5)).passed
+
+
 def test_shipped_criteria_load_and_name_registered_kinds() -> None:
     criteria = load_criteria(REPO / "configs" / "gates.yaml")
     kinds = {gate.kind for gate in criteria.gates}

@@ -216,7 +216,25 @@ def _finding_bound(metric: str, comparator: str) -> Check:
 
 
 register_gate("min_sensitivity", MinSensitivity)(_finding_bound("sensitivity", ">="))
-register_gate("min_specificity", MinSpecificity)(_finding_bound("specificity", ">="))
+
+
+@register_gate("min_specificity", MinSpecificity)
+def _min_specificity(config: MinSpecificity, context: GateContext) -> list[GateRow]:
+    """The specificity floor; a failing row also says, in plain words, whom the model flags."""
+    rows = _finding_bound("specificity", ">=")(config, context)
+    return [_plain_specificity(row) if row.status == "fail" else row for row in rows]
+
+
+def _plain_specificity(row: GateRow) -> GateRow:
+    if row.value is None or row.threshold is None:
+        return row
+    plain = (
+        f" At its operating threshold the model flags {1 - row.value:.0%} of patients without "
+        f"{row.finding}; this gate allows at most {1 - row.threshold:.0%}."
+    )
+    return row.model_copy(update={"message": row.message + plain})
+
+
 register_gate("min_auc", MinAuc)(_finding_bound("auc", ">="))
 register_gate("max_ece", MaxEce)(_finding_bound("ece", "<="))
 
