@@ -385,15 +385,16 @@ class LiveAct:
         self._move("promote", "drill over: the repaired version serves again")
         act = ActTwo(
             bad=bad,
-            stopped_by="gates",
+            stopped_by=None if bad.verdict.passed else "gates",
             champion_before=before,
             champion_after=during,
             rolled_back_to=rolled_back_to,
             restored=self._served_champion(),
         )
+        stopped = "NOT stopped by its gates" if bad.verdict.passed else "stopped by its gates"
         return (
-            f"shuffled-label challenger {bad.version} stopped by its gates "
-            f"({bad.verdict.summary()}); champion {during} kept serving; rollback drill: "
+            f"shuffled-label challenger {bad.version} {stopped} ({bad.verdict.summary()}); "
+            f"never proposed, champion {during} kept serving; rollback drill: "
             f"{before} -> {rolled_back_to} -> {act.restored}",
             act,
         )

@@ -137,7 +137,9 @@ class ActTwo(BaseModel):
     """The bad challenger and the rollback drill."""
 
     bad: Gated
-    stopped_by: Literal["gates", "load", "canary"]
+    stopped_by: Literal["gates", "load", "canary"] | None = Field(
+        description="What stopped the bad challenger; None: nothing did (a failed demo)."
+    )
     champion_before: str
     champion_after: str
     rolled_back_to: str
