@@ -62,7 +62,10 @@ class Settings(BaseSettings):
         description="Monitoring YAML (windows, detectors, alert rules); None = built-in defaults.",
     )
     monitor_interval_seconds: float = Field(
-        default=60.0, ge=0, description="How often the service runs the monitors; 0 = never."
+        default=60.0,
+        ge=0,
+        description="How often `radvigil monitor worker` runs the monitors (its --every default); "
+        "the service itself never runs them on a schedule.",
     )
     alert_webhook: str | None = Field(
         default=None, description="URL that receives new alerts as JSON (POST); None = off."

@@ -1,4 +1,5 @@
-"""Drift monitoring in a real service: real uvicorn, registry, SQLite, images and Evidently.
+"""Drift monitoring beside a real service: real uvicorn, registry, SQLite and PostgreSQL, images,
+Evidently, and `radvigil monitor worker` processes (the server itself never runs the monitors).
 
 A scanner that images 20 % brighter must raise drift alerts (image statistics, embedding MMD,
 OOD rate) on windows of 100; the same population unshifted must not; an adult PA DICOM must be
@@ -13,7 +14,12 @@ the 251 vs 262 bundled images), so it raises an image-statistics alert even unsh
 from __future__ import annotations
 
 import io
+import os
 import random
+import signal
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,7 +51,7 @@ def serve(trained_home, root: Path, **settings: object) -> Iterator[tuple[httpx.
         home=root,
         monitoring_config=root / "monitoring.yaml",
         batch_max_wait_ms=2.0,
-        **{"monitor_interval_seconds": 0, **settings},
+        **settings,
     )
     app = create_app(config, registry=home.registry)
     keys = KeyStore(app.state.radvigil.db)
@@ -165,24 +171,61 @@ def _cli_status(trained_home, root: Path) -> None:
     assert "alert(s) not resolved" in status.stdout and "ood_rate-drift" in status.stdout
 
 
+def _worker(home_root: Path, svc: Path, database_url: str) -> subprocess.Popen:
+    """``radvigil monitor worker --every 1`` in a process of its own, on the service's stores."""
+    env = {
+        **os.environ,
+        "RADVIGIL_HOME": str(svc),
+        "RADVIGIL_DATABASE_URL": database_url,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{home_root / 'mlflow.db'}",
+        "RADVIGIL_MONITORING_CONFIG": str(svc / "monitoring.yaml"),
+        "COLUMNS": "250",
+    }
+    command = [sys.executable, "-m", "radvigil", "monitor", "worker", "--every", "1"]
+    return subprocess.Popen(
+        [*command, "--settle", "0"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+
+
 def test_same_population_raises_no_alert_and_adult_dicom_is_a_drifter(
-    trained_home, bundled, shared_data, tmp_path
+    trained_home, bundled, shared_data, tmp_path, pg_url
 ) -> None:
-    with serve(trained_home, tmp_path / "svc", monitor_interval_seconds=1.0) as (client, tokens):
-        post_all(client, tokens["service"], studies(bundled, "train"))
-        deadline = time.monotonic() + 90
-        results: list[dict] = []
-        while time.monotonic() < deadline:  # the schedule, not a request, runs the monitors
-            results = client.get(
-                "/v1/monitoring/results",
-                headers=_h(tokens["service"]),
-                params={"detector": "image_stats"},
-            ).json()
-            if len(results) == 2:
-                break
-            time.sleep(0.5)
+    """Two monitoring workers (separate processes, as on two replicas) share one PostgreSQL
+    database with the service: each window is evaluated and stored once, none by the server."""
+    svc = tmp_path / "svc"
+    with serve(trained_home, svc, database_url=pg_url) as (client, tokens):
+        workers = [_worker(trained_home[0].root, svc, pg_url) for _ in range(2)]
+        try:
+            post_all(client, tokens["service"], studies(bundled, "train"))
+            deadline = time.monotonic() + 180
+            results: list[dict] = []
+            while time.monotonic() < deadline:  # the workers, not the server, run the monitors
+                results = client.get(
+                    "/v1/monitoring/results",
+                    headers=_h(tokens["service"]),
+                    params={"detector": "image_stats"},
+                ).json()
+                if len(results) == 2:
+                    break
+                time.sleep(0.5)
+            time.sleep(3)  # a few more rounds: a second worker must not add a window
+        finally:
+            for worker in workers:
+                worker.send_signal(signal.SIGTERM)
+            outputs = [worker.communicate(timeout=60)[0].decode() for worker in workers]
+        assert [w.returncode for w in workers] == [0, 0], outputs
+        assert all("monitoring worker stopped" in out for out in outputs), outputs
+        results = client.get(
+            "/v1/monitoring/results",
+            headers=_h(tokens["service"]),
+            params={"detector": "image_stats"},
+        ).json()
         assert len(results) == 2, results
+        assert sum(out.count("new windows of chest-pneumonia/1") for out in outputs) <= 2
+        assert not any(t.name == "monitoring" for t in threading.enumerate())
         assert client.get("/v1/monitoring/alerts", headers=_h(tokens["service"])).json() == []
+        metrics = client.get("/metrics", headers=_h(tokens["service"])).text
+        assert 'radvigil_monitor_drift{detector="image_stats",group="all"} 0.0' in metrics
 
         dicom = (shared_data / "dicom" / "RG1_UNCI.dcm").read_bytes()
         response = client.post(

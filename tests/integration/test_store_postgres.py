@@ -171,3 +171,20 @@ def test_no_prediction_is_lost_when_postgres_goes_down(pg_cluster: Cluster, tmp_
     assert sorted(r.id for r in store.list(limit=None)) == sorted(submitted)
     assert not spool.pending()
     db.dispose()
+
+
+def test_lease_has_one_holder_across_connections(pg_url: str) -> None:
+    """Eight racing claims on PostgreSQL (each on its own pooled connection): one winner."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from radvigil.store import LeaseStore
+
+    upgrade_database(pg_url)
+    leases = LeaseStore(Database(pg_url))
+    with ThreadPoolExecutor(8) as pool:
+        won = list(pool.map(lambda i: leases.claim("monitor:m", f"w{i}", 60), range(8)))
+    assert sum(won) == 1
+    holder = leases.holder("monitor:m")
+    assert holder is not None and not leases.claim("monitor:m", "late", 60)
+    leases.release("monitor:m", holder)
+    assert leases.claim("monitor:m", "late", 60)

@@ -6,6 +6,9 @@ with actor ``monitor``.
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 from datetime import datetime
 from pathlib import Path
 
@@ -16,15 +19,16 @@ from radvigil.cli.admin import actor, database
 from radvigil.cli.common import console
 from radvigil.cli.context import registry
 from radvigil.config import get_settings
-from radvigil.errors import DataError, InputError, NotFoundError
+from radvigil.errors import DataError, InputError, NotFoundError, StoreError
 from radvigil.loop.monitoring import (
+    MonitoringRun,
     MonitoringStores,
     acknowledge_alert,
     ensure_report,
     latest_results,
     resolve_alert,
-    run_monitors,
 )
+from radvigil.loop.worker import SETTLE_S, MonitoringWorker
 from radvigil.monitoring import ReferenceProfile, load_monitor_config
 from radvigil.store import AlertPublic, MonitorResultPublic
 
@@ -83,37 +87,105 @@ def _alerts_table(alerts: list[AlertPublic], title: str) -> Table:
     return table
 
 
+def _worker(model: str | None, kind: str, reports: bool, settle: float) -> MonitoringWorker:
+    _check_kind(kind)
+    settings = get_settings()
+    return MonitoringWorker(
+        database(),
+        registry(),
+        model or settings.model_name,
+        load_monitor_config(settings.monitoring_config),
+        kind=kind,  # type: ignore[arg-type]
+        reports_dir=settings.reports_dir / "monitoring" if reports else None,
+        webhook=settings.alert_webhook,
+        settle_s=settle,
+    )
+
+
+REPORTS = typer.Option(
+    False,
+    help="Write each new window's Evidently HTML report now (default: on demand, by "
+    "`monitor report` or the report URL).",
+)
+SETTLE = typer.Option(
+    SETTLE_S, min=0, help="Leave predictions younger than this (seconds) for the next run."
+)
+
+
 @app.command("run")
 def monitor_run(
     model: str | None = MODEL,
     kind: str = KIND,
-    reports: bool = typer.Option(True, help="Write an Evidently HTML report per new window."),
+    reports: bool = REPORTS,
+    settle: float = SETTLE,
+    wait: float = typer.Option(
+        0.0, min=0, help="Wait this long (s) for another worker's run to finish."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the run as JSON."),
 ) -> None:
-    """Evaluate the champion's new complete windows from the database now."""
-    _check_kind(kind)
-    settings = get_settings()
-    name = model or settings.model_name
-    version, profile = _profile(f"{name}@champion")
-    config = load_monitor_config(settings.monitoring_config)
-    run = run_monitors(
-        _stores(),
-        profile,
-        name,
-        version,
-        config,
-        kind=kind,  # type: ignore[arg-type]
-        reports_dir=settings.reports_dir / "monitoring" if reports else None,
-        webhook=settings.alert_webhook,
-        thresholds=registry().load(f"{name}/{version}").card["thresholds"],
+    """Evaluate the champion's new complete windows from the database now (once)."""
+    worker = _worker(model, kind, reports, settle)
+    run = worker.run_once(wait_s=wait)
+    if run is None:
+        raise StoreError(f"another monitoring worker holds {worker.lease}; try again later")
+    if as_json:
+        typer.echo(run.model_dump_json())
+        return
+    _print_run(run, worker.config.windows.size)
+
+
+@app.command("worker")
+def monitor_worker(
+    model: str | None = MODEL,
+    kind: str = KIND,
+    every: float = typer.Option(
+        None, "--every", min=1, help="Seconds between runs (RADVIGIL_MONITOR_INTERVAL_SECONDS)."
+    ),
+    reports: bool = REPORTS,
+    settle: float = SETTLE,
+    nice: int = typer.Option(
+        10,
+        min=0,
+        max=19,
+        help="Lower this process's CPU priority by N, so serving wins when they share cores.",
+    ),
+) -> None:
+    """Run the monitors every N seconds until stopped (SIGTERM/Ctrl-C): the production worker.
+
+    Any number may run against one database; a lease in the database lets one evaluate a
+    window and the others skip that round.
+    """
+    if nice:
+        os.nice(nice)
+    worker = _worker(model, kind, reports, settle)
+    interval = every or get_settings().monitor_interval_seconds or 60.0
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    console.print(
+        f"monitoring worker {worker.holder}: {worker.model_name} every {interval:g} s "
+        f"(windows of {worker.config.windows.size})"
     )
-    table = Table(title=f"new windows of {name}/{version}")
+
+    def report(run: MonitoringRun | None) -> None:
+        if run is None:
+            console.print("another worker holds the lease; skipped")
+        elif run.windows or run.opened or run.resolved:
+            _print_run(run, worker.config.windows.size)
+
+    worker.run_forever(interval, stop, report, lambda exc: console.print(f"run failed: {exc}"))
+    console.print("monitoring worker stopped")
+
+
+def _print_run(run: MonitoringRun, size: int) -> None:
+    table = Table(title=f"new windows of {run.model_name}/{run.model_version}")
     for column in ("window", "group", "n", "drifted"):
         table.add_column(column)
     for w in run.windows:
         table.add_row(w.window, w.group or "all", str(w.size), ", ".join(w.drifted) or "none")
     console.print(table)
     if not run.windows:
-        console.print(f"no new complete window yet (windows of {config.windows.size})")
+        console.print(f"no new complete window yet (windows of {size})")
     for alert in run.opened:
         console.print(f"[bold red]ALERT {alert.id}[/bold red] {alert.severity}: {alert.message}")
     for alert in run.resolved:

@@ -1,37 +1,39 @@
-"""The service's monitoring job: the champion's drift monitors on a schedule and on demand.
+"""The service's view of monitoring: stored results and alerts, gauges, and on-demand runs.
 
-Every ``RADVIGIL_MONITOR_INTERVAL_SECONDS`` (0 = only when asked through
-``POST /v1/monitoring/run``) a background thread flushes the prediction writer, evaluates the
-new complete windows of the champion's predictions, stores the results, opens and resolves
-alerts, and refreshes the Prometheus gauges. One run at a time: a lock serialises the schedule
-and on-demand runs.
+The service never evaluates windows on its own threads (detectors and Evidently reports cost
+seconds of CPU and stalled requests): the scheduled runs belong to ``radvigil monitor worker``,
+a process of its own, and ``POST /v1/monitoring/run`` starts ``radvigil monitor run`` as a child
+process on the service's database and registry and waits for its JSON. The Prometheus gauges
+are read from the stored results whenever ``/metrics`` is scraped.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import threading
-from datetime import datetime
+import os
+import sys
 from typing import TYPE_CHECKING
 
 from radvigil.errors import ModelError, RadvigilError, StoreError
-from radvigil.loop.monitoring import MonitoringRun, MonitoringStores, latest_results, run_monitors
+from radvigil.loop.monitoring import MonitoringRun, MonitoringStores, latest_results
 from radvigil.monitoring import MonitorConfig, ReferenceProfile, load_monitor_config
 from radvigil.store import AlertStore, MonitorResultStore
-from radvigil.store.schemas import utcnow
 
 if TYPE_CHECKING:
     from radvigil.service.lifecycle import ServedModel
     from radvigil.service.state import ServiceState
 
 log = logging.getLogger(__name__)
+RUN_TIMEOUT_S = 600.0
+LEASE_WAIT_S = 120.0
 
 
 class MonitoringJob:
-    """Runs :func:`~radvigil.loop.monitoring.run_monitors` for the served champion.
+    """Monitoring stores and gauges for the routes; on-demand runs in a child process.
 
     The monitoring YAML is read and validated here, at start-up, so a bad file stops the
-    service before it serves instead of failing every scheduled run.
+    service before it serves.
     """
 
     def __init__(self, state: ServiceState) -> None:
@@ -44,14 +46,7 @@ class MonitoringJob:
             MonitorResultStore(state.db),
             AlertStore(state.db, state.audit),
         )
-        self.interval = settings.monitor_interval_seconds
         self.reports_dir = settings.reports_dir / "monitoring"
-        self.webhook = settings.alert_webhook
-        self.last_run: datetime | None = None
-        self.last_error: str | None = None
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def champion(self) -> tuple[ServedModel, ReferenceProfile]:
         """The served champion and its reference profile (ModelError when either is missing)."""
@@ -64,26 +59,50 @@ class MonitoringJob:
             )
         return champion, profile
 
-    def run_now(self) -> MonitoringRun:
-        """Evaluate the new windows now (waiting for a run in progress to finish first)."""
-        champion, profile = self.champion()
+    def child_env(self) -> dict[str, str]:
+        """The environment that points ``radvigil monitor run`` at this service's stores."""
+        settings, state = self.state.settings, self.state
+        env = {
+            **os.environ,
+            "RADVIGIL_HOME": str(settings.home_dir),
+            "RADVIGIL_DATABASE_URL": state.db.url.render_as_string(hide_password=False),
+            "MLFLOW_TRACKING_URI": state.models.registry.tracking_uri,
+            "RADVIGIL_MODEL_NAME": settings.model_name,
+        }
+        if settings.monitoring_config is not None:
+            env["RADVIGIL_MONITORING_CONFIG"] = str(settings.monitoring_config)
+        if settings.alert_webhook:
+            env["RADVIGIL_ALERT_WEBHOOK"] = settings.alert_webhook
+        return env
+
+    async def run_now(self) -> MonitoringRun:
+        """Evaluate the new windows now, in a ``radvigil monitor run`` child process."""
+        champion, _ = self.champion()
         try:
-            self.state.writer.flush(timeout=10)  # windows must not skip queued predictions
+            await asyncio.to_thread(self.state.writer.flush, 10)  # no queued prediction skipped
         except StoreError as exc:
             log.warning("monitoring runs without flushing the prediction writer: %s", exc)
-        with self._lock:
-            run = run_monitors(
-                self.stores,
-                profile,
-                champion.name,
-                champion.version,
-                self.config,
-                reports_dir=self.reports_dir,
-                webhook=self.webhook,
-                thresholds=champion.thresholds,
-            )
-            self.last_run, self.last_error = utcnow(), None
-            self.refresh_metrics(champion.name, champion.version)
+        args = ["monitor", "run", "--json", "--settle", "0", "--wait", str(LEASE_WAIT_S)]
+        child = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "radvigil",
+            *args,
+            env=self.child_env(),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            out, err = await asyncio.wait_for(child.communicate(), RUN_TIMEOUT_S)
+        except TimeoutError:
+            child.kill()
+            await child.wait()
+            raise StoreError(f"the monitoring run took longer than {RUN_TIMEOUT_S:.0f} s") from None
+        if child.returncode != 0:
+            lines = err.decode(errors="replace").strip().splitlines() or ["no output"]
+            raise RadvigilError(f"the monitoring run failed: {lines[-1]}")
+        run = MonitoringRun.model_validate_json(out.decode().strip().splitlines()[-1])
+        await asyncio.to_thread(self.refresh_metrics, champion.name, champion.version)
         for alert in run.opened:
             log.warning("monitoring alert %s opened: %s", alert.id, alert.message)
         return run
@@ -103,25 +122,12 @@ class MonitoringJob:
         )
         metrics.open_alerts.set(active)
 
-    def start(self) -> None:
-        """Start the schedule (nothing to start when the interval is 0)."""
-        if self.interval <= 0 or self._thread is not None:
+    def refresh_champion_metrics(self) -> None:
+        """The gauges for the served champion (what a scrape shows); quiet when none is served."""
+        champion = self.state.models.champion
+        if champion is None:
             return
-        self._thread = threading.Thread(target=self._loop, name="monitoring", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.run_now()
-            except RadvigilError as exc:
-                self.last_error = exc.message
-                log.warning("scheduled monitoring run skipped: %s", exc.message)
-            except Exception:  # the schedule must survive any one bad run
-                self.last_error = "unexpected error; see the log"
-                log.exception("scheduled monitoring run failed")
+        try:
+            self.refresh_metrics(champion.name, champion.version)
+        except StoreError as exc:
+            log.warning("monitoring gauges not refreshed: %s", exc.message)

@@ -86,10 +86,8 @@ class ServiceState:
         self.writer.start()
         self.models.start()
         self.batcher.start()
-        self.monitoring.start()
 
     async def stop(self) -> None:
-        self.monitoring.stop()
         await self.batcher.stop()
         self.models.stop()
         self.writer.close()

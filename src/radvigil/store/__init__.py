@@ -12,6 +12,7 @@ from radvigil.store.audit import AuditLog
 from radvigil.store.db import Database
 from radvigil.store.feedback import FeedbackStore
 from radvigil.store.keys import ACTIONS, ROLE_MATRIX, ROLES, KeyStore, allowed, require
+from radvigil.store.leases import LeaseStore
 from radvigil.store.migrate import check_schema, current_revision, head_revision, upgrade_database
 from radvigil.store.monitoring import (
     AlertCreate,
@@ -52,6 +53,7 @@ __all__ = [
     "FeedbackPublic",
     "FeedbackStore",
     "KeyStore",
+    "LeaseStore",
     "MonitorResultCreate",
     "MonitorResultPublic",
     "MonitorResultStore",

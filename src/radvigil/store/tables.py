@@ -263,3 +263,14 @@ class NoteRow(Base):
     latency_ms: Mapped[float] = mapped_column(Float)
     approved_by: Mapped[str | None] = mapped_column(String(100))
     approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class LeaseRow(Base):
+    """A named, expiring claim on a piece of work (e.g. one model's monitoring run)."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    acquired_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -41,6 +41,7 @@ def metrics(state: State, _: Reader) -> Response:
     m.queue_depth.set(state.batcher.depth)
     m.writer_spooled.set(state.writer.spool.count())
     m.load_failures.set(state.models.load_failures)
+    state.monitoring.refresh_champion_metrics()  # the worker's results, from the database
     m.model_info.clear()
     for served in (state.models.champion, state.models.challenger):
         if served is not None:

@@ -131,10 +131,10 @@ def resolve(state: State, key: Admin, body: ResolveIn, alert_id: int = AlertId) 
 @router.post(
     "/run",
     response_model=RunOut,
-    summary="Evaluate the champion's new complete windows now (admin)",
+    summary="Evaluate the champion's new complete windows now, in a child process (admin)",
 )
 async def run_now(state: State, _: Admin) -> RunOut:
-    run = await asyncio.to_thread(state.monitoring.run_now)
+    run = await state.monitoring.run_now()
     return RunOut(
         model_name=run.model_name,
         model_version=run.model_version,
