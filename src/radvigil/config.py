@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -51,7 +51,11 @@ class Settings(BaseSettings):
     batch_max_wait_ms: float = Field(
         default=4.0, ge=0, description="Longest a request waits for its micro-batch to fill."
     )
-    ort_threads: int = Field(default=2, ge=1, description="ONNX Runtime intra-op threads.")
+    ort_threads: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        default="auto",
+        description="ONNX Runtime intra-op threads: a number, or auto = 1 on <= 2 cores, else "
+        "cores - 1 (at most 8); see radvigil.model.engine.",
+    )
     max_batch_images: int = Field(default=16, ge=1, description="Images per /v1/predict/batch.")
     env: str = Field(default="development", description="development | production")
     review_confidence: float = Field(

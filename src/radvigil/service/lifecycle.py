@@ -17,7 +17,7 @@ import numpy as np
 
 from radvigil.errors import ModelError, NotFoundError, RadvigilError
 from radvigil.loop.rollout import RolloutState, read_state
-from radvigil.model.engine import OnnxEngine
+from radvigil.model.engine import OnnxEngine, ThreadSetting
 from radvigil.registry import LoadedModel, Registry
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,9 @@ class ServedModel:
             return self._torch
 
 
-def load_served(registry: Registry, ref: str, alias: str, threads: int) -> ServedModel:
+def load_served(
+    registry: Registry, ref: str, alias: str, threads: ThreadSetting = "auto"
+) -> ServedModel:
     loaded = registry.load(ref)
     served = ServedModel(loaded, alias, OnnxEngine(loaded.onnx_path, threads=threads))
     if loaded.profile_dir is not None:
@@ -97,7 +99,9 @@ def load_served(registry: Registry, ref: str, alias: str, threads: int) -> Serve
 class ModelManager:
     """Holds the champion (and challenger) and follows their aliases in the registry."""
 
-    def __init__(self, registry: Registry, name: str, poll_seconds: float, threads: int) -> None:
+    def __init__(
+        self, registry: Registry, name: str, poll_seconds: float, threads: ThreadSetting = "auto"
+    ) -> None:
         self.registry = registry
         self.name = name
         self.poll_seconds = poll_seconds
