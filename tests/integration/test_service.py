@@ -15,6 +15,7 @@ import pytest
 from PIL import Image as PILImage
 
 from radvigil.config import Settings
+from radvigil.service import assessment
 from radvigil.service.app import create_app
 from radvigil.store import AuditLog, Database, KeyStore, PredictionStore
 from tests.helpers import LiveServer
@@ -214,6 +215,50 @@ def test_bad_inputs_get_4xx_json_and_server_stays_up(service, bundled, shared_da
     assert any("not_radiograph" in i for i in flagged.json()["flags"]["quality_issues"])
     assert flagged.json()["routed_to_review"] is True
     assert client.get("/health").status_code == 200
+
+
+def test_raw_image_body_is_accepted_like_multipart(service, bundled, shared_data) -> None:
+    client, tokens, state = service
+    png = _png_bytes(bundled)
+    headers = {**_h(tokens["clinician"]), "Content-Type": "image/png"}
+    meta = {"X-Study-Metadata": '{"site": "ward-9"}'}
+    raw = client.post("/v1/predict", headers={**headers, **meta}, content=png)
+    assert raw.status_code == 200, raw.text
+    multipart = client.post(
+        "/v1/predict", headers=_h(tokens["clinician"]), files={"file": ("a.png", png, "image/png")}
+    )
+    assert raw.json()["probabilities"] == multipart.json()["probabilities"]
+    dicom = (shared_data / "dicom" / "RG1_UNCI.dcm").read_bytes()
+    as_dicom = {**_h(tokens["clinician"]), "Content-Type": "application/dicom"}
+    assert client.post("/v1/predict", headers=as_dicom, content=dicom).status_code == 200
+    text = {**_h(tokens["clinician"]), "Content-Type": "text/plain"}
+    refused = client.post("/v1/predict", headers=text, content=b"hello")
+    assert refused.status_code == 415 and refused.json()["code"] == "unsupported_media_type"
+    garbage = client.post("/v1/predict", headers=headers, content=b"not a png")
+    assert garbage.status_code == 400
+    state.writer.flush()
+    stored = client.get(
+        f"/v1/predictions/{raw.json()['request_id']}", headers=_h(tokens["auditor"])
+    ).json()
+    assert stored["site"] == "ward-9"
+
+
+def test_no_review_png_is_encoded_when_review_images_are_not_stored(
+    service, bundled, shared_data
+) -> None:
+    """A drifter (a colour photo) is routed to review, but with ``store_review_images`` off
+    (the default) its PNG is never encoded: counted, not timed."""
+    client, tokens, state = service
+    assert state.settings.store_review_images is False
+    _, colour = _bad_corpus(bundled, shared_data)
+    before = assessment.review_pngs_encoded
+    flagged = client.post(
+        "/v1/predict",
+        headers=_h(tokens["clinician"]),
+        files={"file": ("photo.png", colour, "image/png")},
+    )
+    assert flagged.status_code == 200 and flagged.json()["routed_to_review"] is True
+    assert assessment.review_pngs_encoded == before
 
 
 def test_roles_and_rate_limits(service, bundled: Path) -> None:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
@@ -16,6 +15,7 @@ from radvigil.config import Settings, get_settings
 from radvigil.dashboard import site as dashboard
 from radvigil.registry import Registry
 from radvigil.service import errors
+from radvigil.service.request_metrics import RequestMetrics
 from radvigil.service.routes import (
     admin,
     audit,
@@ -73,15 +73,7 @@ def create_app(
             allow_headers=["*"],
         )
 
-    @app.middleware("http")
-    async def measure(request: Request, call_next):
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        state.metrics.latency.labels(path).observe(time.perf_counter() - started)
-        state.metrics.requests.labels(path, str(response.status_code)).inc()
-        return response
+    app.add_middleware(RequestMetrics, metrics=state.metrics)
 
     routers = (
         health,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -10,13 +11,14 @@ from PIL import Image as PILImage
 
 from radvigil.data.image import Image
 from radvigil.data.qc_checks import QCConfig, image_issues, pixel_stats
-from radvigil.monitoring.drifters import is_drifter, ood_score
+from radvigil.monitoring.drifters import is_drifter
 from radvigil.monitoring.features import image_stats
 from radvigil.monitoring.guards import check_guards
 from radvigil.service.lifecycle import ServedModel
 
 QC = QCConfig()
 REVIEW_IMAGE_SIDE = 512
+review_pngs_encoded = 0  # how many review PNGs this process encoded (tests read it; no timing)
 
 
 @dataclass
@@ -48,33 +50,64 @@ def quality_issues(image: Image, std: float | None = None, config: QCConfig = QC
     return [f"{name}: {message}" for name, message in image_issues(stats, config).items()]
 
 
-def assess(served: ServedModel, image: Image, embedding: np.ndarray) -> Assessment:
-    stats = image_stats(image.pixels, image.meta.bit_depth)
-    issues = quality_issues(image, stats["std"])
-    result = Assessment(
-        stats={k: round(float(v), 4) for k, v in stats.items()}, quality_issues=issues
-    )
-    profile = served.profile
-    if profile is not None:
-        result.ood_score = round(ood_score(profile, embedding[None, :]), 4)
-        result.ood_threshold = round(float(profile.ood.threshold), 4)
-        result.reduced_embedding = [
-            round(float(v), 5) for v in profile.projection.reduce(embedding[None, :])[0]
-        ]
-        raised = check_guards(stats, profile.guard_bands)
-        result.guards = {g.guard: g.reason for g in raised}
-        result.drifter, result.reasons = is_drifter(
-            result.ood_score, issues, profile, guards=raised
+def assess(
+    served: ServedModel, image: Image, embedding: np.ndarray, *, keep_review_png: bool = True
+) -> Assessment:
+    """What the monitors learn about one case (see :func:`assess_batch`)."""
+    return assess_batch(served, [image], embedding[None, :], keep_review_png=keep_review_png)[0]
+
+
+def assess_batch(
+    served: ServedModel,
+    images: Sequence[Image],
+    embeddings: np.ndarray,
+    *,
+    keep_review_png: bool = True,
+) -> list[Assessment]:
+    """Image statistics, QC, guards, OOD score and drifter verdict of a micro-batch of cases.
+
+    The PCA projection and Mahalanobis score are one matrix product for the whole batch. The
+    review PNG is encoded only for drifters and only when ``keep_review_png`` (the
+    ``store_review_images`` setting): otherwise it would be built and thrown away.
+    """
+    results, raw_stats = [], []
+    for image in images:
+        stats = image_stats(image.pixels, image.meta.bit_depth)
+        raw_stats.append(stats)
+        results.append(
+            Assessment(
+                stats={k: round(float(v), 4) for k, v in stats.items()},
+                quality_issues=quality_issues(image, stats["std"]),
+            )
         )
-    else:
-        result.drifter, result.reasons = bool(issues), [f"quality flag: {i}" for i in issues]
-    if result.drifter:
-        result.review_png = _png(image.pixels)
-    return result
+    profile = served.profile
+    if profile is not None and len(images):
+        reduced = profile.projection.reduce(embeddings)
+        scores = profile.ood.score(reduced)
+        threshold = round(float(profile.ood.threshold), 4)
+        for result, stats, row, score in zip(results, raw_stats, reduced, scores, strict=True):
+            result.ood_score = round(float(score), 4)
+            result.ood_threshold = threshold
+            result.reduced_embedding = [round(float(v), 5) for v in row]
+            raised = check_guards(stats, profile.guard_bands)
+            result.guards = {g.guard: g.reason for g in raised}
+            result.drifter, result.reasons = is_drifter(
+                result.ood_score, result.quality_issues, profile, guards=raised
+            )
+    elif profile is None:
+        for result in results:
+            issues = result.quality_issues
+            result.drifter, result.reasons = bool(issues), [f"quality flag: {i}" for i in issues]
+    for result, image in zip(results, images, strict=True):
+        if result.drifter and keep_review_png:
+            result.review_png = review_png(image.pixels)
+    return results
 
 
-def _png(pixels: np.ndarray) -> bytes:
+def review_png(pixels: np.ndarray) -> bytes:
     """De-identified pixels only (no DICOM header), at most 512 px on the longer side."""
+    global review_pngs_encoded
+    review_pngs_encoded += 1
     if max(pixels.shape) > REVIEW_IMAGE_SIDE:
         scale = REVIEW_IMAGE_SIDE / max(pixels.shape)
         h, w = round(pixels.shape[0] * scale), round(pixels.shape[1] * scale)

@@ -1,7 +1,9 @@
-"""Dynamic micro-batching: concurrent requests share one ONNX Runtime call.
+"""Dynamic micro-batching: concurrent requests share one worker-thread call.
 
-Requests wait at most ``max_wait_ms`` for a batch to fill up to ``max_size``; the batch runs in
-one worker thread so ORT's intra-op threads are never oversubscribed by parallel calls.
+Requests wait at most ``max_wait_ms`` for a batch to fill up to ``max_size`` jobs; the whole
+batch then goes to ``run`` in one worker thread (decode, preprocess, ONNX Runtime and the
+per-batch assessment: :func:`radvigil.service.inference.score`), so a request costs one thread
+hop, not one per step, and ORT's intra-op threads are never oversubscribed by parallel calls.
 """
 
 from __future__ import annotations
@@ -10,23 +12,22 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-import numpy as np
-
-RunFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+RunFn = Callable[[list[Any]], list[Any]]  # one result per job; an Exception fails that job only
 
 
 @dataclass
 class _Item:
-    batch: np.ndarray  # k x 1 x S x S
+    job: Any
     future: asyncio.Future
-    run: RunFn
 
 
 class MicroBatcher:
-    """Collects preprocessed inputs for the same model and runs them together."""
+    """Collects jobs from concurrent requests and hands them to ``run`` together."""
 
-    def __init__(self, max_size: int = 16, max_wait_ms: float = 4.0) -> None:
+    def __init__(self, run: RunFn, max_size: int = 16, max_wait_ms: float = 4.0) -> None:
+        self.run = run
         self.max_size = max_size
         self.max_wait = max_wait_ms / 1000.0
         self._queue: asyncio.Queue[_Item] | None = None
@@ -46,50 +47,39 @@ class MicroBatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def submit(self, batch: np.ndarray, run: RunFn) -> tuple[np.ndarray, np.ndarray]:
-        """Queue ``batch`` for the model behind ``run``; resolves to (probabilities, embeddings)."""
+    async def submit(self, job: Any) -> Any:
+        """Queue ``job``; resolves to its result (or raises its exception)."""
         future = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Item(batch, future, run))
+        self._queue.put_nowait(_Item(job, future))
         return await future
 
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            first = await self._queue.get()
-            items, size = [first], len(first.batch)
+            items = [await self._queue.get()]
             deadline = loop.time() + self.max_wait
-            while size < self.max_size:
+            while len(items) < self.max_size:
+                if not self._queue.empty():
+                    items.append(self._queue.get_nowait())
+                    continue
                 timeout = deadline - loop.time()
                 if timeout <= 0:
                     break
                 try:
-                    item = await asyncio.wait_for(self._queue.get(), timeout)
+                    items.append(await asyncio.wait_for(self._queue.get(), timeout))
                 except TimeoutError:
                     break
-                items.append(item)
-                size += len(item.batch)
-            for run, group in _by_model(items).items():
-                await self._run(run, group)
+            await self._run(items)
 
-    async def _run(self, run: RunFn, group: list[_Item]) -> None:
-        stacked = np.concatenate([item.batch for item in group])
+    async def _run(self, items: list[_Item]) -> None:
         try:
-            probs, embeddings = await asyncio.to_thread(run, stacked)
-        except Exception as exc:  # hand the model's failure to every waiting request
-            for item in group:
-                if not item.future.done():
-                    item.future.set_exception(exc)
-            return
-        start = 0
-        for item in group:
-            end = start + len(item.batch)
-            if not item.future.done():
-                item.future.set_result((probs[start:end], embeddings[start:end]))
-            start = end
-
-
-def _by_model(items: list[_Item]) -> dict[RunFn, list[_Item]]:
-    groups: dict[RunFn, list[_Item]] = {}
-    for item in items:
-        groups.setdefault(item.run, []).append(item)
-    return groups
+            results = await asyncio.to_thread(self.run, [item.job for item in items])
+        except Exception as exc:  # hand the worker's failure to every waiting request
+            results = [exc] * len(items)
+        for item, result in zip(items, results, strict=True):
+            if item.future.done():
+                continue
+            if isinstance(result, BaseException):
+                item.future.set_exception(result)
+            else:
+                item.future.set_result(result)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -15,7 +16,8 @@ _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key"
 _bearer = HTTPBearer(auto_error=False, description="API key as a bearer token")
 
 
-def get_state(request: Request) -> ServiceState:
+async def get_state(request: Request) -> ServiceState:
+    """Async (no I/O): FastAPI runs a plain ``def`` dependency in its thread pool."""
     return request.app.state.radvigil
 
 
@@ -26,16 +28,22 @@ State = Annotated[ServiceState, Depends(get_state)]
 MAX_DB_INT = 2**31 - 1
 
 
-def requires(action: str, cost: float = 1.0) -> Callable[..., ApiKeyPublic]:
-    """A dependency: the caller's key, checked for ``action`` and charged against its rate."""
+def requires(action: str, cost: float = 1.0) -> Callable[..., Awaitable[ApiKeyPublic]]:
+    """A dependency: the caller's key, checked for ``action`` and charged against its rate.
 
-    def dependency(
+    Async: a recently verified key comes from the authenticator's cache on the event loop; only
+    a cache miss goes to the database, in a worker thread.
+    """
+
+    async def dependency(
         state: State,
         header: Annotated[str | None, Depends(_header)] = None,
         bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None,
     ) -> ApiKeyPublic:
         token = header or (bearer.credentials if bearer else None)
-        key = state.auth.authenticate(token)
+        key = state.auth.cached(token)
+        if key is None:
+            key = await asyncio.to_thread(state.auth.authenticate, token)
         state.auth.authorise(key, action)
         state.limiter.take(key, cost)
         return key

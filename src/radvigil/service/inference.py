@@ -1,19 +1,23 @@
 """From uploaded bytes to a logged, decision-support prediction.
 
-Decode and guard the image, run the model through the micro-batcher, decide findings at the
-model's operating thresholds (the same rule as evaluation), assess quality and OOD against the
-version's reference profile, and hand the record to the background writer.
+:func:`score` is the micro-batcher's one worker call per batch: decode and guard each image,
+preprocess, run the model once, decide findings at the model's operating thresholds (the same
+rule as evaluation) and assess quality and OOD against the version's reference profile for the
+whole batch. Doing it all in one thread hop (instead of one per step) is what keeps the event
+loop free on a small machine. :func:`build` then makes the response and the stored record.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
 from radvigil.data.image import Image
 from radvigil.data.io import read_image
+from radvigil.errors import RadvigilError
 from radvigil.evaluation.decision import (
     finding_indices,
     flag_findings,
@@ -21,8 +25,7 @@ from radvigil.evaluation.decision import (
     threshold_vector,
 )
 from radvigil.model.preprocess import to_batch
-from radvigil.service.assessment import Assessment, assess
-from radvigil.service.batcher import MicroBatcher
+from radvigil.service.assessment import Assessment, assess_batch
 from radvigil.service.lifecycle import ServedModel
 from radvigil.service.schemas import PredictionOut, QualityFlags, StudyMetadata
 from radvigil.store import PredictionRecord
@@ -40,37 +43,95 @@ def study_hash(data: bytes, meta: StudyMetadata) -> str:
     return hashlib.sha256(source).hexdigest()[:32]
 
 
-def decide(served: ServedModel, probs: np.ndarray) -> tuple[str, list[str], float]:
+@dataclass
+class Job:
+    """One image for one model version: raw upload bytes, or pixels already decoded (shadow)."""
+
+    served: ServedModel
+    data: bytes | None = None
+    filename: str = "upload"
+    image: Image | None = None
+    max_pixels: int = 50_000_000
+    keep_review_png: bool = False
+
+
+@dataclass
+class Scored:
+    """One image through the model: pixels, outputs, decision and monitoring assessment."""
+
+    image: Image
+    probs: np.ndarray
+    embedding: np.ndarray
+    predicted: str
+    findings: list[str]
+    confidence: float
+    assessment: Assessment
+
+
+def score(jobs: list[Job]) -> list[Scored | Exception]:
+    """Decode, preprocess, run and assess a micro-batch (one model call per model version).
+
+    A job whose image cannot be read gets its own exception back; the others are unaffected.
+    """
+    results: list[Scored | Exception] = [ValueError("not scored")] * len(jobs)
+    images: dict[int, Image] = {}
+    for i, job in enumerate(jobs):
+        try:
+            images[i] = job.image or decode(job.data or b"", job.filename, job.max_pixels)
+        except RadvigilError as exc:
+            results[i] = exc
+    groups: dict[int, list[int]] = {}
+    for i in images:
+        groups.setdefault(id(jobs[i].served), []).append(i)
+    for positions in groups.values():
+        served = jobs[positions[0]].served
+        try:
+            scored = _score_one_model(
+                served, [images[i] for i in positions], jobs[positions[0]].keep_review_png
+            )
+        except Exception as exc:  # the model's failure goes to every request of its batch
+            scored = [exc] * len(positions)
+        for i, result in zip(positions, scored, strict=True):
+            results[i] = result
+    return results
+
+
+def _score_one_model(served: ServedModel, images: list[Image], keep_png: bool) -> list[Scored]:
+    probs, embeddings = served.run(to_batch([img.pixels for img in images], served.size))
+    predicted, flagged, confidence = decide_batch(served, probs)
+    assessments = assess_batch(served, images, embeddings, keep_review_png=keep_png)
+    return [
+        Scored(images[i], probs[i], embeddings[i], predicted[i], flagged[i], confidence[i], a)
+        for i, a in enumerate(assessments)
+    ]
+
+
+def decide_batch(
+    served: ServedModel, probs: np.ndarray
+) -> tuple[list[str], list[list[str]], list[float]]:
     """Predicted class, flagged findings and confidence (probability of the predicted class)."""
     idx = finding_indices(served.classes, served.findings)
     thr = threshold_vector(served.thresholds, served.findings)
-    row = probs[None, :]
-    predicted = int(predict_at_thresholds(row, idx, thr)[0])
-    flagged = [served.findings[i] for i, on in enumerate(flag_findings(row, idx, thr)[0]) if on]
-    return served.classes[predicted], flagged, float(probs[predicted])
-
-
-async def predict_images(
-    served: ServedModel, images: list[Image], batcher: MicroBatcher
-) -> tuple[np.ndarray, np.ndarray]:
-    """Probabilities and embeddings for decoded images, through the micro-batcher."""
-    return await batcher.submit(to_batch([img.pixels for img in images], served.size), served.run)
+    predicted = predict_at_thresholds(probs, idx, thr)
+    flags = flag_findings(probs, idx, thr)
+    names = [served.classes[int(p)] for p in predicted]
+    flagged = [[served.findings[j] for j, on in enumerate(row) if on] for row in flags]
+    confidence = [float(probs[i, int(p)]) for i, p in enumerate(predicted)]
+    return names, flagged, confidence
 
 
 def build(
     served: ServedModel,
-    image: Image,
-    probs: np.ndarray,
-    embedding: np.ndarray,
+    scored: Scored,
     meta: StudyMetadata,
     key_hash: str,
     started: float,
     served_by: str = "champion",
     request_id: str | None = None,
-) -> tuple[PredictionOut, PredictionRecord, Assessment]:
+) -> tuple[PredictionOut, PredictionRecord]:
     """The API response and the stored record of one prediction."""
-    predicted, flagged, confidence = decide(served, probs)
-    assessment = assess(served, image, embedding)
+    assessment, image, probs = scored.assessment, scored.image, scored.probs
+    predicted, flagged, confidence = scored.predicted, scored.findings, scored.confidence
     latency = (time.perf_counter() - started) * 1000
     request_id = request_id or new_request_id()
     probabilities = {c: round(float(p), 6) for c, p in zip(served.classes, probs, strict=True)}
@@ -118,4 +179,4 @@ def build(
         served_by=served_by,
         review_image=assessment.review_png if assessment.drifter else None,
     )
-    return out, record, assessment
+    return out, record

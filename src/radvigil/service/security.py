@@ -22,6 +22,16 @@ class Authenticator:
         self._cache: dict[str, tuple[float, ApiKeyPublic]] = {}
         self._lock = threading.Lock()
 
+    def cached(self, token: str | None) -> ApiKeyPublic | None:
+        """The key of a token verified within the cache period, else None (no I/O)."""
+        if not token:
+            return None
+        with self._lock:
+            cached = self._cache.get(hash_token(token))
+        if cached and time.monotonic() - cached[0] < AUTH_CACHE_SECONDS:
+            return cached[1]
+        return None
+
     def authenticate(self, token: str | None) -> ApiKeyPublic:
         if not token:
             raise AuthError("an API key is required (X-API-Key header or Authorization: Bearer)")

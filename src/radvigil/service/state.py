@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from radvigil.config import Settings
 from radvigil.loop.notes import NoteDesk, rewriter_from_settings
 from radvigil.registry import Registry
+from radvigil.service import inference
 from radvigil.service.batcher import MicroBatcher
 from radvigil.service.lifecycle import ModelManager
 from radvigil.service.metrics import ServiceMetrics
@@ -67,7 +68,9 @@ class ServiceState:
             models=ModelManager(
                 registry, settings.model_name, settings.model_poll_seconds, settings.ort_threads
             ),
-            batcher=MicroBatcher(settings.batch_max_size, settings.batch_max_wait_ms),
+            batcher=MicroBatcher(
+                inference.score, settings.batch_max_size, settings.batch_max_wait_ms
+            ),
             metrics=ServiceMetrics(),
             auth=Authenticator(keys),
             limiter=RateLimiter(),

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, create_engine, event, text
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import (
@@ -77,7 +78,9 @@ class Database:
             connect_args["connect_timeout"] = connect_timeout_s
         else:
             connect_args.update(timeout=30, check_same_thread=False)
-        self.engine: Engine = create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
+        self.engine: Engine = create_engine(
+            parsed, pool_pre_ping=True, connect_args=connect_args, json_serializer=_json_dumps
+        )
         if backend == "sqlite":
             _configure_sqlite(self.engine, file_based=parsed.database not in (None, "", ":memory:"))
         # Same pool; on SQLite its transactions start with BEGIN IMMEDIATE (the write lock).
@@ -138,6 +141,11 @@ class Database:
     def dispose(self) -> None:
         """Close pooled connections (the Database stays usable and reconnects on demand)."""
         self.engine.dispose()
+
+
+def _json_dumps(value: Any) -> str:
+    """JSON columns through orjson: several times faster than ``json.dumps`` in the writer."""
+    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
 
 
 def _configure_sqlite(engine: Engine, *, file_based: bool) -> None:

@@ -62,8 +62,8 @@ class PredictionStore:
             .on_conflict_do_nothing(index_elements=["id"])
             .returning(PredictionRow.id)
         )
-        with self.db.session("write predictions") as session:
-            return list(session.scalars(stmt, rows))
+        with self.db.transaction("write predictions") as conn:  # Core executemany, no ORM unit
+            return list(conn.execute(stmt, rows).scalars())
 
     def existing_ids(self, request_ids: Sequence[str]) -> set[str]:
         """Which of these request ids are stored already."""

@@ -9,7 +9,7 @@ import json
 import logging
 import time
 
-from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi import APIRouter, File, Form, Header, Query, Request, UploadFile
 from PIL import Image as PILImage
 from pydantic import ValidationError
 
@@ -62,55 +62,95 @@ def _metadata(raw: str | None) -> StudyMetadata:
         ) from exc
 
 
-async def _read(state: ServiceState, upload: UploadFile) -> tuple[bytes, Image]:
-    content_type = (upload.content_type or "").split(";")[0].strip().lower()
-    if content_type not in ACCEPTED_TYPES:
+def _check_type(content_type: str | None, name: str) -> None:
+    kind = (content_type or "").split(";")[0].strip().lower()
+    if kind not in ACCEPTED_TYPES:
         raise ApiError(
             415,
             "unsupported_media_type",
-            f"{upload.filename}: content type {content_type!r} is not an image; send "
-            "PNG, JPEG or DICOM",
+            f"{name}: content type {kind!r} is not an image; send PNG, JPEG or DICOM",
         )
+
+
+async def _read(state: ServiceState, upload: UploadFile) -> tuple[bytes, str]:
+    """A multipart file's bytes (size-checked) and name; decoding happens in the batcher."""
+    _check_type(upload.content_type, upload.filename or "upload")
     limit = state.settings.max_upload_bytes
     data = await upload.read(limit + 1)
     if len(data) > limit:
         raise ApiError(
             413, "upload_too_large", f"{upload.filename}: upload exceeds {limit:,} bytes"
         )
-    image = await asyncio.to_thread(
-        inference.decode, data, upload.filename or "upload", state.settings.max_image_pixels
+    return data, upload.filename or "upload"
+
+
+async def _read_body(state: ServiceState, request: Request) -> tuple[bytes, str]:
+    """A raw ``image/png|jpeg|dicom`` request body, read up to the upload limit."""
+    _check_type(request.headers.get("content-type"), "request body")
+    limit = state.settings.max_upload_bytes
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, "upload_too_large", f"request body exceeds {limit:,} bytes")
+        chunks.append(chunk)
+    data = b"".join(chunks)
+    if not data:
+        raise ApiError(
+            422, "invalid_request", "send the image as a multipart 'file' field or as the body"
+        )
+    return data, "upload"
+
+
+def _job(state: ServiceState, served: ServedModel, data: bytes, filename: str) -> inference.Job:
+    return inference.Job(
+        served,
+        data,
+        filename,
+        max_pixels=state.settings.max_image_pixels,
+        keep_review_png=state.settings.store_review_images,
     )
-    return data, image
 
 
 async def _predict(
     state: ServiceState,
     key: ApiKeyPublic,
-    items: list[tuple[bytes, Image]],
+    items: list[tuple[bytes, str]],
     meta: StudyMetadata,
     started: float,
-) -> list[PredictionOut]:
+) -> list[tuple[PredictionOut, inference.Scored]]:
     """Route each study (champion, or challenger for a canary share), log it, shadow it.
 
-    Studies of a batch run concurrently so the micro-batcher can merge them into one call.
+    Studies of a batch go to the micro-batcher together so they share one model call; nothing
+    is logged unless every image of the request could be read.
     """
-
-    async def one(data: bytes, image: Image) -> PredictionOut:
+    routed = []
+    for data, _ in items:
         digest = inference.study_hash(data, meta)
-        served, served_by = state.models.route(digest)
-        probs, embeddings = await inference.predict_images(served, [image], state.batcher)
-        out, record, _ = inference.build(
-            served, image, probs[0], embeddings[0], meta, digest, started, served_by
-        )
+        routed.append((digest, *state.models.route(digest)))
+    scored = await asyncio.gather(
+        *(
+            state.batcher.submit(_job(state, served, data, name))
+            for (data, name), (_, served, _) in zip(items, routed, strict=True)
+        ),
+        return_exceptions=True,
+    )
+    for result in scored:
+        if isinstance(result, BaseException):
+            raise result
+    outs = []
+    shadow = state.models.shadow()
+    for result, (digest, served, served_by) in zip(scored, routed, strict=True):
+        out, record = inference.build(served, result, meta, digest, started, served_by)
         _log(state, key, record, out.routed_to_review)
-        shadow = state.models.shadow()
         if shadow is not None and served_by == "champion":
-            task = asyncio.create_task(_shadow(state, key, shadow, image, meta, digest, record.id))
+            task = asyncio.create_task(
+                _shadow(state, key, shadow, result.image, meta, digest, record.id)
+            )
             state.background.add(task)
             task.add_done_callback(state.background.discard)
-        return out
-
-    return list(await asyncio.gather(*(one(data, image) for data, image in items)))
+        outs.append((out, result))
+    return outs
 
 
 def _log(state: ServiceState, key: ApiKeyPublic, record: PredictionRecord, routed: bool) -> None:
@@ -135,31 +175,50 @@ async def _shadow(
     """Score with the challenger and store the result; never returned to the caller."""
     started = time.perf_counter()
     try:
-        probs, embeddings = await inference.predict_images(shadow, [image], state.batcher)
-        _, record, _ = inference.build(
-            shadow, image, probs[0], embeddings[0], meta, digest, started, "shadow"
-        )
+        job = inference.Job(shadow, image=image, keep_review_png=state.settings.store_review_images)
+        scored = await state.batcher.submit(job)
+        _, record = inference.build(shadow, scored, meta, digest, started, "shadow")
         _log(state, key, record.model_copy(update={"shadow_of": primary_id}), False)
     except Exception:  # a shadow failure must never affect clinical traffic
         log.exception("shadow scoring by %s/%s failed", shadow.name, shadow.version)
+
+
+RAW_BODY = {
+    "requestBody": {
+        "content": {
+            kind: {"schema": {"type": "string", "format": "binary"}}
+            for kind in ("image/png", "image/jpeg", "application/dicom")
+        }
+    }
+}
 
 
 @router.post(
     "/predict",
     response_model=PredictionOut,
     responses=ERRORS,
-    summary="Predict one PNG, JPEG or DICOM radiograph",
+    summary="Predict one PNG, JPEG or DICOM radiograph (multipart or raw body)",
+    openapi_extra=RAW_BODY,
 )
 async def predict(
+    request: Request,
     state: State,
     key: Predictor,
-    file: UploadFile = File(..., description="The image"),
+    file: UploadFile | None = File(None, description="The image (or send it as the raw body)"),
     metadata: str | None = Form(None, description=META_HELP),
+    metadata_header: str | None = Header(
+        None, alias="X-Study-Metadata", description="Metadata JSON with a raw-body upload"
+    ),
 ) -> PredictionOut:
+    """Multipart (``file`` + optional ``metadata``) or the raw image as the request body
+    (``Content-Type: image/png|image/jpeg|application/dicom``, metadata in ``X-Study-Metadata``).
+    """
     started = time.perf_counter()
-    meta = _metadata(metadata)
-    item = await _read(state, file)
-    return (await _predict(state, key, [item], meta, started))[0]
+    if file is not None:
+        meta, item = _metadata(metadata), await _read(state, file)
+    else:
+        meta, item = _metadata(metadata_header), await _read_body(state, request)
+    return (await _predict(state, key, [item], meta, started))[0][0]
 
 
 @router.post(
@@ -182,7 +241,9 @@ async def predict_batch(
         )
     meta = _metadata(metadata)
     items = [await _read(state, f) for f in files]
-    return BatchOut(predictions=await _predict(state, key, items, meta, started))
+    return BatchOut(
+        predictions=[out for out, _ in await _predict(state, key, items, meta, started)]
+    )
 
 
 @router.post(
@@ -200,11 +261,12 @@ async def explain(
 ) -> ExplainOut:
     started = time.perf_counter()
     meta = _metadata(metadata)
-    data, image = await _read(state, file)
+    item = await _read(state, file)
     served = state.models.require_champion()
     if target is not None and target not in served.classes:
         raise ApiError(400, "invalid_input", f"target {target!r} is not one of {served.classes}")
-    out = (await _predict(state, key, [(data, image)], meta, started))[0]
+    out, scored = (await _predict(state, key, [item], meta, started))[0]
+    image = scored.image
     if out.served_by == "challenger" and state.models.challenger is not None:
         served = state.models.challenger
     explained = target or out.predicted_class
