@@ -56,7 +56,7 @@ def serve(trained_home, root: Path, **settings: object) -> Iterator[tuple[httpx.
     app = create_app(config, registry=home.registry)
     keys = KeyStore(app.state.radvigil.db)
     tokens = {r: keys.create(f"{r}-key", r)[0] for r in ("clinician", "admin", "service")}
-    with LiveServer(app) as server, httpx.Client(base_url=server.url, timeout=120) as client:
+    with LiveServer(app) as server, httpx.Client(base_url=server.url, timeout=600) as client:
         yield client, {**tokens, "state": app.state.radvigil}
 
 
@@ -171,9 +171,10 @@ def _cli_status(trained_home, root: Path) -> None:
     assert "alert(s) not resolved" in status.stdout and "ood_rate-drift" in status.stdout
 
 
-def _worker(home_root: Path, svc: Path, database_url: str) -> subprocess.Popen:
+def _worker(home_root: Path, svc: Path, database_url: str, log: Path) -> subprocess.Popen:
     """``radvigil monitor worker --every 1`` in a process of its own, on the service's stores."""
     env = {
+        "PYTHONUNBUFFERED": "1",
         **os.environ,
         "RADVIGIL_HOME": str(svc),
         "RADVIGIL_DATABASE_URL": database_url,
@@ -182,9 +183,18 @@ def _worker(home_root: Path, svc: Path, database_url: str) -> subprocess.Popen:
         "COLUMNS": "250",
     }
     command = [sys.executable, "-m", "radvigil", "monitor", "worker", "--every", "1"]
-    return subprocess.Popen(
-        [*command, "--settle", "0"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [*command, "--settle", "0", "--nice", "0"], env=env, stdout=out, stderr=out
+        )
+
+
+def _wait_for(log: Path, text: str, seconds: float = 900) -> None:
+    """Wait until a worker has started (imports take minutes on two busy cores)."""
+    deadline = time.monotonic() + seconds
+    while text not in log.read_text():
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.5)
 
 
 def test_same_population_raises_no_alert_and_adult_dicom_is_a_drifter(
@@ -194,10 +204,13 @@ def test_same_population_raises_no_alert_and_adult_dicom_is_a_drifter(
     database with the service: each window is evaluated and stored once, none by the server."""
     svc = tmp_path / "svc"
     with serve(trained_home, svc, database_url=pg_url) as (client, tokens):
-        workers = [_worker(trained_home[0].root, svc, pg_url) for _ in range(2)]
+        logs = [tmp_path / f"worker-{i}.log" for i in range(2)]
+        workers = [_worker(trained_home[0].root, svc, pg_url, log) for log in logs]
         try:
+            for log in logs:
+                _wait_for(log, "monitoring worker")
             post_all(client, tokens["service"], studies(bundled, "train"))
-            deadline = time.monotonic() + 180
+            deadline = time.monotonic() + 600
             results: list[dict] = []
             while time.monotonic() < deadline:  # the workers, not the server, run the monitors
                 results = client.get(
@@ -212,7 +225,9 @@ def test_same_population_raises_no_alert_and_adult_dicom_is_a_drifter(
         finally:
             for worker in workers:
                 worker.send_signal(signal.SIGTERM)
-            outputs = [worker.communicate(timeout=60)[0].decode() for worker in workers]
+            for worker in workers:
+                worker.wait(timeout=120)
+            outputs = [log.read_text() for log in logs]
         assert [w.returncode for w in workers] == [0, 0], outputs
         assert all("monitoring worker stopped" in out for out in outputs), outputs
         results = client.get(
