@@ -1,7 +1,8 @@
 """Locust load test of a running radvigil service: POST /v1/predict with real bundled JPEGs.
 
-For users who have locust (it is not a radvigil dependency; ``bench/serve_load.py`` measures the
-same thing with httpx and no extra install). Start a service and make a key first::
+Locust is in the ``dev`` extra; ``tests/integration/test_locust.py`` runs this file headless
+against the real server (``bench/serve_load.py`` measures the same with httpx, and
+``bench/stack_load.py`` through nginx). Start a service and make a key first::
 
     radvigil serve                                   # http://127.0.0.1:8000
     radvigil keys create --name load-test --role service --rate-limit 1000000
