@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     batch_max_wait_ms: float = Field(
         default=4.0, ge=0, description="Longest a request waits for its micro-batch to fill."
     )
+    rate_limit_store: Literal["memory", "database"] = Field(
+        default="memory",
+        description="Where per-key rate-limit buckets live: this process (memory) or the "
+        "PostgreSQL database, shared by every replica (database).",
+    )
     ort_threads: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
         default="auto",
         description="ONNX Runtime intra-op threads: a number, or auto = 1 on <= 2 cores, else "

@@ -1,10 +1,17 @@
-"""API-key authentication with a short cache, role checks, and per-key token-bucket limits."""
+"""API-key authentication with a short cache, role checks, and per-key token-bucket limits.
+
+The buckets live in this process (:class:`MemoryBuckets`, the embedded default) or in the
+database shared by all replicas (:class:`~radvigil.store.ratelimits.DatabaseBuckets`,
+``RADVIGIL_RATE_LIMIT_STORE=database``), behind the one-method :class:`TokenBuckets` seam.
+"""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 from radvigil.errors import AuthError, StoreError
 from radvigil.service.errors import ApiError
@@ -12,6 +19,7 @@ from radvigil.store import ApiKeyPublic, KeyStore, require
 from radvigil.store.keys import hash_token
 
 AUTH_CACHE_SECONDS = 15.0
+log = logging.getLogger(__name__)
 
 
 class Authenticator:
@@ -64,25 +72,58 @@ class _Bucket:
     updated: float
 
 
-class RateLimiter:
-    """Token bucket per key: ``rate_limit`` requests per minute, bursts up to that many."""
+class TokenBuckets(Protocol):
+    """Where buckets live: ``take`` returns None when granted, else the seconds to wait."""
+
+    def take(
+        self, name: str, capacity: float, refill_per_s: float, cost: float
+    ) -> float | None: ...
+
+
+class MemoryBuckets:
+    """Buckets in this process's memory: one replica's view of the traffic."""
 
     def __init__(self) -> None:
         self._buckets: dict[str, _Bucket] = {}
         self._lock = threading.Lock()
 
-    def take(self, key: ApiKeyPublic, cost: float = 1.0) -> None:
-        capacity = float(max(1, key.rate_limit))
-        refill = capacity / 60.0
+    def take(self, name: str, capacity: float, refill_per_s: float, cost: float) -> float | None:
         now = time.monotonic()
         with self._lock:
-            bucket = self._buckets.setdefault(key.name, _Bucket(capacity, now))
-            bucket.tokens = min(capacity, bucket.tokens + (now - bucket.updated) * refill)
+            bucket = self._buckets.setdefault(name, _Bucket(capacity, now))
+            bucket.tokens = min(capacity, bucket.tokens + (now - bucket.updated) * refill_per_s)
             bucket.updated = now
             if bucket.tokens >= cost:
                 bucket.tokens -= cost
-                return
-            wait = (cost - bucket.tokens) / refill
+                return None
+            return (cost - bucket.tokens) / refill_per_s
+
+
+class RateLimiter:
+    """Token bucket per key: ``rate_limit`` requests per minute, bursts up to that many.
+
+    With shared buckets, a database outage falls back to this process's own buckets (logged
+    once) rather than refusing every request: serving outlives the database by design.
+    """
+
+    def __init__(self, buckets: TokenBuckets | None = None) -> None:
+        self.buckets = buckets or MemoryBuckets()
+        self._fallback = MemoryBuckets()
+        self._degraded = False
+
+    def take(self, key: ApiKeyPublic, cost: float = 1.0) -> None:
+        capacity = float(max(1, key.rate_limit))
+        refill = capacity / 60.0
+        try:
+            wait = self.buckets.take(key.name, capacity, refill, cost)
+            self._degraded = False
+        except StoreError as exc:
+            if not self._degraded:
+                log.warning("shared rate limits unavailable, limiting per process: %s", exc)
+            self._degraded = True
+            wait = self._fallback.take(key.name, capacity, refill, cost)
+        if wait is None:
+            return
         raise ApiError(
             429,
             "rate_limited",

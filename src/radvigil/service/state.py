@@ -13,7 +13,7 @@ from radvigil.service.batcher import MicroBatcher
 from radvigil.service.lifecycle import ModelManager
 from radvigil.service.metrics import ServiceMetrics
 from radvigil.service.monitoring_job import MonitoringJob
-from radvigil.service.security import Authenticator, RateLimiter
+from radvigil.service.security import Authenticator, MemoryBuckets, RateLimiter
 from radvigil.service.sinks import AuditedPredictions
 from radvigil.store import (
     AuditLog,
@@ -25,6 +25,7 @@ from radvigil.store import (
     PredictionWriter,
     upgrade_database,
 )
+from radvigil.store.ratelimits import DatabaseBuckets
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,9 @@ class ServiceState:
             ),
             metrics=ServiceMetrics(),
             auth=Authenticator(keys),
-            limiter=RateLimiter(),
+            limiter=RateLimiter(
+                DatabaseBuckets(db) if settings.rate_limit_store == "database" else MemoryBuckets()
+            ),
         )
         state.monitoring = MonitoringJob(state)
         state.notes = NoteDesk(
