@@ -17,10 +17,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import typer
 import yaml
 
-from radvigil.cli import app as cli_app
+from radvigil.cli import COMMANDS, load_command
 from radvigil.service.metrics import ServiceMetrics
 
 REPO = Path(__file__).resolve().parents[2]
@@ -55,6 +54,14 @@ def _render(kustomization: str) -> list[dict]:
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
+def _command(path: tuple[str, ...]) -> object:
+    """The Click command at ``path`` (the CLI imports its commands lazily, so load them)."""
+    command = load_command(path[0])
+    for name in path[1:]:
+        command = command.commands[name]  # type: ignore[attr-defined]
+    return command
+
+
 def _cli_commands() -> set[tuple[str, ...]]:
     """Every command path of the radvigil CLI, e.g. ('monitor', 'run')."""
 
@@ -65,20 +72,16 @@ def _cli_commands() -> set[tuple[str, ...]]:
                 found |= walk(sub, (*prefix, name))
         return found
 
-    return walk(typer.main.get_command(cli_app), ())
+    return set().union(*(walk(load_command(name), (name,)) for name in COMMANDS))
 
 
 def _assert_cli(args: list[str], where: str) -> None:
     words = [a for a in args if not a.startswith("-")]
     commands = _cli_commands()
-    assert any(tuple(words[: len(c)]) == c and c for c in commands), (
-        f"{where}: `radvigil {' '.join(args)}` is not a radvigil command"
-    )
-    # Every option named must exist on that command.
-    path = max((c for c in commands if tuple(words[: len(c)]) == c), key=len)
-    command = typer.main.get_command(cli_app)
-    for name in path:
-        command = command.commands[name]  # type: ignore[attr-defined]
+    matches = [c for c in commands if tuple(words[: len(c)]) == c]
+    assert matches, f"{where}: `radvigil {' '.join(args)}` is not a radvigil command"
+    path = max(matches, key=len)
+    command = _command(path)
     options = {opt for p in command.params for opt in getattr(p, "opts", [])}
     options |= {opt for p in command.params for opt in getattr(p, "secondary_opts", [])}
     for arg in args:

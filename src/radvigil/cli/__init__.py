@@ -57,6 +57,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "Drift monitors: run them, read results and alerts.",
     ),
     "notes": ("radvigil.cli.notes", "app", "Patient notes: generate, show, approve."),
+    "stack": ("radvigil.cli.stack", "app", "The production topology on loopback."),
     "retrain": (
         "radvigil.cli.loop",
         "retrain_command",

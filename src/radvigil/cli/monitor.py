@@ -282,3 +282,13 @@ def monitor_report(
         return
     _, profile = _profile(f"{row.model_name}/{row.model_version}")
     typer.echo(str(ensure_report(stores, profile, result, settings.reports_dir / "monitoring")))
+
+
+def _register_export() -> None:
+    """``monitor export-phoenix`` lives in its own module (cli/phoenix.py)."""
+    from radvigil.cli.phoenix import export_phoenix
+
+    app.command("export-phoenix")(export_phoenix)
+
+
+_register_export()
