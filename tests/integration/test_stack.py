@@ -97,15 +97,12 @@ def live(tmp_path_factory: pytest.TempPathFactory):
     try:
         stack.start_backends()
         home = make_home(root / "trainer", tracking_uri=stack.tracking_uri)
-        cfg = tiny_config(epochs=1, max_train_images=64)
-        outcome = run_training(cfg, home.data_version, home.catalog, home.registry)
-        name, v1 = outcome.name, str(outcome.version)
-        # A second version of the same run's model (training twice would only cost time): the
-        # replicas load it from the registry like any other version.
-        first = home.registry.client.get_model_version(name, v1)
-        v2 = str(
-            home.registry.client.create_model_version(name, first.source, first.run_id).version
-        )
+        versions = []
+        for seed in (7, 8):
+            cfg = tiny_config(epochs=1, max_train_images=64, seed=seed)
+            versions.append(run_training(cfg, home.data_version, home.catalog, home.registry))
+        name = versions[0].name
+        v1, v2 = (str(o.version) for o in versions)
         home.registry.set_alias(name, "champion", v1, "test", "stack fixture")
         home.registry.set_alias(name, "challenger", v2, "test", "stack fixture")
         # The verdict `radvigil gate` records on a passing version (the seam named above).
