@@ -10,8 +10,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_AUDIT_KEY = "radvigil-development-audit-key"  # shipped default: refused in production
 
 
 class Settings(BaseSettings):
@@ -31,7 +33,51 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(
         default=50_000_000, gt=0, description="Largest image (width x height) radvigil decodes."
     )
-    max_upload_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+    max_decoded_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        gt=0,
+        description="Decode budget per image: rows x columns x bytes per sample x frames (and "
+        "the inflated size of a deflated DICOM), checked from the headers before decoding.",
+    )
+    max_upload_bytes: int = Field(
+        default=64 * 1024 * 1024, gt=0, description="Largest body of a one-image request."
+    )
+    max_request_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        gt=0,
+        description="Largest body of a batch request (all files together); other API bodies "
+        "are capped at 1 MiB. Checked from Content-Length and while streaming.",
+    )
+    decode_workers: int = Field(
+        default=2, ge=1, description="Images decoded at once (a bounded pool of threads)."
+    )
+    explain_concurrency: int = Field(
+        default=1, ge=1, description="Grad-CAM explanations computed at once."
+    )
+    explain_queue: int = Field(
+        default=4, ge=0, description="Explanations that may wait for a slot; more get 429."
+    )
+    explain_rate_cost: float = Field(
+        default=5.0, ge=1, description="Rate-limit tokens one explanation costs (a GET costs 1)."
+    )
+    invalid_key_rate_limit: int = Field(
+        default=30, ge=1, description="Requests per minute per client address with a bad key."
+    )
+    audit_key: str = Field(
+        default=DEV_AUDIT_KEY,
+        description="Secret of the audit chain's HMAC; must be set (not the shipped default) "
+        "when RADVIGIL_ENV=production.",
+    )
+    cookie_secure: bool | None = Field(
+        default=None,
+        description="Mark dashboard cookies Secure; default: on in production, else on HTTPS.",
+    )
+    docs: bool | None = Field(
+        default=None, description="Serve /docs and /openapi.json; default: off in production."
+    )
+    session_idle_minutes: float = Field(
+        default=30.0, gt=0, description="Dashboard sessions end after this long without use."
+    )
     seed: int = Field(default=42, description="Default seed for splits, shifts and training.")
     store_review_images: bool = Field(
         default=False,
@@ -62,7 +108,9 @@ class Settings(BaseSettings):
         "cores - 1 (at most 8); see radvigil.model.engine.",
     )
     max_batch_images: int = Field(default=16, ge=1, description="Images per /v1/predict/batch.")
-    env: str = Field(default="development", description="development | production")
+    env: Literal["development", "production"] = Field(
+        default="development", description="development | production"
+    )
     review_confidence: float = Field(
         default=0.7, gt=0, le=1, description="Cases below this confidence join the review queue."
     )
@@ -106,6 +154,27 @@ class Settings(BaseSettings):
         description="Where Ray Train/Tune keep checkpoints and trial results; HOME/ray by default. "
         "On a multi-node Ray cluster: a path every node shares, or an s3:// / gs:// URI.",
     )
+
+    @model_validator(mode="after")
+    def _no_default_secret_in_production(self) -> Settings:
+        if self.production and self.audit_key == DEV_AUDIT_KEY:
+            raise ValueError(
+                "RADVIGIL_ENV=production needs RADVIGIL_AUDIT_KEY set to a secret of your own"
+            )
+        return self
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def secure_cookies(self) -> bool | None:
+        """True/False when decided by settings; None: follow the request's scheme."""
+        return self.cookie_secure if self.cookie_secure is not None else (self.production or None)
+
+    @property
+    def docs_enabled(self) -> bool:
+        return self.docs if self.docs is not None else not self.production
 
     @property
     def home_dir(self) -> Path:

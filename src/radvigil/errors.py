@@ -3,6 +3,8 @@
     RadvigilError            base of every error radvigil raises on purpose
     ├── ConfigError          a setting, task or YAML file is invalid
     ├── InputError           an image or request the caller sent cannot be used
+    │   ├── UnsupportedFormatError  not PNG, JPEG or DICOM by its magic bytes
+    │   └── ImageTooLargeError      decoding would exceed the pixel or memory budget
     ├── DataError            a dataset, manifest or version is missing or inconsistent
     ├── ModelError           a model cannot be built, trained, exported or loaded
     ├── RegistryError        the MLflow tracking server or registry failed
@@ -37,6 +39,14 @@ class ConfigError(RadvigilError):
 
 class InputError(RadvigilError):
     code = "invalid_input"
+
+
+class UnsupportedFormatError(InputError):
+    code = "unsupported_media_type"
+
+
+class ImageTooLargeError(InputError):
+    code = "image_too_large"
 
 
 class DataError(RadvigilError):

@@ -206,14 +206,14 @@ def test_bad_inputs_get_4xx_json_and_server_stays_up(service, bundled, shared_da
         data={"metadata": "{not json"},
     )
     assert bad_meta.status_code == 422
-    flagged = client.post(
+    refused = client.post(
         "/v1/predict",
         headers=_h(tokens["clinician"]),
         files={"file": ("photo.png", colour, "image/png")},
     )
-    assert flagged.status_code == 200
-    assert any("not_radiograph" in i for i in flagged.json()["flags"]["quality_issues"])
-    assert flagged.json()["routed_to_review"] is True
+    assert refused.status_code == 422, refused.text  # refused, never scored: no findings
+    assert refused.json()["code"] == "not_a_chest_radiograph"
+    assert "colour image" in refused.json()["message"]
     assert client.get("/health").status_code == 200
 
 

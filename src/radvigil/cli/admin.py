@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import getpass
 from datetime import datetime
+from typing import Any
 
 import typer
 from rich.table import Table
 
 from radvigil.cli.common import console, err_console
 from radvigil.config import get_settings
+from radvigil.loop.governance import Recorder
 from radvigil.store import (
     ROLES,
     AuditLog,
@@ -44,6 +46,23 @@ def actor() -> str:
         return f"cli:{getpass.getuser()}"
     except (OSError, KeyError):
         return "cli:unknown"
+
+
+def cli_recorder(model_name: str) -> Recorder:
+    """Audit a model-version action done from the CLI (the rollout/governance ``record``)."""
+    db = database()
+
+    def record(action: str, who: str, version: str, details: dict[str, Any]) -> None:
+        AuditLog(db).append(
+            actor=who,
+            action=action,
+            object_type="model_version",
+            object_id=f"{model_name}/{version}",
+            model_version=f"{model_name}/{version}",
+            details=details,
+        )
+
+    return record
 
 
 def _time(value: datetime | None) -> str:
@@ -88,14 +107,7 @@ def keys_create(
 ) -> None:
     """Create an API key and print its token once: it cannot be shown again."""
     db = database()
-    token, key = KeyStore(db).create(name, role, rate_limit=rate_limit)
-    AuditLog(db).append(
-        actor=actor(),
-        action="key.create",
-        object_type="api_key",
-        object_id=key.name,
-        details={"role": key.role, "prefix": key.prefix, "rate_limit": key.rate_limit},
-    )
+    token, key = KeyStore(db).create(name, role, rate_limit=rate_limit, actor=actor())
     err_console.print(
         f"created {key.role} key [bold]{key.name}[/bold]; store the token now, "
         "it will not be shown again:",
@@ -128,8 +140,7 @@ def keys_list(
 def keys_revoke(name: str = typer.Argument(..., help="Name of the key to revoke.")) -> None:
     """Revoke an API key; requests with its token are refused from now on."""
     db = database()
-    key = KeyStore(db).revoke(name)
-    AuditLog(db).append(actor=actor(), action="key.revoke", object_type="api_key", object_id=name)
+    key = KeyStore(db).revoke(name, actor=actor())
     console.print(f"revoked key [bold]{key.name}[/bold] at {_time(key.revoked_at)}")
 
 

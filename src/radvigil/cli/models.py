@@ -9,8 +9,10 @@ import typer
 from rich.table import Table
 from rich.tree import Tree
 
+from radvigil.cli.admin import actor, cli_recorder
 from radvigil.cli.common import console
 from radvigil.cli.context import registry
+from radvigil.loop.governance import move_alias
 from radvigil.registry import ModelRef
 
 app = typer.Typer(no_args_is_help=True, help="Registered model versions, aliases and lineage.")
@@ -96,10 +98,22 @@ def alias(
     name: str = typer.Argument(..., help="Registered model name."),
     alias_name: str = typer.Argument(..., metavar="ALIAS", help="champion, challenger, ..."),
     version: str = typer.Argument(..., help="Model version number."),
-    reason: str = typer.Option("set by hand", help="Why; recorded in the alias history."),
+    reason: str | None = typer.Option(None, help="Why; recorded in the alias history and audit."),
+    force: bool = typer.Option(
+        False, "--force", help="Move champion/challenger without a passing gate (needs --reason)."
+    ),
 ) -> None:
-    """Point an alias at a version (idempotent: setting it twice records one event)."""
-    changed = registry().set_alias(name, alias_name, version, actor="cli", reason=reason)
+    """Point an alias at a version; champion/challenger need a passing gate (or --force)."""
+    changed = move_alias(
+        registry(),
+        name,
+        alias_name,
+        version,
+        actor=actor(),
+        reason=reason,
+        record=cli_recorder(name),
+        force=force,
+    )
     console.print(f"{name}@{alias_name} -> {version}" + ("" if changed else " (unchanged)"))
 
 

@@ -8,10 +8,12 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from radvigil.cli.admin import actor, cli_recorder
 from radvigil.cli.common import console, err_console, track
 from radvigil.cli.context import catalog, registry
 from radvigil.config import get_settings
-from radvigil.errors import ConfigError
+from radvigil.errors import ConfigError, ForbiddenError
+from radvigil.loop.governance import GATED_ALIASES, move_alias
 from radvigil.loop.training import RayBackend, run_training
 from radvigil.model.config import load_config
 
@@ -40,8 +42,12 @@ def train_command(
     config: Path = typer.Option(..., "--config", "-c", help="Training YAML (configs/fast.yaml)."),
     data: str = typer.Option("latest", help="Dataset version id, prefix, name or 'latest'."),
     alias: str | None = typer.Option(
-        None, help="Set this alias (e.g. champion) on the new version right away."
+        None,
+        help="Set this alias on the new version; champion/challenger need a passing gate, so "
+        "only with --force and --alias-reason (audited).",
     ),
+    force: bool = typer.Option(False, "--force", help="Set a gated --alias without a gate."),
+    alias_reason: str | None = typer.Option(None, help="Why (needed with --force)."),
     backend: str = typer.Option(
         "local", help="'local' (this process) or 'ray' (Ray Train, data-parallel workers)."
     ),
@@ -56,6 +62,11 @@ def train_command(
     """Train a model on a dataset version and register it in MLflow with its lineage."""
     if backend not in ("local", "ray"):
         raise ConfigError(f"--backend must be 'local' or 'ray', not {backend!r}")
+    if alias in GATED_ALIASES and not force:  # refuse before training, not after
+        raise ForbiddenError(
+            f"--alias {alias} needs a passing gate: train, run `radvigil gate`, then "
+            "`radvigil models alias`; or add --force --alias-reason '...' (audited)"
+        )
     cfg = load_config(config)
     reg = registry()
     ray = None
@@ -80,7 +91,16 @@ def train_command(
             ray=ray,
         )
     if alias:
-        reg.set_alias(outcome.name, alias, outcome.version, actor="cli", reason="set at training")
+        move_alias(
+            reg,
+            outcome.name,
+            alias,
+            outcome.version,
+            actor=actor(),
+            reason=alias_reason or "set at training",
+            record=cli_recorder(outcome.name),
+            force=force,
+        )
     card = outcome.card
     table = Table(title=f"registered {outcome.name} version {outcome.version}")
     table.add_column("item")

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from radvigil.errors import InputError, NotFoundError
 from radvigil.loop.actions import Recorder
+from radvigil.loop.governance import require_gate
 from radvigil.registry import Registry
 
 STATE_TAG = "radvigil.rollout"
@@ -83,24 +84,33 @@ class Rollout:
     def state(self) -> RolloutState:
         return read_state(self.registry, self.name)
 
-    def shadow(self, actor: str, reason: str) -> RolloutState:
+    def _gated(self, version: str, what: str, force: bool, reason: str) -> dict[str, Any]:
+        """Audit details of a gated step: the version's gate, and whether it was forced."""
+        status = require_gate(
+            self.registry, self.name, version, what=what, force=force, reason=reason
+        )
+        return {"reason": reason, "gate": status, "forced": force and status != "passed"}
+
+    def shadow(self, actor: str, reason: str, *, force: bool = False) -> RolloutState:
         """The challenger scores every request in the background; only the champion answers."""
         version = self._challenger()
+        details = self._gated(version, "be shadowed", force, reason)
         state = self._save(RolloutState(mode="shadow", challenger=version), actor, reason)
         self._tag(version, "shadow", actor, reason)
-        self.record("rollout_shadow", actor, version, {"reason": reason})
+        self.record("rollout_shadow", actor, version, details)
         return state
 
-    def canary(self, share: float, actor: str, reason: str) -> RolloutState:
+    def canary(self, share: float, actor: str, reason: str, *, force: bool = False) -> RolloutState:
         """The challenger answers ``share`` of studies (sticky by study hash)."""
         if not 0.0 < share <= 0.5:
             raise InputError("a canary share must be in (0, 0.5]; promote to go further")
         version = self._challenger()
+        details = self._gated(version, "answer canary traffic", force, reason)
         state = self._save(
             RolloutState(mode="canary", canary_share=share, challenger=version), actor, reason
         )
         self._tag(version, "canary", actor, f"{share:.0%}: {reason}")
-        self.record("rollout_canary", actor, version, {"share": share, "reason": reason})
+        self.record("rollout_canary", actor, version, {"share": share, **details})
         return state
 
     def propose(self, version: str, actor: str, reason: str) -> str:
@@ -119,10 +129,10 @@ class Rollout:
                 "(radvigil gate ... records one)"
             )
 
-    def promote(self, actor: str, reason: str) -> str:
+    def promote(self, actor: str, reason: str, *, force: bool = False) -> str:
         """Challenger becomes champion; the old champion stays reachable as ``previous``."""
         version = self._challenger()
-        self._require_passing_gate(version, "be promoted")
+        details = self._gated(version, "be promoted", force, reason)
         old = self._aliases().get("champion")
         if old is not None:
             self.registry.set_alias(self.name, "previous", old, actor, f"replaced: {reason}")
@@ -130,7 +140,7 @@ class Rollout:
         self.registry.remove_alias(self.name, "challenger", actor, f"promoted: {reason}")
         self._save(RolloutState(), actor, f"promoted {version}")
         self._tag(version, "promoted", actor, reason)
-        self.record("promote", actor, version, {"previous": old, "reason": reason})
+        self.record("promote", actor, version, {"previous": old, **details})
         return version
 
     def reject(self, actor: str, reason: str) -> str:

@@ -14,7 +14,8 @@ from radvigil import __version__
 from radvigil.config import Settings, get_settings
 from radvigil.dashboard import site as dashboard
 from radvigil.registry import Registry
-from radvigil.service import errors
+from radvigil.service import apidocs, errors
+from radvigil.service.middleware import RequestGuard
 from radvigil.service.request_metrics import RequestMetrics
 from radvigil.service.routes import (
     admin,
@@ -62,9 +63,21 @@ def create_app(
         finally:
             await state.stop()
 
-    app = FastAPI(title="radvigil", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    docs = settings.docs_enabled
+    app = FastAPI(
+        title="radvigil",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if docs else None,
+    )
     app.state.radvigil = state
     errors.install(app)
+    app.add_middleware(RequestGuard, state=state)
+    if docs:
+        apidocs.install(app)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

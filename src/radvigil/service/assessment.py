@@ -110,7 +110,8 @@ def review_png(pixels: np.ndarray) -> bytes:
     review_pngs_encoded += 1
     if max(pixels.shape) > REVIEW_IMAGE_SIDE:
         scale = REVIEW_IMAGE_SIDE / max(pixels.shape)
-        h, w = round(pixels.shape[0] * scale), round(pixels.shape[1] * scale)
+        h = max(1, round(pixels.shape[0] * scale))
+        w = max(1, round(pixels.shape[1] * scale))
         pixels = np.asarray(PILImage.fromarray(pixels).resize((w, h), PILImage.Resampling.BILINEAR))
     buffer = io.BytesIO()
     PILImage.fromarray(pixels).save(buffer, format="PNG", optimize=False)

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from radvigil.errors import ForbiddenError
 from radvigil.service.state import ServiceState
 from radvigil.store import ApiKeyPublic
 
@@ -44,7 +45,16 @@ def requires(action: str, cost: float = 1.0) -> Callable[..., Awaitable[ApiKeyPu
         key = state.auth.cached(token)
         if key is None:
             key = await asyncio.to_thread(state.auth.authenticate, token)
-        state.auth.authorise(key, action)
+        try:
+            state.auth.authorise(key, action)
+        except ForbiddenError:
+            await asyncio.to_thread(
+                state.audit_security,
+                "auth.forbidden",
+                key.name,
+                {"action": action, "role": key.role},
+            )
+            raise
         state.limiter.take(key, cost)
         return key
 

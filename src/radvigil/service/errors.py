@@ -14,6 +14,8 @@ from radvigil import errors
 log = logging.getLogger(__name__)
 
 STATUS = {
+    errors.UnsupportedFormatError: 415,
+    errors.ImageTooLargeError: 413,
     errors.InputError: 400,
     errors.DataError: 400,
     errors.ConfigError: 400,
@@ -65,7 +67,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def _http(_: Request, exc: HTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(
+            exc.status_code, "http_error"
+        )
         return _body(code, str(exc.detail), exc.status_code, getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)

@@ -8,18 +8,14 @@ de-identified pixels instead, without touching the prediction log.
 from __future__ import annotations
 
 import io
-import threading
 
 import numpy as np
 from PIL import Image as PILImage
 
 from radvigil.errors import InputError, NotFoundError
-from radvigil.model.gradcam import gradcam, overlay
+from radvigil.model.gradcam import overlay
 from radvigil.service.lifecycle import ServedModel
 from radvigil.service.state import ServiceState
-
-# Grad-CAM runs a backward pass through one shared PyTorch module: one explanation at a time.
-_lock = threading.Lock()
 
 
 def served_version(state: ServiceState, version: str) -> ServedModel:
@@ -49,8 +45,7 @@ def explain_stored(state: ServiceState, request_id: str, target: str | None = No
         raise InputError(f"target {explained!r} is not one of {served.classes}")
     pixels = np.asarray(PILImage.open(io.BytesIO(record.review_image)).convert("L"))
     index = served.classes.index(explained)
-    with _lock:
-        heatmap = gradcam(served.torch_model(), pixels, served.size, index)
+    heatmap = served.explain(pixels, index)
     buffer = io.BytesIO()
     PILImage.fromarray(overlay(pixels, heatmap)).save(buffer, format="PNG")
     return buffer.getvalue()

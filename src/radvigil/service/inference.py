@@ -25,16 +25,20 @@ from radvigil.evaluation.decision import (
     threshold_vector,
 )
 from radvigil.model.preprocess import to_batch
-from radvigil.service.assessment import Assessment, assess_batch
+from radvigil.service.assessment import QC, Assessment, assess_batch
+from radvigil.service.contract import refusal
+from radvigil.service.errors import ApiError
 from radvigil.service.lifecycle import ServedModel
 from radvigil.service.schemas import PredictionOut, QualityFlags, StudyMetadata
 from radvigil.store import PredictionRecord
 from radvigil.store.schemas import new_request_id
 
 
-def decode(data: bytes, filename: str, max_pixels: int) -> Image:
+def decode(data: bytes, label: str, max_pixels: int, max_decoded_bytes: int) -> Image:
     """Read an upload with every guard of :func:`radvigil.data.io.read_image`."""
-    return read_image(data, name=filename or "upload", max_pixels=max_pixels)
+    return read_image(
+        data, name=label or "upload", max_pixels=max_pixels, max_decoded_bytes=max_decoded_bytes
+    )
 
 
 def study_hash(data: bytes, meta: StudyMetadata) -> str:
@@ -52,6 +56,7 @@ class Job:
     filename: str = "upload"
     image: Image | None = None
     max_pixels: int = 50_000_000
+    max_decoded_bytes: int = 64 * 1024 * 1024
     keep_review_png: bool = False
 
 
@@ -77,7 +82,16 @@ def score(jobs: list[Job]) -> list[Scored | Exception]:
     images: dict[int, Image] = {}
     for i, job in enumerate(jobs):
         try:
-            images[i] = job.image or decode(job.data or b"", job.filename, job.max_pixels)
+            if job.image is not None:
+                images[i] = job.image
+                continue
+            image = decode(job.data or b"", job.filename, job.max_pixels, job.max_decoded_bytes)
+            reason = refusal(image, QC)
+            if reason is not None:
+                raise ApiError(
+                    422, "not_a_chest_radiograph", f"{job.filename}: refused, not scored: {reason}"
+                )
+            images[i] = image
         except RadvigilError as exc:
             results[i] = exc
     groups: dict[int, list[int]] = {}

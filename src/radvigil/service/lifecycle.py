@@ -21,6 +21,9 @@ from radvigil.model.engine import OnnxEngine, ThreadSetting
 from radvigil.registry import LoadedModel, Registry
 
 log = logging.getLogger(__name__)
+# Grad-CAM runs backward passes with hooks on shared PyTorch modules; two at once corrupt
+# autograd state and can crash libtorch. Everything that touches a torch model takes this lock.
+TORCH_LOCK = threading.Lock()
 
 
 @dataclass
@@ -66,6 +69,13 @@ class ServedModel:
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self.engine.run(batch)
 
+    def explain(self, pixels: np.ndarray, index: int) -> np.ndarray:
+        """Grad-CAM heatmap of class ``index`` for 8-bit pixels, one explanation at a time."""
+        from radvigil.model.gradcam import gradcam
+
+        with TORCH_LOCK:
+            return gradcam(self.torch_model(), pixels, self.size, index)
+
     def torch_model(self):
         """The PyTorch network (for Grad-CAM only), loaded on first use with one thread."""
         with self._lock:
@@ -87,13 +97,22 @@ class ServedModel:
 def load_served(
     registry: Registry, ref: str, alias: str, threads: ThreadSetting = "auto"
 ) -> ServedModel:
-    loaded = registry.load(ref)
-    served = ServedModel(loaded, alias, OnnxEngine(loaded.onnx_path, threads=threads))
-    if loaded.profile_dir is not None:
-        from radvigil.monitoring.profile import ReferenceProfile
+    """Load a version completely (graph, card, profile) or raise ModelError saying why."""
+    try:
+        loaded = registry.load(ref)
+        served = ServedModel(loaded, alias, OnnxEngine(loaded.onnx_path, threads=threads))
+        served.classes, served.size, served.thresholds  # noqa: B018 - a broken card fails here
+        if loaded.profile_dir is not None:
+            from radvigil.monitoring.profile import ReferenceProfile
 
-        served.profile = ReferenceProfile.from_path(loaded.profile_dir)
-    return served
+            served.profile = ReferenceProfile.from_path(loaded.profile_dir)
+        return served
+    except RadvigilError:
+        raise
+    # A corrupt or foreign file makes ONNX Runtime, MLflow, JSON or numpy raise types of their
+    # own (InvalidProtobuf, InvalidArgument, KeyError, ...): each one means "cannot serve this".
+    except Exception as exc:
+        raise ModelError(f"{ref} cannot be loaded ({type(exc).__name__}: {exc})") from exc
 
 
 class ModelManager:
@@ -111,6 +130,8 @@ class ModelManager:
         self.rollout = RolloutState()
         self.last_error: str | None = None
         self.load_failures = 0
+        self.fallback: str | None = None  # set while a broken champion is replaced by @previous
+        self._broken: set[str] = set()  # versions that failed to load (artifacts are immutable)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -132,22 +153,49 @@ class ModelManager:
             except RadvigilError as exc:
                 self._failed(f"cannot reach the registry: {exc.message}")
                 continue
-            if current is not None and current.version == str(mv.version):
+            version = str(mv.version)
+            if current is not None and current.version == version:
+                continue
+            if version in self._broken:
                 continue
             try:
-                served = load_served(
-                    self.registry, f"{self.name}/{mv.version}", alias, self.threads
-                )
-            except (RadvigilError, OSError, ValueError) as exc:
+                served = load_served(self.registry, f"{self.name}/{version}", alias, self.threads)
+            except ModelError as exc:
+                self._broken.add(version)
                 self._failed(
-                    f"version {mv.version} ({alias}) failed to load, keeping "
-                    f"{current.version if current else 'nothing'}: {exc}"
+                    f"version {version} ({alias}) failed to load, keeping "
+                    f"{current.version if current else 'nothing'}: {exc.message}"
                 )
+                if alias == "champion" and current is None:
+                    changed = self._fall_back(version) or changed
+                continue
+            except RadvigilError as exc:  # e.g. the artifact store is briefly unreachable
+                self._failed(f"version {version} ({alias}) not loaded yet: {exc.message}")
                 continue
             setattr(self, alias, served)
+            if alias == "champion":
+                self.fallback = None
             changed = True
             log.warning("now serving %s/%s as %s", self.name, served.version, alias)
         return changed
+
+    def _fall_back(self, broken: str) -> bool:
+        """At start-up, serve ``@previous`` when the champion cannot be loaded."""
+        try:
+            previous = self.registry.resolve(f"{self.name}@previous")
+            served = load_served(
+                self.registry, f"{self.name}/{previous.version}", "champion", self.threads
+            )
+        except RadvigilError as exc:
+            self._failed(f"no fallback: @previous cannot be served either ({exc.message})")
+            return False
+        self.champion = served
+        self.fallback = (
+            f"champion version {broken} failed to load; serving the previous champion, "
+            f"version {served.version}"
+        )
+        log.error("model lifecycle: %s", self.fallback)
+        return True
 
     def _failed(self, message: str) -> None:
         self.last_error = message
@@ -166,7 +214,12 @@ class ModelManager:
 
     def _poll(self) -> None:
         while not self._stop.wait(self.poll_seconds):
-            self.refresh()
+            try:
+                self.refresh()
+            # The poller must outlive any failure, or the service silently stops following
+            # promotions and rollbacks; the error is counted and logged instead.
+            except Exception as exc:
+                self._failed(f"registry poll failed ({type(exc).__name__}: {exc})")
 
     def route(self, study_hash: str) -> tuple[ServedModel, str]:
         """Which version answers this study: the challenger for a sticky canary share."""
@@ -186,6 +239,6 @@ class ModelManager:
         if champion is None:
             raise ModelError(
                 f"no champion model for {self.name!r} is loaded; train one and set the alias "
-                f"(radvigil train --alias champion)"
+                f"(radvigil train, radvigil gate, then radvigil models alias NAME champion VERSION)"
             )
         return champion

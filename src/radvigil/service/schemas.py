@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from radvigil.data.io import VIEW_POSITIONS, view_position
 from radvigil.model.card import REVIEW_WARNING
 
-Short = Annotated[str, StringConstraints(max_length=100)]
+SITE_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
 
 
 class ErrorBody(BaseModel):
@@ -24,11 +25,20 @@ class StudyMetadata(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    site: Short | None = None
-    view: Annotated[str, StringConstraints(max_length=20)] | None = None
+    site: Annotated[str, StringConstraints(pattern=SITE_PATTERN)] | None = Field(
+        None, description="A site code (letters, digits, . _ : -; at most 64): no free text."
+    )
+    view: Annotated[str, StringConstraints(max_length=100)] | None = Field(
+        None, description=f"One of {sorted(VIEW_POSITIONS)}; anything else is stored as 'other'."
+    )
     study_uid: Annotated[str, StringConstraints(max_length=128)] | None = Field(
         None, description="Hashed before storage; used for sticky canary routing."
     )
+
+    @field_validator("view")
+    @classmethod
+    def _allowed_view(cls, value: str | None) -> str | None:
+        return view_position(value)
 
 
 class QualityFlags(BaseModel):

@@ -112,21 +112,32 @@ class RateLimiter:
         self._degraded = False
 
     def take(self, key: ApiKeyPublic, cost: float = 1.0) -> None:
-        capacity = float(max(1, key.rate_limit))
+        """Charge ``cost`` tokens to the key (429 with Retry-After when it has too few)."""
+        self._take(key.name, key.rate_limit, cost, f"key {key.name!r}")
+
+    def take_address(self, address: str, per_minute: int) -> None:
+        """Charge one request with a missing or invalid key to the client's address."""
+        self._take(
+            f"addr:{address}", per_minute, 1.0, f"requests without a valid key from {address}"
+        )
+
+    def _take(self, name: str, rate_limit: int, cost: float, who: str) -> None:
+        capacity = float(max(1, rate_limit))
+        cost = min(cost, capacity)  # an expensive call stays possible for a slow key
         refill = capacity / 60.0
         try:
-            wait = self.buckets.take(key.name, capacity, refill, cost)
+            wait = self.buckets.take(name, capacity, refill, cost)
             self._degraded = False
         except StoreError as exc:
             if not self._degraded:
                 log.warning("shared rate limits unavailable, limiting per process: %s", exc)
             self._degraded = True
-            wait = self._fallback.take(key.name, capacity, refill, cost)
+            wait = self._fallback.take(name, capacity, refill, cost)
         if wait is None:
             return
         raise ApiError(
             429,
             "rate_limited",
-            f"rate limit of {key.rate_limit}/min exceeded for key {key.name!r}",
+            f"rate limit of {rate_limit}/min exceeded for {who}",
             headers={"Retry-After": str(max(1, int(wait + 0.999)))},
         )

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from radvigil.config import Settings
+from radvigil.errors import StoreError
 from radvigil.loop.notes import NoteDesk, rewriter_from_settings
 from radvigil.registry import Registry
 from radvigil.service import inference
@@ -48,13 +52,28 @@ class ServiceState:
     background: set = field(default_factory=set)
     monitoring: MonitoringJob = field(init=False)
     notes: NoteDesk = field(init=False)
+    decoder: ThreadPoolExecutor = field(init=False)
+    explain_slots: asyncio.Semaphore = field(init=False)
+    explain_waiting: int = 0
+
+    def __post_init__(self) -> None:
+        # Decoding is the memory-hungry step: a small fixed pool bounds how many run at once.
+        self.decoder = ThreadPoolExecutor(self.settings.decode_workers, "radvigil-decode")
+        self.explain_slots = asyncio.Semaphore(self.settings.explain_concurrency)
+
+    def audit_security(self, action: str, actor: str, details: dict[str, Any]) -> None:
+        """Audit a security event (failed sign-in, 403); a database outage only logs it."""
+        try:
+            self.audit.append(actor=actor, action=action, object_type="security", details=details)
+        except StoreError as exc:
+            log.warning("could not audit %s by %s: %s", action, actor, exc.message)
 
     @classmethod
     def build(cls, settings: Settings, registry: Registry, db: Database | None = None):
         db = db or Database.from_settings(settings)
         upgrade_database(db)
         predictions = PredictionStore(db, keep_review_images=settings.store_review_images)
-        audit = AuditLog(db)
+        audit = AuditLog(db, secret=settings.audit_key)
         sink = AuditedPredictions(predictions, audit)
         keys = KeyStore(db)
         state = cls(
@@ -97,3 +116,4 @@ class ServiceState:
         await self.batcher.stop()
         self.models.stop()
         self.writer.close()
+        self.decoder.shutdown(wait=False, cancel_futures=True)

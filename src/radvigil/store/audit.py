@@ -1,6 +1,9 @@
-"""The audit log: append-only records chained by SHA-256, so edits and deletions show.
+"""The audit log: append-only records chained by HMAC-SHA-256, so edits and deletions show.
 
-Each record's hash covers its id, time, fields, details and the previous record's hash.
+Each record's hash covers its id, time, fields, details and the previous record's hash, keyed
+by a secret from the settings (``RADVIGIL_AUDIT_KEY``): someone who can write the database but
+does not hold the secret cannot rewrite a record and recompute the hashes after it.
+``verify`` also checks that every label in ``feedback`` matches the audit record made with it.
 Ids are assigned by the log itself, gap-free from 1, under a lock: a thread lock in the
 process, ``pg_advisory_xact_lock`` on PostgreSQL and ``BEGIN IMMEDIATE`` on SQLite across
 processes, and the primary key as the last word (a racing writer's insert fails and retries).
@@ -9,6 +12,7 @@ processes, and the primary key as the last word (a racing writer's insert fails 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import re
 import threading
@@ -20,10 +24,11 @@ from pydantic import ValidationError
 from sqlalchemy import Connection, insert, select, text
 from sqlalchemy.exc import IntegrityError
 
+from radvigil.config import DEV_AUDIT_KEY, get_settings
 from radvigil.errors import InputError, StoreError
 from radvigil.store.db import Database
 from radvigil.store.schemas import AuditCreate, AuditEvent, VerifyResult, utcnow
-from radvigil.store.tables import AuditEventRow
+from radvigil.store.tables import AuditEventRow, FeedbackRow
 
 GENESIS = "0" * 64
 AUDIT_LOCK = 7_248_310_002  # pg_advisory_xact_lock key shared by every radvigil process
@@ -76,11 +81,11 @@ def canonical_json(value: Any) -> str:
         raise InputError(f"audit details must be plain JSON: {exc}") from exc
 
 
-def record_hash(fields: Mapping[str, Any]) -> str:
-    """SHA-256 of the canonical JSON of a record's fields (``prev_hash`` included)."""
+def record_hash(fields: Mapping[str, Any], secret: str = DEV_AUDIT_KEY) -> str:
+    """HMAC-SHA-256 (keyed by ``secret``) of the canonical JSON of a record's fields."""
     payload = {key: fields[key] for key in HASHED_FIELDS}
     payload["created_at"] = fields["created_at"].astimezone(UTC).isoformat(timespec="microseconds")
-    return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
+    return hmac.new(secret.encode(), canonical_json(payload).encode(), hashlib.sha256).hexdigest()
 
 
 def _prepare(entry: AuditCreate) -> dict[str, Any]:
@@ -111,9 +116,16 @@ class AuditLog:
         clock: where record times come from (a seam for tests).
     """
 
-    def __init__(self, db: Database, *, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        secret: str | None = None,
+    ) -> None:
         self.db = db
         self.clock = clock
+        self.secret = secret or get_settings().audit_key
 
     def append(
         self,
@@ -175,7 +187,7 @@ class AuditLog:
                 "created_at": self.clock().astimezone(UTC),
                 "prev_hash": last_hash,
             }
-            row["hash"] = last_hash = record_hash(row)
+            row["hash"] = last_hash = record_hash(row, self.secret)
             last_id = row["id"]
             rows.append(row)
         try:
@@ -220,11 +232,20 @@ class AuditLog:
         with self.db.transaction("verify audit log") as conn:
             while True:
                 query = select(_table).where(_table.c.id > prev_id).order_by(_table.c.id)
-                rows = conn.execute(query.limit(batch_size)).mappings().all()
+                try:
+                    rows = conn.execute(query.limit(batch_size)).mappings().all()
+                except (ValueError, TypeError, KeyError) as exc:  # a value the driver can't read
+                    return VerifyResult(
+                        ok=False,
+                        checked=checked,
+                        first_bad_id=prev_id + 1,
+                        reason=f"records after {prev_id} cannot be read ({type(exc).__name__}): "
+                        "a malformed value was written into the table",
+                    )
                 if not rows:
                     break
                 for row in rows:
-                    problem = _check(row, prev_id, prev_hash)
+                    problem = _check(row, prev_id, prev_hash, self.secret)
                     if problem is not None:
                         bad_id, reason = problem
                         return VerifyResult(
@@ -233,7 +254,17 @@ class AuditLog:
                     checked += 1
                     prev_id, prev_hash = row["id"], row["hash"]
                     seen_head = seen_head or row["hash"] == expected_head
+            labels = _check_feedback(conn)
         last_id, head = (prev_id, prev_hash) if checked else (None, None)
+        if labels is not None:
+            return VerifyResult(
+                ok=False,
+                checked=checked,
+                first_bad_id=labels[0],
+                reason=labels[1],
+                last_id=last_id,
+                head_hash=head,
+            )
         if not seen_head:
             return VerifyResult(
                 ok=False,
@@ -247,7 +278,33 @@ class AuditLog:
         return VerifyResult(ok=True, checked=checked, last_id=last_id, head_hash=head)
 
 
-def _check(row: Mapping[str, Any], prev_id: int, prev_hash: str) -> tuple[int, str] | None:
+def _check_feedback(conn: Connection) -> tuple[int, str] | None:
+    """(audit id, reason) for the first feedback label that differs from its audit record."""
+    audited: dict[int, tuple[int, str | None]] = {}
+    rows = conn.execute(
+        select(_table.c.id, _table.c.details).where(_table.c.action == "label")
+    ).all()
+    for audit_id, details in rows:
+        details = details if isinstance(details, dict) else {}
+        if isinstance(details.get("feedback_id"), int):
+            audited[details["feedback_id"]] = (audit_id, details.get("label"))
+    for feedback_id, label in conn.execute(
+        select(FeedbackRow.id, FeedbackRow.label).order_by(FeedbackRow.id)
+    ).all():
+        if feedback_id not in audited:
+            return 0, f"feedback {feedback_id} has no audit record: inserted behind the log"
+        audit_id, recorded = audited[feedback_id]
+        if recorded != label:
+            return audit_id, (
+                f"feedback {feedback_id}'s label is {label!r} but audit record {audit_id} "
+                f"recorded {recorded!r}: the label was edited"
+            )
+    return None
+
+
+def _check(
+    row: Mapping[str, Any], prev_id: int, prev_hash: str, secret: str
+) -> tuple[int, str] | None:
     """The (id, reason) of the first problem with ``row`` following ``prev_id``, if any."""
     if row["id"] != prev_id + 1:
         missing = f"{prev_id + 1}" if row["id"] == prev_id + 2 else f"{prev_id + 1}-{row['id'] - 1}"
@@ -257,6 +314,12 @@ def _check(row: Mapping[str, Any], prev_id: int, prev_hash: str) -> tuple[int, s
             f"record {row['id']} does not follow record {prev_id}'s hash: "
             "a record was deleted, reordered or rewritten"
         )
-    if record_hash(row) != row["hash"]:
-        return row["id"], f"record {row['id']} does not match its hash: edited"
+    try:
+        matches = hmac.compare_digest(record_hash(row, secret), str(row["hash"]))
+    except (AttributeError, TypeError, ValueError, KeyError):
+        return row["id"], f"record {row['id']} is malformed (a field has an impossible value)"
+    if not matches:
+        return row["id"], (
+            f"record {row['id']} does not match its hash: edited (or the audit key differs)"
+        )
     return None

@@ -18,6 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from radvigil.errors import ConflictError, ForbiddenError, InputError, NotFoundError
+from radvigil.store.audit import AuditLog
 from radvigil.store.db import Database
 from radvigil.store.schemas import ApiKeyPublic, Role, utcnow
 from radvigil.store.tables import ApiKeyRow
@@ -77,9 +78,11 @@ class KeyStore:
         self.db = db
 
     def create(
-        self, name: str, role: str, *, rate_limit: int = DEFAULT_RATE_LIMIT
+        self, name: str, role: str, *, rate_limit: int = DEFAULT_RATE_LIMIT, actor: str = "system"
     ) -> tuple[str, ApiKeyPublic]:
         """Create a key and return ``(token, key)``; the token cannot be recovered later.
+
+        The creation is audited (``key.create``) with ``actor``, whoever calls this.
 
         Raises:
             InputError: unknown role, empty name or non-positive rate limit.
@@ -109,7 +112,15 @@ class KeyStore:
                 session.flush()
             except IntegrityError as exc:
                 raise ConflictError(f"an API key named {name!r} already exists") from exc
-            return token, ApiKeyPublic.model_validate(row)
+            key = ApiKeyPublic.model_validate(row)
+        AuditLog(self.db).append(
+            actor=actor,
+            action="key.create",
+            object_type="api_key",
+            object_id=key.name,
+            details={"role": key.role, "prefix": key.prefix, "rate_limit": key.rate_limit},
+        )
+        return token, key
 
     def authenticate(self, token: str) -> ApiKeyPublic | None:
         """The active key this token belongs to, or None (unknown, malformed or revoked)."""
@@ -138,12 +149,17 @@ class KeyStore:
         with self.db.session("list API keys") as session:
             return [ApiKeyPublic.model_validate(row) for row in session.scalars(query)]
 
-    def revoke(self, name: str) -> ApiKeyPublic:
-        """Revoke a key by name from now on; revoking a revoked key keeps the first time."""
+    def revoke(self, name: str, *, actor: str = "system") -> ApiKeyPublic:
+        """Revoke a key by name from now on (audited); revoking twice keeps the first time."""
         with self.db.session("revoke API key") as session:
-            session.execute(
+            revoked = session.execute(
                 update(ApiKeyRow)
                 .where(ApiKeyRow.name == name, ApiKeyRow.revoked_at.is_(None))
                 .values(revoked_at=utcnow())
+            ).rowcount
+        key = self.get(name)
+        if revoked:
+            AuditLog(self.db).append(
+                actor=actor, action="key.revoke", object_type="api_key", object_id=name
             )
-        return self.get(name)
+        return key

@@ -24,6 +24,9 @@ class RolloutIn(BaseModel):
 
     reason: Annotated[str, StringConstraints(min_length=3, max_length=500)]
     share: float | None = Field(None, gt=0, le=0.5)
+    force: bool = Field(
+        False, description="Shadow, canary or promote a version without a passing gate (audited)."
+    )
 
 
 class RolloutOut(BaseModel):
@@ -67,11 +70,11 @@ def move_rollout(
     actor = key.name
     version: str | None
     if action == "shadow":
-        version = rollout.shadow(actor, body.reason).challenger
+        version = rollout.shadow(actor, body.reason, force=body.force).challenger
     elif action == "canary":
-        version = rollout.canary(body.share or 0.1, actor, body.reason).challenger
+        version = rollout.canary(body.share or 0.1, actor, body.reason, force=body.force).challenger
     elif action == "promote":
-        version = rollout.promote(actor, body.reason)
+        version = rollout.promote(actor, body.reason, force=body.force)
     elif action == "reject":
         version = rollout.reject(actor, body.reason)
     else:

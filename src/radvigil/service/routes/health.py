@@ -30,6 +30,8 @@ def ready(state: State, _: Reader) -> JSONResponse:
         "database": database,
         "spooled_predictions": state.writer.spool.count(),
         "last_model_error": state.models.last_error,
+        "model_load_failures": state.models.load_failures,
+        "fallback": state.models.fallback,
     }
     ok = champion is not None and database == "ok"
     return JSONResponse({"ready": ok, **body}, status_code=200 if ok else 503)

@@ -8,13 +8,15 @@ import io
 import json
 import logging
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, File, Form, Header, Query, Request, UploadFile
 from PIL import Image as PILImage
 from pydantic import ValidationError
 
 from radvigil.data.image import Image
-from radvigil.model.gradcam import gradcam, overlay
+from radvigil.model.gradcam import overlay
 from radvigil.service import inference
 from radvigil.service.deps import Predictor, State
 from radvigil.service.errors import ApiError
@@ -25,6 +27,7 @@ from radvigil.store import ApiKeyPublic, PredictionRecord
 
 router = APIRouter(prefix="/v1", tags=["predict"])
 log = logging.getLogger(__name__)
+# Advisory only: the format is decided by magic bytes in read_image (anything else is 415).
 ACCEPTED_TYPES = frozenset(
     {
         "image/png",
@@ -41,24 +44,30 @@ ERRORS = {
     401: {"description": "no valid API key"},
     403: {"description": "role not allowed"},
     413: {"description": "upload too large"},
-    415: {"description": "wrong content type"},
+    415: {"description": "not PNG, JPEG or DICOM (by the file's first bytes)"},
+    422: {"description": "not a chest radiograph (refused, not scored), or bad metadata"},
     429: {"description": "rate limit exceeded"},
     503: {"description": "no model loaded"},
 }
 META_HELP = 'Optional JSON, e.g. {"site": "ward-3", "view": "PA"}'
 
 
+MAX_METADATA_CHARS = 4096
+
+
 def _metadata(raw: str | None) -> StudyMetadata:
     if not raw:
         return StudyMetadata()
+    if len(raw) > MAX_METADATA_CHARS:
+        raise ApiError(422, "invalid_metadata", f"metadata is over {MAX_METADATA_CHARS} characters")
     try:
         return StudyMetadata.model_validate(json.loads(raw))
-    except (json.JSONDecodeError, ValidationError, TypeError) as exc:
+    except (json.JSONDecodeError, ValidationError, TypeError, RecursionError) as exc:
+        detail = str(exc).splitlines()[0] if not isinstance(exc, RecursionError) else "too deep"
         raise ApiError(
             422,
             "invalid_metadata",
-            f"metadata must be a JSON object with site/view/"
-            f"study_uid strings: {str(exc).splitlines()[0]}",
+            f"metadata must be a JSON object with site/view/study_uid strings: {detail}",
         ) from exc
 
 
@@ -108,6 +117,7 @@ def _job(state: ServiceState, served: ServedModel, data: bytes, filename: str) -
         data,
         filename,
         max_pixels=state.settings.max_image_pixels,
+        max_decoded_bytes=state.settings.max_decoded_bytes,
         keep_review_png=state.settings.store_review_images,
     )
 
@@ -239,6 +249,7 @@ async def predict_batch(
         raise ApiError(
             413, "batch_too_large", f"a batch holds at most {limit} images, got {len(files)}"
         )
+    state.limiter.take(key, len(files) - 1)  # one rate token per image (the first is paid)
     meta = _metadata(metadata)
     items = [await _read(state, f) for f in files]
     return BatchOut(
@@ -260,19 +271,21 @@ async def explain(
     target: str | None = Query(None, description="Class to explain (default: the prediction)"),
 ) -> ExplainOut:
     started = time.perf_counter()
+    state.limiter.take(key, state.settings.explain_rate_cost - 1)  # the first token is paid
     meta = _metadata(metadata)
     item = await _read(state, file)
     served = state.models.require_champion()
     if target is not None and target not in served.classes:
         raise ApiError(400, "invalid_input", f"target {target!r} is not one of {served.classes}")
-    out, scored = (await _predict(state, key, [item], meta, started))[0]
-    image = scored.image
-    if out.served_by == "challenger" and state.models.challenger is not None:
-        served = state.models.challenger
-    explained = target or out.predicted_class
-    heatmap = await asyncio.to_thread(
-        gradcam, served.torch_model(), image.pixels, served.size, served.classes.index(explained)
-    )
+    async with _explain_slot(state):
+        out, scored = (await _predict(state, key, [item], meta, started))[0]
+        image = scored.image
+        if out.served_by == "challenger" and state.models.challenger is not None:
+            served = state.models.challenger
+        explained = target or out.predicted_class
+        heatmap = await asyncio.to_thread(
+            served.explain, image.pixels, served.classes.index(explained)
+        )
     buffer = io.BytesIO()
     PILImage.fromarray(overlay(image.pixels, heatmap)).save(buffer, format="PNG")
     return ExplainOut(
@@ -282,3 +295,24 @@ async def explain(
         width=image.pixels.shape[1],
         height=image.pixels.shape[0],
     )
+
+
+@asynccontextmanager
+async def _explain_slot(state: ServiceState) -> AsyncIterator[None]:
+    """One of ``explain_concurrency`` slots; 429 when ``explain_queue`` callers already wait."""
+    if state.explain_slots.locked() and state.explain_waiting >= state.settings.explain_queue:
+        raise ApiError(
+            429,
+            "explain_busy",
+            "too many explanations in progress; retry shortly",
+            headers={"Retry-After": "2"},
+        )
+    state.explain_waiting += 1
+    try:
+        await state.explain_slots.acquire()
+    finally:
+        state.explain_waiting -= 1
+    try:
+        yield
+    finally:
+        state.explain_slots.release()

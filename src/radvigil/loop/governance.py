@@ -1,0 +1,78 @@
+"""Who may move which alias: the one home of the rule every path (CLI, API, training) obeys.
+
+``champion`` and ``challenger`` put a version in front of patients (directly, or through shadow
+and canary), so moving them needs a passing gate verdict recorded on that version
+(``radvigil gate``), or an explicit ``force`` with a reason. Every move is audited with the
+actor, the gate verdict and whether it was forced.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from radvigil.errors import ForbiddenError, InputError
+from radvigil.registry import Registry
+
+GATED_ALIASES = frozenset({"champion", "challenger"})
+GATE_TAG = "radvigil.gate"
+Recorder = Callable[[str, str, str, dict[str, Any]], None]  # (action, actor, version, details)
+
+
+def gate_status(registry: Registry, name: str, version: str) -> str:
+    """``passed``, ``failed`` or ``none`` for the gate verdict recorded on a version."""
+    raw = registry.resolve(f"{name}/{version}").tags.get(GATE_TAG)
+    if not raw:
+        return "none"
+    try:
+        return "passed" if json.loads(raw).get("passed") else "failed"
+    except (ValueError, AttributeError):
+        return "failed"
+
+
+def require_gate(
+    registry: Registry, name: str, version: str, *, what: str, force: bool, reason: str | None
+) -> str:
+    """The version's gate status; ForbiddenError unless it passed or ``force`` has a reason."""
+    status = gate_status(registry, name, version)
+    if status == "passed":
+        return status
+    if not force:
+        raise ForbiddenError(
+            f"{name}/{version} has {'a failed' if status == 'failed' else 'no'} gate verdict; "
+            f"it cannot {what} (record a passing one with `radvigil gate`, or force it with a "
+            "reason)"
+        )
+    if not reason or len(reason.strip()) < 3:
+        raise InputError("forcing past a gate needs a reason (at least 3 characters)")
+    return status
+
+
+def move_alias(
+    registry: Registry,
+    name: str,
+    alias: str,
+    version: str,
+    *,
+    actor: str,
+    reason: str | None,
+    record: Recorder,
+    force: bool = False,
+) -> bool:
+    """Point ``alias`` at ``version`` under the gate rule and audit it; False if unchanged."""
+    status = gate_status(registry, name, version)
+    if alias in GATED_ALIASES:
+        status = require_gate(
+            registry, name, version, what=f"become {alias}", force=force, reason=reason
+        )
+    why = reason or "set by hand"
+    changed = registry.set_alias(name, alias, version, actor=actor, reason=why)
+    if changed:
+        record(
+            "alias.set",
+            actor,
+            version,
+            {"alias": alias, "reason": why, "gate": status, "forced": force and status != "passed"},
+        )
+    return changed
