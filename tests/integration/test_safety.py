@@ -113,9 +113,11 @@ def test_keyless_giant_upload_is_refused_without_being_read(server) -> None:
         "POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n"
         f"Content-Type: multipart/form-data; boundary={boundary}\r\n{{extra}}"
     )
-    keyless, seconds = _raw_upload(live, head.format(length=200_000_000, extra=""), prefix)
-    assert keyless.startswith(b"HTTP/1.1 401") and seconds < 10, keyless[:200]
-    wrong_key = head.format(length=200_000_000, extra="X-API-Key: rvk_abc_def\r\n")
+    giant, seconds = _raw_upload(live, head.format(length=200_000_000, extra=""), prefix)
+    assert giant.startswith(b"HTTP/1.1 413") and seconds < 10, giant[:200]  # over the limit
+    keyless, seconds = _raw_upload(live, head.format(length=60_000_000, extra=""), prefix)
+    assert keyless.startswith(b"HTTP/1.1 401") and seconds < 10, keyless[:200]  # key first
+    wrong_key = head.format(length=60_000_000, extra="X-API-Key: rvk_abc_def\r\n")
     assert _raw_upload(live, wrong_key, prefix)[0].startswith(b"HTTP/1.1 401")
     chunked = head.replace("Content-Length: {length}", "Transfer-Encoding: chunked")
     reply, _ = _raw_upload(live, chunked.format(extra=""), b"10000\r\n" + prefix[:65536])
@@ -269,3 +271,48 @@ def test_phi_leaves_no_trace(server, bundled: Path, caplog, capfd) -> None:
     views = {r.view_position for r in state.predictions.list(limit=50)}
     assert views <= {None, "other", "PA", "AP"}, views
     assert json.dumps(sorted(map(str, views)))  # plain values only
+
+
+def test_dashboard_sessions_are_server_side_and_end_at_sign_out(server) -> None:
+    client, state, live, _ = server
+    token = client.headers["X-API-Key"]
+    with httpx.Client(base_url=live.url, timeout=60) as browser:
+        browser.get("/dashboard/login")
+        login_csrf = browser.cookies["radvigil_login_csrf"]
+        signed = browser.post("/dashboard/login", data={"csrf": login_csrf, "api_key": token})
+        assert signed.status_code in (200, 303)
+        session_id = browser.cookies["radvigil_session"]
+        assert token not in session_id and state.sessions.token(session_id) == token
+        assert browser.get("/dashboard/models", follow_redirects=False).status_code == 200
+        from radvigil.dashboard.session import csrf_for
+
+        out = browser.post("/dashboard/logout", data={"csrf": csrf_for(session_id)})
+        assert out.status_code in (200, 303)
+        assert state.sessions.token(session_id) is None
+    with httpx.Client(base_url=live.url, cookies={"radvigil_session": session_id}) as stale:
+        assert stale.get("/dashboard/models", follow_redirects=False).status_code in (303, 307)
+    failed = state.audit.list(action="dashboard_sign_in_failed", limit=5)
+    with httpx.Client(base_url=live.url, timeout=60) as browser:
+        browser.get("/dashboard/login")
+        csrf = browser.cookies["radvigil_login_csrf"]
+        browser.post("/dashboard/login", data={"csrf": csrf, "api_key": "rvk_bad_key"})
+    assert len(state.audit.list(action="dashboard_sign_in_failed", limit=5)) == len(failed) + 1
+
+
+def test_failed_keys_and_403s_are_audited_and_rate_limited_per_address(server) -> None:
+    _, state, live, _ = server
+    with httpx.Client(base_url=live.url, timeout=60) as anonymous:
+        codes = [
+            anonymous.get("/v1/model", headers={"X-API-Key": "rvk_abc_wrong"}).status_code
+            for _ in range(40)
+        ]
+    assert codes[0] == 401 and 429 in codes  # 30 per minute per address by default
+    assert state.audit.list(action="auth.failed", limit=1)
+    auditor = KeyStore(state.db).create("auditor-403", "auditor")[0]
+    with httpx.Client(base_url=live.url, timeout=60) as client:
+        denied = client.post(
+            "/v1/predict", headers={"X-API-Key": auditor}, files={"file": ("a", b"x")}
+        )
+    assert denied.status_code == 403
+    assert state.audit.list(action="auth.forbidden", actor="auditor-403", limit=1)
+    assert state.audit.list(action="key.create", object_id="auditor-403", limit=1)

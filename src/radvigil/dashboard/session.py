@@ -1,11 +1,13 @@
-"""Dashboard sessions: the API key in a cookie, the viewer it stands for, and CSRF checks.
+"""Dashboard sessions: a server-side session id in a cookie, the viewer, and CSRF checks.
 
-The cookie holds the API key itself (HttpOnly, SameSite=Strict, Path=/dashboard, Secure over
-HTTPS), so a revoked key ends its sessions within the authenticator's cache time and no server
-side session table is needed across replicas. Forms of a signed-in viewer carry a token derived
-from the key (an HMAC no one without the cookie can compute); the sign-in form, before there is
-a key, uses a double-submit cookie. Every POST must also come from this origin when the browser
-says where it came from.
+The cookie holds a random session id (HttpOnly, SameSite=Strict, Path=/dashboard; Secure in
+production or by ``RADVIGIL_COOKIE_SECURE``, else over HTTPS), never the API key: the server
+maps it to the key (:class:`~radvigil.service.security.Sessions`), forgets it at sign-out or
+after ``RADVIGIL_SESSION_IDLE_MINUTES`` idle, and a revoked key ends its sessions within the
+authenticator's cache time. Forms of a signed-in viewer carry a token derived from the session
+id (an HMAC no one without the cookie can compute); the sign-in form, before there is a
+session, uses a double-submit cookie. Every POST must also come from this origin when the
+browser says where it came from.
 """
 
 from __future__ import annotations
@@ -57,13 +59,15 @@ class Viewer:
             raise ForbiddenError(f"role {self.role!r} may not {action.replace('_', ' ')}")
 
 
-def csrf_for(token: str) -> str:
-    """The CSRF token of a session: an HMAC keyed by the API key."""
-    return hmac.new(token.encode(), _CSRF_CONTEXT, hashlib.sha256).hexdigest()
+def csrf_for(session_id: str) -> str:
+    """The CSRF token of a session: an HMAC keyed by the session id."""
+    return hmac.new(session_id.encode(), _CSRF_CONTEXT, hashlib.sha256).hexdigest()
 
 
 def _secure(request: Request) -> bool:
-    return request.url.scheme == "https"
+    app = request.scope.get("app")
+    decided = app.state.radvigil.settings.secure_cookies if app is not None else None
+    return decided if decided is not None else request.url.scheme == "https"
 
 
 def set_cookie(request: Request, response: Response, name: str, value: str, age: int) -> None:
@@ -105,14 +109,16 @@ def check_csrf(expected: str | None, sent: str | None) -> None:
 
 def viewer_from(request: Request, state: State) -> Viewer | None:
     """The signed-in viewer, or None when there is no valid session cookie."""
-    token = request.cookies.get(SESSION_COOKIE)
-    if not token:
+    session_id = request.cookies.get(SESSION_COOKIE)
+    token = state.sessions.token(session_id)
+    if not token or not session_id:
         return None
     try:
         key = state.auth.authenticate(token)
     except AuthError:
+        state.sessions.revoke(session_id)
         return None
-    return Viewer(key, csrf_for(token))
+    return Viewer(key, csrf_for(session_id))
 
 
 def signed_in(request: Request, state: State) -> Viewer:

@@ -58,15 +58,18 @@ async def login_form(request: Request) -> str:
 
 @router.post("/login")
 def login(request: Request, state: State, token: Annotated[str, Depends(login_form)]) -> Response:
+    address = request.client.host if request.client else "unknown"
     try:
         key = state.auth.authenticate(token)
     except AuthError as exc:
+        state.limiter.take_address(address, state.settings.invalid_key_rate_limit)
+        state.audit_security("dashboard_sign_in_failed", f"client:{address}", {})
         return _sign_in_page(request, error=exc.message, status=401)
     state.audit.append(
         actor=key.name, action="dashboard_sign_in", object_type="api_key", object_id=key.name
     )
     response = RedirectResponse(f"{PREFIX}/", status_code=303)
-    set_cookie(request, response, SESSION_COOKIE, token, SESSION_SECONDS)
+    set_cookie(request, response, SESSION_COOKIE, state.sessions.create(token), SESSION_SECONDS)
     clear_cookie(request, response, LOGIN_COOKIE)
     return response
 
@@ -79,6 +82,7 @@ def logout(request: Request, state: State, viewer: SignedIn, _: Form) -> Respons
         object_type="api_key",
         object_id=viewer.name,
     )
+    state.sessions.revoke(request.cookies.get(SESSION_COOKIE))
     response = RedirectResponse(f"{PREFIX}/login", status_code=303)
     clear_cookie(request, response, SESSION_COOKIE)
     return response

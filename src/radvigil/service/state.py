@@ -17,7 +17,7 @@ from radvigil.service.batcher import MicroBatcher
 from radvigil.service.lifecycle import ModelManager
 from radvigil.service.metrics import ServiceMetrics
 from radvigil.service.monitoring_job import MonitoringJob
-from radvigil.service.security import Authenticator, MemoryBuckets, RateLimiter
+from radvigil.service.security import Authenticator, MemoryBuckets, RateLimiter, Sessions
 from radvigil.service.sinks import AuditedPredictions
 from radvigil.store import (
     AuditLog,
@@ -55,11 +55,13 @@ class ServiceState:
     decoder: ThreadPoolExecutor = field(init=False)
     explain_slots: asyncio.Semaphore = field(init=False)
     explain_waiting: int = 0
+    sessions: Sessions = field(init=False)
 
     def __post_init__(self) -> None:
         # Decoding is the memory-hungry step: a small fixed pool bounds how many run at once.
         self.decoder = ThreadPoolExecutor(self.settings.decode_workers, "radvigil-decode")
         self.explain_slots = asyncio.Semaphore(self.settings.explain_concurrency)
+        self.sessions = Sessions(self.settings.session_idle_minutes * 60, 8 * 3600)
 
     def audit_security(self, action: str, actor: str, details: dict[str, Any]) -> None:
         """Audit a security event (failed sign-in, 403); a database outage only logs it."""
