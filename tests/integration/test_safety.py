@@ -140,6 +140,9 @@ def test_input_triggered_500s_are_4xx_on_every_upload_route(server) -> None:
     for name, data in reproductions().items():
         for path in UPLOADS:
             response = _post(client, path, name, data)
+            if name == "long-view.dcm":  # a name typed into ViewPosition: scored, stored "other"
+                assert response.status_code == 200, response.text
+                continue
             assert 400 <= response.status_code < 500, (name, path, response.text)
             assert set(response.json()) == {"code", "message"}
     deep = "[" * 50_000 + "]" * 50_000

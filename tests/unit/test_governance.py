@@ -124,3 +124,50 @@ def test_audit_verify_reports_malformed_rows_without_a_traceback(home: Settings)
         conn.execute(text("UPDATE audit_events SET created_at = 'not a date'"))
     _, err = run("audit", "verify", code=1)
     assert "audit chain broken" in err and "Traceback" not in err
+
+
+def test_promotion_and_rollback_file_a_change_control_record(home: Settings) -> None:
+    import hashlib
+
+    from radvigil.loop.rollout import Rollout
+
+    registry = Registry(home.resolved_tracking_uri, home.artifacts_dir, home.home_dir / "cache")
+    experiment = registry.experiment_id("chest-pneumonia")
+    registry.client.create_registered_model(NAME)
+    for lr in ("0.001", "0.003"):
+        run = registry.client.create_run(experiment)
+        registry.client.log_param(run.info.run_id, "lr", lr)
+        mv = registry.client.create_model_version(
+            NAME, source=str(home.home_dir), run_id=run.info.run_id
+        )
+        registry.set_version_tag(NAME, str(mv.version), "radvigil.gate", '{"passed": true}')
+    registry.set_alias(NAME, "champion", "1", "test", "first")
+    registry.set_alias(NAME, "challenger", "2", "test", "retrained")
+    recorded: list[tuple[str, dict]] = []
+    rollout = Rollout(
+        registry,
+        NAME,
+        lambda action, actor, version, details: recorded.append((action, details)),
+        changes_dir=home.home_dir / "changes",
+        evidence=lambda version: {"shadow": {"agreement": 0.97, "pairs": 120}},
+    )
+    rollout.promote("alice", "better calibrated")
+    assert recorded[-1][0] == "promote"
+    details = recorded[-1][1]
+    path = home.home_dir / "changes" / details["change_record"]
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == details["change_record_sha256"]
+    record = json.loads(path.read_text())
+    assert (record["from_version"], record["to_version"], record["approved_by"]) == (
+        "1",
+        "2",
+        "alice",
+    )
+    assert record["config_diff"] == {"lr": ["0.001", "0.003"]}
+    assert record["verification"]["gate"] == {"passed": True}
+    assert record["verification"]["shadow"]["agreement"] == 0.97
+    assert "rollback" in record["rollback_plan"] and path.with_suffix(".html").exists()
+    run_id = registry.resolve(f"{NAME}/2").run_id
+    logged = [a.path for a in registry.client.list_artifacts(run_id, "change_control")]
+    assert f"change_control/{details['change_record']}" in logged
+    rollout.rollback("bob", "alert on site B")
+    assert recorded[-1][0] == "rollback" and "change_record_sha256" in recorded[-1][1]

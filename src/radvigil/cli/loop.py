@@ -144,8 +144,13 @@ def loop_check(
 def _rollout() -> tuple[Rollout, str]:
     settings = get_settings()
     audit = AuditLog(database())
-    record = version_recorder(audit, settings.model_name)
-    return Rollout(registry(), settings.model_name, record), actor()
+    rollout = Rollout(
+        registry(),
+        settings.model_name,
+        version_recorder(audit, settings.model_name),
+        changes_dir=settings.reports_dir / "changes",
+    )
+    return rollout, actor()
 
 
 REASON = typer.Option(..., "--reason", "-r", help="Why (recorded in the audit log and MLflow).")

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from radvigil.dashboard.lineage import alias_history, served_summary, versions
 from radvigil.dashboard.rendering import PageRoute, render
 from radvigil.dashboard.session import PREFIX, Form, SignedIn
-from radvigil.errors import InputError, RadvigilError
+from radvigil.errors import InputError, NotFoundError, RadvigilError
 from radvigil.service.deps import State
 from radvigil.service.routes.admin import RolloutIn, move_rollout, shadow_report
 
@@ -67,7 +67,30 @@ def models_page(
         report_error=report_error,
         actions={a: ACTIONS[a] for a in available} if viewer.can("manage_models") else {},
         done=done if done in ACTIONS else None,
+        changes=sorted(
+            (p.stem for p in _changes_dir(state).glob("change-*.html")), reverse=True
+        )[:20],
     )
+
+
+def _changes_dir(state: State):
+    return state.settings.reports_dir / "changes"
+
+
+@router.get("/models/changes/{stem}.{ext}")
+def change_record(
+    state: State,
+    viewer: SignedIn,
+    stem: str = Path(..., pattern=r"^change-[a-z]+-v[0-9]+-[0-9T+-]+$"),
+    ext: Literal["html", "json"] = Path(...),
+) -> Response:
+    """A promotion's or rollback's change-control record (also logged to the MLflow run)."""
+    viewer.require("read_predictions")
+    path = _changes_dir(state) / f"{stem}.{ext}"
+    if not path.is_file():
+        raise NotFoundError(f"no change-control record {stem}")
+    media = "text/html" if ext == "html" else "application/json"
+    return Response(path.read_bytes(), media_type=media)
 
 
 @router.post("/models/{action}")

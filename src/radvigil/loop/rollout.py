@@ -8,12 +8,15 @@ tags the model version with who did it and why.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from radvigil.errors import InputError, NotFoundError
+from radvigil.loop import change_record
 from radvigil.loop.actions import Recorder
 from radvigil.loop.governance import require_gate
 from radvigil.registry import Registry
@@ -45,8 +48,31 @@ def read_state(registry: Registry, name: str) -> RolloutState:
 class Rollout:
     """The rollout commands for one registered model."""
 
-    def __init__(self, registry: Registry, name: str, record: Recorder) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        name: str,
+        record: Recorder,
+        *,
+        changes_dir: Path | None = None,
+        evidence: Callable[[str], dict[str, Any]] | None = None,
+    ) -> None:
+        """``changes_dir``: where promotions and rollbacks file their change-control record;
+        ``evidence``: extra verification for it (e.g. the shadow comparison) by version."""
         self.registry, self.name, self.record = registry, name, record
+        self.changes_dir, self.evidence = changes_dir, evidence
+
+    def _change_record(
+        self, action: str, old: str | None, new: str, actor: str, reason: str
+    ) -> dict[str, str]:
+        """File the change-control record before anything moves: no record, no change."""
+        if self.changes_dir is None:
+            return {}
+        evidence = self.evidence(new) if self.evidence else None
+        record = change_record.build(
+            self.registry, self.name, action, old, new, actor, reason, evidence
+        )
+        return change_record.file_record(self.registry, record, self.changes_dir)
 
     def _aliases(self) -> dict[str, str]:
         try:
@@ -134,6 +160,7 @@ class Rollout:
         version = self._challenger()
         details = self._gated(version, "be promoted", force, reason)
         old = self._aliases().get("champion")
+        details |= self._change_record("promote", old, version, actor, reason)
         if old is not None:
             self.registry.set_alias(self.name, "previous", old, actor, f"replaced: {reason}")
         self.registry.set_alias(self.name, "champion", version, actor, reason)
@@ -157,10 +184,11 @@ class Rollout:
         previous, current = aliases.get("previous"), aliases.get("champion")
         if previous is None:
             raise InputError(f"{self.name} has no previous champion to roll back to")
+        filed = self._change_record("rollback", current, previous, actor, reason)
         self.registry.set_alias(self.name, "champion", previous, actor, f"rollback: {reason}")
         self.registry.remove_alias(self.name, "previous", actor, f"rollback: {reason}")
         self._save(RolloutState(), actor, f"rolled back to {previous}")
         if current is not None:
             self._tag(current, "rolled_back", actor, reason)
-        self.record("rollback", actor, previous, {"from": current, "reason": reason})
+        self.record("rollback", actor, previous, {"from": current, "reason": reason, **filed})
         return previous

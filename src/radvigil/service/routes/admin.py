@@ -37,7 +37,18 @@ class RolloutOut(BaseModel):
 
 def rollout_for(state: ServiceState) -> Rollout:
     name = state.settings.model_name
-    return Rollout(state.models.registry, name, version_recorder(state.audit, name))
+
+    def evidence(version: str) -> dict:
+        report = compare(state.predictions, state.feedback, version)
+        return {"shadow": report.model_dump(exclude={"disagreements"})}
+
+    return Rollout(
+        state.models.registry,
+        name,
+        version_recorder(state.audit, name),
+        changes_dir=state.settings.reports_dir / "changes",
+        evidence=evidence,
+    )
 
 
 @router.get("/rollout", response_model=RolloutState, summary="Current rollout state")
