@@ -219,7 +219,7 @@ def test_pydicom_test_files_through_every_upload_endpoint(server) -> None:
     assert set(statuses) <= {200, 400, 413, 415, 422}, statuses
 
 
-PHI = ("ZQXDOE^JANE", "MRN998877", "19700101", "ZQXSERIES", "ZQXPRIVATE", "ZQXFILENAME")
+PHI = ("ZQXDOE", "MRN998877", "1970XX01", "ZQXSERIES", "ZQXPRIVATE", "ZQXFILENAME")
 
 
 def _phi_dicom(bundled: Path) -> bytes:
@@ -237,7 +237,7 @@ def _phi_dicom(bundled: Path) -> bytes:
         AccessionNumber="MRN998877",
     )
     # a name typed into ViewPosition, and a date pydicom will complain about (and quote)
-    data = with_raw_tag(data, b"CS\x02\x00PA", b"CS\x16\x00ZQXDOE^JANE MRN998877")
+    data = with_raw_tag(data, b"CS\x02\x00PA", b"CS\x16\x00ZQXDOE^JANE  MRN998877")
     return data.replace(b"DA\x08\x0019700101", b"DA\x08\x001970XX01")
 
 
