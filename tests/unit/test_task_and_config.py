@@ -41,7 +41,7 @@ def test_labels_outside_task_are_refused() -> None:
 
 
 def test_shipped_configs_are_valid() -> None:
-    for name in ("fast", "full"):
+    for name in ("fast", "full", "demo"):
         cfg = load_config(REPO / "configs" / f"{name}.yaml")
         assert cfg.task == "chest-pneumonia"
 
