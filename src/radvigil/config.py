@@ -48,9 +48,6 @@ class Settings(BaseSettings):
         description="Largest body of a batch request (all files together); other API bodies "
         "are capped at 1 MiB. Checked from Content-Length and while streaming.",
     )
-    decode_workers: int = Field(
-        default=2, ge=1, description="Images decoded at once (a bounded pool of threads)."
-    )
     explain_concurrency: int = Field(
         default=1, ge=1, description="Grad-CAM explanations computed at once."
     )

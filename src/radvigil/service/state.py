@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,14 +51,11 @@ class ServiceState:
     background: set = field(default_factory=set)
     monitoring: MonitoringJob = field(init=False)
     notes: NoteDesk = field(init=False)
-    decoder: ThreadPoolExecutor = field(init=False)
     explain_slots: asyncio.Semaphore = field(init=False)
     explain_waiting: int = 0
     sessions: Sessions = field(init=False)
 
     def __post_init__(self) -> None:
-        # Decoding is the memory-hungry step: a small fixed pool bounds how many run at once.
-        self.decoder = ThreadPoolExecutor(self.settings.decode_workers, "radvigil-decode")
         self.explain_slots = asyncio.Semaphore(self.settings.explain_concurrency)
         self.sessions = Sessions(self.settings.session_idle_minutes * 60, 8 * 3600)
 
@@ -118,4 +114,3 @@ class ServiceState:
         await self.batcher.stop()
         self.models.stop()
         self.writer.close()
-        self.decoder.shutdown(wait=False, cancel_futures=True)
