@@ -81,16 +81,18 @@ def _check_type(content_type: str | None, name: str) -> None:
         )
 
 
-async def _read(state: ServiceState, upload: UploadFile) -> tuple[bytes, str]:
-    """A multipart file's bytes (size-checked) and name; decoding happens in the batcher."""
-    _check_type(upload.content_type, upload.filename or "upload")
+async def _read(state: ServiceState, upload: UploadFile, field: str) -> tuple[bytes, str]:
+    """A multipart file's bytes (size-checked), named by its form field; decoding is batched.
+
+    Messages name the field (``files[1]``), never the client's file name: file names from
+    hospital systems often carry patient names or record numbers.
+    """
+    _check_type(upload.content_type, field)
     limit = state.settings.max_upload_bytes
     data = await upload.read(limit + 1)
     if len(data) > limit:
-        raise ApiError(
-            413, "upload_too_large", f"{upload.filename}: upload exceeds {limit:,} bytes"
-        )
-    return data, upload.filename or "upload"
+        raise ApiError(413, "upload_too_large", f"{field}: upload exceeds {limit:,} bytes")
+    return data, field
 
 
 async def _read_body(state: ServiceState, request: Request) -> tuple[bytes, str]:
@@ -225,7 +227,7 @@ async def predict(
     """
     started = time.perf_counter()
     if file is not None:
-        meta, item = _metadata(metadata), await _read(state, file)
+        meta, item = _metadata(metadata), await _read(state, file, "file")
     else:
         meta, item = _metadata(metadata_header), await _read_body(state, request)
     return (await _predict(state, key, [item], meta, started))[0][0]
@@ -251,7 +253,7 @@ async def predict_batch(
         )
     state.limiter.take(key, len(files) - 1)  # one rate token per image (the first is paid)
     meta = _metadata(metadata)
-    items = [await _read(state, f) for f in files]
+    items = [await _read(state, f, f"files[{i}]") for i, f in enumerate(files)]
     return BatchOut(
         predictions=[out for out, _ in await _predict(state, key, items, meta, started)]
     )
@@ -273,7 +275,7 @@ async def explain(
     started = time.perf_counter()
     state.limiter.take(key, state.settings.explain_rate_cost - 1)  # the first token is paid
     meta = _metadata(metadata)
-    item = await _read(state, file)
+    item = await _read(state, file, "file")
     served = state.models.require_champion()
     if target is not None and target not in served.classes:
         raise ApiError(400, "invalid_input", f"target {target!r} is not one of {served.classes}")
