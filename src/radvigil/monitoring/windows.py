@@ -71,16 +71,21 @@ class WindowData:
         return 0 if self.timestamps is None else len(self.timestamps)
 
     def subset(self, index: np.ndarray) -> WindowData:
-        """The rows at ``index`` (integer positions or a boolean mask), in that order."""
+        """The rows at ``index`` (integer positions or a boolean mask), in that order.
+
+        The columns are already validated and converted, so the copy skips ``__post_init__``:
+        bootstrap calibration takes hundreds of subsets per detector and window size.
+        """
         idx = np.arange(len(self))[np.asarray(index)]
-        changes = {}
+        rows = object.__new__(type(self))
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if isinstance(value, pd.DataFrame):
-                changes[f.name] = value.iloc[idx]
+                value = value.iloc[idx].reset_index(drop=True)
             elif value is not None:
-                changes[f.name] = value[idx]
-        return dataclasses.replace(self, **changes)
+                value = value[idx]
+            object.__setattr__(rows, f.name, value)
+        return rows
 
     def labelled_mask(self) -> np.ndarray:
         """True where a label is known."""
