@@ -55,7 +55,11 @@ def serve(trained_home, root: Path, **settings: object) -> Iterator[tuple[httpx.
     )
     app = create_app(config, registry=home.registry)
     keys = KeyStore(app.state.radvigil.db)
-    tokens = {r: keys.create(f"{r}-key", r)[0] for r in ("clinician", "admin", "service")}
+    # Each image of a batch costs a rate token: the 200-study streams need more than 120/min.
+    tokens = {
+        r: keys.create(f"{r}-key", r, rate_limit=10_000)[0]
+        for r in ("clinician", "admin", "service")
+    }
     with LiveServer(app) as server, httpx.Client(base_url=server.url, timeout=600) as client:
         yield client, {**tokens, "state": app.state.radvigil}
 
