@@ -235,7 +235,7 @@ def test_raw_image_body_is_accepted_like_multipart(service, bundled, shared_data
     refused = client.post("/v1/predict", headers=text, content=b"hello")
     assert refused.status_code == 415 and refused.json()["code"] == "unsupported_media_type"
     garbage = client.post("/v1/predict", headers=headers, content=b"not a png")
-    assert garbage.status_code == 400
+    assert garbage.status_code == 415  # judged by magic bytes, not by the content type
     state.writer.flush()
     stored = client.get(
         f"/v1/predictions/{raw.json()['request_id']}", headers=_h(tokens["auditor"])
@@ -243,19 +243,20 @@ def test_raw_image_body_is_accepted_like_multipart(service, bundled, shared_data
     assert stored["site"] == "ward-9"
 
 
-def test_no_review_png_is_encoded_when_review_images_are_not_stored(
-    service, bundled, shared_data
-) -> None:
-    """A drifter (a colour photo) is routed to review, but with ``store_review_images`` off
-    (the default) its PNG is never encoded: counted, not timed."""
+def test_no_review_png_is_encoded_when_review_images_are_not_stored(service, bundled) -> None:
+    """A drifter (a polarity-inverted X-ray) is routed to review, but with
+    ``store_review_images`` off (the default) its PNG is never encoded: counted, not timed.
+    (A colour photo is now refused by the input contract, so it no longer reaches review.)"""
     client, tokens, state = service
     assert state.settings.store_review_images is False
-    _, colour = _bad_corpus(bundled, shared_data)
+    jpg = sorted((bundled / "kermany" / "test" / "normal").glob("*.jpg"))[0]
+    inverted = io.BytesIO()
+    PILImage.fromarray(255 - np.asarray(PILImage.open(jpg).convert("L"))).save(inverted, "PNG")
     before = assessment.review_pngs_encoded
     flagged = client.post(
         "/v1/predict",
         headers=_h(tokens["clinician"]),
-        files={"file": ("photo.png", colour, "image/png")},
+        files={"file": ("case.png", inverted.getvalue(), "image/png")},
     )
     assert flagged.status_code == 200 and flagged.json()["routed_to_review"] is True
     assert assessment.review_pngs_encoded == before
