@@ -158,11 +158,12 @@ def test_the_study_page_shows_generates_and_approves_the_note(service):
     rid = _predict(state)
     token = tokens["clinician"]
     mode["mode"] = "good"
-    with httpx.Client(
-        base_url=str(client.base_url), cookies={SESSION_COOKIE: token}, timeout=60
-    ) as browser:
+    with httpx.Client(base_url=str(client.base_url), timeout=60) as browser:
+        browser.get("/dashboard/login")  # sessions are server-side: sign in like a person
+        login = {"csrf": browser.cookies["radvigil_login_csrf"], "api_key": token}
+        assert browser.post("/dashboard/login", data=login).status_code in (200, 303)
         assert "No note yet" in browser.get(f"/dashboard/review/{rid}").text
-        form = {"csrf": csrf_for(token)}
+        form = {"csrf": csrf_for(browser.cookies[SESSION_COOKIE])}
         assert browser.post(f"/dashboard/review/{rid}/note", data=form).status_code == 303
         page = browser.get(f"/dashboard/review/{rid}").text
         assert "A computer program checked your chest X-ray." in page and "draft" in page
