@@ -1,8 +1,15 @@
 """Rebuild ``data/bundled`` from the full shared data (run once by maintainers, not by users).
 
-Takes a seeded, patient-disjoint, class-stratified subset of Kermany that keeps the original
-splits, copies the files unchanged (so their sha256 still matches the shared manifest), and
-copies the small DICOM radiographs. Usage: ``python scripts/make_bundle.py ../shared/data``.
+Takes a seeded, patient-disjoint, class-stratified subset of Kermany, copies the files unchanged
+(so their sha256 still matches the shared manifest), and copies the small DICOM radiographs.
+
+Kermany's two folders are two acquisition batches: a model trained on the train folder loses
+much of its specificity on the test folder. The bundle keeps them apart so the demo can show
+that real shift: ``manifest.csv`` (train, val and test splits) comes from the train-folder
+batch only, like a vendor's development data, and ``stream.csv`` holds the production traffic:
+held-back train-folder patients (the ``train-folder`` batch, before the change) and test-folder
+patients (the ``test-folder`` batch, the site's other acquisition). Every row names its batch
+in ``acquisition_batch``. Usage: ``python scripts/make_bundle.py ../shared/data``.
 """
 
 from __future__ import annotations
@@ -14,11 +21,17 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-PER_SPLIT = {"train": 350, "val": 130, "test": 125}  # images per class in each split
-STREAM_PER_CLASS = 150  # held-back "production traffic" for the demo, from the original test split
+PER_SPLIT = {"train": 350, "val": 130}  # images per class in each split, from the same folders
+TEST_FOLDER_PER_CLASS = (125, 150)  # two draws of test-folder patients (kept from earlier bundles)
+DEV_TEST_PER_CLASS = 125  # the test split: held-back train-folder patients
+DEV_STREAM_PER_CLASS = 60  # traffic before the change: more held-back train-folder patients
 KERMANY = "kermany_guangzhou_pediatric_cxr"
 DICOMS = ("RG1_chest_small_512.dcm", "RG1_J2KI.dcm", "RG3_J2KI.dcm")
 OUT = Path(__file__).resolve().parents[1] / "data" / "bundled"
+BATCH = {"train": "train-folder", "val": "train-folder", "test": "test-folder"}
+DEV_TEST_ORIGIN = "derived: patient-grouped hold-out of original train (same batch), seed 42"
+
+PatientIndex = dict[tuple[str, str], dict[str, list[dict]]]
 
 
 def main(shared: Path) -> None:
@@ -27,70 +40,85 @@ def main(shared: Path) -> None:
         for r in csv.DictReader((shared / "cxr" / "manifest.csv").open())
         if r["source_dataset"] == KERMANY
     ]
-    by_key: dict[tuple[str, str], dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    by_key: PatientIndex = defaultdict(lambda: defaultdict(list))
     for row in rows:
+        row["acquisition_batch"] = BATCH[row["split"]]
         by_key[(row["split"], row["label"])][row["patient_id"]].append(row)
     rng = random.Random(42)
-    chosen: list[dict] = []
     used: set[str] = set()
-    # Kermany's test split reuses train's patient numbering; skipping ids already taken keeps
-    # the bundle patient-disjoint even if those numbers are the same people.
-    for split, label in sorted(by_key, key=lambda k: (list(PER_SPLIT).index(k[0]), k[1])):
-        patients = by_key[(split, label)]
-        ids = sorted(patients)
-        rng.shuffle(ids)
-        picked: list[dict] = []
-        for pid in ids:  # whole patients only, so splits stay patient-disjoint
-            if len(picked) >= PER_SPLIT[split]:
-                break
-            if pid in used:
-                continue
-            used.add(pid)
-            picked.extend(patients[pid])
-        chosen.extend(picked)
-    stream = _stream(by_key, used, rng)
+    # Kermany's test folder reuses train's patient numbering; skipping ids already taken keeps
+    # the bundle patient-disjoint even if those numbers are the same people. The draws run in
+    # the order earlier bundles used, so the files they share stay the same.
+    chosen = [
+        row
+        for split in PER_SPLIT
+        for label in ("normal", "pneumonia")
+        for row in _patients(by_key[(split, label)], PER_SPLIT[split], used, rng)
+    ]
+    site = [
+        row
+        for count, unused_only in zip(TEST_FOLDER_PER_CLASS, (False, True), strict=True)
+        for label in ("normal", "pneumonia")
+        for row in _patients(by_key[("test", label)], count, used, rng, unused_only)
+    ]
+    dev_test = [
+        {**row, "split": "test", "split_origin": DEV_TEST_ORIGIN}
+        for label in ("normal", "pneumonia")
+        for row in _patients(by_key[("train", label)], DEV_TEST_PER_CLASS, used, rng)
+    ]
+    dev_stream = [
+        row
+        for label in ("normal", "pneumonia")
+        for row in _patients(by_key[("train", label)], DEV_STREAM_PER_CLASS, used, rng)
+    ]
     if OUT.exists():
         shutil.rmtree(OUT)
     (OUT / "dicom").mkdir(parents=True)
-    for row in chosen:
+    _write(shared, chosen + dev_test, OUT / "manifest.csv")
+    _write(shared, dev_stream + site, OUT / "stream.csv")
+    for name in DICOMS:
+        shutil.copy2(shared / "dicom" / name, OUT / "dicom" / name)
+    shutil.copy2(shared / "dicom" / "LICENSE.pydicom-data.txt", OUT / "dicom")
+    print(
+        f"bundled {len(chosen) + len(dev_test)} Kermany images in the splits, "
+        f"{len(dev_stream)} + {len(site)} stream images (train / test folder), "
+        f"{len(DICOMS)} DICOM files"
+    )
+
+
+def _patients(
+    patients: dict[str, list[dict]],
+    count: int,
+    used: set[str],
+    rng: random.Random,
+    unused_only: bool = False,
+) -> list[dict]:
+    """Whole unused patients, in seeded order, until ``count`` images (splits stay disjoint).
+    ``unused_only`` shuffles only the ids not yet taken (how earlier bundles drew the stream)."""
+    ids = sorted(pid for pid in patients if not (unused_only and pid in used))
+    rng.shuffle(ids)
+    picked: list[dict] = []
+    for pid in ids:
+        if len(picked) >= count:
+            break
+        if pid in used:
+            continue
+        used.add(pid)
+        picked.extend(patients[pid])
+    return picked
+
+
+def _write(shared: Path, rows: list[dict], manifest: Path) -> None:
+    """Copy each file under its Kermany folder and write the manifest sorted by path."""
+    for row in rows:
         rel = Path(row["path"]).relative_to("cxr")
         (OUT / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(shared / row["path"], OUT / rel)
         row["path"] = rel.as_posix()
-    with (OUT / "manifest.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(chosen[0]))
+    with manifest.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
-        writer.writerows(sorted(chosen, key=lambda r: r["path"]))
-    for row in stream:
-        rel = Path("stream") / Path(row["path"]).relative_to("cxr/kermany/test")
-        (OUT / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(shared / row["path"], OUT / rel)
-        row["path"] = rel.as_posix()
-    with (OUT / "stream.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(stream[0]))
-        writer.writeheader()
-        writer.writerows(sorted(stream, key=lambda r: r["path"]))
-    for name in DICOMS:
-        shutil.copy2(shared / "dicom" / name, OUT / "dicom" / name)
-    shutil.copy2(shared / "dicom" / "LICENSE.pydicom-data.txt", OUT / "dicom")
-    print(f"bundled {len(chosen)} + {len(stream)} stream Kermany images, {len(DICOMS)} DICOM files")
-
-
-def _stream(by_key: dict, used: set[str], rng: random.Random) -> list[dict]:
-    """Unused test-split patients, kept out of every split: the demo's production traffic."""
-    rows: list[dict] = []
-    for label in ("normal", "pneumonia"):
-        patients = by_key[("test", label)]
-        ids = sorted(pid for pid in patients if pid not in used)
-        rng.shuffle(ids)
-        picked: list[dict] = []
-        for pid in ids:
-            if len(picked) >= STREAM_PER_CLASS:
-                break
-            used.add(pid)
-            picked.extend(patients[pid])
-        rows.extend(picked)
-    return rows
+        writer.writerows(sorted(rows, key=lambda r: r["path"]))
 
 
 if __name__ == "__main__":

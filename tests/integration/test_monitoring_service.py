@@ -7,8 +7,8 @@ flagged as a drifter by the paediatric model's profile.
 
 The clean stream comes from the bundled *train* folder (patients outside the validation split
 the profile was built from, same acquisition). Kermany's *test* folder is a different
-acquisition batch: its sharpness and low percentiles differ from the reference (KS p < 0.001 on
-the 251 vs 262 bundled images), so it raises an image-statistics alert even unshifted.
+acquisition batch: its sharpness and low percentiles differ from the reference, so it raises an
+image-statistics alert even unshifted (the demo scenario streams it as the site's real change).
 """
 
 from __future__ import annotations

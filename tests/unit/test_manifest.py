@@ -86,7 +86,7 @@ def test_catalog_resolves_ids_prefixes_names_and_latest(
     loaded = catalog.load("bundled")
     assert loaded.id == full
     assert loaded.root == bundled_version.root
-    assert len(catalog.load(test_only).frame) == 251
+    assert len(catalog.load(test_only).frame) == 253
     with pytest.raises(NotFoundError, match="ambiguous"):
         catalog.resolve("ds-")
     with pytest.raises(NotFoundError, match="no dataset version 'nope'"):

@@ -19,8 +19,8 @@ from radvigil.errors import ConfigError
 from radvigil.service.assessment import quality_issues
 from tests.unit.qc_images import make_problem_folder, spoil_after_import
 
-DUPLICATE = "kermany/test/normal/NORMAL2-IM-0173-0001-0002.jpg"
-ITS_TWIN = "kermany/test/normal/NORMAL2-IM-0173-0001-0001.jpg"
+DUPLICATE = "kermany/train/normal/NORMAL2-IM-0587-0001-0002.jpg"
+ITS_TWIN = "kermany/train/normal/NORMAL2-IM-0587-0001-0001.jpg"
 
 
 @pytest.fixture(scope="module")
@@ -32,10 +32,10 @@ def test_in_split_duplicates_are_warnings_and_nothing_fails(
     bundled_report, bundled_version: DatasetVersion
 ) -> None:
     assert bundled_report.items == len(bundled_version.frame)
-    assert bundled_report.duplicate_counts("exact") == (4, 0)
+    assert bundled_report.duplicate_counts("exact") == (5, 0)
     assert bundled_report.duplicate_counts("near") == (0, 0)
     flagged = {c.check: c.flagged for c in bundled_report.checks}
-    assert flagged["exact_duplicate"] == 4
+    assert flagged["exact_duplicate"] == 5
     assert flagged["leakage"] == 0
     assert bundled_report.failing_paths() == []
     assert DUPLICATE in bundled_report.warned_paths()
