@@ -111,6 +111,13 @@ class Settings(BaseSettings):
     review_confidence: float = Field(
         default=0.7, gt=0, le=1, description="Cases below this confidence join the review queue."
     )
+    review_audit_share: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="Share of ordinary studies routed to review as an audit sample (chosen by "
+        "pixel hash), so labelled monitors and site calibration see unbiased local cases.",
+    )
     monitoring_config: Path | None = Field(
         default=None,
         description="Monitoring YAML (windows, detectors, alert rules); None = built-in defaults.",

@@ -37,6 +37,7 @@ from radvigil.monitoring.guards import GUARD_NAMES, GuardFlag, check_guards, gua
 from radvigil.monitoring.monitor import Monitor
 from radvigil.monitoring.profile import ReferenceProfile
 from radvigil.monitoring.result import Calibration, DetectorResult, WindowReport
+from radvigil.monitoring.review_routing import ReviewPolicy, audit_selected, review_reasons
 from radvigil.monitoring.windows import (
     UNLABELLED,
     Window,
@@ -60,12 +61,14 @@ __all__ = [
     "MonitorConfig",
     "PendingRule",
     "ReferenceProfile",
+    "ReviewPolicy",
     "RuleEvent",
     "RuleReplay",
     "Window",
     "WindowData",
     "WindowReport",
     "acknowledge",
+    "audit_selected",
     "calibrate",
     "check_guards",
     "count_windows",
@@ -84,5 +87,6 @@ __all__ = [
     "output_features",
     "replay_rules",
     "resolve",
+    "review_reasons",
     "time_windows",
 ]

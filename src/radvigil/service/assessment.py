@@ -14,6 +14,7 @@ from radvigil.data.qc_checks import QCConfig, image_issues, pixel_stats
 from radvigil.monitoring.drifters import is_drifter
 from radvigil.monitoring.features import image_stats
 from radvigil.monitoring.guards import check_guards
+from radvigil.monitoring.review_routing import ReviewPolicy, review_reasons
 from radvigil.service.lifecycle import ServedModel
 
 QC = QCConfig()
@@ -32,6 +33,7 @@ class Assessment:
     reduced_embedding: list[float] | None = None
     guards: dict[str, str] = field(default_factory=dict)
     drifter: bool = False
+    routed: bool = False  # to review: a drifter, low confidence or the audit sample
     reasons: list[str] = field(default_factory=list)
     review_png: bytes | None = None
 
@@ -63,12 +65,16 @@ def assess_batch(
     embeddings: np.ndarray,
     *,
     keep_review_png: bool = True,
+    confidences: Sequence[float] | None = None,
+    review: ReviewPolicy | None = None,
 ) -> list[Assessment]:
-    """Image statistics, QC, guards, OOD score and drifter verdict of a micro-batch of cases.
+    """Image statistics, QC, guards, OOD score, drifter verdict and review routing of a
+    micro-batch of cases.
 
-    The PCA projection and Mahalanobis score are one matrix product for the whole batch. The
-    review PNG is encoded only for drifters and only when ``keep_review_png`` (the
-    ``store_review_images`` setting): otherwise it would be built and thrown away.
+    The PCA projection and Mahalanobis score are one matrix product for the whole batch. With
+    ``confidences`` and a ``review`` policy, low-confidence and audit-sampled cases are routed
+    to review too. The review PNG is encoded only for routed cases and only when
+    ``keep_review_png`` (the ``store_review_images`` setting): otherwise it would be thrown away.
     """
     results, raw_stats = [], []
     for image in images:
@@ -98,8 +104,13 @@ def assess_batch(
         for result in results:
             issues = result.quality_issues
             result.drifter, result.reasons = bool(issues), [f"quality flag: {i}" for i in issues]
-    for result, image in zip(results, images, strict=True):
-        if result.drifter and keep_review_png:
+    for i, (result, image) in enumerate(zip(results, images, strict=True)):
+        extra = []
+        if review is not None and confidences is not None:
+            extra = review_reasons(confidences[i], image.pixels, review)
+        result.reasons += extra
+        result.routed = result.drifter or bool(extra)
+        if result.routed and keep_review_png:
             result.review_png = review_png(image.pixels)
     return results
 

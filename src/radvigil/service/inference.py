@@ -25,6 +25,7 @@ from radvigil.evaluation.decision import (
     threshold_vector,
 )
 from radvigil.model.preprocess import to_batch
+from radvigil.monitoring.review_routing import ReviewPolicy
 from radvigil.service.assessment import QC, Assessment, assess_batch
 from radvigil.service.contract import refusal
 from radvigil.service.errors import ApiError
@@ -58,6 +59,7 @@ class Job:
     max_pixels: int = 50_000_000
     max_decoded_bytes: int = 64 * 1024 * 1024
     keep_review_png: bool = False
+    review: ReviewPolicy | None = None
 
 
 @dataclass
@@ -100,8 +102,9 @@ def score(jobs: list[Job]) -> list[Scored | Exception]:
     for positions in groups.values():
         served = jobs[positions[0]].served
         try:
+            first = jobs[positions[0]]
             scored = _score_one_model(
-                served, [images[i] for i in positions], jobs[positions[0]].keep_review_png
+                served, [images[i] for i in positions], first.keep_review_png, first.review
             )
         except Exception as exc:  # the model's failure goes to every request of its batch
             scored = [exc] * len(positions)
@@ -110,10 +113,19 @@ def score(jobs: list[Job]) -> list[Scored | Exception]:
     return results
 
 
-def _score_one_model(served: ServedModel, images: list[Image], keep_png: bool) -> list[Scored]:
+def _score_one_model(
+    served: ServedModel, images: list[Image], keep_png: bool, review: ReviewPolicy | None
+) -> list[Scored]:
     probs, embeddings = served.run(to_batch([img.pixels for img in images], served.size))
     predicted, flagged, confidence = decide_batch(served, probs)
-    assessments = assess_batch(served, images, embeddings, keep_review_png=keep_png)
+    assessments = assess_batch(
+        served,
+        images,
+        embeddings,
+        keep_review_png=keep_png,
+        confidences=confidence,
+        review=review,
+    )
     return [
         Scored(images[i], probs[i], embeddings[i], predicted[i], flagged[i], confidence[i], a)
         for i, a in enumerate(assessments)
@@ -168,7 +180,8 @@ def build(
         thresholds=served.thresholds,
         confidence=round(confidence, 6),
         flags=flags,
-        routed_to_review=assessment.drifter,
+        routed_to_review=assessment.routed,
+        review_reasons=assessment.reasons if assessment.routed else [],
         latency_ms=round(latency, 2),
         served_by=served_by,
     )
@@ -189,8 +202,8 @@ def build(
         site=meta.site,
         view_position=meta.view or image.meta.view_position,
         study_hash=key_hash,
-        routed_to_review=assessment.drifter,
+        routed_to_review=assessment.routed,
         served_by=served_by,
-        review_image=assessment.review_png if assessment.drifter else None,
+        review_image=assessment.review_png if assessment.routed else None,
     )
     return out, record

@@ -69,7 +69,13 @@ class PredictionOut(BaseModel):
     thresholds: dict[str, float]
     confidence: float
     flags: QualityFlags
-    routed_to_review: bool
+    routed_to_review: bool = Field(
+        description="Sent to the clinicians' review queue: a drifter, low confidence, or the "
+        "audit sample (see review_reasons)."
+    )
+    review_reasons: list[str] = Field(
+        default_factory=list, description="Why the study was routed to review (empty: it wasn't)."
+    )
     latency_ms: float
     served_by: str = "champion"
     warning: str = REVIEW_WARNING

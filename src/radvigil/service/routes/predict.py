@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from radvigil.data.image import Image
 from radvigil.model.gradcam import overlay
+from radvigil.monitoring.review_routing import ReviewPolicy
 from radvigil.service import inference
 from radvigil.service.deps import Predictor, State
 from radvigil.service.errors import ApiError
@@ -121,7 +122,13 @@ def _job(state: ServiceState, served: ServedModel, data: bytes, filename: str) -
         max_pixels=state.settings.max_image_pixels,
         max_decoded_bytes=state.settings.max_decoded_bytes,
         keep_review_png=state.settings.store_review_images,
+        review=review_policy(state),
     )
+
+
+def review_policy(state: ServiceState) -> ReviewPolicy:
+    """The settings' routing of low-confidence and audit-sampled cases to review."""
+    return ReviewPolicy(state.settings.review_confidence, state.settings.review_audit_share)
 
 
 async def _predict(
@@ -154,7 +161,7 @@ async def _predict(
     shadow = state.models.shadow()
     for result, (digest, served, served_by) in zip(scored, routed, strict=True):
         out, record = inference.build(served, result, meta, digest, started, served_by)
-        _log(state, key, record, out.routed_to_review)
+        _log(state, key, record, out.flags.drifter)
         if shadow is not None and served_by == "champion":
             task = asyncio.create_task(
                 _shadow(state, key, shadow, result.image, meta, digest, record.id)
@@ -165,13 +172,13 @@ async def _predict(
     return outs
 
 
-def _log(state: ServiceState, key: ApiKeyPublic, record: PredictionRecord, routed: bool) -> None:
+def _log(state: ServiceState, key: ApiKeyPublic, record: PredictionRecord, drifter: bool) -> None:
     state.sink.remember(record.id, key.name)
     state.writer.submit(record)
     state.metrics.predictions.labels(
         record.model_version, record.predicted_class, record.served_by
     ).inc()
-    if routed and record.served_by != "shadow":
+    if drifter and record.served_by != "shadow":
         state.metrics.drifters.labels(record.model_version).inc()
 
 
