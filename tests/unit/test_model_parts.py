@@ -66,3 +66,17 @@ def test_onnx_matches_pytorch_on_real_images(tmp_path: Path, bundled: Path) -> N
     probs, embedding = OnnxEngine(onnx_path).run(batch)
     assert probs.shape == (8, 2) and embedding.shape == (8, model.embedding_dim)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_oversampling_repeats_only_the_named_source() -> None:
+    import pandas as pd
+
+    from radvigil.model.dataset import ArraySet, oversampled
+
+    frame = pd.DataFrame({"source_dataset": ["kermany", "clinician_feedback", "kermany"]})
+    data = ArraySet(np.arange(3, dtype=np.uint8)[:, None, None], np.array([0, 1, 0]), frame)
+    out = oversampled(data, {"clinician_feedback": 3})
+    assert out.images[:, 0, 0].tolist() == [0, 1, 1, 1, 2]
+    assert out.targets.tolist() == [0, 1, 1, 1, 0]
+    assert out.frame["source_dataset"].tolist().count("clinician_feedback") == 3
+    assert oversampled(data, {}) is data

@@ -67,6 +67,9 @@ def retrain_command(
     calibration_share: float = typer.Option(
         0.2, min=0.0, max=0.9, help="Share of labelled drifters that joins calibration."
     ),
+    local_weight: int = typer.Option(
+        4, min=1, help="Times each labelled local case is seen per epoch (retraining only)."
+    ),
     calibration_only: bool = typer.Option(
         False,
         "--calibration-only",
@@ -79,7 +82,7 @@ def retrain_command(
     db = database()
     reg = registry()
     champion = reg.load(f"{settings.model_name}@champion")
-    outcome = (site_calibrate if calibration_only else retrain)(
+    shared = (
         champion,
         PredictionStore(db),
         FeedbackStore(db),
@@ -89,10 +92,12 @@ def retrain_command(
         settings.reports_dir,
         version_recorder(AuditLog(db), settings.model_name),
         actor(),
-        holdout_share=holdout_share,
-        calibration_share=calibration_share,
-        seed=settings.seed,
     )
+    shares = {"holdout_share": holdout_share, "calibration_share": calibration_share}
+    if calibration_only:
+        outcome = site_calibrate(*shared, **shares, seed=settings.seed)
+    else:
+        outcome = retrain(*shared, **shares, seed=settings.seed, local_weight=local_weight)
     table = Table(
         title=f"challenger {settings.model_name}/{outcome.version}: "
         f"{'PASS' if outcome.passed else 'FAIL'}"
@@ -137,7 +142,11 @@ def loop_check(
     console.print(table)
     if check.fired and not dry_run:
         retrain_command(
-            criteria=criteria, holdout_share=0.3, calibration_share=0.2, calibration_only=False
+            criteria=criteria,
+            holdout_share=0.3,
+            calibration_share=0.2,
+            local_weight=4,
+            calibration_only=False,
         )
 
 

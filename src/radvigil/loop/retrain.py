@@ -29,6 +29,8 @@ from radvigil.model.config import TrainConfig
 from radvigil.registry import LoadedModel, Registry
 from radvigil.store import FeedbackStore, PredictionStore
 
+FEEDBACK_SOURCE = "clinician_feedback"  # source_dataset of cases labelled through the loop
+
 
 @dataclass(frozen=True)
 class LabelledCase:
@@ -128,7 +130,7 @@ def build_versions(
                 "patient_id": f"study:{case.study_hash or case.prediction_id}",
                 "site": case.site or "",
                 "view_position": case.view_position or "",
-                "source_dataset": "clinician_feedback",
+                "source_dataset": FEEDBACK_SOURCE,
                 "prediction_id": case.prediction_id,
             }
         )
@@ -233,13 +235,22 @@ def retrain(
     holdout_share: float = 0.3,
     calibration_share: float = 0.2,
     seed: int = 42,
+    local_weight: int = 1,
     observer=None,
 ) -> RetrainOutcome:
-    """Train a challenger with the champion's config, gate it, and alias it only if it passes."""
+    """Train a challenger with the champion's config, gate it, and alias it only if it passes.
+
+    ``local_weight`` repeats each labelled local case that many times per epoch: a site's few
+    labelled cases would otherwise be lost among the champion's development data.
+    """
     data = feedback_data(
         champion, predictions, feedback, catalog, holdout_share, calibration_share, seed
     )
     cfg = TrainConfig.model_validate(champion.card["config"])
+    if local_weight > 1:
+        cfg = cfg.model_copy(
+            update={"oversample": {**cfg.oversample, FEEDBACK_SOURCE: local_weight}}
+        )
     outcome = run_training(
         cfg, data.data_id, catalog, registry, observer=observer, extra_tags=data.tags
     )

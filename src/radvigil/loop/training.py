@@ -19,7 +19,7 @@ from radvigil.loop.profiling import build_profile
 from radvigil.model import figures
 from radvigil.model.card import InputSpec, ModelCard
 from radvigil.model.config import TrainConfig
-from radvigil.model.dataset import ArraySet, load_split
+from radvigil.model.dataset import ArraySet, load_split, oversampled
 from radvigil.model.engine import OnnxEngine
 from radvigil.model.export import PARITY_TOLERANCE, export_onnx, parity, quantize
 from radvigil.model.preprocess import MEAN, STD, normalise
@@ -107,8 +107,17 @@ def run_training(
     version = catalog.load(data_ref)
     if ray is not None:
         check_address(ray.address)
-    train_set = load_split(
-        version, "train", task, size, limit=cfg.max_train_images, seed=cfg.seed, progress=progress
+    train_set = oversampled(
+        load_split(
+            version,
+            "train",
+            task,
+            size,
+            limit=cfg.max_train_images,
+            seed=cfg.seed,
+            progress=progress,
+        ),
+        cfg.oversample,
     )
     val_set = load_split(version, "val", task, size, progress=progress)
     name = cfg.registered_name or task.name

@@ -58,6 +58,11 @@ class TrainConfig(BaseModel):
     )
     seed: int = 42
     max_train_images: int | None = Field(None, ge=1, description="cap per run (for smoke tests)")
+    oversample: dict[str, int] = Field(
+        default_factory=dict,
+        description="training images of these source_dataset values are seen this many times "
+        "per epoch (e.g. {clinician_feedback: 4}: a site's few labelled cases weigh more)",
+    )
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     quantize: bool = Field(False, description="also export a static int8 QDQ ONNX model")
     registered_name: str | None = Field(None, description="registry name; defaults to the task")
@@ -71,6 +76,14 @@ class TrainConfig(BaseModel):
             close = timm.list_models(f"*{name.split('_')[0]}*")[:8]
             raise ValueError(f"unknown backbone {name!r}; similar timm models: {close}")
         return name
+
+    @field_validator("oversample")
+    @classmethod
+    def _positive_repeats(cls, repeats: dict[str, int]) -> dict[str, int]:
+        bad = {k: v for k, v in repeats.items() if v < 1}
+        if bad:
+            raise ValueError(f"oversample repeats must be >= 1, got {bad}")
+        return repeats
 
     @field_validator("weights", mode="before")
     @classmethod

@@ -51,6 +51,19 @@ def load_split(
     return ArraySet(images, targets, part.reset_index(drop=True))
 
 
+def oversampled(data: ArraySet, repeats: dict[str, int]) -> ArraySet:
+    """``data`` with each row of a ``source_dataset`` in ``repeats`` present that many times."""
+    if not repeats or "source_dataset" not in data.frame:
+        return data
+    counts = data.frame["source_dataset"].map(repeats).fillna(1).astype(int).to_numpy()
+    if (counts == 1).all():
+        return data
+    index = np.repeat(np.arange(len(data)), counts)
+    return ArraySet(
+        data.images[index], data.targets[index], data.frame.iloc[index].reset_index(drop=True)
+    )
+
+
 def _check_known(task: Task, labels: list[str]) -> None:
     unknown = sorted(set(labels) - set(task.classes))
     if unknown:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
@@ -265,6 +266,12 @@ def train(
     return calibrate(model, task, val_set, history, stopper.best_epoch)
 
 
+# A source pins its own screening threshold only with enough positives for the target to mean
+# something: at 0.98 and 50 positives one miss is allowed; with fewer, the target demands every
+# positive and one atypical case would drag the threshold down (the pooled one still applies).
+MIN_GROUP_POSITIVES = 50
+
+
 def calibrate(
     model: Classifier, task: Task, val_set: ArraySet, history: list, best_epoch: int
 ) -> TrainResult:
@@ -272,12 +279,16 @@ def calibrate(
     logits, embeddings = predict_arrays(model, val_set.images)
     temperature = fit_temperature(logits, val_set.targets)
     raw, calibrated = softmax(logits), softmax(logits, temperature)
+    groups = calibration_groups(val_set.frame)
     thresholds = {}
     for finding in task.findings:
         k = task.class_index(finding)
         positive = (val_set.targets == k).astype(int)
-        thresholds[finding] = threshold_for_sensitivity(
-            positive, calibrated[:, k], task.target_for(finding)
+        thresholds[finding] = min(
+            threshold_for_sensitivity(positive[rows], calibrated[rows, k], task.target_for(finding))
+            for rows in groups
+            if rows is groups[0]
+            or (positive[rows].sum() >= MIN_GROUP_POSITIVES and not positive[rows].all())
         )
     metrics = {
         "val_ece_before": expected_calibration_error(raw, val_set.targets),
@@ -288,6 +299,20 @@ def calibrate(
     return TrainResult(
         model.cpu(), history, best_epoch, temperature, thresholds, calibrated, embeddings, metrics
     )
+
+
+def calibration_groups(frame: pd.DataFrame) -> list[np.ndarray]:
+    """Row masks of each data source in a validation frame (one mask when there is one source).
+
+    The screening threshold must reach its sensitivity target on every source's validation
+    cases, not only on their pool: when a site's own labelled cases join validation, a pooled
+    threshold would follow the larger development set and miss the site's positives.
+    """
+    column = frame.get("source_dataset")
+    everything = np.ones(len(frame), dtype=bool)
+    if column is None or column.nunique() < 2:
+        return [everything]
+    return [everything] + [(column == source).to_numpy() for source in sorted(column.unique())]
 
 
 def _classifier(model: nn.Module) -> Classifier:
