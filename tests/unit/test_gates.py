@@ -210,3 +210,53 @@ def test_problem_cases_catch_a_regression(binary: Predictions) -> None:
     assert [row.status for row in alone.rows][-1] == "skipped"
     missing = _run(_gates(gate), binary, _inputs(binary))
     assert missing.rows[0].status == "skipped" and "no problem-case set" in missing.rows[0].message
+
+
+def test_a_margin_the_hold_out_cannot_resolve_is_marked_not_judgeable(binary: Predictions) -> None:
+    champion = _inputs(binary)
+    noisy = np.clip(
+        binary.p_test + np.random.default_rng(0).normal(0, 0.05, binary.p_test.shape), 0, 1
+    )
+    candidate = EvaluationInputs(binary.y_test, noisy, champion.thresholds, binary.frame)
+    probe = _run(
+        _gates(
+            {"kind": "non_inferiority", "metrics": ["auc"], "margin": 1e-9}, not_judgeable="fail"
+        ),
+        binary,
+        candidate,
+        champion,
+    )
+    (row,) = probe.rows
+    half = row.value - row.ci_low
+    assert half > abs(row.value), "the noisy copy must sit inside its own interval"
+    margin = (abs(row.value) + half) / 2  # within the margin on the point, not on the interval
+    gate = {"kind": "non_inferiority", "metrics": ["auc"], "margin": margin}
+
+    marked = _run(_gates(gate), binary, candidate, champion)
+    (row,) = marked.rows
+    assert marked.passed and row.status == "skipped"
+    assert f"not judgeable on {len(binary.y_test)} cases" in row.message
+    assert "1 not judgeable on this hold-out" in marked.summary()
+    strict = _run(_gates(gate, not_judgeable="fail"), binary, candidate, champion)
+    assert not strict.passed and strict.rows[0].status == "fail"
+    clearly_worse = _gates({**gate, "margin": abs(row.value) / 2 if row.value < 0 else 1e-9})
+    if row.value < 0:  # a point estimate beyond the margin is a plain failure, never "too few"
+        assert _run(clearly_worse, binary, candidate, champion).rows[0].status == "fail"
+
+
+def test_problem_case_floors_judge_sensitivity_and_specificity(binary: Predictions) -> None:
+    gate = {"kind": "problem_cases", "floors": {"sensitivity": 0.95, "specificity": 0.5}}
+    low = _inputs(binary, threshold=0.001)  # flags nearly everyone: every finding, few healthy
+    verdict = _run(_gates(gate), binary, _inputs(binary), None, (low, None))
+    rows = {row.metric: row for row in verdict.rows if row.status != "skipped"}
+    assert rows["sensitivity"].status == "pass" and rows["sensitivity"].finding == "pneumonia"
+    assert rows["specificity"].status == "fail" and rows["specificity"].value < 0.5
+    assert not verdict.passed
+    few = np.flatnonzero(binary.y_test == "pneumonia")[:5].tolist()
+    few += np.flatnonzero(binary.y_test == "normal")[:40].tolist()
+    tiny = EvaluationInputs(binary.y_test[few], binary.p_test[few], low.thresholds)
+    skipped = _run(_gates(gate), binary, _inputs(binary), None, (tiny, None))
+    sens = next(r for r in skipped.rows if r.metric == "sensitivity")
+    assert sens.status == "skipped" and "only 5 problem cases to judge sensitivity" in sens.message
+    with pytest.raises(ConfigError, match="floors must be in"):
+        _gates({"kind": "problem_cases", "floors": {"specificity": 1.5}})

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_validator
 
 JudgeOn = Literal["point", "ci_bound"]
 FindingMetric = Literal["sensitivity", "specificity", "ppv", "npv", "auc"]
@@ -85,6 +85,20 @@ class ProblemCases(GateConfig):
     metric: Literal["accuracy", "sensitivity"] = "accuracy"
     margin: float = Field(default=0.0, ge=0.0, le=1.0)
     min_accuracy: float | None = Field(default=None, ge=0.0, le=1.0)
+    floors: dict[Literal["sensitivity", "specificity"], float] = Field(
+        default_factory=dict,
+        description="Per-finding floors on the problem cases, at the operating threshold.",
+    )
+    min_cases: int = Field(
+        default=10, ge=1, description="Fewest positives (negatives) to judge a floor on."
+    )
+
+    @field_validator("floors")
+    @classmethod
+    def _unit_floors(cls, floors: dict[str, float]) -> dict[str, float]:
+        if any(not 0.0 <= v <= 1.0 for v in floors.values()):
+            raise ValueError(f"floors must be in [0, 1], got {floors}")
+        return floors
 
 
 class SubgroupFloor(GateConfig):
@@ -110,4 +124,10 @@ class GateCriteria(BaseModel):
     seed: int = 0
     ci_level: float = Field(default=0.95, gt=0.5, lt=1.0)
     n_bins: int = Field(default=10, ge=2, le=50)
+    not_judgeable: Literal["mark", "fail"] = Field(
+        default="mark",
+        description="A non-inferiority row whose interval is wider than its margin although "
+        "the point estimate is within it: 'mark' reports it as not judgeable on n cases "
+        "(skipped, shown in the verdict), 'fail' fails it.",
+    )
     gates: list[SerializeAsAny[GateConfig]] = Field(min_length=1)

@@ -42,6 +42,11 @@ class GateContext:
         self.frame = frame
         self._cache: dict[tuple[str, ...], dict[str, EstimateArrays]] = {}
 
+    @property
+    def n_items(self) -> int:
+        """Items the candidate is judged on (the hold-out's size)."""
+        return int(self.prepared["candidate"][0].size)
+
     def has(self, name: str) -> bool:
         return name in self.prepared
 
@@ -129,6 +134,14 @@ def judge(
     else:
         ok = {">=": checked >= bound, "<=": checked <= bound, ">": checked > bound}[comparator]
         status, outcome = ("pass", "passed") if ok else ("fail", "FAILED")
+        if not ok and comparator == ">" and _too_few(context, value, low, bound):
+            status = "skipped"
+            outcome = (
+                f"not judgeable on {context.n_items} cases: the interval reaches "
+                f"{value - low:.3f} below the point estimate, wider than the margin "
+                f"{-bound:.3f}, so even an identical model could not show non-inferiority; "
+                "the point estimate is within the margin (criteria not_judgeable: mark)"
+            )
     what = "point estimate" if judged == "point" else judged.replace("_", " ")
     message = (
         f"{quantity} = {_fmt(value)} ({level} {_fmt(low)} to {_fmt(high)}); "
@@ -149,6 +162,12 @@ def judge(
         status=status,
         message=message,
     )
+
+
+def _too_few(context: GateContext, value: float, low: float, bound: float) -> bool:
+    """A non-inferiority row the hold-out is too small to decide: the point estimate is within
+    the margin but the interval's lower half alone is wider than the margin."""
+    return context.criteria.not_judgeable == "mark" and value > bound and value - low > -bound
 
 
 def _finite(value: float) -> float | None:

@@ -270,6 +270,7 @@ def _problem_cases(config: ProblemCases, context: GateContext) -> list[GateRow]:
     if config.min_accuracy is not None:
         accuracy = context.stats("problem_candidate")["accuracy"]
         rows.append(judge(config, context, "accuracy", accuracy, None, config.min_accuracy, ">="))
+    rows += _problem_floors(config, context)
     if not context.has("problem_champion"):
         rows.append(context.skipped(config, metric, "no champion outputs on the problem cases"))
         return rows
@@ -278,6 +279,25 @@ def _problem_cases(config: ProblemCases, context: GateContext) -> list[GateRow]:
         rows.append(
             judge(config, context, metric, diff[metric], j, -config.margin, ">=", difference=True)
         )
+    return rows
+
+
+def _problem_floors(config: ProblemCases, context: GateContext) -> list[GateRow]:
+    """Per-finding sensitivity/specificity floors on the problem cases."""
+    if not config.floors:
+        return []
+    y = context.prepared["problem_candidate"][0]
+    stats = context.stats("problem_candidate")
+    rows = []
+    for metric, floor in config.floors.items():
+        for j, finding in enumerate(context.findings):
+            positives = int((y == context.finding_idx[j]).sum())
+            cases = _cases(metric, positives, y.size - positives)
+            if cases < config.min_cases:
+                reason = f"only {cases} problem cases to judge {metric} (< {config.min_cases})"
+                rows.append(context.skipped(config, metric, reason, finding=finding))
+                continue
+            rows.append(judge(config, context, metric, stats[metric], j, floor, ">="))
     return rows
 
 

@@ -49,8 +49,11 @@ class Verdict(BaseModel):
     def summary(self) -> str:
         """One line such as ``PASS: 9 checks passed, 2 skipped``."""
         counts = {s: sum(r.status == s for r in self.rows) for s in ("pass", "fail", "skipped")}
+        unjudgeable = sum("not judgeable" in r.message for r in self.rows if r.status == "skipped")
+        skipped = f"{counts['skipped']} skipped"
+        skipped += f" ({unjudgeable} not judgeable on this hold-out)" if unjudgeable else ""
         if self.passed:
-            return f"PASS: {counts['pass']} checks passed, {counts['skipped']} skipped"
+            return f"PASS: {counts['pass']} checks passed, {skipped}"
         names = ", ".join(sorted({_where(r) for r in self.failures}))
         return f"FAIL: {counts['fail']} of {len(self.rows)} checks failed ({names})"
 
