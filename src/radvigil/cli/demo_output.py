@@ -32,7 +32,13 @@ def print_intro(config: ScenarioConfig) -> None:
         Panel.fit(
             "radvigil closed-loop demo on real paediatric chest X-rays (Kermany, CC BY 4.0).\n"
             "Outputs are decision support. Clinician labels are simulated from ground truth.\n"
-            f"Training config: {config.train_config.name}; gates: {config.criteria.name}.",
+            f"Traffic: {config.normal_studies} studies of the champion's own acquisition batch "
+            f"({config.normal_batch}), then {config.drift_studies} of the site's other batch "
+            f"({config.drift_batch}).\n"
+            f"Review: drifters, low-confidence cases and an audit sample of "
+            f"{config.audit_share:.0%} of ordinary studies.\n"
+            f"Training config: {config.train_config.name}; gates: {config.criteria.name} "
+            "(the production gates).",
             title="radvigil demo",
         )
     )

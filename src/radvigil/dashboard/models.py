@@ -67,9 +67,9 @@ def models_page(
         report_error=report_error,
         actions={a: ACTIONS[a] for a in available} if viewer.can("manage_models") else {},
         done=done if done in ACTIONS else None,
-        changes=sorted(
-            (p.stem for p in _changes_dir(state).glob("change-*.html")), reverse=True
-        )[:20],
+        changes=sorted((p.stem for p in _changes_dir(state).glob("change-*.html")), reverse=True)[
+            :20
+        ],
     )
 
 

@@ -88,6 +88,7 @@ def scenario_settings(settings: Settings, config: ScenarioConfig) -> Settings:
     return settings.model_copy(
         update={
             "store_review_images": True,
+            "review_audit_share": config.audit_share,
             "monitoring_config": monitoring,
             "monitor_interval_seconds": 0,
             "model_poll_seconds": 2.0,

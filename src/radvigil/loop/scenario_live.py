@@ -4,6 +4,7 @@ challenger's gates and rollout, the before/after comparison, and act two."""
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import TYPE_CHECKING
 
 import httpx
@@ -13,7 +14,7 @@ import pandas as pd
 from radvigil.data.manifest import DatasetVersion, canonical
 from radvigil.loop.actions import version_recorder
 from radvigil.loop.evaluation import evaluate_version, gate_version, verdict_tag
-from radvigil.loop.retrain import retrain, site_calibrate
+from radvigil.loop.retrain import FEEDBACK_SOURCE, retrain, site_calibrate
 from radvigil.loop.rollout import Rollout
 from radvigil.loop.scenario_types import (
     ActTwo,
@@ -65,28 +66,40 @@ class LiveAct:
         return {"X-API-Key": self.tokens[role]}
 
     def play(self) -> None:
+        """Both acts; the scenario's API keys are revoked when it ends, however it ends."""
+        try:
+            self._play()
+        finally:
+            keys = KeyStore(self.service.db)
+            for role in ROLES:
+                keys.revoke(f"demo-{role}", actor=ACTOR)
+
+    def _play(self) -> None:
         stream = pd.read_csv(self.config.bundle / "stream.csv", dtype=str, keep_default_na=False)
         stream = stream.sample(frac=1.0, random_state=self.config.stream_seed)
+        batch = stream["acquisition_batch"]
         n_a, n_b = self.config.normal_studies, self.config.drift_studies
-        normal = load_studies(self.config.bundle, stream.iloc[:n_a], seed=0, prefix="normal")
+        before = stream[batch == self.config.normal_batch].iloc[:n_a]
+        after = stream[batch == self.config.drift_batch].iloc[:n_b]
+        normal = load_studies(self.config.bundle, before, seed=0, prefix="normal")
         drift = load_studies(
-            self.config.bundle,
-            stream.iloc[n_a : n_a + n_b],
-            self.config.scanner_change,
-            seed=n_a,
-            prefix="drift",
+            self.config.bundle, after, self.config.scanner_change, seed=n_a, prefix="drift"
         )
         self.drift_studies = drift
         result, step = self.result, self.s._step
         with httpx.Client(base_url=self.service.url, timeout=120) as client:
             self.client = client
-            self.traffic = TrafficSimulator(
-                client, self.tokens["service"], f'{{"site": "{self.config.site}"}}'
-            )
+            # every bundled Kermany film is an AP view, and the request says so, as a PACS would
+            metadata = json.dumps({"site": self.config.site, "view": "AP"})
+            self.traffic = TrafficSimulator(client, self.tokens["service"], metadata)
             result.normal = step(
                 result, "Serve the champion: normal traffic", lambda: self._era(normal, False)
             )
-            result.drift = step(result, "A scanner change arrives", lambda: self._era(drift, True))
+            result.drift = step(
+                result,
+                "The site's other acquisition batch arrives",
+                lambda: self._era(drift, True),
+            )
             step(result, "Clinicians label the review queue", self._label)
             result.labelled_monitors = step(
                 result, "Labelled monitors once the labels arrive", self._labelled_monitors
@@ -137,7 +150,7 @@ class LiveAct:
             open_alerts=alerts,
             champion=champion,
         )
-        what = "after a scanner change " if drifted else ""
+        what = "after the acquisition change " if drifted else ""
         return (
             f"{report.studies} real studies {what}served; {report.drifters} routed to review; "
             f"open alerts: {len(alerts)}",
@@ -230,6 +243,7 @@ class LiveAct:
             holdout_share=self.config.holdout_share,
             calibration_share=self.config.calibration_share,
             seed=self.config.seed,
+            local_weight=self.config.local_weight,
         )
         self.retrained = outcome
         gated = Gated(
@@ -321,7 +335,7 @@ class LiveAct:
         """Drift-era studies whose labels did not train the challenger."""
         trained = set(
             self.s.catalog.load(self.retrained.data_version)
-            .frame.query("source_dataset == 'clinician_feedback' and split != 'test'")
+            .frame.query(f"source_dataset == '{FEEDBACK_SOURCE}' and split != 'test'")
             .get("prediction_id", pd.Series(dtype=str))
         )
         return [s for s in self.drift_served if s.request_id not in trained]
@@ -449,10 +463,15 @@ def _labelled_message(details: dict) -> str:
                 )
         return "; ".join(parts)
     if "error_rate" in details:
-        return (
+        message = (
             f"error rate {details['error_rate']:.2f} vs reference "
             f"{details.get('reference_error_rate', 0):.2f}"
         )
+        if details.get("input_drift"):
+            message += (
+                f"; not a concept change: input drift seen by {', '.join(details['input_drift'])}"
+            )
+        return message
     return ""
 
 

@@ -17,9 +17,10 @@ from radvigil.loop.shadow import ShadowReport
 from radvigil.loop.triggers import TriggerCheck, TriggerPolicy
 from radvigil.store import AlertPublic
 
-# The demo's training config and gates, under the repository's configs/ folder.
-DEMO_TRAIN_CONFIG = "fast.yaml"
-DEMO_CRITERIA = "gates-demo.yaml"
+# The demo's training config and gates, under the repository's configs/ folder: the pretrained
+# champion and the production gates (no demo-only loosening).
+DEMO_TRAIN_CONFIG = "demo.yaml"
+DEMO_CRITERIA = "gates.yaml"
 
 
 class ScenarioConfig(BaseModel):
@@ -32,23 +33,33 @@ class ScenarioConfig(BaseModel):
     criteria: Path = Field(description="Gate criteria every version is judged with.")
     site: str = "guangzhou-ward"
     stream_seed: int = Field(7, description="Seed of the stream's arrival order.")
-    normal_studies: int = Field(100, ge=1, description="Studies before the change.")
-    drift_studies: int = Field(162, ge=1, description="Studies after the change.")
+    normal_batch: str = Field(
+        "train-folder",
+        description="acquisition_batch of the studies before the change (the champion's own).",
+    )
+    drift_batch: str = Field(
+        "test-folder", description="acquisition_batch of the studies after the change."
+    )
+    normal_studies: int = Field(120, ge=1, description="Studies before the change.")
+    drift_studies: int = Field(400, ge=1, description="Studies after the change.")
     scanner_change: list[str] = Field(
-        default_factory=lambda: [
-            "brightness:factor=1.25",
-            "contrast:factor=0.75",
-            "gaussian_noise:sigma=6",
-        ],
-        description="Shift specs applied to every drift-era study (a new scanner's look).",
+        default_factory=list,
+        description="Shift specs applied on top of every drift-era study (an injected scanner "
+        "change, e.g. brightness:factor=1.25); empty: the real acquisition change only.",
     )
-    window_size: int = Field(50, ge=10, description="Monitoring count-window size.")
+    window_size: int = Field(60, ge=10, description="Monitoring count-window size.")
+    audit_share: float = Field(
+        0.5, ge=0, le=1, description="Share of ordinary studies routed to review as an audit."
+    )
     triggers: TriggerPolicy = Field(
-        default_factory=lambda: TriggerPolicy(labelled_drifters=40, sensitivity=None)
+        default_factory=lambda: TriggerPolicy(labelled_drifters=60, sensitivity=None)
     )
-    holdout_share: float = Field(0.3, gt=0, lt=1, description="Labelled drifters held out.")
+    holdout_share: float = Field(0.3, gt=0, lt=1, description="Labelled cases held out.")
     calibration_share: float = Field(
-        0.2, ge=0, lt=1, description="Labelled drifters that calibrate (validation split)."
+        0.2, ge=0, lt=1, description="Labelled cases that calibrate (validation split)."
+    )
+    local_weight: int = Field(
+        4, ge=1, description="Times each labelled local case is seen per training epoch."
     )
     shadow_studies: int = Field(40, ge=1)
     canary_share: float = Field(0.25, gt=0, le=0.5)
