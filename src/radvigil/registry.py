@@ -79,6 +79,8 @@ def quiet_mlflow() -> None:
     """Silence MLflow's own console messages (log lines and prints such as "Successfully
     registered model"), for front ends that print their own account of what happened."""
     _mlflow()
+    import mlflow.onnx  # importing the flavours turns MLflow's stream back on
+    import mlflow.pyfunc  # noqa: F401
     from mlflow.utils.logging_utils import disable_logging
 
     disable_logging()
