@@ -163,6 +163,11 @@ def _rollout() -> tuple[Rollout, str]:
 
 
 REASON = typer.Option(..., "--reason", "-r", help="Why (recorded in the audit log and MLflow).")
+FORCE = typer.Option(
+    False,
+    "--force",
+    help="Go ahead although the challenger has no passing gate (audited as forced, with --reason).",
+)
 
 
 @rollout_app.command("status")
@@ -181,26 +186,28 @@ def rollout_status() -> None:
 
 
 @rollout_app.command("shadow")
-def rollout_shadow(reason: str = REASON) -> None:
+def rollout_shadow(reason: str = REASON, force: bool = FORCE) -> None:
     """The challenger scores every request silently; compare with `rollout status`."""
     rollout, who = _rollout()
-    console.print(rollout.shadow(who, reason).model_dump())
+    console.print(rollout.shadow(who, reason, force=force).model_dump())
 
 
 @rollout_app.command("canary")
 def rollout_canary(
-    share: float = typer.Option(0.1, help="Share of studies (0-0.5]."), reason: str = REASON
+    share: float = typer.Option(0.1, help="Share of studies (0-0.5]."),
+    reason: str = REASON,
+    force: bool = FORCE,
 ) -> None:
     """The challenger answers a sticky share of studies."""
     rollout, who = _rollout()
-    console.print(rollout.canary(share, who, reason).model_dump())
+    console.print(rollout.canary(share, who, reason, force=force).model_dump())
 
 
 @rollout_app.command("promote")
-def rollout_promote(reason: str = REASON) -> None:
-    """Challenger -> champion (needs a passing gate); the old champion becomes `previous`."""
+def rollout_promote(reason: str = REASON, force: bool = FORCE) -> None:
+    """Challenger -> champion (needs a passing gate, or --force); the old one becomes `previous`."""
     rollout, who = _rollout()
-    console.print(f"promoted version {rollout.promote(who, reason)}")
+    console.print(f"promoted version {rollout.promote(who, reason, force=force)}")
 
 
 @rollout_app.command("reject")
