@@ -11,7 +11,7 @@ import typer
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from radvigil.cli import admin, models
+from radvigil.cli import admin, loop, models
 from radvigil.cli.common import ErrorHandlingGroup
 from radvigil.config import Settings
 from radvigil.registry import Registry
@@ -21,6 +21,7 @@ from radvigil.store.audit import record_hash
 app = typer.Typer(cls=ErrorHandlingGroup)
 app.add_typer(admin.audit_app, name="audit")
 app.add_typer(models.app, name="models")
+app.add_typer(loop.rollout_app, name="rollout")
 runner = CliRunner()
 NAME = "chest-pneumonia"
 
@@ -63,6 +64,22 @@ def test_champion_needs_a_passing_gate_or_force_with_a_reason(registered) -> Non
         ("failed", True),
     ]
     assert events[1].details["reason"] == "incident 42 hotfix"
+
+
+def test_rollout_of_a_failed_challenger_needs_force_with_a_reason(registered) -> None:
+    registry, db = registered
+    registry.set_alias(NAME, "champion", "1", "test", "first")
+    registry.set_alias(NAME, "challenger", "2", "test", "forced in for the test")
+    _, err = run("rollout", "shadow", "--reason", "try it", code=2)
+    assert "failed gate verdict" in err
+    run("rollout", "shadow", "--force", "--reason", "incident 43: shadow only, no patient sees it")
+    _, err = run("rollout", "promote", "--reason", "go", code=2)
+    assert "failed gate verdict" in err
+    assert str(registry.client.get_registered_model(NAME).aliases["champion"]) == "1"
+    events = AuditLog(db).list(action="rollout_shadow", newest_first=False)
+    assert [(e.details["gate"], e.details["forced"], e.actor) for e in events] == [
+        ("failed", True, f"cli:{getpass.getuser()}")
+    ]
 
 
 def test_rewritten_chain_without_the_key_is_caught_without_head(home: Settings) -> None:
