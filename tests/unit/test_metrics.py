@@ -10,11 +10,11 @@ import pytest
 from sklearn import metrics as skm
 from sklearn.calibration import calibration_curve
 
+from radvigil import metrics
 from radvigil.errors import ConfigError, DataError
 from radvigil.evaluation import (
     EvaluationOptions,
     evaluate,
-    metrics,
     threshold_for_sensitivity,
     threshold_for_specificity,
     youden_threshold,

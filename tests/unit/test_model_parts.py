@@ -10,7 +10,8 @@ import torch
 
 from radvigil.data.io import read_image
 from radvigil.errors import ModelError
-from radvigil.model.calibrate import expected_calibration_error, fit_temperature, softmax
+from radvigil.metrics import expected_calibration_error
+from radvigil.model.calibrate import fit_temperature, softmax
 from radvigil.model.engine import OnnxEngine
 from radvigil.model.export import export_onnx, parity
 from radvigil.model.network import build_classifier
@@ -29,8 +30,9 @@ def test_temperature_fixes_overconfident_logits() -> None:
     logits = clean * 6.0  # far too confident
     temperature = fit_temperature(logits, targets)
     assert temperature > 2.0
-    before = expected_calibration_error(softmax(logits), targets)
-    after = expected_calibration_error(softmax(logits, temperature), targets)
+    positive, ones = (targets == 1).astype(float), np.ones((1, len(targets)))
+    before = expected_calibration_error(positive, softmax(logits)[:, 1], ones)[0]
+    after = expected_calibration_error(positive, softmax(logits, temperature)[:, 1], ones)[0]
     assert after < before / 2
 
 

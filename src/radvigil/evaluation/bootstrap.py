@@ -2,7 +2,7 @@
 
 A *statistic* is a function from a weight matrix (resamples x items) to named arrays whose first
 axis is the resample. Drawing all resamples as one ``integers`` index matrix and counting them
-into weights lets every metric in :mod:`radvigil.evaluation.metrics` run once per chunk of
+into weights lets every metric in :mod:`radvigil.metrics` run once per chunk of
 resamples instead of once per resample. Paired comparisons (candidate vs champion on the same
 items) apply both models' statistics to the same weights. Intervals are percentile intervals.
 """

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from radvigil import metrics
 from radvigil.errors import DataError
-from radvigil.evaluation import metrics
 from radvigil.evaluation.bootstrap import EstimateArrays, estimate
 from radvigil.evaluation.caveats import confounding_caveats
 from radvigil.evaluation.decision import (

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from radvigil.evaluation import metrics
+from radvigil import metrics
 from radvigil.evaluation.bootstrap import Statistic
 from radvigil.evaluation.decision import flag_findings, predict_at_thresholds
 

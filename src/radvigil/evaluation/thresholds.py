@@ -13,56 +13,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from radvigil.errors import ConfigError, DataError
-from radvigil.evaluation import metrics
+from radvigil import metrics
 from radvigil.evaluation.bootstrap import estimate
 from radvigil.evaluation.result import Estimate, EvaluationOptions, OperatingPoint, finite
-
-_EPS = 1e-12
-
-
-def threshold_for_sensitivity(y: np.ndarray, p: np.ndarray, target: float) -> float:
-    """The largest threshold whose sensitivity on (``y``, ``p``) is >= ``target``.
-
-    Args:
-        y: 1 (or True) for items with the finding, 0 otherwise.
-        p: the model's probability of the finding.
-        target: sensitivity to reach, in (0, 1].
-
-    Raises:
-        ConfigError: ``target`` is outside (0, 1].
-        DataError: no item has the finding.
-    """
-    _, tpr, thresholds = _roc(y, p, target, "sensitivity")
-    return float(thresholds[np.argmax(tpr >= target - _EPS)])
-
-
-def threshold_for_specificity(y: np.ndarray, p: np.ndarray, target: float) -> float:
-    """The smallest threshold whose specificity on (``y``, ``p``) is >= ``target``."""
-    fpr, _, thresholds = _roc(y, p, target, "specificity")
-    meets = np.flatnonzero(1.0 - fpr >= target - _EPS)
-    return float(thresholds[meets[-1]])
-
-
-def youden_threshold(y: np.ndarray, p: np.ndarray) -> float:
-    """The threshold maximising sensitivity + specificity - 1 (the largest one on ties)."""
-    fpr, tpr, thresholds = _roc(y, p, 0.5, "Youden J")
-    return float(thresholds[np.argmax(tpr - fpr)])
-
-
-def _roc(
-    y: np.ndarray, p: np.ndarray, target: float, what: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    if not 0.0 < target <= 1.0:
-        raise ConfigError(f"target {what} must be in (0, 1], got {target}")
-    positive = np.asarray(y).astype(bool)
-    if positive.size == 0 or positive.all() or not positive.any():
-        raise DataError(
-            f"cannot choose a threshold for {what}: the set needs items with and without the "
-            f"finding (got {int(positive.sum())} of {positive.size} positive)"
-        )
-    curve = metrics.roc_points(positive, np.asarray(p, dtype=float))
-    return curve["fpr"], curve["tpr"], curve["thresholds"]
+from radvigil.metrics import (
+    threshold_for_sensitivity,
+    threshold_for_specificity,
+    youden_threshold,
+)
 
 
 def operating_points(

@@ -17,9 +17,9 @@ import pandas as pd
 import torch
 from torch import nn
 
-from radvigil.evaluation.thresholds import threshold_for_sensitivity
+from radvigil.metrics import confusion_matrix, expected_calibration_error, threshold_for_sensitivity
 from radvigil.model.augment import augment
-from radvigil.model.calibrate import expected_calibration_error, fit_temperature, softmax
+from radvigil.model.calibrate import fit_temperature, softmax
 from radvigil.model.config import TrainConfig
 from radvigil.model.dataset import ArraySet
 from radvigil.model.network import Classifier, build_classifier
@@ -185,8 +185,7 @@ def train_epoch(
 def confusion(logits: np.ndarray, targets: np.ndarray, num_classes: int) -> np.ndarray:
     """Counts of (true class, argmax class) pairs, rows = truth."""
     predicted = logits.argmax(axis=1) if len(logits) else np.empty(0, np.int64)
-    flat = targets * num_classes + predicted
-    return np.bincount(flat, minlength=num_classes**2).reshape(num_classes, num_classes)
+    return confusion_matrix(targets, predicted, num_classes)
 
 
 def confusion_metrics(matrix: np.ndarray, findings: list[int]) -> dict[str, float]:
@@ -291,13 +290,27 @@ def calibrate(
             or (positive[rows].sum() >= MIN_GROUP_POSITIVES and not positive[rows].all())
         )
     metrics = {
-        "val_ece_before": expected_calibration_error(raw, val_set.targets),
-        "val_ece_after": expected_calibration_error(calibrated, val_set.targets),
+        "val_ece_before": worst_finding_ece(raw, val_set.targets, task),
+        "val_ece_after": worst_finding_ece(calibrated, val_set.targets, task),
         "temperature": temperature,
         **{f"val_{k}": v for k, v in history[best_epoch - 1].items() if k in _VAL_KEYS},
     }
     return TrainResult(
         model.cpu(), history, best_epoch, temperature, thresholds, calibrated, embeddings, metrics
+    )
+
+
+def worst_finding_ece(probs: np.ndarray, targets: np.ndarray, task: Task) -> float:
+    """The largest per-finding ECE: the gate's definition (10 equal-width bins), so training
+    logs the number the calibration gate will judge."""
+    ones = np.ones((1, len(targets)))
+    return max(
+        float(
+            expected_calibration_error(
+                (targets == task.class_index(f)).astype(float), probs[:, task.class_index(f)], ones
+            )[0]
+        )
+        for f in task.findings
     )
 
 

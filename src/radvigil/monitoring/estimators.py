@@ -23,12 +23,6 @@ from radvigil.monitoring.features import prediction_entropy
 AtcScore = Literal["max_confidence", "negative_entropy"]
 
 
-def confusion(labels: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:
-    """Counts ``M[t, p]`` of true class ``t`` predicted as ``p``."""
-    flat = np.asarray(labels) * n_classes + np.asarray(predicted)
-    return np.bincount(flat, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
-
-
 def expected_confusion(probs: np.ndarray) -> np.ndarray:
     """CBPE: expected counts ``E[M[t, p]] = sum of probs[i, t] over predictions with argmax p``."""
     n_classes = probs.shape[1]

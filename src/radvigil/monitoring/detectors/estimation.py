@@ -25,6 +25,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
+from radvigil.metrics import confusion_matrix
 from radvigil.monitoring.detectors.base import (
     Detector,
     DetectorParams,
@@ -37,7 +38,6 @@ from radvigil.monitoring.estimators import (
     atc_estimate,
     atc_scores,
     atc_threshold,
-    confusion,
     confusion_metrics,
     domain_weights,
     expected_confusion,
@@ -70,7 +70,10 @@ def _realised(window: WindowData, n_classes: int) -> dict[str, object] | None:
     if window.probs is None or not mask.any():
         return None
     labels, predicted = window.labels[mask], window.probs[mask].argmax(axis=1)
-    return {**confusion_metrics(confusion(labels, predicted, n_classes)), "n": int(mask.sum())}
+    return {
+        **confusion_metrics(confusion_matrix(labels, predicted, n_classes)),
+        "n": int(mask.sum()),
+    }
 
 
 def _inputs(
@@ -105,7 +108,9 @@ class CBPEDetector(Detector):
             return inputs
         ref_probs, ref_labels = inputs
         n_classes = ref_probs.shape[1]
-        reference = confusion_metrics(confusion(ref_labels, ref_probs.argmax(axis=1), n_classes))
+        reference = confusion_metrics(
+            confusion_matrix(ref_labels, ref_probs.argmax(axis=1), n_classes)
+        )
         estimate = confusion_metrics(expected_confusion(window.probs))
         names = profile.class_names
         details = {"estimated": _named(estimate, names), "reference": _named(reference, names)}

@@ -16,6 +16,7 @@ import numpy as np
 from pydantic import Field
 from scipy import stats
 
+from radvigil.metrics import confusion_matrix
 from radvigil.monitoring.detectors.base import (
     Detector,
     DetectorParams,
@@ -23,7 +24,7 @@ from radvigil.monitoring.detectors.base import (
     Skipped,
     register,
 )
-from radvigil.monitoring.estimators import bbse_prevalence, confusion
+from radvigil.monitoring.estimators import bbse_prevalence
 from radvigil.monitoring.profile import ReferenceProfile
 from radvigil.monitoring.result import DetectorResult
 from radvigil.monitoring.stattests import adjust_pvalues, neg_log10
@@ -105,7 +106,7 @@ class LabelShiftDetector(Detector):
             return missing or Skipped("the reference has no labels")
         ref_probs, ref_labels = labelled
         n_classes = ref_probs.shape[1]
-        joint = confusion(ref_labels, ref_probs.argmax(axis=1), n_classes) / len(ref_labels)
+        joint = confusion_matrix(ref_labels, ref_probs.argmax(axis=1), n_classes) / len(ref_labels)
         share = np.bincount(window.probs.argmax(axis=1), minlength=n_classes) / len(window.probs)
         estimate = bbse_prevalence(joint, share)
         prior = joint.sum(axis=1)

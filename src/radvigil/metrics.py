@@ -1,4 +1,6 @@
-"""Classification metrics as pure functions over arrays, ready for the vectorised bootstrap.
+"""Classification metrics as pure functions over arrays: the one definition of each metric that
+training, evaluation, gates, monitoring and the dashboard share (numpy only, the bottom layer).
+They are ready for the vectorised bootstrap.
 
 Every count-based metric takes a ``weights`` matrix of shape (resamples, items): row ``b`` says
 how many times each item appears in resample ``b``. A row of ones is the plain point estimate, so
@@ -14,6 +16,10 @@ calibration uses ``n_bins`` equal-width bins over [0, 1], bin ``i`` holding scor
 from __future__ import annotations
 
 import numpy as np
+
+from radvigil.errors import ConfigError, DataError
+
+_EPS = 1e-12
 
 
 def safe_divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
@@ -32,6 +38,12 @@ def confusion_counts(
     onehot = np.zeros((codes.size, n_classes * n_classes))
     onehot[np.arange(codes.size), codes] = 1.0
     return (weights @ onehot).reshape(-1, n_classes, n_classes)
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """Counts ``M[t, p]`` of items of true class ``t`` predicted as ``p`` (rows are the truth)."""
+    flat = np.asarray(y_true, dtype=np.int64) * n_classes + np.asarray(y_pred, dtype=np.int64)
+    return np.bincount(flat, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
 
 
 def binary_rates(
@@ -184,3 +196,47 @@ def reliability_bins(
         "mean_predicted": safe_divide(score_sum, count)[0],
         "observed": safe_divide(pos_sum, count)[0],
     }
+
+
+def threshold_for_sensitivity(y: np.ndarray, p: np.ndarray, target: float) -> float:
+    """The largest threshold whose sensitivity on (``y``, ``p``) is >= ``target``.
+
+    Args:
+        y: 1 (or True) for items with the finding, 0 otherwise.
+        p: the model's probability of the finding.
+        target: sensitivity to reach, in (0, 1].
+
+    Raises:
+        ConfigError: ``target`` is outside (0, 1].
+        DataError: no item has the finding.
+    """
+    _, tpr, thresholds = _roc(y, p, target, "sensitivity")
+    return float(thresholds[np.argmax(tpr >= target - _EPS)])
+
+
+def threshold_for_specificity(y: np.ndarray, p: np.ndarray, target: float) -> float:
+    """The smallest threshold whose specificity on (``y``, ``p``) is >= ``target``."""
+    fpr, _, thresholds = _roc(y, p, target, "specificity")
+    meets = np.flatnonzero(1.0 - fpr >= target - _EPS)
+    return float(thresholds[meets[-1]])
+
+
+def youden_threshold(y: np.ndarray, p: np.ndarray) -> float:
+    """The threshold maximising sensitivity + specificity - 1 (the largest one on ties)."""
+    fpr, tpr, thresholds = _roc(y, p, 0.5, "Youden J")
+    return float(thresholds[np.argmax(tpr - fpr)])
+
+
+def _roc(
+    y: np.ndarray, p: np.ndarray, target: float, what: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if not 0.0 < target <= 1.0:
+        raise ConfigError(f"target {what} must be in (0, 1], got {target}")
+    positive = np.asarray(y).astype(bool)
+    if positive.size == 0 or positive.all() or not positive.any():
+        raise DataError(
+            f"cannot choose a threshold for {what}: the set needs items with and without the "
+            f"finding (got {int(positive.sum())} of {positive.size} positive)"
+        )
+    curve = roc_points(positive, np.asarray(p, dtype=float))
+    return curve["fpr"], curve["tpr"], curve["thresholds"]
