@@ -104,6 +104,11 @@ class Settings(BaseSettings):
         description="ONNX Runtime intra-op threads: a number, or auto = 1 on <= 2 cores, else "
         "cores - 1 (at most 8); see radvigil.model.engine.",
     )
+    serve_precision: Literal["fp32", "int8"] = Field(
+        default="fp32",
+        description="Graph the service runs: fp32, or int8 (a version's static int8 graph, "
+        "served only when its own gate passed; otherwise fp32, said in /v1/model).",
+    )
     max_batch_images: int = Field(default=16, ge=1, description="Images per /v1/predict/batch.")
     env: Literal["development", "production"] = Field(
         default="development", description="development | production"

@@ -13,19 +13,21 @@ import subprocess
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
-from radvigil.errors import NotFoundError, RegistryError
+from radvigil.errors import ModelError, NotFoundError, RegistryError
 
 log = logging.getLogger(__name__)
 ALIASES = ("champion", "challenger", "previous")
 PIP_REQUIREMENTS = ["onnx==1.23.2", "onnxruntime==1.32.0", "numpy==2.4.6"]
 CARD_DIR = "radvigil"
+INT8_FILE = "model.int8.onnx"  # the static int8 QDQ graph, beside the card
+Precision = Literal["fp32", "int8"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,19 @@ class LoadedModel:
     card: dict[str, Any]
     folder: Path
     profile_dir: Path | None
+    precision: Precision = "fp32"
+
+    def at_precision(self, precision: Precision) -> LoadedModel:
+        """This version with its ``precision`` graph: the fp32 export, or the static int8 QDQ
+        graph trained with ``quantize: true`` (ModelError when the version has none)."""
+        if precision == "fp32":
+            return replace(self, onnx_path=self.folder / "model" / "model.onnx", precision="fp32")
+        path = self.folder / CARD_DIR / INT8_FILE
+        if not path.is_file():
+            raise ModelError(
+                f"{self.name}/{self.version} has no int8 graph (train it with quantize: true)"
+            )
+        return replace(self, onnx_path=path, precision=precision)
 
 
 def _mlflow():

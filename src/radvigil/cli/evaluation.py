@@ -10,7 +10,7 @@ from rich.table import Table
 from radvigil.cli.common import CONFIGS, console, track
 from radvigil.cli.context import catalog, registry
 from radvigil.config import get_settings
-from radvigil.errors import NotFoundError
+from radvigil.errors import ConfigError, NotFoundError
 from radvigil.evaluation import load_criteria, verdict_table_rows
 from radvigil.evaluation.report import summary_sentences
 from radvigil.loop.evaluation import (
@@ -21,8 +21,15 @@ from radvigil.loop.evaluation import (
     verdict_tag,
     write_and_log,
 )
+from radvigil.loop.governance import gate_tag
+from radvigil.registry import Precision
 
 REPO_GATES = CONFIGS / "gates.yaml"
+
+
+PRECISION = typer.Option(
+    "fp32", help="Graph to judge: fp32, or int8 (the static int8 QDQ graph of quantize: true)."
+)
 
 
 def _progress(items):
@@ -34,15 +41,19 @@ def evaluate_command(
     data: str = typer.Option("latest", help="Dataset version id, prefix, name or 'latest'."),
     split: str = typer.Option("test", help="Split to evaluate (train/val/test)."),
     out: Path | None = typer.Option(None, help="Report folder (default: under the home)."),
+    precision: str = PRECISION,
 ) -> None:
     """Write the clinical evaluation report (HTML + JSON) and log it to the model's run."""
     reg = registry()
-    loaded = reg.load(model)
+    loaded = reg.load(model).at_precision(_precision(precision))
     version = catalog().load(data)
     result, _ = evaluate_version(loaded, version, split, _progress)
     folder = out or report_dir(get_settings().reports_dir, loaded, version.id, split)
     html, js = write_and_log(result, None, folder, reg, loaded, version.id, split)
-    console.print(f"[bold]{loaded.name}/{loaded.version}[/bold] on {version.id} ({split})")
+    console.print(
+        f"[bold]{loaded.name}/{loaded.version}[/bold] ({loaded.precision}) on {version.id} "
+        f"({split}), at the version's operating thresholds"
+    )
     for line in summary_sentences(result):
         console.print(f"- {line}")
     console.print(f"report: {html}\njson:   {js}")
@@ -59,10 +70,14 @@ def gate_command(
     problem_cases: str | None = typer.Option(
         None, help="Dataset version of previously failed or drifted cases."
     ),
+    precision: str = PRECISION,
 ) -> None:
-    """Judge a candidate against acceptance criteria; exit 0 on pass, 1 on fail."""
+    """Judge a candidate against acceptance criteria; exit 0 on pass, 1 on fail.
+
+    With ``--precision int8`` the version's int8 graph is judged (at the same operating
+    thresholds) and the verdict is recorded as its own tag, which int8 serving requires."""
     reg = registry()
-    candidate = reg.load(model)
+    candidate = reg.load(model).at_precision(_precision(precision))
     champion = None
     if against and against.lower() != "none":
         ref = against if ("@" in against or "/" in against) else f"{candidate.name}@{against}"
@@ -81,7 +96,7 @@ def gate_command(
     )
     rows = verdict_table_rows(verdict)
     table = Table(
-        title=f"gate verdict for {candidate.name}/{candidate.version}: "
+        title=f"gate verdict for {candidate.name}/{candidate.version} ({candidate.precision}): "
         f"{'PASS' if verdict.passed else 'FAIL'}"
     )
     columns = [c for c in (rows[0] if rows else {}) if c != "message"]
@@ -92,5 +107,12 @@ def gate_command(
     console.print(table)
     for row in verdict.failures:
         console.print(f"[red]FAIL[/red] {row.message}")
-    reg.set_version_tag(candidate.name, candidate.version, "radvigil.gate", verdict_tag(verdict))
+    tag = gate_tag(candidate.precision)
+    reg.set_version_tag(candidate.name, candidate.version, tag, verdict_tag(verdict))
     raise typer.Exit(0 if verdict.passed else 1)
+
+
+def _precision(value: str) -> Precision:
+    if value not in ("fp32", "int8"):
+        raise ConfigError(f"--precision must be fp32 or int8, got {value!r}")
+    return value  # type: ignore[return-value]

@@ -135,7 +135,8 @@ def gate_version(
 
 
 def report_dir(reports: Path, loaded: LoadedModel, data_id: str, split: str) -> Path:
-    return reports / f"{loaded.name}-v{loaded.version}-{data_id}-{split}"
+    suffix = "" if loaded.precision == "fp32" else f"-{loaded.precision}"
+    return reports / f"{loaded.name}-v{loaded.version}{suffix}-{data_id}-{split}"
 
 
 def write_and_log(

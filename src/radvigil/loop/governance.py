@@ -13,16 +13,21 @@ from collections.abc import Callable
 from typing import Any
 
 from radvigil.errors import ForbiddenError, InputError
-from radvigil.registry import Registry
+from radvigil.registry import Precision, Registry
 
 GATED_ALIASES = frozenset({"champion", "challenger"})
 GATE_TAG = "radvigil.gate"
 Recorder = Callable[[str, str, str, dict[str, Any]], None]  # (action, actor, version, details)
 
 
-def gate_status(registry: Registry, name: str, version: str) -> str:
-    """``passed``, ``failed`` or ``none`` for the gate verdict recorded on a version."""
-    raw = registry.resolve(f"{name}/{version}").tags.get(GATE_TAG)
+def gate_tag(precision: Precision = "fp32") -> str:
+    """The version tag holding the gate verdict of its fp32 graph, or of its int8 graph."""
+    return GATE_TAG if precision == "fp32" else f"{GATE_TAG}.{precision}"
+
+
+def gate_status(registry: Registry, name: str, version: str, precision: Precision = "fp32") -> str:
+    """``passed``, ``failed`` or ``none`` for the gate verdict recorded on a version's graph."""
+    raw = registry.resolve(f"{name}/{version}").tags.get(gate_tag(precision))
     if not raw:
         return "none"
     try:

@@ -25,7 +25,7 @@ from radvigil.model.export import PARITY_TOLERANCE, export_onnx, parity, quantiz
 from radvigil.model.preprocess import MEAN, STD, normalise
 from radvigil.model.ray_runtime import check_address
 from radvigil.model.train import TrainObserver, TrainResult, train
-from radvigil.registry import Registry, TrainingRun, git_commit
+from radvigil.registry import INT8_FILE, Registry, TrainingRun, git_commit
 from radvigil.task import Task, load_task
 
 log = logging.getLogger(__name__)
@@ -278,8 +278,8 @@ def _export_and_register(
         card_dir / "profile",
         {"model": name, "dataset_version": data_version},
     )
-    if (tmp / "model.int8.onnx").exists():
-        (tmp / "model.int8.onnx").rename(card_dir / "model.int8.onnx")
+    if (tmp / INT8_FILE).exists():
+        (tmp / INT8_FILE).rename(card_dir / INT8_FILE)
     run.log_artifacts(card_dir, "radvigil")
     if result.history:  # a recalibrated version has no epochs of its own
         curves = figures.learning_curves(result.history)
@@ -299,7 +299,7 @@ def _export_and_register(
 def _quantize(onnx_path: Path, val_images: np.ndarray, result: TrainResult, tmp: Path) -> dict:
     """Static int8 model and its accuracy delta on validation (argmax agreement and accuracy)."""
     calibration = normalise(val_images[:64])[:, None]
-    q_path = quantize(onnx_path, calibration, tmp / "model.int8.onnx")
+    q_path = quantize(onnx_path, calibration, tmp / INT8_FILE)
     fp32 = OnnxEngine(onnx_path).run(normalise(val_images)[:, None])[0]
     int8 = OnnxEngine(q_path).run(normalise(val_images)[:, None])[0]
     return {

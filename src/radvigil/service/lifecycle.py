@@ -16,9 +16,10 @@ from datetime import UTC, datetime
 import numpy as np
 
 from radvigil.errors import ModelError, NotFoundError, RadvigilError
+from radvigil.loop.governance import gate_status
 from radvigil.loop.rollout import RolloutState, read_state
 from radvigil.model.engine import OnnxEngine, ThreadSetting
-from radvigil.registry import LoadedModel, Registry
+from radvigil.registry import LoadedModel, Precision, Registry
 
 log = logging.getLogger(__name__)
 # Grad-CAM runs backward passes with hooks on shared PyTorch modules; two at once corrupt
@@ -35,6 +36,7 @@ class ServedModel:
     engine: OnnxEngine
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     profile: object | None = None
+    precision_note: str | None = None  # why an asked-for int8 graph is not the one served
     _torch: object | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -95,12 +97,23 @@ class ServedModel:
 
 
 def load_served(
-    registry: Registry, ref: str, alias: str, threads: ThreadSetting = "auto"
+    registry: Registry,
+    ref: str,
+    alias: str,
+    threads: ThreadSetting = "auto",
+    precision: Precision = "fp32",
 ) -> ServedModel:
-    """Load a version completely (graph, card, profile) or raise ModelError saying why."""
+    """Load a version completely (graph, card, profile) or raise ModelError saying why.
+
+    With ``precision="int8"`` the version's int8 graph is served when it exists and its own
+    gate passed (``radvigil gate --precision int8``); otherwise the fp32 graph is served and
+    ``precision_note`` says why: a faster graph is never served unjudged.
+    """
     try:
         loaded = registry.load(ref)
+        loaded, note = _at_precision(registry, loaded, precision)
         served = ServedModel(loaded, alias, OnnxEngine(loaded.onnx_path, threads=threads))
+        served.precision_note = note
         served.classes, served.size, served.thresholds  # noqa: B018 - a broken card fails here
         if loaded.profile_dir is not None:
             from radvigil.monitoring.profile import ReferenceProfile
@@ -115,13 +128,35 @@ def load_served(
         raise ModelError(f"{ref} cannot be loaded ({type(exc).__name__}: {exc})") from exc
 
 
+def _at_precision(
+    registry: Registry, loaded: LoadedModel, precision: Precision
+) -> tuple[LoadedModel, str | None]:
+    if precision == "fp32":
+        return loaded, None
+    if gate_status(registry, loaded.name, loaded.version, precision) != "passed":
+        note = f"{precision} asked for, but its graph has no passing gate: serving fp32"
+    else:
+        try:
+            return loaded.at_precision(precision), None
+        except ModelError as exc:
+            note = f"{precision} asked for: {exc.message}; serving fp32"
+    log.warning("model lifecycle: %s/%s: %s", loaded.name, loaded.version, note)
+    return loaded, note
+
+
 class ModelManager:
     """Holds the champion (and challenger) and follows their aliases in the registry."""
 
     def __init__(
-        self, registry: Registry, name: str, poll_seconds: float, threads: ThreadSetting = "auto"
+        self,
+        registry: Registry,
+        name: str,
+        poll_seconds: float,
+        threads: ThreadSetting = "auto",
+        precision: Precision = "fp32",
     ) -> None:
         self.registry = registry
+        self.precision = precision
         self.name = name
         self.poll_seconds = poll_seconds
         self.threads = threads
@@ -159,7 +194,9 @@ class ModelManager:
             if version in self._broken:
                 continue
             try:
-                served = load_served(self.registry, f"{self.name}/{version}", alias, self.threads)
+                served = load_served(
+                    self.registry, f"{self.name}/{version}", alias, self.threads, self.precision
+                )
             except ModelError as exc:
                 self._broken.add(version)
                 self._failed(
@@ -184,7 +221,11 @@ class ModelManager:
         try:
             previous = self.registry.resolve(f"{self.name}@previous")
             served = load_served(
-                self.registry, f"{self.name}/{previous.version}", "champion", self.threads
+                self.registry,
+                f"{self.name}/{previous.version}",
+                "champion",
+                self.threads,
+                self.precision,
             )
         except RadvigilError as exc:
             self._failed(f"no fallback: @previous cannot be served either ({exc.message})")

@@ -106,6 +106,10 @@ class ModelOut(BaseModel):
     input_size: int
     training_data_version: str
     loaded_at: datetime
+    precision: str = Field("fp32", description="Graph being run: fp32 or int8.")
+    precision_note: str | None = Field(
+        None, description="Why an asked-for int8 graph is not the one served."
+    )
 
 
 class ModelsOut(BaseModel):

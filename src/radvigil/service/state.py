@@ -84,7 +84,11 @@ class ServiceState:
             sink=sink,
             writer=PredictionWriter(sink, settings.spool_dir),
             models=ModelManager(
-                registry, settings.model_name, settings.model_poll_seconds, settings.ort_threads
+                registry,
+                settings.model_name,
+                settings.model_poll_seconds,
+                settings.ort_threads,
+                settings.serve_precision,
             ),
             batcher=MicroBatcher(
                 inference.score, settings.batch_max_size, settings.batch_max_wait_ms

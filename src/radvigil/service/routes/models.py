@@ -25,6 +25,8 @@ def model_out(served: ServedModel) -> ModelOut:
         input_size=served.size,
         training_data_version=card["training_data_version"],
         loaded_at=served.loaded_at,
+        precision=served.loaded.precision,
+        precision_note=served.precision_note,
     )
 
 
