@@ -74,7 +74,9 @@ def test_where_filters_csv_rows(bundled: Path) -> None:
 def test_missing_files_are_rejected_not_fatal(bundled: Path, tmp_path: Path) -> None:
     lines = (bundled / "manifest.csv").read_text().splitlines()
     header, first, second = lines[0], lines[1], lines[2]
-    ghost = second.replace("IM-0009-0001.jpg", "IM-9999-0001.jpg")
+    name = second.split(",")[0].rsplit("/", 1)[1]
+    ghost = second.replace(name, "IM-9999-0001.jpg")
+    assert ghost != second
     csv = tmp_path / "m.csv"
     csv.write_text("\n".join([header, first, ghost]) + "\n")
     result = from_csv(csv, root=bundled)
