@@ -49,6 +49,9 @@ def quiet_libraries() -> None:
     for name in ("mlflow", "alembic", "radvigil", "httpx", "uvicorn", "urllib3", "root"):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
+    from radvigil.registry import quiet_mlflow
+
+    quiet_mlflow()  # "Successfully registered model" and friends are prints, not log lines
 
 
 def machine() -> dict[str, Any]:
