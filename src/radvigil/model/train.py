@@ -283,11 +283,13 @@ def calibrate(
     for finding in task.findings:
         k = task.class_index(finding)
         positive = (val_set.targets == k).astype(int)
+        pooled, *sources = groups
+        eligible = [pooled] + [
+            rows for rows in sources if MIN_GROUP_POSITIVES <= positive[rows].sum() < rows.sum()
+        ]
         thresholds[finding] = min(
             threshold_for_sensitivity(positive[rows], calibrated[rows, k], task.target_for(finding))
-            for rows in groups
-            if rows is groups[0]
-            or (positive[rows].sum() >= MIN_GROUP_POSITIVES and not positive[rows].all())
+            for rows in eligible
         )
     metrics = {
         "val_ece_before": worst_finding_ece(raw, val_set.targets, task),
@@ -304,13 +306,10 @@ def worst_finding_ece(probs: np.ndarray, targets: np.ndarray, task: Task) -> flo
     """The largest per-finding ECE: the gate's definition (10 equal-width bins), so training
     logs the number the calibration gate will judge."""
     ones = np.ones((1, len(targets)))
+    columns = [task.class_index(f) for f in task.findings]
     return max(
-        float(
-            expected_calibration_error(
-                (targets == task.class_index(f)).astype(float), probs[:, task.class_index(f)], ones
-            )[0]
-        )
-        for f in task.findings
+        float(expected_calibration_error((targets == k).astype(float), probs[:, k], ones)[0])
+        for k in columns
     )
 
 
