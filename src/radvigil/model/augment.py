@@ -25,8 +25,24 @@ def augment(pixels: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) ->
     )
     if rng.random() < cfg.hflip:
         out = out[:, ::-1]
+    if cfg.gamma > 0 or cfg.levels > 0:  # drawn only when on: older configs replay exactly
+        out = _tone_curve(out, cfg, rng)
     gain = 1 + rng.uniform(-cfg.contrast, cfg.contrast)
     bias = rng.uniform(-cfg.brightness, cfg.brightness) * 255 * 0.5
     mean = float(out.mean())
     out = (out.astype(np.float32) - mean) * gain + mean + bias
     return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def _tone_curve(pixels: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
+    """A random gamma and black/white points through one lookup table: what another
+    detector's LUT or exposure does to the grey levels (Kermany's two acquisition batches differ
+    mostly in the floor: the test folder's normals have a lifted black level)."""
+    grey = np.arange(256, dtype=np.float32) / 255
+    if cfg.gamma > 0:
+        grey = grey ** (2.0 ** rng.uniform(-cfg.gamma, cfg.gamma))
+    if cfg.levels > 0:
+        black, white = rng.uniform(-cfg.levels, cfg.levels, size=2)
+        grey = black + (1 - white - black) * grey
+    table = np.clip(np.rint(grey * 255), 0, 255).astype(np.uint8)
+    return cv2.LUT(np.ascontiguousarray(pixels), table)

@@ -20,6 +20,16 @@ class AugmentConfig(BaseModel):
     clahe: float = Field(0.2, ge=0, le=1, description="probability of CLAHE")
     rotation: float = Field(10.0, ge=0, le=45, description="max rotation in degrees")
     crop_scale: float = Field(0.85, gt=0, le=1, description="smallest random-crop area share")
+    gamma: float = Field(
+        0.0, ge=0, le=2, description="max |log2 gamma| of a random gamma curve (0 = off)"
+    )
+    levels: float = Field(
+        0.0,
+        ge=0,
+        le=0.4,
+        description="max share of the grey range the black and white points move, either way "
+        "(a lifted or crushed floor, a dimmer or clipped white: another LUT; 0 = off)",
+    )
 
 
 class TrainConfig(BaseModel):

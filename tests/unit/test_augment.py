@@ -1,0 +1,70 @@
+"""Training augmentations on a real bundled radiograph: off means untouched, the tone curve moves
+the grey levels the way another LUT would and keeps their order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from radvigil.data.io import read_image
+from radvigil.model.augment import augment
+from radvigil.model.config import AugmentConfig
+from radvigil.model.preprocess import resize
+
+BUNDLED = Path(__file__).resolve().parents[2] / "data" / "bundled"
+OFF = dict(brightness=0, contrast=0, hflip=0, clahe=0, rotation=0, crop_scale=1.0)
+
+
+@pytest.fixture(scope="module")
+def radiograph() -> np.ndarray:
+    path = next(iter(sorted((BUNDLED / "kermany").rglob("*.jpg"))))
+    return resize(read_image(path).pixels, 128)
+
+
+def test_everything_off_leaves_the_image_untouched(radiograph: np.ndarray) -> None:
+    out = augment(radiograph, AugmentConfig(**OFF), np.random.default_rng(0))
+    np.testing.assert_array_equal(out, radiograph)
+
+
+def test_tone_off_draws_nothing_extra_so_older_configs_replay(radiograph: np.ndarray) -> None:
+    cfg = AugmentConfig()
+    first, second = np.random.default_rng(3), np.random.default_rng(3)
+    augment(radiograph, cfg, first)
+    augment(radiograph, cfg.model_copy(update={"gamma": 0.5}), second)
+    assert first.random() != second.random()  # the tone curve draws only when it is on
+    again = np.random.default_rng(3)
+    np.testing.assert_array_equal(
+        augment(radiograph, cfg, again), augment(radiograph, cfg, np.random.default_rng(3))
+    )
+
+
+def test_levels_lift_or_crush_the_floor_and_keep_grey_order(radiograph: np.ndarray) -> None:
+    cfg = AugmentConfig(**{**OFF, "levels": 0.2})
+    floors = []
+    for seed in range(40):
+        out = augment(radiograph, cfg, np.random.default_rng(seed))
+        assert out.dtype == np.uint8 and out.shape == radiograph.shape
+        order = np.argsort(radiograph.ravel(), kind="stable")
+        assert (np.diff(out.ravel()[order].astype(int)) >= 0).all()  # monotone: no inversion
+        floors.append(np.percentile(out, 1))
+    base = np.percentile(radiograph, 1)
+    assert min(floors) < base - 5 and max(floors) > base + 20
+
+
+def test_gamma_changes_midtones_not_the_ends(radiograph: np.ndarray) -> None:
+    cfg = AugmentConfig(**{**OFF, "gamma": 1.0})
+    outs = [augment(radiograph, cfg, np.random.default_rng(s)) for s in range(20)]
+    mids = [float(np.median(o)) for o in outs]
+    assert max(mids) - min(mids) > 30
+    for out in outs:
+        assert out[radiograph == 0].max(initial=0) == 0
+        assert out[radiograph == 255].min(initial=255) == 255
+
+
+def test_tone_strengths_are_bounded() -> None:
+    with pytest.raises(ValueError):
+        AugmentConfig(levels=0.6)
+    with pytest.raises(ValueError):
+        AugmentConfig(gamma=-0.1)
