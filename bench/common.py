@@ -159,6 +159,17 @@ def read_pixels(paths: Sequence[Path]) -> list[np.ndarray]:
     return [read_image(p).pixels for p in paths]
 
 
+def site_version():
+    """The bundled stream's test-folder studies (the site's other acquisition batch) as a
+    one-split dataset version, for judging models on the real shift."""
+    from radvigil.data.importers import from_csv
+    from radvigil.data.manifest import DatasetVersion
+
+    stream = from_csv(BUNDLED / "stream.csv").version
+    frame = stream.frame.query("acquisition_batch == 'test-folder'").assign(split="test")
+    return DatasetVersion(frame.reset_index(drop=True), stream.root)
+
+
 @dataclass
 class Home:
     """A radvigil home: its folder, dataset catalog, registry and the served model version."""

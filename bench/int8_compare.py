@@ -21,16 +21,6 @@ import numpy as np
 CONFIG = common.REPO / "configs" / "demo.yaml"
 
 
-def site_version():
-    """The stream's test-folder studies as a one-split dataset version."""
-    from radvigil.data.importers import from_csv
-    from radvigil.data.manifest import DatasetVersion
-
-    stream = from_csv(common.BUNDLED / "stream.csv").version
-    frame = stream.frame.query("acquisition_batch == 'test-folder'").assign(split="test")
-    return DatasetVersion(frame.reset_index(drop=True), stream.root)
-
-
 def throughput(path: Path, size: int, batch: int, seconds: float = 4.0) -> float:
     """Images per second of one graph on inputs of the model's size, over ``seconds``."""
     from radvigil.model.engine import OnnxEngine
@@ -59,7 +49,7 @@ def main() -> None:
         int8 = fp32.at_precision("int8")
         sets = {
             "bundled test split": home.catalog.load(home.data_version),
-            "site batch": site_version(),
+            "site batch": common.site_version(),
         }
         rows, payload = [], {"version": fp32.version, "sets": {}}
         for label, data in sets.items():

@@ -41,9 +41,10 @@ def test_labels_outside_task_are_refused() -> None:
 
 
 def test_shipped_configs_are_valid() -> None:
-    for name in ("fast", "full", "demo"):
+    for name in ("fast", "full", "demo", "subtype"):
         cfg = load_config(REPO / "configs" / f"{name}.yaml")
-        assert cfg.task == "chest-pneumonia"
+        assert load_task(cfg.task).classes[0] == "normal"
+    assert load_config(REPO / "configs" / "subtype.yaml").task == "chest-pneumonia-subtype"
 
 
 @pytest.mark.parametrize(
