@@ -111,6 +111,15 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
+def ci_text(estimate: Any) -> str:
+    """An evaluation Estimate as 'value (low-high)', or just the value without a CI."""
+    if estimate.value is None:
+        return "-"
+    if estimate.low is None:
+        return f"{estimate.value:.3f}"
+    return f"{estimate.value:.3f} ({estimate.low:.3f}-{estimate.high:.3f})"
+
+
 def write_json(out: Path, name: str, payload: dict[str, Any]) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     path = out / name

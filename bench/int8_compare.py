@@ -62,10 +62,10 @@ def main() -> None:
                         model.precision,
                         result.n_items,
                         f.threshold,
-                        _ci(f.sensitivity),
-                        _ci(f.specificity),
-                        _ci(f.auc),
-                        _ci(f.ece),
+                        common.ci_text(f.sensitivity),
+                        common.ci_text(f.specificity),
+                        common.ci_text(f.auc),
+                        common.ci_text(f.ece),
                     ]
                 )
                 payload["sets"][f"{label}/{model.precision}"] = f.model_dump()
@@ -83,14 +83,6 @@ def main() -> None:
         common.table("ONNX Runtime throughput", ["graph", "batch", "images/s"], speed)
         payload["throughput"] = speed
         common.write_json(args.out, "int8_compare.json", payload)
-
-
-def _ci(estimate) -> str:
-    if estimate.value is None:
-        return "-"
-    if estimate.low is None:
-        return f"{estimate.value:.3f}"
-    return f"{estimate.value:.3f} ({estimate.low:.3f}-{estimate.high:.3f})"
 
 
 if __name__ == "__main__":

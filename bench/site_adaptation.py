@@ -18,7 +18,6 @@ catalog, where it becomes ``latest``: name the original version with ``--data`` 
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
@@ -41,17 +40,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=common.DEFAULT_OUT)
     args = parser.parse_args()
     common.quiet_libraries()
-    from radvigil.data.catalog import DatasetCatalog
-    from radvigil.registry import Registry
-    from radvigil.task import Task
+    from radvigil.cli.context import catalog as home_catalog
+    from radvigil.cli.context import registry as home_registry
+    from radvigil.loop.evaluation import task_of
 
-    root = Path(os.environ.get("RADVIGIL_HOME", ".radvigil")).resolve()
-    catalog = DatasetCatalog(root / "datasets")
-    registry = Registry(
-        f"sqlite:///{root / 'mlflow.db'}", root / "mlartifacts", root / "model-cache"
-    )
+    catalog, registry = home_catalog(), home_registry()  # $RADVIGIL_HOME, as the CLI opens it
     model = registry.load(args.model)
-    task = Task.model_validate(model.card["task"])
+    task = task_of(model)
     derived = label_site_share(catalog.load(args.data), args)
     adapted = catalog.load(catalog.save(derived, name=f"site-adaptation-{args.share}-{args.seed}"))
     counts = adapted.frame.groupby(["split", "source_dataset"]).size().to_dict()
@@ -145,14 +140,8 @@ def judge(label: str, held_out, site, payload: dict, task) -> list:
         label,
         f.threshold,
         result.n_items,
-        *(_ci(e) for e in (f.sensitivity, f.specificity, f.auc)),
+        *(common.ci_text(e) for e in (f.sensitivity, f.specificity, f.auc)),
     ]
-
-
-def _ci(estimate) -> str:
-    if estimate.value is None:
-        return "-"
-    return f"{estimate.value:.3f} ({estimate.low:.3f}-{estimate.high:.3f})"
 
 
 if __name__ == "__main__":
