@@ -197,16 +197,21 @@ def kermany_test(task: Any, source: str) -> tuple[Images, str]:
 
 
 def nih_views(seed: int) -> tuple[Images, Images, Images] | None:
-    """NIH ChestX-ray14 subset (64x64 adults): AP reference half, AP held-out half, all PA."""
+    """NIH ChestX-ray14 subset (64x64 adults): AP reference half, AP held-out half, all PA.
+
+    The AP halves split *patients* (363 AP films of 70 patients): the held-out half is new
+    patients, as a monitored stream brings them, not other films of the reference's patients.
+    """
     frame = common.shared_frame()
     if frame is None:
         return None
     frame = frame[frame["source_dataset"].str.startswith("nih_chestxray14")]
     ap = frame[frame["view_position"] == "AP"].reset_index(drop=True)
     pa = frame[frame["view_position"] == "PA"].reset_index(drop=True)
-    order = np.random.default_rng(seed).permutation(len(ap))
-    half = len(ap) // 2
-    parts = [ap.iloc[np.sort(order[:half])], ap.iloc[np.sort(order[half:])], pa]
+    patients = ap["patient_id"].unique()
+    first = np.random.default_rng(seed).permutation(len(patients))[: len(patients) // 2]
+    in_first = ap["patient_id"].isin(patients[first])
+    parts = [ap[in_first], ap[~in_first], pa]
     out = []
     for part in parts:
         part = part.reset_index(drop=True)

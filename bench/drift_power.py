@@ -87,6 +87,7 @@ def build_pools(args, engine, task) -> tuple[list[Pool], dict[str, np.ndarray], 
     """Every scenario's pool (raw outputs and statistics) and the reference images' outputs."""
     from radvigil.data.populations import resample_prevalence
     from radvigil.data.shifts import apply_shift, get_shift
+    from radvigil.loop.profiling import patient_groups
     from radvigil.monitoring import image_stats_frame
 
     notes = []
@@ -133,6 +134,8 @@ def build_pools(args, engine, task) -> tuple[list[Pool], dict[str, np.ndarray], 
         "val.stats": image_stats_frame(val_pixels).to_numpy(np.float64),
         "val.labels": np.array([task.class_index(v) for v in val["label"]]),
     }
+    if (groups := patient_groups(val)) is not None:
+        extra["val.groups"] = groups
     views = None if args.no_nih else drift_data.nih_views(args.seed)
     if views is not None:
         ref_ap, held_ap, pa = views
@@ -142,6 +145,8 @@ def build_pools(args, engine, task) -> tuple[list[Pool], dict[str, np.ndarray], 
             "nih.probs": probs,
             "nih.stats": image_stats_frame(ref_ap.pixels).to_numpy(np.float64),
         }
+        if (groups := patient_groups(ref_ap.frame)) is not None:
+            extra["nih.groups"] = groups
         pools.append(
             drift_data.make_pool(engine, None, held_ap, "nih_null", "NIH AP (null)", "none", "nih")
         )
@@ -158,6 +163,10 @@ def profiles(loaded, engine, task, extra, config, args) -> tuple[dict, list[str]
     from radvigil.loop.profiling import calibration_sizes
     from radvigil.monitoring import STAT_COLUMNS, Monitor, ReferenceProfile
 
+    def patients(key: str, rows: int) -> tuple[np.ndarray | None, int]:
+        groups = extra.get(key)
+        return groups, rows if groups is None else len(np.unique(groups))
+
     notes = []
     stored = ReferenceProfile.from_path(loaded.profile_dir)
     stale = stored.reference.stats is None or "mediastinum_contrast" not in stored.reference.stats
@@ -165,6 +174,7 @@ def profiles(loaded, engine, task, extra, config, args) -> tuple[dict, list[str]
     out = {}
     if args.reprofile or stale:
         val = common.bundled_frame("val")
+        groups, units = patients("val.groups", len(val))
         out["kermany"] = Monitor(
             ReferenceProfile.build(
                 extra["val.raw"].astype(np.float32),
@@ -174,9 +184,10 @@ def profiles(loaded, engine, task, extra, config, args) -> tuple[dict, list[str]
                 val[[c for c in ("site", "view_position") if c in val]].reset_index(drop=True),
                 class_names=task.classes,
                 n_components=min(config.profile.n_components, extra["val.raw"].shape[1]),
+                groups=groups,
             ),
             config,
-        ).calibrate(calibration_sizes(len(val), sizes))
+        ).calibrate(calibration_sizes(units, sizes))
         notes.append(
             "Kermany profile rebuilt from the champion's ONNX outputs on bundled val with the "
             "current code" + (" (the stored one predates the guard statistics)" if stale else "")
@@ -185,6 +196,7 @@ def profiles(loaded, engine, task, extra, config, args) -> tuple[dict, list[str]
         out["kermany"] = stored
     if "nih.raw" in extra:
         raw = extra["nih.raw"]
+        groups, units = patients("nih.groups", len(raw))
         profile = ReferenceProfile.build(
             raw.astype(np.float32),
             extra["nih.probs"],
@@ -193,9 +205,10 @@ def profiles(loaded, engine, task, extra, config, args) -> tuple[dict, list[str]
             None,
             class_names=task.classes,
             n_components=min(config.profile.n_components, raw.shape[1], len(raw) - 1),
-            info={"reference": "nih1000 AP half"},
+            info={"reference": "nih1000 AP, half of the patients"},
+            groups=groups,
         )
-        out["nih"] = Monitor(profile, config).calibrate(calibration_sizes(len(raw), sizes))
+        out["nih"] = Monitor(profile, config).calibrate(calibration_sizes(units, sizes))
     for name, profile in out.items():
         sizes_done = sorted({c.window_size for c in profile.calibrations})
         notes.append(
@@ -409,7 +422,7 @@ def main() -> None:
         limit = threadpool_limits(args.blas_threads) if args.blas_threads else nullcontext()
         limit.__enter__()
         model_id = zlib.crc32(Path(loaded.onnx_path).read_bytes())
-        cache = args.cache or args.out / f"drift_pools_{model_id:08x}_{args.per_class}.npz"
+        cache = args.cache or args.out / f"drift_pools_v2_{model_id:08x}_{args.per_class}.npz"
         t0 = time.perf_counter()
         if cache.exists() and not args.quick:
             pools, extra = drift_data.load_pools(cache)

@@ -14,6 +14,7 @@ from radvigil.errors import ConfigError
 from radvigil.monitoring import ReferenceProfile, detector_names, make_detector
 from radvigil.monitoring.kernels import mmd_test
 from radvigil.monitoring.stattests import adjust_pvalues
+from radvigil.monitoring.windows import WindowData
 from tests.unit.monitoring_data import brighten, split, stand_in
 
 
@@ -149,3 +150,53 @@ def test_unknown_detector_lists_the_registered_keys() -> None:
     assert all(name in exc.value.message for name in detector_names())
     with pytest.raises(ConfigError, match="detector 'mmd': n_perms: Extra inputs"):
         make_detector("mmd", n_perms=10)
+
+
+def _gaussian_profile(seed: int, n: int = 262, dim: int = 12) -> ReferenceProfile:
+    rng = np.random.default_rng(seed)
+    probs = rng.dirichlet([1, 1], n)
+    return ReferenceProfile.build(
+        rng.normal(size=(n, dim)),
+        probs,
+        None,
+        None,
+        None,
+        class_names=["a", "b"],
+        n_components=8,
+        seed=seed,
+    )
+
+
+def test_ood_rate_false_alarms_stay_at_the_level_when_the_threshold_is_an_estimate() -> None:
+    """Many references of 262 rows, unshifted windows of 200: the beta-binomial null keeps false
+    alarms at or under 5 % over references, where a binomial at the nominal 1 % alarms far more
+    often (the threshold's own sampling error: the gap the Kermany null showed at n = 100-200)."""
+    detector = make_detector("ood_rate")
+    alarms = naive = total = 0
+    for seed in range(100):
+        profile = _gaussian_profile(seed)
+        assert profile.ood.n_fitted == 262 and profile.ood.exceedance_prior() is not None
+        rng = np.random.default_rng(1000 + seed)
+        for _ in range(3):
+            window = rng.normal(size=(200, 12))
+            scores = profile.ood.score(profile.projection.reduce(window))
+            hits = int((scores > profile.ood.threshold).sum())
+            result = detector.run(profile, _window(window))
+            assert result.threshold_source == "default" and result.details["drifters"] == hits
+            alarms += result.drift
+            naive += hits > stats.binom.isf(0.05, 200, 0.01)
+            total += 1
+    # level 5 % (measured 3.5 % over 600 windows of 150 references; the binomial 14 %)
+    assert alarms / total <= 0.06
+    assert naive / total >= 2 * alarms / total
+
+
+def _window(embeddings: np.ndarray) -> WindowData:
+    return WindowData(embeddings=embeddings)
+
+
+def test_ood_rate_counts_survive_the_profile_file(tmp_path) -> None:
+    profile = _gaussian_profile(0)
+    loaded = ReferenceProfile.from_path(profile.to_path(tmp_path))
+    assert loaded.ood.exceedance_prior() == profile.ood.exceedance_prior()
+    assert loaded.ood.n_fitted == 262 and loaded.ood.n_above == profile.ood.n_above

@@ -29,7 +29,7 @@ from radvigil.monitoring.windows import UNLABELLED, WindowData
 
 PROFILE_FILE = "reference_profile.npz"
 FORMAT_VERSION = 1
-_ARRAYS = ("embeddings", "probs", "labels", "ood_scores")
+_ARRAYS = ("embeddings", "probs", "labels", "ood_scores", "groups")
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,7 @@ class ReferenceProfile:
         ood_quantile: float = 0.99,
         seed: int = 0,
         info: dict[str, Any] | None = None,
+        groups: np.ndarray | None = None,
     ) -> ReferenceProfile:
         """Profile a model version from its validation outputs.
 
@@ -74,12 +75,20 @@ class ReferenceProfile:
             ood_quantile: Reference quantile of the OOD score above which a case is a drifter.
             seed: Seed of the PCA solver and the subsample.
             info: Provenance to keep (model version, dataset version, ...).
+            groups: Per row, a code shared by the rows of one patient (e.g. from
+                ``pd.factorize`` of patient ids); the OOD threshold is then cross-fitted and
+                the detectors calibrated by whole patients. None: rows are independent.
 
         Returns:
             The profile, with no calibrated thresholds yet.
         """
         full = WindowData(
-            embeddings=embeddings, probs=probs, labels=labels, stats=stats, metadata=metadata
+            embeddings=embeddings,
+            probs=probs,
+            labels=labels,
+            stats=stats,
+            metadata=metadata,
+            groups=groups,
         )
         if full.probs is None or full.probs.shape[1] != len(class_names):
             raise InputError(f"probabilities must have one column per class of {class_names}")
@@ -91,7 +100,7 @@ class ReferenceProfile:
         reduced = projection.reduce(full.embeddings)
         # Cross-fitted scores stand for new cases: they set the drifter threshold and are the
         # reference's OOD scores, so the ood_rate calibration sees what service will see.
-        unseen = cross_fitted_scores(full.embeddings, projection.n_components, seed)
+        unseen = cross_fitted_scores(full.embeddings, projection.n_components, seed, full.groups)
         ood = MahalanobisScorer.fit(reduced, ood_quantile, unseen)
         full = dataclasses.replace(full, embeddings=reduced, ood_scores=unseen)
         rng = np.random.default_rng(seed)
@@ -179,7 +188,12 @@ class ReferenceProfile:
         header = {
             "format_version": FORMAT_VERSION,
             "class_names": list(self.class_names),
-            "ood": {"threshold": self.ood.threshold, "quantile": self.ood.quantile},
+            "ood": {
+                "threshold": self.ood.threshold,
+                "quantile": self.ood.quantile,
+                "n_fitted": self.ood.n_fitted,
+                "n_above": self.ood.n_above,
+            },
             "stat_columns": None if ref.stats is None else list(ref.stats.columns),
             "metadata_columns": None if ref.metadata is None else list(ref.metadata.columns),
             "value_counts": self.value_counts,
@@ -243,6 +257,8 @@ class ReferenceProfile:
                 arrays["ood.precision"],
                 float(header["ood"]["threshold"]),
                 float(header["ood"]["quantile"]),
+                int(header["ood"].get("n_fitted", 0)),
+                int(header["ood"].get("n_above", 0)),
             ),
             reference,
             header["value_counts"],

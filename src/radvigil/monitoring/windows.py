@@ -27,7 +27,9 @@ class WindowData:
     """Aligned per-prediction columns; any may be absent, detectors skip what they lack.
 
     ``labels`` are class indices with ``-1`` for predictions not (yet) labelled; ``embeddings``
-    are the PCA-reduced vectors of the model version's reference profile.
+    are the PCA-reduced vectors of the model version's reference profile. ``groups`` are integer
+    codes of rows that share a patient (never the patient ids): the reference keeps them so that
+    cross-fitting and calibration hold out whole patients, as service will meet them.
     """
 
     embeddings: np.ndarray | None = None
@@ -37,6 +39,7 @@ class WindowData:
     metadata: pd.DataFrame | None = None
     ood_scores: np.ndarray | None = None
     timestamps: np.ndarray | None = None
+    groups: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         cast = {
@@ -47,6 +50,7 @@ class WindowData:
             "metadata": lambda v: as_categorical(v.reset_index(drop=True)),
             "ood_scores": lambda v: np.asarray(v, dtype=np.float64),
             "timestamps": lambda v: np.asarray(pd.to_datetime(v), dtype="datetime64[ns]"),
+            "groups": lambda v: np.asarray(v, dtype=np.int64),
         }
         sizes = {}
         for name, convert in cast.items():
