@@ -12,7 +12,8 @@ Scenarios, each computed once as a *pool* of model outputs and image statistics 
 
 * ``none``: held-out Kermany train-split images of patients outside the bundled train/val, at the
   reference's 50/50 balance: the Kermany null. ``NIH AP (null)``: NIH ChestX-ray14 AP images
-  against a profile built from the other AP half, the second null.
+  of half of the AP patients against a profile built from the other half's images (patient
+  codes kept: cross-fitting and calibration by patient), the second null.
 * acquisition shifts of the ``none`` images (``radvigil.data.shifts``, seeded per image):
   brightness, contrast, noise, blur, JPEG, resolution; and the failures that hurt most:
   polarity inversion (255 - x), gamma 2.0 and 0.5, zoom x1.5 (a crop to the lungs), zoom x0.8

@@ -1,8 +1,8 @@
 """The in-process rewriter with the real Gemma 3 270M GGUF model (the ``notes`` extra).
 
-Skipped where the extra is not installed: ``make test`` does not build llama-cpp-python (see the
-README's "Patient notes" section for the measured build time); the HTTP backend is tested
-against a real server in ``test_notes_service.py`` everywhere.
+``make test`` installs the extra (llama-cpp-python built from source, about 6 minutes on 2 cores,
+once); a bare ``pytest`` without it skips this file. The HTTP backend is tested against a real
+server in ``test_notes_service.py`` either way.
 """
 
 from __future__ import annotations

@@ -70,6 +70,12 @@ def retrain_command(
     local_weight: int = typer.Option(
         4, min=1, help="Times each labelled local case is seen per epoch (retraining only)."
     ),
+    warm_start_epochs: int | None = typer.Option(
+        None,
+        min=1,
+        help="Continue from the champion's weights for N epochs (its learning rate, all "
+        "layers) instead of training again from the config's starting weights.",
+    ),
     calibration_only: bool = typer.Option(
         False,
         "--calibration-only",
@@ -97,7 +103,13 @@ def retrain_command(
     if calibration_only:
         outcome = site_calibrate(*shared, **shares, seed=settings.seed)
     else:
-        outcome = retrain(*shared, **shares, seed=settings.seed, local_weight=local_weight)
+        outcome = retrain(
+            *shared,
+            **shares,
+            seed=settings.seed,
+            local_weight=local_weight,
+            warm_start_epochs=warm_start_epochs,
+        )
     table = Table(
         title=f"challenger {settings.model_name}/{outcome.version}: "
         f"{'PASS' if outcome.passed else 'FAIL'}"
@@ -146,6 +158,7 @@ def loop_check(
             holdout_share=0.3,
             calibration_share=0.2,
             local_weight=4,
+            warm_start_epochs=None,
             calibration_only=False,
         )
 

@@ -26,7 +26,7 @@ from radvigil.loop.evaluation import evaluate_version, gate_version, verdict_tag
 from radvigil.loop.site_calibration import recalibrate
 from radvigil.loop.training import run_training
 from radvigil.model.config import TrainConfig
-from radvigil.registry import LoadedModel, Registry
+from radvigil.registry import CARD_DIR, LoadedModel, Registry
 from radvigil.store import FeedbackStore, PredictionStore
 
 FEEDBACK_SOURCE = "clinician_feedback"  # source_dataset of cases labelled through the loop
@@ -236,24 +236,32 @@ def retrain(
     calibration_share: float = 0.2,
     seed: int = 42,
     local_weight: int = 1,
+    warm_start_epochs: int | None = None,
     observer=None,
 ) -> RetrainOutcome:
     """Train a challenger with the champion's config, gate it, and alias it only if it passes.
 
     ``local_weight`` repeats each labelled local case that many times per epoch: a site's few
     labelled cases would otherwise be lost among the champion's development data.
+    ``warm_start_epochs`` continues from the champion's own weights for that many epochs (all
+    layers, its learning rate, no warm-up) instead of training again from the
+    config's starting weights: a short step from a trained model lands in nearly the same place
+    whatever the CPU's rounding, where a full run from ImageNet weights does not (see
+    :func:`warm_start_config`).
     """
     data = feedback_data(
         champion, predictions, feedback, catalog, holdout_share, calibration_share, seed
     )
     cfg = TrainConfig.model_validate(champion.card["config"])
+    tags = dict(data.tags)
+    if warm_start_epochs is not None:
+        cfg = warm_start_config(cfg, champion, warm_start_epochs)
+        tags["warm_start_from"] = f"{champion.name}/{champion.version}"
     if local_weight > 1:
         cfg = cfg.model_copy(
             update={"oversample": {**cfg.oversample, FEEDBACK_SOURCE: local_weight}}
         )
-    outcome = run_training(
-        cfg, data.data_id, catalog, registry, observer=observer, extra_tags=data.tags
-    )
+    outcome = run_training(cfg, data.data_id, catalog, registry, observer=observer, extra_tags=tags)
     judged = judge(
         outcome.name,
         outcome.version,
@@ -269,6 +277,30 @@ def retrain(
     )
     _record(record, "retrain", actor, judged)
     return judged
+
+
+def warm_start_config(cfg: TrainConfig, champion: LoadedModel, epochs: int) -> TrainConfig:
+    """The champion's config, continued from its saved weights for ``epochs`` epochs.
+
+    The champion's trained network (``weights.pt`` beside its card, head included) is the
+    starting point; every layer trains from the first step at the champion's learning rate
+    with no warm-up, since no layer is new (at a third of it, two epochs moved the demo's
+    problem-case specificity nowhere: 0.36 against the champion's 0.18 and a 0.50 floor). The run's
+    card records the file and its SHA-256 as its weights, and its tags name the champion.
+    """
+    weights = champion.folder / CARD_DIR / "weights.pt"
+    if not weights.is_file():
+        raise DataError(f"{champion.name}/{champion.version} has no saved weights to continue from")
+    return TrainConfig.model_validate(
+        {
+            **cfg.model_dump(),
+            "weights": str(weights),
+            "epochs": epochs,
+            "warmup_epochs": 0,
+            "unfreeze_epochs": 0,
+            "top_epochs": 0,
+        }
+    )
 
 
 def site_calibrate(

@@ -244,6 +244,7 @@ class LiveAct:
             calibration_share=self.config.calibration_share,
             seed=self.config.seed,
             local_weight=self.config.local_weight,
+            warm_start_epochs=self.config.warm_start_epochs,
         )
         self.retrained = outcome
         gated = Gated(
