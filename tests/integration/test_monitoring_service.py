@@ -217,6 +217,8 @@ def test_same_population_raises_no_alert_and_adult_dicom_is_a_drifter(
         try:
             for log in logs:
                 _wait_for(log, "monitoring worker")
+            for worker in workers:  # below serving: only CPU time nothing else wants
+                assert os.sched_getscheduler(worker.pid) == os.SCHED_IDLE
             post_all(client, tokens["service"], studies(bundled, "train"))
             deadline = time.monotonic() + 600
             results: list[dict] = []
