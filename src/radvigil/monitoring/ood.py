@@ -65,9 +65,9 @@ class MahalanobisScorer:
     """Mahalanobis distance to the reference in PCA space (Ledoit-Wolf shrunk covariance).
 
     ``threshold`` is the reference's ``quantile`` of the score: cases above it are drifters.
-    ``n_fitted`` and ``n_above`` count the scores the threshold was read from and those above it:
-    the threshold is an estimate, and :meth:`exceedance_prior` turns the counts into its
-    uncertainty.
+    ``n_fitted`` and ``n_above`` count cross-fitted reference scores (patient-level folds where
+    the profile knows patients) and those above the threshold: the threshold is an estimate,
+    and :meth:`exceedance_prior` turns the counts into its uncertainty.
     """
 
     location: np.ndarray

@@ -98,10 +98,18 @@ class ReferenceProfile:
             raise InputError(f"labels must be class indices below {len(class_names)} or -1")
         projection = Projection.fit(full.embeddings, n_components, seed)
         reduced = projection.reduce(full.embeddings)
-        # Cross-fitted scores stand for new cases: they set the drifter threshold and are the
-        # reference's OOD scores, so the ood_rate calibration sees what service will see.
-        unseen = cross_fitted_scores(full.embeddings, projection.n_components, seed, full.groups)
+        # Cross-fitted scores stand for new cases. Row-level folds set the drifter threshold:
+        # per-case routing favours sensitivity (patient-level folds lifted it until an adult
+        # DICOM passed unflagged). Patient-level folds, where there are patients, say how often
+        # new patients pass that threshold: the ood_rate test's null, and the reference's
+        # OOD scores, so the monitors compare a window with what new patients look like.
+        unseen = cross_fitted_scores(full.embeddings, projection.n_components, seed)
         ood = MahalanobisScorer.fit(reduced, ood_quantile, unseen)
+        if full.groups is not None:
+            unseen = cross_fitted_scores(
+                full.embeddings, projection.n_components, seed, full.groups
+            )
+            ood = dataclasses.replace(ood, n_above=int(np.count_nonzero(unseen > ood.threshold)))
         full = dataclasses.replace(full, embeddings=reduced, ood_scores=unseen)
         rng = np.random.default_rng(seed)
         keep = np.arange(len(full))
