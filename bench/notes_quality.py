@@ -95,7 +95,9 @@ def main() -> None:
     with common.bench_home(args.home, common.FAST_CONFIG, args.quick) as home:
         app = create_app(Settings(home=home.root / "notes-service"), registry=home.registry)
         state = app.state.radvigil
-        token, _ = KeyStore(state.db).create(f"notes-{time.time_ns()}", "service", 10_000_000)
+        token, _ = KeyStore(state.db).create(
+            f"notes-{time.time_ns()}", "service", rate_limit=10_000_000
+        )
         with common.LiveServer(app) as server:
             rows = predict_all(server.url, token, images(args.low_quality))
             state.writer.flush()

@@ -6,9 +6,10 @@ service; the threshold is the (1 - alpha) quantile of the statistic over the rou
 reference holds fewer than twice ``window_size`` rows, windows are drawn with replacement and
 compared with the whole reference; overlap makes the statistics small, so the threshold runs low
 and a :class:`~radvigil.errors.RadvigilWarning` says so. When the reference knows which rows share
-a patient (``groups``), a window takes whole patients and the rest keeps none of their rows: a
-patient's other image left in the rest makes a window look too familiar, and thresholds too low
-(the NIH null alarmed 8-20 % of the time against a 5 % target with row-level leave-out).
+a patient (``groups``), a window takes one image of each of N patients and the rest keeps none
+of their images: a patient's other image left in the rest makes a window look too familiar, and
+thresholds too low (the NIH null alarmed 8-20 % of the time against a 5 % target with row-level
+leave-out; 0-2 % by patient).
 """
 
 from __future__ import annotations
