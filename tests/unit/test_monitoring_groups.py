@@ -30,7 +30,7 @@ def _profile(x: np.ndarray, groups: np.ndarray | None) -> ReferenceProfile:
 
 
 def test_a_calibration_window_takes_one_row_of_distinct_patients_and_the_rest_none() -> None:
-    groups = np.repeat(np.arange(60), 3)
+    groups = np.repeat(np.arange(60), 3)  # already codes 0..59
     rng = np.random.default_rng(0)
     for _ in range(20):
         held, rows = _held_out(groups, len(groups), 25, rng)

@@ -52,7 +52,11 @@ def calibrate(
     """
     reference = profile.reference
     n = len(reference)
-    units = n if reference.groups is None else len(np.unique(reference.groups))
+    # patient codes 0..k-1, computed once for every draw below
+    codes = (
+        None if reference.groups is None else np.unique(reference.groups, return_inverse=True)[1]
+    )
+    units = n if codes is None else int(codes.max()) + 1
     if window_size < 2 or n_boot < 1 or not 0 < alpha < 1 or n < 4:
         raise ConfigError(
             f"cannot calibrate with window_size={window_size}, n_boot={n_boot}, alpha={alpha} "
@@ -61,7 +65,7 @@ def calibrate(
     leave_out = units >= 2 * window_size
     if not leave_out:
         warnings.warn(
-            f"reference of {units} {'rows' if reference.groups is None else 'patients'} is too "
+            f"reference of {units} {'rows' if codes is None else 'patients'} is too "
             f"small to leave out windows of {window_size}; "
             f"the {detector.name!r} threshold will raise more false alarms than {alpha:.0%}",
             RadvigilWarning,
@@ -71,7 +75,7 @@ def calibrate(
     values = []
     for _ in range(n_boot):
         if leave_out:
-            held, window_rows = _held_out(reference.groups, n, window_size, rng)
+            held, window_rows = _held_out(codes, n, window_size, rng)
             rest = profile.with_reference(reference.subset(~held))
             window = reference.subset(window_rows)
         else:
@@ -101,20 +105,19 @@ def calibrate(
 
 
 def _held_out(
-    groups: np.ndarray | None, n: int, window_size: int, rng: np.random.Generator
+    codes: np.ndarray | None, n: int, window_size: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rows left out of the rest (a mask) and the window's rows (indices, ``window_size``).
 
-    Without groups both are the same random rows. With groups the window is one random row of
-    each of ``window_size`` random patients, as a stream of new patients brings them, and all
-    of those patients' rows are left out of the rest.
+    Without patient codes (0..k-1 per row) both are the same random rows. With them the window
+    is one random row of each of ``window_size`` random patients, as a stream of new patients
+    brings them, and all of those patients' rows are left out of the rest.
     """
     held = np.zeros(n, dtype=bool)
-    if groups is None:
+    if codes is None:
         rows = rng.choice(n, window_size, replace=False)
         held[rows] = True
         return held, np.sort(rows)
-    codes = np.unique(groups, return_inverse=True)[1]
     chosen = rng.choice(int(codes.max()) + 1, window_size, replace=False)
     held = np.isin(codes, chosen)
     # a random permutation, then the first row of each chosen patient in it
