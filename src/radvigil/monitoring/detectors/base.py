@@ -56,6 +56,9 @@ class Detector(ABC):
     Params: ClassVar[type[DetectorParams]]
     uses_context: ClassVar[bool] = False
     calibrated: ClassVar[bool] = True  # False: a fixed-scale verdict, not a null statistic
+    # True: the statistic compares the window with a performance figure estimated on the
+    # reference itself, so calibration resamples the reference (see calibration.py)
+    resample_reference: ClassVar[bool] = False
 
     def __init__(self, name: str, params: DetectorParams) -> None:
         self.name = name

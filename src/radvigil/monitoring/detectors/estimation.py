@@ -91,6 +91,7 @@ def _inputs(
 class CBPEDetector(Detector):
     """Confidence-based performance estimation (accuracy, sensitivity, specificity) from probs."""
 
+    resample_reference = True
     Params = CBPEParams
     params: CBPEParams
 
@@ -131,6 +132,7 @@ class CBPEDetector(Detector):
 class ATCDetector(Detector):
     """Average thresholded confidence: share of window predictions above the reference-fit cut."""
 
+    resample_reference = True
     Params = ATCParams
     params: ATCParams
 
@@ -182,6 +184,7 @@ class IWParams(DetectorParams):
 class IWAccuracyDetector(Detector):
     """Importance-weighted reference accuracy (domain-classifier weights on embeddings)."""
 
+    resample_reference = True
     Params = IWParams
     params: IWParams
 
