@@ -18,9 +18,10 @@
    arrivals, latency from each request's *scheduled* send time (no coordinated omission),
    p50/p95/p99 and error rate.
 6. Monitoring's effect: open loop at 50 % with the worker paused (SIGSTOP) vs running (SIGCONT),
-   alternating (ABAB...); the worker is paused from the open-loop section on except in "running"
-   phases, so each of those starts with a backlog of windows (of 50) to evaluate under load. The
-   ratio of the median p99s.
+   and, as a control, with a one-thread busy loop under ``SCHED_IDLE`` instead (no I/O), in turn
+   (ABCABC...); the worker is paused from the open-loop section on except in "running" phases, so
+   each of those starts with a backlog of windows (of 50) to evaluate under load. The ratio of the
+   median p99s; the control's ratio says how much of it any idle-class CPU work costs.
 
 The load generator runs in its own process (httpx, asyncio), so it never shares a GIL with a
 server; it does share the machine's cores, and its CPU share is printed. The load average before
@@ -28,7 +29,7 @@ and after is printed, with a warning when the machine was busy: on shared cores 
 measure the machine as much as the code. Targets are printed, never asserted.
 
     nice -n 10 .venv/bin/python bench/serve_load.py [--home PATH] [--config FILE] [--rounds 3]
-        [--seconds 8] [--quick]
+        [--seconds 8] [--database-url postgresql://postgres@127.0.0.1:5432/test] [--quick]
     .venv/bin/python bench/serve_load.py --serve naive|floor --home PATH --port N  (internal)
 """
 
@@ -46,6 +47,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import common
@@ -58,6 +60,11 @@ TARGET_P95_MS_AT_HALF = 100.0
 TARGET_MONITORING_P99 = 1.5
 NAIVE_CONCURRENCY = 32
 OPEN_FRACTIONS = (0.25, 0.5, 0.8)
+# the control arm of the monitoring phases: one busy thread under SCHED_IDLE, as the worker
+# runs, doing no I/O, so what it costs serving is what any idle-class CPU work costs
+IDLE_BURNER = (
+    "import os\nos.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))\nwhile True:\n    pass\n"
+)
 ORT_THREADS = (1, 2)
 ORT_BATCHES = (1, 8, 16, 32)
 ORT_IMAGES = 256
@@ -311,13 +318,37 @@ def wait_log(proc: Proc, text: str, seconds: float = 900) -> None:
         time.sleep(0.5)
 
 
-def service_env(home: Path) -> dict[str, str]:
+@contextlib.contextmanager
+def fresh_database(server_url: str) -> Iterator[str]:
+    """A new, empty database on the PostgreSQL server at ``server_url``, dropped afterwards."""
+    import psycopg
+    from psycopg import sql
+    from sqlalchemy.engine import make_url
+
+    url = make_url(server_url)
+    admin = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    name = f"radvigil_bench_{time.time_ns()}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield url.set(drivername="postgresql+psycopg", database=name).render_as_string(
+            hide_password=False
+        )
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+            conn.execute(drop.format(sql.Identifier(name)))
+
+
+def service_env(home: Path, database_url: str | None) -> dict[str, str]:
+    """The service's and worker's environment: SQLite in the home unless ``database_url``."""
     root = home / "service"
     root.mkdir(parents=True, exist_ok=True)
     (root / "monitoring.yaml").write_text(f"windows: {{size: {MONITOR_WINDOW}}}\n")
     return {
         **os.environ,
         "RADVIGIL_HOME": str(root),
+        "RADVIGIL_DATABASE_URL": database_url or f"sqlite:///{root / 'radvigil.db'}",
         "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
         "RADVIGIL_MONITORING_CONFIG": str(root / "monitoring.yaml"),
         "RADVIGIL_MODEL_NAME": common.MODEL_NAME,
@@ -333,7 +364,7 @@ def service_env(home: Path) -> dict[str, str]:
 def api_key(env: dict[str, str]) -> str:
     from radvigil.store import Database, KeyStore, upgrade_database
 
-    db = Database(f"sqlite:///{Path(env['RADVIGIL_HOME']) / 'radvigil.db'}")
+    db = Database(env["RADVIGIL_DATABASE_URL"])
     upgrade_database(db)
     token, _ = KeyStore(db).create(f"bench-{time.time_ns()}", "service", rate_limit=10_000_000)
     db.dispose()
@@ -363,7 +394,10 @@ def run(args: argparse.Namespace) -> dict:
         contextlib.ExitStack() as stack,
     ):
         loaded = home.load()
-        env = service_env(home.root)
+        database = (
+            stack.enter_context(fresh_database(args.database_url)) if args.database_url else None
+        )
+        env = service_env(home.root, database)
         token = api_key(env)
         headers = {"X-API-Key": token}
         logs = home.root / "service"
@@ -436,14 +470,22 @@ def run(args: argparse.Namespace) -> dict:
         worker.signal(signal.SIGSTOP)  # from here on the worker runs only in "running" phases,
         open_rows = {f: opened(f * capacity) for f in OPEN_FRACTIONS}  # so it has a backlog
 
-        common.console.print("monitoring paused vs running, open loop at 50 % (ABAB...) ...")
+        burner = Proc([sys.executable, "-c", IDLE_BURNER], env, logs / "burner.log")
+        stack.callback(burner.stop)
+        burner.signal(signal.SIGSTOP)
+        common.console.print(
+            "monitoring paused vs running vs an idle-class CPU burner, open loop at 50 % "
+            "(ABCABC...) ..."
+        )
         monitoring: list[dict] = []
         for _ in range(args.rounds):
-            pair = {"paused": opened(0.5 * capacity)}
-            worker.signal(signal.SIGCONT)
-            pair["running"] = opened(0.5 * capacity)
-            worker.signal(signal.SIGSTOP)
-            monitoring.append(pair)
+            phases = {"paused": opened(0.5 * capacity)}
+            for state, proc in (("running", worker), ("idle burner", burner)):
+                proc.signal(signal.SIGCONT)
+                phases[state] = opened(0.5 * capacity)
+                proc.signal(signal.SIGSTOP)
+            monitoring.append(phases)
+        burner.stop()
         worker.stop()
         worker_log = worker.log.read_text()
     load_after = os.getloadavg()
@@ -454,6 +496,7 @@ def run(args: argparse.Namespace) -> dict:
             "version": loaded.version,
             "config": str(args.config),
         },
+        "database": "postgresql" if args.database_url else "sqlite",
         "rounds": rounds,
         "capacity_rps": capacity,
         "open_loop": {str(k): v for k, v in open_rows.items()},
@@ -477,7 +520,7 @@ def report(result: dict, args: argparse.Namespace) -> dict:
     busy = max(result["load_before"][0], result["load_after"][0]) > 0.5 * cores
     common.console.print(
         f"load average before {result['load_before'][0]:.2f} / after "
-        f"{result['load_after'][0]:.2f} on {cores} cores"
+        f"{result['load_after'][0]:.2f} on {cores} cores; prediction store: {result['database']}"
     )
     if busy:
         common.console.print(
@@ -560,11 +603,11 @@ def report(result: dict, args: argparse.Namespace) -> dict:
         open_rows,
     )
     mon = result["monitoring"]
-    paused = _median_spread([p["paused"]["p99_ms"] for p in mon])
-    running = _median_spread([p["running"]["p99_ms"] for p in mon])
+    p99 = {state: _median_spread([p[state]["p99_ms"] for p in mon]) for state in mon[0]}
+    paused, running = p99["paused"], p99["running"]
     common.table(
-        f"Monitoring worker paused vs running (open loop 50 %, {result['worker_windows']} "
-        "windows evaluated by the worker in the whole run)",
+        f"Monitoring worker paused vs running, and an idle-class CPU burner instead (open loop "
+        f"50 %, {result['worker_windows']} windows evaluated by the worker in the whole run)",
         ["worker", "p50 ms", "p95 ms", "p99 ms (median)", "p99 spread"],
         [
             (
@@ -574,7 +617,7 @@ def report(result: dict, args: argparse.Namespace) -> dict:
                 values[0],
                 values[1],
             )
-            for state, values in (("paused", paused), ("running", running))
+            for state, values in p99.items()
         ],
     )
     peak = max(rows[: len(args.concurrency)], key=lambda row: row[1])
@@ -585,6 +628,9 @@ def report(result: dict, args: argparse.Namespace) -> dict:
         "service_vs_naive_at_32": at32[1] / naive if naive else float("nan"),
         "p95_ms_open_loop_50": result["open_loop"]["0.5"]["p95_ms"],
         "monitoring_p99_ratio": running[0] / paused[0] if paused[0] else float("nan"),
+        "idle_burner_p99_ratio": (
+            p99["idle burner"][0] / paused[0] if "idle burner" in p99 and paused[0] else None
+        ),
     }
     common.table(
         "Targets (printed, not asserted)",
@@ -616,6 +662,11 @@ def report(result: dict, args: argparse.Namespace) -> dict:
             ),
         ],
     )
+    if ratios["idle_burner_p99_ratio"] is not None:
+        common.console.print(
+            f"control: an idle-class busy loop instead of the worker moves p99 "
+            f"{ratios['idle_burner_p99_ratio']:.2f}x (what any SCHED_IDLE CPU work costs here)"
+        )
     return {**ratios, "busy_machine": busy}
 
 
@@ -635,6 +686,12 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=64, help="distinct JPEGs sent")
     parser.add_argument("--out", type=Path, default=common.DEFAULT_OUT)
     parser.add_argument("--quick", action="store_true", help="tiny model, 1 round, 2 s each")
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="a PostgreSQL server (e.g. postgresql://postgres@127.0.0.1:5432/test) where a fresh "
+        "database is created for the run and dropped after; default SQLite in the home",
+    )
     parser.add_argument("--serve", choices=("naive", "floor"), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()

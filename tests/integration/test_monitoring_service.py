@@ -217,8 +217,12 @@ def test_same_population_raises_no_alert_and_adult_dicom_is_a_drifter(
         try:
             for log in logs:
                 _wait_for(log, "monitoring worker")
-            for worker in workers:  # below serving: only CPU time nothing else wants
-                assert os.sched_getscheduler(worker.pid) == os.SCHED_IDLE
+            for worker in workers:  # below serving: only CPU time nothing else wants, on
+                # every thread (OpenBLAS's pool starts at numpy import, before the policy is set)
+                threads = os.listdir(f"/proc/{worker.pid}/task")
+                assert len(threads) > 1
+                for tid in threads:
+                    assert os.sched_getscheduler(int(tid)) == os.SCHED_IDLE, tid
             post_all(client, tokens["service"], studies(bundled, "train"))
             deadline = time.monotonic() + 600
             results: list[dict] = []
