@@ -207,8 +207,9 @@ def _idle_priority() -> None:
     enough to double serving p99 on 2 cores while a window is evaluated. SCHED_IDLE's weight is
     3. The policy is per thread on Linux, and OpenBLAS and jemalloc start their threads when
     numpy is imported, before this runs: setting only the main thread left the BLAS pool at
-    normal priority (serving p99 1.68x with the worker running against 1.21x for an idle-class
-    busy loop, bench/serve_load.py). Not on macOS/Windows, or when a container's seccomp profile
+    normal priority: serving p99 moved 1.68x with the worker running against 1.21x for an
+    idle-class busy loop; with every thread idle, 0.86x and 1.36x against 0.80x and 1.35x in two
+    runs (bench/serve_load.py). Not on macOS/Windows, or when a container's seccomp profile
     refuses it: nice stays.
     """
     policy = getattr(os, "SCHED_IDLE", None)
