@@ -47,6 +47,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -115,13 +116,13 @@ async def _closed(url, path, headers, payloads, clients, seconds) -> dict:
             )
         )
         latencies: list[float] = []
-        errors = 0
+        errors: Counter[str] = Counter()
         issued = 0
         cpu0, start = time.process_time(), time.perf_counter()
         deadline = start + seconds
 
         async def worker() -> None:
-            nonlocal issued, errors
+            nonlocal issued
             while time.perf_counter() < deadline:
                 i, issued = issued, issued + 1
                 sent = time.perf_counter()
@@ -129,7 +130,7 @@ async def _closed(url, path, headers, payloads, clients, seconds) -> dict:
                 if status == 200:
                     latencies.append(time.perf_counter() - sent)
                 else:
-                    errors += 1
+                    errors[str(status)] += 1
 
         await asyncio.gather(*(worker() for _ in range(clients)))
         wall = time.perf_counter() - start
@@ -142,13 +143,12 @@ async def _open(url, path, headers, payloads, rate, seconds) -> dict:
     starts = np.cumsum(gaps)
     starts = starts[starts < seconds]
     latencies: list[float] = []
-    errors = 0
+    errors: Counter[str] = Counter()
     async with _client(512) as client:
         await asyncio.gather(*(_post(client, url, path, headers, payloads[i]) for i in range(4)))
         cpu0, t0 = time.process_time(), time.perf_counter()
 
         async def one(i: int, at: float) -> None:
-            nonlocal errors
             delay = t0 + at - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
@@ -156,7 +156,7 @@ async def _open(url, path, headers, payloads, rate, seconds) -> dict:
             if status == 200:
                 latencies.append(time.perf_counter() - (t0 + at))  # from the scheduled time
             else:
-                errors += 1
+                errors[str(status)] += 1
 
         await asyncio.gather(*(one(i, float(at)) for i, at in enumerate(starts)))
         wall = time.perf_counter() - t0
@@ -166,14 +166,18 @@ async def _open(url, path, headers, payloads, rate, seconds) -> dict:
     }
 
 
-def _summary(latencies: list[float], errors: int, wall: float, cpu: float) -> dict:
+def _summary(latencies: list[float], errors: Counter[str], wall: float, cpu: float) -> dict:
+    """Throughput and latency percentiles of the successful requests; failures by HTTP status
+    or client exception name (``error_kinds``)."""
     lat = np.asarray(latencies) * 1000
     pct = np.percentile(lat, [50, 95, 99]) if len(lat) else [float("nan")] * 3
-    total = len(lat) + errors
+    failed = sum(errors.values())
+    total = len(lat) + failed
     return {
         "ok": len(lat),
-        "errors": errors,
-        "error_rate": errors / total if total else 0.0,
+        "errors": failed,
+        "error_kinds": dict(errors),
+        "error_rate": failed / total if total else 0.0,
         "throughput_rps": len(lat) / wall,
         "p50_ms": float(pct[0]),
         "p95_ms": float(pct[1]),
@@ -579,6 +583,12 @@ def report(result: dict, args: argparse.Namespace) -> dict:
         ["arm", "req/s", "spread", "p50 ms", "p95 ms", "p99 ms", "errors", "client CPU"],
         rows,
     )
+    failures: Counter[str] = Counter()
+    for r in rounds:
+        for level in [*r["service"].values(), r["naive"], r["floor"]]:
+            failures.update(level.get("error_kinds", {}))
+    if failures:
+        common.console.print(f"failed requests by HTTP status or client error: {dict(failures)}")
     grid = rounds[-1]["ort"]["grid"]
     common.table(
         "Bare ORT grid (last round), images/s with JPEG decode",
