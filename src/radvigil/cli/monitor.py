@@ -10,6 +10,7 @@ import contextlib
 import os
 import signal
 import threading
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -185,19 +186,25 @@ def monitor_worker(
     console.print("monitoring worker stopped")
 
 
-def _threads() -> list[int]:
-    """This process's thread ids (Linux); just the process id elsewhere."""
+def _each_thread(apply: Callable[[int], None]) -> None:
+    """``apply`` to every thread id of this process (Linux; just the process id elsewhere),
+    skipping threads that exit meanwhile: priorities are per thread on Linux."""
     try:
-        return [int(tid) for tid in os.listdir("/proc/self/task")]
+        threads = [int(tid) for tid in os.listdir("/proc/self/task")]
     except OSError:
-        return [os.getpid()]
+        threads = [os.getpid()]
+    for tid in threads:
+        with contextlib.suppress(OSError):
+            apply(tid)
 
 
 def _lower_priority(nice: int) -> None:
     """Nice every thread of this process by ``nice``: Linux's ``nice()`` only moves the caller."""
-    for tid in _threads():
-        with contextlib.suppress(OSError):  # a thread that has exited since
-            os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + nice)
+    _each_thread(
+        lambda tid: os.setpriority(
+            os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + nice
+        )
+    )
 
 
 def _idle_priority() -> None:
@@ -220,9 +227,7 @@ def _idle_priority() -> None:
     except OSError as exc:
         console.print(f"SCHED_IDLE refused ({exc}); running at nice only")
         return
-    for tid in _threads():
-        with contextlib.suppress(OSError):  # a thread that has exited since
-            os.sched_setscheduler(tid, policy, os.sched_param(0))
+    _each_thread(lambda tid: os.sched_setscheduler(tid, policy, os.sched_param(0)))
 
 
 def _print_run(run: MonitoringRun, size: int) -> None:
