@@ -70,6 +70,8 @@ def oidc_callback(request: Request, state: State) -> Response:
     try:
         if params.get("error"):
             raise AuthError(f"the identity provider ended the sign-in: {params['error']}")
+        if params.get("iss") and params["iss"].rstrip("/") != client.issuer:  # RFC 9207
+            raise AuthError("the sign-in came back from another identity provider")
         if pending is None or not hmac.compare_digest(bound, returned):
             raise AuthError("this sign-in was not started here or has expired; start again")
         identity = client.finish(params.get("code") or "", pending.nonce, pending.code_verifier)
