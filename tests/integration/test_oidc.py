@@ -109,11 +109,11 @@ def test_a_person_whose_groups_map_to_no_role_is_refused_with_a_page(signin) -> 
     with _client(signin) as browser:
         done = log_in_at_provider(browser, "/dashboard/oidc/login", "mallory")
         assert done.status_code == 403
-        assert "No radvigil role" in done.text and "none of their groups" in done.text
+        assert "No radvigil role" in done.text and "none of your groups" in done.text
         assert "radvigil_session" not in browser.cookies
         assert browser.get("/dashboard/", follow_redirects=False).status_code == 303
     refused = signin.state.audit.list(action="dashboard_sign_in_refused", limit=5)
-    assert refused and refused[0].details == {"method": "oidc"}
+    assert refused and refused[0].details == {"method": "oidc", "person": "oidc:mallory"}
 
 
 def test_a_replayed_or_foreign_callback_is_refused(signin) -> None:
@@ -161,7 +161,7 @@ def test_an_expired_id_token_and_a_wrong_nonce_are_refused(signin) -> None:
         late.validate(tokens["id_token"], "n-0")
     with pytest.raises(AuthError, match="nonce"):
         _relying_party(signin, "radvigil-short").validate(tokens["id_token"], "another-nonce")
-    with pytest.raises(NoRoleError, match="none of their groups"):
+    with pytest.raises(NoRoleError, match="none of your groups"):
         _relying_party(signin, "radvigil").identity({"sub": "m", "groups": ["visitors"]})
 
 

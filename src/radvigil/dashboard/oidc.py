@@ -40,7 +40,15 @@ def _client(state: State) -> OidcClient:
 
 
 def _refused(request: Request, title: str, message: str, status: int) -> Response:
-    response = render(request, "error.html", None, status=status, title=title, message=message)
+    response = render(
+        request,
+        "error.html",
+        None,
+        status=status,
+        title=title,
+        message=message,
+        back=(f"{PREFIX}/login", "Back to sign-in"),
+    )
     clear_cookie(request, response, STATE_COOKIE, samesite="lax")
     return response
 
@@ -76,7 +84,8 @@ def oidc_callback(request: Request, state: State) -> Response:
             raise AuthError("this sign-in was not started here or has expired; start again")
         identity = client.finish(params.get("code") or "", pending.nonce, pending.code_verifier)
     except NoRoleError as exc:
-        state.audit_security("dashboard_sign_in_refused", f"client:{address}", {"method": "oidc"})
+        details = {"method": "oidc", "person": f"oidc:{exc.name}"}
+        state.audit_security("dashboard_sign_in_refused", f"client:{address}", details)
         return _refused(request, "No radvigil role", exc.message, 403)
     except AuthError as exc:
         state.limiter.take_address(address, state.settings.invalid_key_rate_limit)

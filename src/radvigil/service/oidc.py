@@ -38,6 +38,13 @@ HTTP_TIMEOUT = 10.0
 class NoRoleError(AuthError):
     """The person signed in at the identity provider, but no group of theirs maps to a role."""
 
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"You signed in as {name}, but none of your groups is mapped to a radvigil role. "
+            "Ask the radvigil administrator to map one of your groups."
+        )
+        self.name = name
+
 
 @dataclass(frozen=True)
 class Identity:
@@ -246,8 +253,5 @@ class OidcClient:
         name = str(claims.get("preferred_username") or claims["sub"])
         match = role_for(groups, self.role_map)
         if match is None:
-            raise NoRoleError(
-                f"{name} signed in, but none of their groups gives a radvigil role; "
-                "ask the radvigil administrator to map one of your groups"
-            )
+            raise NoRoleError(name)
         return Identity(str(claims["sub"]), name, groups, match[1], match[0])
