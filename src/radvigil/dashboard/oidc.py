@@ -55,8 +55,15 @@ def _refused(request: Request, title: str, message: str, status: int) -> Respons
 
 @router.get("/login")
 def oidc_login(request: Request, state: State) -> Response:
-    """Send the browser to the identity provider with a fresh state, nonce and PKCE challenge."""
-    authorization = _client(state).authorization()
+    """Send the browser to the identity provider with a fresh state, nonce and PKCE challenge.
+
+    Each start writes a row before anyone is signed in, so it is charged to the client's
+    address like a failed sign-in (``RADVIGIL_INVALID_KEY_RATE_LIMIT`` per minute).
+    """
+    client = _client(state)
+    address = request.client.host if request.client else "unknown"
+    state.limiter.take_address(address, state.settings.invalid_key_rate_limit)
+    authorization = client.authorization()
     state.sessions.begin_login(
         authorization.state, authorization.nonce, authorization.code_verifier
     )
@@ -77,7 +84,7 @@ def oidc_callback(request: Request, state: State) -> Response:
     bound = request.cookies.get(STATE_COOKIE) or ""
     try:
         if params.get("error"):
-            raise AuthError(f"the identity provider ended the sign-in: {params['error']}")
+            raise AuthError(f"the identity provider ended the sign-in: {params['error'][:80]}")
         if params.get("iss") and params["iss"].rstrip("/") != client.issuer:  # RFC 9207
             raise AuthError("the sign-in came back from another identity provider")
         if pending is None or not hmac.compare_digest(bound, returned):
