@@ -191,3 +191,25 @@ def test_sessions_are_stored_hashed(signin) -> None:
     with signin.state.db.session("read") as session:
         stored = session.scalars(select(DashboardSessionRow.id_hash)).all()
     assert hash_token(session_id) in stored and session_id not in stored
+
+
+def test_sign_in_starts_are_charged_to_the_client_address(signin, tmp_path) -> None:
+    from radvigil.registry import Registry
+
+    settings = Settings(
+        home=tmp_path,
+        model_poll_seconds=3600,
+        invalid_key_rate_limit=2,
+        oidc_issuer=signin.issuer,
+        oidc_client_id="radvigil",
+        oidc_client_secret=SECRETS["radvigil"],
+        oidc_redirect_url=signin.elsewhere,
+        oidc_role_map=ROLE_MAP,
+    )
+    registry = Registry(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "art", tmp_path / "c")
+    with LiveServer(create_app(settings, registry=registry)) as live, httpx.Client() as browser:
+        codes = [
+            browser.get(f"{live.url}/dashboard/oidc/login", follow_redirects=False).status_code
+            for _ in range(3)
+        ]
+    assert codes == [303, 303, 429]
