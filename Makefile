@@ -8,6 +8,8 @@ CHROMIUM := /usr/bin/chromium
 NGINX := /usr/sbin/nginx
 DEPLOY_LINT := .venv-deploy-lint/bin/checkov
 
+OIDC_PROVIDER := tests/oidc/node_modules/.package-lock.json
+
 .PHONY: demo test lint bench serve clean notes
 
 # The virtual environment, built once and rebuilt when pyproject.toml changes.
@@ -32,13 +34,17 @@ $(DEPLOY_LINT): deploy/lint-requirements.txt
 	.venv-deploy-lint/bin/pip install --quiet -r deploy/lint-requirements.txt
 	touch $(DEPLOY_LINT)
 
+# The sign-in tests run a real OpenID provider (node-oidc-provider, pinned in tests/oidc) under Node.
+$(OIDC_PROVIDER): tests/oidc/package.json tests/oidc/package-lock.json
+	npm ci --prefix tests/oidc --no-audit --no-fund
+
 # The main job: the closed-loop demo on the bundled data (resets $RADVIGIL_HOME, default .radvigil).
 demo: $(STAMP)
 	$(BIN)/radvigil demo --fresh
 
 # The whole test suite: lint, unit, integration (PostgreSQL, MLflow server, uvicorn, the real
 # GGUF note rewriter), browser.
-test: $(STAMP) $(NOTES) $(CHROMIUM) $(NGINX) $(DEPLOY_LINT)
+test: $(STAMP) $(NOTES) $(CHROMIUM) $(NGINX) $(DEPLOY_LINT) $(OIDC_PROVIDER)
 	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/pytest -q
 

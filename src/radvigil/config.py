@@ -10,10 +10,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_AUDIT_KEY = "radvigil-development-audit-key"  # shipped default: refused in production
+OidcRole = Literal["clinician", "admin", "auditor", "service"]
 
 
 class Settings(BaseSettings):
@@ -163,6 +164,62 @@ class Settings(BaseSettings):
         description="Where Ray Train/Tune keep checkpoints and trial results; HOME/ray by default. "
         "On a multi-node Ray cluster: a path every node shares, or an s3:// / gs:// URI.",
     )
+
+    oidc_issuer: str | None = Field(
+        default=None,
+        description="OpenID Connect issuer URL of the hospital's identity provider; set, the "
+        "dashboard offers sign-in through it (discovery: ISSUER/.well-known/openid-configuration).",
+    )
+    oidc_client_id: str | None = Field(default=None, description="radvigil's OIDC client id.")
+    oidc_client_secret: SecretStr | None = Field(
+        default=None, description="radvigil's OIDC client secret (or the _FILE setting)."
+    )
+    oidc_client_secret_file: Path | None = Field(
+        default=None, description="File holding the OIDC client secret (a mounted secret)."
+    )
+    oidc_redirect_url: str | None = Field(
+        default=None,
+        description="The callback URL registered at the identity provider: "
+        "https://<host>/dashboard/oidc/callback.",
+    )
+    oidc_scopes: str = Field(
+        default="openid profile", description="Scopes asked for, space-separated (with openid)."
+    )
+    oidc_groups_claim: str = Field(
+        default="groups", description="ID-token claim that lists the person's groups."
+    )
+    oidc_role_map: dict[str, OidcRole] = Field(
+        default_factory=dict,
+        description='Group to role, as JSON ({"radiologists": "clinician", ...}); the first '
+        "entry whose group the person is in decides the role; no match: sign-in refused.",
+    )
+
+    @model_validator(mode="after")
+    def _oidc_complete(self) -> Settings:
+        if self.oidc_issuer is None:
+            return self
+        missing = [
+            f"RADVIGIL_OIDC_{name.upper()}"
+            for name in ("client_id", "redirect_url", "role_map")
+            if not getattr(self, f"oidc_{name}")
+        ]
+        if self.oidc_client_secret is None and self.oidc_client_secret_file is None:
+            missing.append("RADVIGIL_OIDC_CLIENT_SECRET (or _FILE)")
+        if missing:
+            raise ValueError(f"RADVIGIL_OIDC_ISSUER is set but {', '.join(missing)} is not")
+        if "openid" not in self.oidc_scopes.split():
+            raise ValueError("RADVIGIL_OIDC_SCOPES must include openid")
+        if self.production and not self.oidc_issuer.startswith("https://"):
+            raise ValueError("RADVIGIL_ENV=production needs an https:// RADVIGIL_OIDC_ISSUER")
+        return self
+
+    def oidc_secret(self) -> str | None:
+        """The OIDC client secret, from RADVIGIL_OIDC_CLIENT_SECRET or the file it names."""
+        if self.oidc_client_secret is not None:
+            return self.oidc_client_secret.get_secret_value()
+        if self.oidc_client_secret_file is not None:
+            return self.oidc_client_secret_file.read_text().strip()
+        return None
 
     @model_validator(mode="after")
     def _no_default_secret_in_production(self) -> Settings:

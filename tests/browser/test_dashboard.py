@@ -234,7 +234,8 @@ def test_review_explain_route_returns_a_png_without_logging_a_prediction(seeded)
 def test_pages_name_no_external_resource(seeded) -> None:
     """Belt and braces beside the request recording: no page, stylesheet or script of ours
     refers to another origin, and every page forbids loading from one (CSP)."""
-    cookies = {"radvigil_session": seeded.state.sessions.create(seeded.tokens["admin"])}
+    admin = seeded.state.keys.get("admin-key")
+    cookies = {"radvigil_session": seeded.state.sessions.create_for_key(admin)}
     with (
         httpx.Client(base_url=seeded.url, timeout=60) as anonymous,
         httpx.Client(base_url=seeded.url, cookies=cookies, timeout=60) as client,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from types import SimpleNamespace
 
 import pytest
@@ -13,7 +12,6 @@ from starlette.responses import Response
 from radvigil.config import Settings
 from radvigil.dashboard.session import SESSION_COOKIE, set_cookie
 from radvigil.service.apidocs import render
-from radvigil.service.security import Sessions
 
 
 def test_production_refuses_the_shipped_audit_secret() -> None:
@@ -48,17 +46,6 @@ def test_cookie_is_secure_behind_a_tls_proxy_when_the_settings_say_so() -> None:
         response = Response()
         set_cookie(_request(settings), response, SESSION_COOKIE, "session-id", 60)
         assert ("Secure" in response.headers["set-cookie"]) == secure
-
-
-def test_sessions_end_at_revocation_and_when_idle() -> None:
-    sessions = Sessions(idle_seconds=0.05, max_seconds=60)
-    sid = sessions.create("rvk_a_b")
-    assert sessions.token(sid) == "rvk_a_b" and "rvk" not in sid
-    sessions.revoke(sid)
-    assert sessions.token(sid) is None
-    idle = sessions.create("rvk_a_b")
-    time.sleep(0.1)
-    assert sessions.token(idle) is None
 
 
 def test_docs_page_has_no_script_and_no_external_resource() -> None:

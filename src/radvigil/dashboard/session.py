@@ -1,13 +1,15 @@
 """Dashboard sessions: a server-side session id in a cookie, the viewer, and CSRF checks.
 
 The cookie holds a random session id (HttpOnly, SameSite=Strict, Path=/dashboard; Secure in
-production or by ``RADVIGIL_COOKIE_SECURE``, else over HTTPS), never the API key: the server
-maps it to the key (:class:`~radvigil.service.security.Sessions`), forgets it at sign-out or
-after ``RADVIGIL_SESSION_IDLE_MINUTES`` idle, and a revoked key ends its sessions within the
-authenticator's cache time. Forms of a signed-in viewer carry a token derived from the session
-id (an HMAC no one without the cookie can compute); the sign-in form, before there is a
-session, uses a double-submit cookie. Every POST must also come from this origin when the
-browser says where it came from.
+production or by ``RADVIGIL_COOKIE_SECURE``, else over HTTPS), never the API key. The database
+holds the id's hash and whom it signs in (:class:`~radvigil.store.sessions.SessionStore`), so
+every replica knows the session and a restart keeps it; it ends at sign-out, after
+``RADVIGIL_SESSION_IDLE_MINUTES`` idle, after eight hours, or when its API key is revoked.
+People who sign in through OpenID Connect (:mod:`radvigil.dashboard.oidc`) get the same kind
+of session, with the role their groups map to. Forms of a signed-in viewer carry a token
+derived from the session id (an HMAC no one without the cookie can compute); the sign-in
+form, before there is a session, uses a double-submit cookie. Every POST must also come from
+this origin when the browser says where it came from.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from fastapi import Depends, Request, Response
@@ -24,11 +26,12 @@ from fastapi import Depends, Request, Response
 from radvigil.errors import AuthError, ForbiddenError
 from radvigil.service.deps import State
 from radvigil.store import ApiKeyPublic, allowed
+from radvigil.store.sessions import SESSION_MAX_SECONDS
 
 PREFIX = "/dashboard"
 SESSION_COOKIE = "radvigil_session"
 LOGIN_COOKIE = "radvigil_login_csrf"
-SESSION_SECONDS = 8 * 3600
+SESSION_SECONDS = SESSION_MAX_SECONDS
 _CSRF_CONTEXT = b"radvigil-dashboard-csrf-v1"
 
 
@@ -38,10 +41,11 @@ class SignInRequired(AuthError):
 
 @dataclass(frozen=True)
 class Viewer:
-    """The signed-in key and what its role may do."""
+    """Who is signed in (an API key, or a person's key-shaped principal) and what they may do."""
 
     key: ApiKeyPublic
     csrf: str
+    kind: Literal["api_key", "oidc"] = "api_key"
 
     @property
     def name(self) -> str:
@@ -70,21 +74,33 @@ def _secure(request: Request) -> bool:
     return decided if decided is not None else request.url.scheme == "https"
 
 
-def set_cookie(request: Request, response: Response, name: str, value: str, age: int) -> None:
+def set_cookie(
+    request: Request,
+    response: Response,
+    name: str,
+    value: str,
+    age: int,
+    samesite: Literal["strict", "lax"] = "strict",
+) -> None:
     response.set_cookie(
         name,
         value,
         max_age=age,
         path=PREFIX,
         httponly=True,
-        samesite="strict",
+        samesite=samesite,
         secure=_secure(request),
     )
 
 
-def clear_cookie(request: Request, response: Response, name: str) -> None:
+def clear_cookie(
+    request: Request,
+    response: Response,
+    name: str,
+    samesite: Literal["strict", "lax"] = "strict",
+) -> None:
     response.delete_cookie(
-        name, path=PREFIX, httponly=True, samesite="strict", secure=_secure(request)
+        name, path=PREFIX, httponly=True, samesite=samesite, secure=_secure(request)
     )
 
 
@@ -108,24 +124,19 @@ def check_csrf(expected: str | None, sent: str | None) -> None:
 
 
 def viewer_from(request: Request, state: State) -> Viewer | None:
-    """The signed-in viewer, or None when there is no valid session cookie."""
+    """The signed-in viewer, or None when there is no live session for the cookie."""
     session_id = request.cookies.get(SESSION_COOKIE)
-    token = state.sessions.token(session_id)
-    if not token or not session_id:
+    session = state.sessions.get(session_id)
+    if session is None or not session_id:
         return None
-    try:
-        key = state.auth.authenticate(token)
-    except AuthError:
-        state.sessions.revoke(session_id)
-        return None
-    return Viewer(key, csrf_for(session_id))
+    return Viewer(session.caller, csrf_for(session_id), session.kind)
 
 
 def signed_in(request: Request, state: State) -> Viewer:
     """A dependency: the viewer, charged against the key's rate limit; else sign in."""
     viewer = viewer_from(request, state)
     if viewer is None:
-        raise SignInRequired("sign in with an API key to use the dashboard")
+        raise SignInRequired("sign in to use the dashboard")
     request.state.viewer = viewer  # for error pages raised later in the request
     state.limiter.take(viewer.key)
     return viewer

@@ -10,7 +10,16 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import RedirectResponse
 
-from radvigil.dashboard import audit, drift, models, notes, overview, performance, review
+from radvigil.dashboard import (
+    audit,
+    drift,
+    models,
+    notes,
+    oidc,
+    overview,
+    performance,
+    review,
+)
 from radvigil.dashboard.rendering import STATIC_DIR, PageRoute, render
 from radvigil.dashboard.session import (
     LOGIN_COOKIE,
@@ -36,7 +45,15 @@ router = APIRouter(prefix=PREFIX, route_class=PageRoute, include_in_schema=False
 
 def _sign_in_page(request: Request, *, error: str | None = None, status: int = 200) -> Response:
     token = new_login_token()
-    response = render(request, "login.html", None, status=status, login_csrf=token, error=error)
+    response = render(
+        request,
+        "login.html",
+        None,
+        status=status,
+        login_csrf=token,
+        error=error,
+        oidc=request.app.state.radvigil.oidc is not None,
+    )
     set_cookie(request, response, LOGIN_COOKIE, token, 3600)
     return response
 
@@ -69,7 +86,8 @@ def login(request: Request, state: State, token: Annotated[str, Depends(login_fo
         actor=key.name, action="dashboard_sign_in", object_type="api_key", object_id=key.name
     )
     response = RedirectResponse(f"{PREFIX}/", status_code=303)
-    set_cookie(request, response, SESSION_COOKIE, state.sessions.create(token), SESSION_SECONDS)
+    session_id = state.sessions.create_for_key(key)
+    set_cookie(request, response, SESSION_COOKIE, session_id, SESSION_SECONDS)
     clear_cookie(request, response, LOGIN_COOKIE)
     return response
 
@@ -79,10 +97,10 @@ def logout(request: Request, state: State, viewer: SignedIn, _: Form) -> Respons
     state.audit.append(
         actor=viewer.name,
         action="dashboard_sign_out",
-        object_type="api_key",
+        object_type="person" if viewer.kind == "oidc" else "api_key",
         object_id=viewer.name,
     )
-    state.sessions.revoke(request.cookies.get(SESSION_COOKIE))
+    state.sessions.delete(request.cookies.get(SESSION_COOKIE))
     response = RedirectResponse(f"{PREFIX}/login", status_code=303)
     clear_cookie(request, response, SESSION_COOKIE)
     return response
@@ -93,5 +111,5 @@ def root() -> Response:
     return RedirectResponse(f"{PREFIX}/", status_code=307)
 
 
-for module in (overview, drift, performance, review, notes, models, audit):
+for module in (overview, drift, performance, review, notes, models, audit, oidc):
     router.include_router(module.router)

@@ -15,12 +15,21 @@ import uvicorn
 
 
 class BackgroundServer:
-    """A context manager: starts uvicorn on 127.0.0.1:<free port>, stops it on exit."""
+    """A context manager: starts uvicorn on 127.0.0.1:<port> (default: a free one), stops it."""
 
-    def __init__(self, app: Any, *, log_level: str = "warning", start_timeout: float = 60) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
+    def __init__(
+        self,
+        app: Any,
+        *,
+        log_level: str = "warning",
+        start_timeout: float = 60,
+        port: int | None = None,
+    ) -> None:
+        if port is None:
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = sock.getsockname()[1]
+        self.port = port
         self.url = f"http://127.0.0.1:{self.port}"
         self.start_timeout = start_timeout
         config = uvicorn.Config(

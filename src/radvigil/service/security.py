@@ -8,7 +8,6 @@ database shared by all replicas (:class:`~radvigil.store.ratelimits.DatabaseBuck
 from __future__ import annotations
 
 import logging
-import secrets
 import threading
 import time
 from dataclasses import dataclass
@@ -142,54 +141,3 @@ class RateLimiter:
             f"rate limit of {rate_limit}/min exceeded for {who}",
             headers={"Retry-After": str(max(1, int(wait + 0.999)))},
         )
-
-
-class Sessions:
-    """Dashboard sessions held by the server: a random id in the cookie, never the API key.
-
-    An id maps to the key's token until sign-out revokes it, it sits idle for ``idle_seconds``
-    or it reaches ``max_seconds``; a revoked key also ends its sessions (the authenticator
-    rejects it). In memory: a restart signs everyone out, and each replica holds its own.
-    """
-
-    def __init__(self, idle_seconds: float, max_seconds: float) -> None:
-        self.idle_seconds, self.max_seconds = idle_seconds, max_seconds
-        self._sessions: dict[str, tuple[str, float, float]] = {}  # id -> (token, start, seen)
-        self._lock = threading.Lock()
-
-    def create(self, token: str) -> str:
-        session_id = secrets.token_urlsafe(32)
-        now = time.monotonic()
-        with self._lock:
-            self._expire(now)
-            self._sessions[session_id] = (token, now, now)
-        return session_id
-
-    def token(self, session_id: str | None) -> str | None:
-        """The token of a live session (and mark it used), or None."""
-        if not session_id:
-            return None
-        now = time.monotonic()
-        with self._lock:
-            entry = self._sessions.get(session_id)
-            if entry is None:
-                return None
-            token, started, seen = entry
-            if now - seen > self.idle_seconds or now - started > self.max_seconds:
-                del self._sessions[session_id]
-                return None
-            self._sessions[session_id] = (token, started, now)
-            return token
-
-    def revoke(self, session_id: str | None) -> None:
-        with self._lock:
-            self._sessions.pop(session_id or "", None)
-
-    def _expire(self, now: float) -> None:
-        stale = [
-            sid
-            for sid, (_, started, seen) in self._sessions.items()
-            if now - seen > self.idle_seconds or now - started > self.max_seconds
-        ]
-        for sid in stale:
-            del self._sessions[sid]

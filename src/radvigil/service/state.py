@@ -16,7 +16,8 @@ from radvigil.service.batcher import MicroBatcher
 from radvigil.service.lifecycle import ModelManager
 from radvigil.service.metrics import ServiceMetrics
 from radvigil.service.monitoring_job import MonitoringJob
-from radvigil.service.security import Authenticator, MemoryBuckets, RateLimiter, Sessions
+from radvigil.service.oidc import OidcClient
+from radvigil.service.security import Authenticator, MemoryBuckets, RateLimiter
 from radvigil.service.sinks import AuditedPredictions
 from radvigil.store import (
     AuditLog,
@@ -29,6 +30,7 @@ from radvigil.store import (
     upgrade_database,
 )
 from radvigil.store.ratelimits import DatabaseBuckets
+from radvigil.store.sessions import SESSION_MAX_SECONDS, SessionStore
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +55,15 @@ class ServiceState:
     notes: NoteDesk = field(init=False)
     explain_slots: asyncio.Semaphore = field(init=False)
     explain_waiting: int = 0
-    sessions: Sessions = field(init=False)
+    sessions: SessionStore = field(init=False)
+    oidc: OidcClient | None = field(init=False)
 
     def __post_init__(self) -> None:
         self.explain_slots = asyncio.Semaphore(self.settings.explain_concurrency)
-        self.sessions = Sessions(self.settings.session_idle_minutes * 60, 8 * 3600)
+        self.sessions = SessionStore(
+            self.db, self.settings.session_idle_minutes * 60, SESSION_MAX_SECONDS
+        )
+        self.oidc = OidcClient.from_settings(self.settings)
 
     def audit_security(self, action: str, actor: str, details: dict[str, Any]) -> None:
         """Audit a security event (failed sign-in, 403); a database outage only logs it."""

@@ -284,3 +284,43 @@ class RateBucketRow(Base):
     name: Mapped[str] = mapped_column(String(200), primary_key=True)
     tokens: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class DashboardSessionRow(Base):
+    """A signed-in dashboard session, shared by every replica: only the id's SHA-256 is kept.
+
+    An API-key session names its key (deleting or revoking the key ends it); an OpenID
+    Connect session names the person and the role their groups mapped to at sign-in.
+    """
+
+    __tablename__ = "dashboard_sessions"
+    __table_args__ = (
+        CheckConstraint("kind IN ('api_key', 'oidc')", name="kind"),
+        CheckConstraint("role IN ('clinician', 'admin', 'auditor', 'service')", name="role"),
+    )
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16))
+    api_key_id: Mapped[int | None] = mapped_column(
+        ForeignKey("api_keys.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    idle_until: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class OidcLoginRow(Base):
+    """An OpenID Connect sign-in under way: its state (hashed), nonce and PKCE verifier.
+
+    Kept in the database so the identity provider may send the browser back to any replica;
+    taken (deleted) by the callback, so each state is used once.
+    """
+
+    __tablename__ = "oidc_logins"
+
+    state_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    nonce: Mapped[str] = mapped_column(String(128))
+    code_verifier: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
