@@ -78,4 +78,45 @@ def test_a_guard_routes_the_case_with_its_reason(cases, bands) -> None:
     drifter, reasons = is_drifter(None, [], profile, guards=raised)
     assert drifter and reasons[0] == f"guard inverted_polarity: {raised[0].reason}"
     assert check_guards(image_stats(cases[0]), {}) == []  # an old profile without the columns
-    assert set(GUARD_NAMES) == {"inverted_polarity", "field_of_view", "intensity_lut"}
+    assert set(GUARD_NAMES) == {
+        "inverted_polarity",
+        "field_of_view",
+        "intensity_lut",
+        "noise",
+        "sharpening",
+        "compression",
+    }
+
+
+STRONG_PROCESSING = {
+    "noise": [get_shift("gaussian_noise", sigma=10), get_shift("speckle", sigma=0.12)],
+    "sharpening": [get_shift("sharpen", amount=2.0)],
+    "compression": [get_shift("jpeg", quality=20)],
+}
+
+
+@pytest.mark.parametrize(
+    ("guard", "shift"),
+    [(g, s) for g, shifts in STRONG_PROCESSING.items() for s in shifts],
+    ids=lambda v: v if isinstance(v, str) else v.name,
+)
+def test_strong_processing_raises_its_own_guard(cases, bands, guard, shift) -> None:
+    flagged = _flagged(cases, bands, lambda p: apply_shift(p, shift, seed=3))
+    assert flagged[guard].mean() >= 0.9
+    assert flagged.to_numpy().any(axis=1).mean() >= 0.9
+
+
+def test_processing_guards_rarely_flag_the_other_acquisition_batch(bundled: Path, bands) -> None:
+    """The site's unprocessed films (Kermany's test folder) are not mistaken for processed ones."""
+    stream = pd.read_csv(bundled / "stream.csv")
+    paths = stream.loc[stream["acquisition_batch"] == "test-folder", "path"][::2]
+    films = [np.asarray(PILImage.open(bundled / p).convert("L")) for p in paths]
+    flagged = guard_table(image_stats_frame(films), bands)
+    assert flagged[["noise", "sharpening", "compression"]].to_numpy().any(axis=1).mean() <= 0.05
+
+
+def test_processing_guard_reason_names_the_statistic(cases, bands) -> None:
+    raised = check_guards(image_stats(apply_shift(cases[0], get_shift("jpeg", quality=15))), bands)
+    reasons = {g.guard: g.reason for g in raised}
+    assert "recompression" in reasons["compression"]
+    assert "blockiness" in reasons["compression"]

@@ -70,7 +70,7 @@ def test_same_seed_same_output(name: str, seed: int) -> None:
 
 @FAST
 @given(
-    name=st.sampled_from(["gaussian_noise", "poisson_noise"]),
+    name=st.sampled_from(["gaussian_noise", "poisson_noise", "speckle"]),
     seeds=st.tuples(st.integers(0, 10**6), st.integers(0, 10**6)).filter(lambda s: s[0] != s[1]),
 )
 def test_different_seeds_give_different_noise(name: str, seeds: tuple[int, int]) -> None:
@@ -93,6 +93,12 @@ def test_shifts_move_pixels_the_expected_way() -> None:
     rotated = apply_shift(x, get_shift("rotation", degrees=30))
     assert rotated[0, 0] == 0  # black corner
     assert get_shift("jpeg", strength=0.5).params == {"quality": 65.0}
+    sharpened = apply_shift(x, get_shift("sharpen", amount=2)).astype(float)
+    assert np.abs(np.diff(sharpened, axis=1)).mean() > sharpness * 1.3
+    speckled = apply_shift(x, get_shift("speckle", sigma=0.1), 0).astype(float)
+    bright, dark = x > 150, (x > 10) & (x < 60)
+    # multiplicative: the noise grows with the grey level
+    assert (speckled - x)[bright].std() > 2 * (speckled - x)[dark].std()
 
 
 def test_compose_applies_in_order_and_describes_itself() -> None:

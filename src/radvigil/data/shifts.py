@@ -84,6 +84,17 @@ def _blur(pixels: np.ndarray, rng: np.random.Generator, sigma: float) -> np.ndar
     return _to_uint8(gaussian_filter(pixels.astype(np.float64), sigma, mode="nearest"))
 
 
+def _sharpen(pixels: np.ndarray, rng: np.random.Generator, amount: float) -> np.ndarray:
+    if amount == 0:
+        return pixels.copy()
+    x = pixels.astype(np.float64)
+    return _to_uint8(x + amount * (x - gaussian_filter(x, 1.0, mode="nearest")))
+
+
+def _speckle(pixels: np.ndarray, rng: np.random.Generator, sigma: float) -> np.ndarray:
+    return _to_uint8(pixels * (1.0 + rng.normal(0.0, sigma, pixels.shape)))
+
+
 def _resolution(pixels: np.ndarray, rng: np.random.Generator, scale: float) -> np.ndarray:
     image = PILImage.fromarray(pixels)
     small = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
@@ -157,6 +168,22 @@ SHIFTS: dict[str, ShiftSpec] = {
             _blur,
             {"sigma": Param(1.5, 0.0, 0.0, 50.0, "Gaussian blur std in pixels")},
             "Motion or focal-spot blur.",
+        ),
+        ShiftSpec(
+            "sharpen",
+            _sharpen,
+            {"amount": Param(1.0, 0.0, 0.0, 10.0, "unsharp mask: out = in + amount (in - blur_1)")},
+            "A vendor's edge enhancement.",
+        ),
+        ShiftSpec(
+            "speckle",
+            _speckle,
+            {
+                "sigma": Param(
+                    0.06, 0.0, 0.0, 1.0, "multiplicative noise: out = in (1 + N(0, sigma))"
+                )
+            },
+            "Signal-dependent (multiplicative) noise.",
         ),
         ShiftSpec(
             "resolution",

@@ -12,6 +12,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_validator
 
+from radvigil.data.shifts import get_shift
+from radvigil.errors import ConfigError
+
 JudgeOn = Literal["point", "ci_bound"]
 FindingMetric = Literal["sensitivity", "specificity", "ppv", "npv", "auc"]
 
@@ -112,6 +115,68 @@ class SubgroupFloor(GateConfig):
     min_cases: int = Field(
         default=10, ge=1, description="Fewest positives (negatives for specificity) to judge."
     )
+
+
+class Perturbation(BaseModel):
+    """One processing change of the robustness suite: a registered shift at two strengths.
+
+    ``mild`` and ``strong`` are that shift's parameters (see :mod:`radvigil.data.shifts`).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    shift: str
+    mild: dict[str, float]
+    strong: dict[str, float]
+
+    @property
+    def name(self) -> str:
+        return self.shift
+
+
+def _default_suite() -> list[Perturbation]:
+    """The standard suite: what PACS exports, vendors' processing and detectors do to a film."""
+    levels = {
+        "jpeg": ({"quality": 60}, {"quality": 20}),
+        "sharpen": ({"amount": 0.5}, {"amount": 2.0}),
+        "blur": ({"sigma": 0.7}, {"sigma": 1.5}),
+        "gaussian_noise": ({"sigma": 3}, {"sigma": 10}),
+        "speckle": ({"sigma": 0.03}, {"sigma": 0.12}),
+        "gamma": ({"gamma": 1.15}, {"gamma": 1.6}),
+        "rotation": ({"degrees": 3}, {"degrees": 10}),
+        "resolution": ({"scale": 0.75}, {"scale": 0.4}),
+    }
+    return [Perturbation(shift=k, mild=m, strong=s) for k, (m, s) in levels.items()]
+
+
+class Robustness(GateConfig):
+    """At the version's own thresholds, perturbed minus clean on the same hold-out items.
+
+    Under each ``mild`` perturbation a metric may fall by at most ``max_drop`` (the lower end of
+    the paired interval is above ``-max_drop``); ``strong`` perturbations are reported, not
+    gated. Perturbations are seeded per image from ``seed``.
+    """
+
+    kind: Literal["robustness"] = "robustness"
+    suite: list[Perturbation] = Field(default_factory=_default_suite, min_length=1)
+    max_drop: dict[Literal["sensitivity", "specificity"], float] = Field(
+        default_factory=lambda: {"sensitivity": 0.05, "specificity": 0.10}
+    )
+    seed: int = 0
+    report_strong: bool = True
+
+    @field_validator("suite")
+    @classmethod
+    def _known_shifts(cls, suite: list[Perturbation]) -> list[Perturbation]:
+        for item in suite:
+            for params in (item.mild, item.strong):
+                try:
+                    get_shift(item.shift, **params)
+                except ConfigError as exc:
+                    raise ValueError(exc.message) from exc
+        if len({item.shift for item in suite}) != len(suite):
+            raise ValueError("each shift may appear once in the suite")
+        return suite
 
 
 class GateCriteria(BaseModel):

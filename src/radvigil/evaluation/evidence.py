@@ -112,11 +112,13 @@ def judge(
     *,
     subgroup: str | None = None,
     difference: bool = False,
+    compared: str = "candidate - champion",
 ) -> GateRow:
     """Compare one estimate with ``bound`` and explain the result in the row's message.
 
     ``>`` is the non-inferiority test and always reads the interval's lower bound; ``>=`` and
     ``<=`` read the point estimate or, with ``judge_on: ci_bound``, the conservative bound.
+    ``compared`` names the two sides of a ``difference`` in the message.
     """
     index = () if column is None else (column,)
     value, low, high = (float(a[index]) for a in (arrays.value, arrays.low, arrays.high))
@@ -125,7 +127,7 @@ def judge(
     else:
         judged, checked = "point", value
     finding = None if column is None else context.findings[column]
-    quantity = f"{'candidate - champion ' if difference else ''}{metric}"
+    quantity = f"{compared + ' ' if difference else ''}{metric}"
     quantity += f" for {finding}" if finding else ""
     quantity += f" in {subgroup}" if subgroup else ""
     level = f"{round(context.criteria.ci_level * 100):g}% CI"

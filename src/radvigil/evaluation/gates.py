@@ -31,6 +31,7 @@ from radvigil.evaluation.criteria import (
     MinSpecificity,
     NonInferiority,
     ProblemCases,
+    Robustness,
     SubgroupFloor,
 )
 from radvigil.evaluation.decision import (
@@ -135,6 +136,7 @@ def run_gates(
     *,
     classes: Sequence[str],
     findings: Sequence[str],
+    perturbed: Mapping[str, EvaluationInputs] | None = None,
 ) -> Verdict:
     """Judge ``candidate`` against every gate of ``criteria``.
 
@@ -145,6 +147,8 @@ def run_gates(
         problem_cases: (candidate, champion or None) outputs on a set of known hard cases.
         classes: the task's class names, the column order of every ``probs``.
         findings: the classes that are findings.
+        perturbed: the candidate's outputs on the same items under each perturbation of a
+            robustness gate, keyed by :func:`perturbed_key`.
 
     Raises:
         DataError: bad labels or probabilities, paired inputs on different items, or a
@@ -155,6 +159,7 @@ def run_gates(
     models = {"candidate": candidate, "champion": champion}
     if problem_cases is not None:
         models |= {"problem_candidate": problem_cases[0], "problem_champion": problem_cases[1]}
+    models |= dict(perturbed or {})
     prepared = {
         name: _prepare(inputs, classes, findings, name)
         for name, inputs in models.items()
@@ -162,6 +167,8 @@ def run_gates(
     }
     _check_same_items(prepared, "candidate", "champion", models)
     _check_same_items(prepared, "problem_candidate", "problem_champion", models)
+    for key in perturbed or {}:
+        _check_same_items(prepared, "candidate", key, models)
     context = GateContext(criteria, list(findings), f_idx, prepared, candidate.frame)
     rows = [
         row for config in criteria.gates for row in gate_kind(config.kind).check(config, context)
@@ -349,3 +356,72 @@ def _cases(metric: str, positives: int, negatives: int) -> int:
     return {"sensitivity": positives, "specificity": negatives}.get(
         metric, min(positives, negatives)
     )
+
+
+def perturbed_key(shift: str, level: str) -> str:
+    """How a robustness gate finds the candidate's outputs under ``shift`` at ``level``."""
+    return f"perturbed:{shift}:{level}"
+
+
+@register_gate("robustness", Robustness)
+def _robustness(config: Robustness, context: GateContext) -> list[GateRow]:
+    """Perturbed minus clean at the candidate's thresholds; mild gated, strong reported.
+
+    The worst mild perturbation of each metric is named in its row, so a failing verdict says
+    which processing change the model does not survive.
+    """
+    levels = ["mild", "strong"] if config.report_strong else ["mild"]
+    missing = [
+        perturbed_key(p.shift, level)
+        for p in config.suite
+        for level in levels
+        if not context.has(perturbed_key(p.shift, level))
+    ]
+    if missing:
+        return [context.skipped(config, m, "no perturbed outputs given") for m in config.max_drop]
+    rows: list[GateRow] = []
+    for level in levels:
+        for item in config.suite:
+            params = item.mild if level == "mild" else item.strong
+            described = ", ".join(f"{k} {v:g}" for k, v in params.items())
+            where = f"{item.shift} {level} ({described}; seed {config.seed})"
+            diff = context.difference(perturbed_key(item.shift, level), "candidate")
+            for metric, drop in config.max_drop.items():
+                for j in range(len(context.findings)):
+                    row = judge(
+                        config,
+                        context,
+                        metric,
+                        diff[metric],
+                        j,
+                        -drop,
+                        ">",
+                        subgroup=where,
+                        difference=True,
+                        compared="perturbed - clean",
+                    )
+                    if level == "strong":
+                        row = row.model_copy(
+                            update={
+                                "status": "skipped",
+                                "message": f"reported, not gated: {row.message}",
+                            }
+                        )
+                    rows.append(row)
+    return _name_worst(rows)
+
+
+def _name_worst(rows: list[GateRow]) -> list[GateRow]:
+    """Mark the gated row with the largest drop of each metric and finding."""
+    worst: dict[tuple[str, str | None], int] = {}
+    for i, row in enumerate(rows):
+        if row.status == "skipped" or row.value is None:
+            continue
+        key = (row.metric, row.finding)
+        if key not in worst or row.value < rows[worst[key]].value:  # type: ignore[operator]
+            worst[key] = i
+    for i in worst.values():
+        rows[i] = rows[i].model_copy(
+            update={"message": f"{rows[i].message} [worst of the suite: {rows[i].subgroup}]"}
+        )
+    return rows

@@ -13,6 +13,7 @@ import pandas as pd
 from radvigil.data.catalog import DatasetCatalog
 from radvigil.data.io import read_image
 from radvigil.data.manifest import DatasetVersion
+from radvigil.data.shifts import Shift, apply_shift, get_shift
 from radvigil.errors import DataError
 from radvigil.evaluation import (
     EvaluationInputs,
@@ -24,6 +25,8 @@ from radvigil.evaluation import (
     run_gates,
     write_report,
 )
+from radvigil.evaluation.criteria import Robustness
+from radvigil.evaluation.gates import perturbed_key
 from radvigil.model.engine import OnnxEngine
 from radvigil.registry import LoadedModel, Registry
 from radvigil.task import Task
@@ -57,9 +60,18 @@ def task_of(loaded: LoadedModel) -> Task:
 
 
 def score(
-    loaded: LoadedModel, version: DatasetVersion, split: str, progress: Progress = lambda x: x
+    loaded: LoadedModel,
+    version: DatasetVersion,
+    split: str,
+    progress: Progress = lambda x: x,
+    perturb: Shift | None = None,
+    seed: int = 0,
 ) -> Scored:
-    """Run the version's ONNX graph over every image of ``split`` (labels checked first)."""
+    """Run the version's ONNX graph over every image of ``split`` (labels checked first).
+
+    With ``perturb``, each image is changed first, seeded by ``seed`` and its row number, so
+    the same suite gives the same pixels on every run.
+    """
     task = task_of(loaded)
     part = version.split(split).frame
     labels = task.targets(part.to_dict("records"))
@@ -73,8 +85,11 @@ def score(
     paths = [version.root / p for p in part["path"]]
     probs = []
     chunks = [paths[i : i + BATCH] for i in range(0, len(paths), BATCH)]
-    for chunk in progress(chunks):
-        probs.append(engine.predict([read_image(p).pixels for p in chunk])[0])
+    for start, chunk in zip(range(0, len(paths), BATCH), progress(chunks), strict=True):
+        pixels = [read_image(p).pixels for p in chunk]
+        if perturb is not None:
+            pixels = [apply_shift(x, perturb, (seed, start + i)) for i, x in enumerate(pixels)]
+        probs.append(engine.predict(pixels)[0])
     return Scored(
         labels,
         np.concatenate(probs),
@@ -123,6 +138,16 @@ def gate_version(
     """Judge ``candidate`` against ``criteria`` and the champion on the same hold-out items."""
     task = task_of(candidate)
     cand = score(candidate, version, split, progress).inputs()
+    perturbed = {
+        perturbed_key(item.shift, level): score(
+            candidate, version, split, progress, get_shift(item.shift, **params), gate.seed
+        ).inputs()
+        for gate in criteria.gates
+        if isinstance(gate, Robustness)
+        for item in gate.suite
+        for level, params in (("mild", item.mild), ("strong", item.strong))
+        if level == "mild" or gate.report_strong
+    }
     champ = score(champion, version, split, progress).inputs() if champion else None
     problems = None
     if problem_cases is not None:
@@ -131,7 +156,15 @@ def gate_version(
             score(candidate, all_rows, "test", progress).inputs(),
             score(champion, all_rows, "test", progress).inputs() if champion else None,
         )
-    return run_gates(criteria, cand, champ, problems, classes=task.classes, findings=task.findings)
+    return run_gates(
+        criteria,
+        cand,
+        champ,
+        problems,
+        classes=task.classes,
+        findings=task.findings,
+        perturbed=perturbed,
+    )
 
 
 def report_dir(reports: Path, loaded: LoadedModel, data_id: str, split: str) -> Path:

@@ -6,6 +6,8 @@ its long side, so a 224x224 image costs well under 2 ms and a 3000x2500 one only
 statistics of a 64x64 copy describe where a chest radiograph's anatomy sits (mediastinum
 brighter than the lung fields, dark periphery, vertical spine, corners, flat collimated edges):
 the per-case guards of :mod:`radvigil.monitoring.guards` compare them with the reference.
+Processing statistics of a full-resolution central crop (noise, high-frequency ratio, 8x8
+blockiness) say how a film was processed after acquisition: denoised, sharpened, recompressed.
 """
 
 from __future__ import annotations
@@ -43,12 +45,20 @@ STAT_COLUMNS: tuple[str, ...] = (
     "edge_flat",
     "tilt",
     "axis_ratio",
+    "noise_sigma",
+    "hf_ratio",
+    "blockiness",
 )
 MISSING = "<NA>"
 _PERCENTILES = {"p01": 0.01, "p05": 0.05, "p50": 0.50, "p95": 0.95, "p99": 0.99}
 _SHARPNESS_SIDE = 256
 _LEVELS = np.arange(256, dtype=np.float64)
 _LAYOUT = 64
+# Processing statistics need full-resolution pixels (downsampling hides noise and JPEG blocks),
+# so they read a central crop at most this many pixels a side, its offset a multiple of 8 so that
+# a JPEG's block grid keeps its phase.
+_CROP = 256
+_NOISE_KERNEL = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float64)
 
 
 def image_stats(pixels: np.ndarray, bit_depth: int = 8) -> dict[str, float]:
@@ -79,7 +89,42 @@ def image_stats(pixels: np.ndarray, bit_depth: int = 8) -> dict[str, float]:
     # Where the median sits between p05 and p95: a LUT/gamma change moves it.
     stats["midtone"] = (stats["p50"] - stats["p05"]) / (stats["p95"] - stats["p05"] + 1.0)
     stats |= layout_stats(pixels)
+    stats |= processing_stats(pixels)
     return stats
+
+
+def processing_stats(pixels: np.ndarray) -> dict[str, float]:
+    """How the film was processed, on a full-resolution central crop of at most 256 px a side.
+
+    ``noise_sigma``: Immerkaer's fast noise estimate (grey levels) over the flatter half of the
+    crop, so anatomy edges do not count as noise (raised by added or multiplicative noise);
+    ``hf_ratio``: mean absolute Laplacian over mean absolute band-pass detail (image minus a
+    sigma-2 blur): a sharpening kernel raises it, smoothing lowers it; ``blockiness``: mean
+    absolute step across 8x8 block boundaries over the step inside blocks (about 1 unless the
+    film was JPEG-compressed hard enough to show blocks).
+    """
+    height, width = pixels.shape
+    top = ((height - min(height, _CROP)) // 2) // 8 * 8
+    left = ((width - min(width, _CROP)) // 2) // 8 * 8
+    x = pixels[top : top + _CROP, left : left + _CROP].astype(np.float64)
+    if min(x.shape) < 16:
+        return {"noise_sigma": 0.0, "hf_ratio": 0.0, "blockiness": 1.0}
+    residual = np.abs(ndimage.convolve(x, _NOISE_KERNEL, mode="nearest")[1:-1, 1:-1])
+    gradient = np.hypot(ndimage.sobel(x, 0), ndimage.sobel(x, 1))[1:-1, 1:-1]
+    flat = gradient <= np.median(gradient)
+    noise = float(np.sqrt(np.pi / 2) * residual[flat].mean() / 6)
+    detail = np.abs(x - ndimage.gaussian_filter(x, 2.0)).mean()
+    hf_ratio = float(np.abs(ndimage.laplace(x, mode="nearest")).mean() / (detail + 1e-6))
+    dx, dy = np.abs(np.diff(x, axis=1)), np.abs(np.diff(x, axis=0))
+    inner_x, inner_y = np.ones(dx.shape[1], bool), np.ones(dy.shape[0], bool)
+    inner_x[7::8], inner_y[7::8] = False, False
+    across = dx[:, 7::8].mean() + dy[7::8, :].mean()
+    inside = dx[:, inner_x].mean() + dy[inner_y, :].mean()
+    return {
+        "noise_sigma": noise,
+        "hf_ratio": hf_ratio,
+        "blockiness": float(across / (inside + 1e-6)),
+    }
 
 
 def layout_stats(pixels: np.ndarray) -> dict[str, float]:

@@ -15,8 +15,12 @@ Guards (flag name: what it catches):
 * ``field_of_view``: crop/zoom to the lungs, a shrunken or collimated field, or a rotated film
   (mediastinum contrast above the reference, periphery unlike it, black corners, flat edge
   bands, a tilted or turned spine);
-* ``intensity_lut``: a strong LUT/gamma change (the median's place between p05 and p95 outside
-  the reference's range).
+* ``intensity_lut``: a strong LUT/gamma change, i.e. a tone curve (the median's place between p05
+  and p95 outside the reference's range);
+* ``noise``: more noise than any reference film (added electronic or multiplicative noise, a
+  lower dose);
+* ``sharpening``: more high-frequency detail than the reference (a vendor's edge enhancement);
+* ``compression``: 8x8 block edges (lossy recompression in a PACS export).
 """
 
 from __future__ import annotations
@@ -70,6 +74,17 @@ GUARDS: tuple[Guard, ...] = (
             Check("midtone", "low", "mid-tones darker than any reference: LUT/gamma change?"),
             Check("midtone", "high", "mid-tones brighter than any reference: LUT/gamma change?"),
         ),
+    ),
+    Guard("noise", (Check("noise_sigma", "high", "noisier than any reference: added noise?"),)),
+    # Only the high side: smoothing is milder for the model, and the low side flagged 2 % of
+    # unprocessed bundled films.
+    Guard(
+        "sharpening",
+        (Check("hf_ratio", "high", "more fine detail than any reference: sharpened?"),),
+    ),
+    Guard(
+        "compression",
+        (Check("blockiness", "high", "8x8 block edges: lossy recompression?"),),
     ),
 )
 GUARD_NAMES = tuple(g.name for g in GUARDS)

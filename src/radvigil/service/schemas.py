@@ -50,8 +50,8 @@ class QualityFlags(BaseModel):
     quality_issues: list[str] = Field(default_factory=list)
     guards: dict[str, str] = Field(
         default_factory=dict,
-        description="Per-case guards raised (inverted_polarity, field_of_view, intensity_lut): "
-        "guard -> reason. Any guard routes the study to review.",
+        description="Per-case guards raised (inverted_polarity, field_of_view, intensity_lut, "
+        "noise, sharpening, compression): guard -> reason. Any guard routes the study to review.",
     )
     drifter: bool = False
 
