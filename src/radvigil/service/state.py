@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from radvigil.config import Settings
 from radvigil.errors import StoreError
@@ -31,6 +34,7 @@ from radvigil.store import (
 from radvigil.store.ratelimits import DatabaseBuckets
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -54,10 +58,23 @@ class ServiceState:
     explain_slots: asyncio.Semaphore = field(init=False)
     explain_waiting: int = 0
     sessions: Sessions = field(init=False)
+    heavy_pool: ThreadPoolExecutor = field(init=False)
 
     def __post_init__(self) -> None:
         self.explain_slots = asyncio.Semaphore(self.settings.explain_concurrency)
         self.sessions = Sessions(self.settings.session_idle_minutes * 60, 8 * 3600)
+        self.heavy_pool = ThreadPoolExecutor(
+            self.settings.heavy_concurrency, thread_name_prefix="radvigil-heavy"
+        )
+
+    async def run_heavy(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Run slow CPU work (note rewrites, Evidently reports) on the capped heavy pool.
+
+        Its own ``RADVIGIL_HEAVY_CONCURRENCY`` threads, never the default executor that
+        inference and short database calls use, so a burst of reports cannot stall predictions.
+        """
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.heavy_pool, functools.partial(fn, *args, **kwargs))
 
     def audit_security(self, action: str, actor: str, details: dict[str, Any]) -> None:
         """Audit a security event (failed sign-in, 403); a database outage only logs it."""
@@ -118,3 +135,4 @@ class ServiceState:
         await self.batcher.stop()
         self.models.stop()
         self.writer.close()
+        self.heavy_pool.shutdown(wait=False, cancel_futures=True)
