@@ -88,13 +88,13 @@ class MonitoringJob:
         Raises:
             ConflictError: a run requested through any replica is still in progress.
         """
-        champion, _ = self.champion()
-        lease, holder = f"monitor-run:{champion.name}", f"service:{secrets.token_hex(8)}"
+        lease = f"monitor-run:{self.state.settings.model_name}"
+        holder = f"service:{secrets.token_hex(8)}"
         claimed = await asyncio.to_thread(self.leases.claim, lease, holder, RUN_LEASE_TTL_S)
         if not claimed:
             raise ConflictError("a monitoring run is already in progress; retry when it ends")
         try:
-            return await self._run(champion)
+            return await self._run(self.champion()[0])
         finally:
             await asyncio.to_thread(self.leases.release, lease, holder)
 
