@@ -12,6 +12,7 @@ from typing import Any
 from radvigil.errors import InputError, NotFoundError
 from radvigil.notes import check_no_phi
 from radvigil.store import AuditLog, FeedbackCreate, FeedbackPublic, FeedbackStore, PredictionStore
+from radvigil.store.audit_coverage import feedback_digest
 
 Recorder = Callable[[str, str, str, dict[str, Any]], None]  # (action, actor, version, details)
 
@@ -83,6 +84,8 @@ def label_case(
             "label": label,
             "predicted_class": record.predicted_class,
             "feedback_id": stored.id,
+            "prediction_id": stored.prediction_id,
+            "fields_sha256": feedback_digest(stored),
         },
     )
     return stored

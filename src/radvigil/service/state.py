@@ -88,7 +88,7 @@ class ServiceState:
         db = db or Database.from_settings(settings)
         upgrade_database(db)
         predictions = PredictionStore(db, keep_review_images=settings.store_review_images)
-        audit = AuditLog(db, secret=settings.audit_key)
+        audit = AuditLog(db, secret=settings.audit_key, old_keys=settings.audit_keys_old)
         sink = AuditedPredictions(predictions, audit)
         keys = KeyStore(db)
         state = cls(
