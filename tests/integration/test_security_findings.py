@@ -157,3 +157,28 @@ def test_sign_ins_are_charged_and_https_origins_pass_behind_a_trusted_proxy(serv
     untrusted = {"Origin": f"https://{direct_host}", "X-Forwarded-Proto": "https"}
     refused = _sign_in(direct.url, tokens["clinician"], **untrusted)
     assert refused.status_code == 403 and "another site" in refused.text
+
+
+def test_audit_coverage_and_signed_head_on_postgresql(pg_url: str) -> None:
+    """JSONB probabilities, timestamps and key rows read back exactly as they were digested."""
+    from sqlalchemy import text
+
+    from radvigil.loop.actions import label_case
+    from radvigil.service.sinks import AuditedPredictions
+    from radvigil.store import AuditLog, Database, FeedbackStore, upgrade_database
+
+    upgrade_database(pg_url)
+    db = Database(pg_url)
+    log = AuditLog(db)  # the settings key, as KeyStore signs with it too
+    AuditedPredictions(PredictionStore(db), log).add_many([_record("p1"), _record("p2")])
+    label_case(PredictionStore(db), FeedbackStore(db), log, "p1", "normal", "dr-a", "left base")
+    KeyStore(db).create("svc", "service")
+    assert log.verify().ok and log.verify(full=False).from_id == log.verify().last_id
+    with db.engine.begin() as conn:
+        conn.execute(text("UPDATE predictions SET findings = '[]' WHERE id = 'p2'"))
+    assert "p2's outputs differ" in (log.verify().reason or "")
+    with db.engine.begin() as conn:
+        conn.execute(text("""UPDATE predictions SET findings = '["pneumonia"]' WHERE id = 'p2'"""))
+        conn.execute(text("DELETE FROM audit_events WHERE id = (SELECT max(id) FROM audit_events)"))
+    assert "removed from the end" in (log.verify(full=False).reason or "")
+    db.dispose()
