@@ -7,6 +7,7 @@ feedback reads a stored prediction record.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import uuid
 
@@ -64,13 +65,24 @@ def test_forbidden_calls_are_rate_limited_before_they_are_audited(services) -> N
     assert len(state.audit.list(action="auth.forbidden", actor="auditor-3", limit=10)) == 3
 
 
-def test_review_explanations_pay_the_explain_cost(services) -> None:
+def test_review_explanations_pay_the_explain_cost_and_wait_for_a_slot(services) -> None:
     (live, tokens, _), _ = services
     with httpx.Client(base_url=live.url, timeout=60) as client:
         first = client.get("/v1/review/no-such-case/explain", headers=_h(tokens["clinician5"]))
         second = client.get("/v1/review/no-such-case/explain", headers=_h(tokens["clinician5"]))
     assert first.status_code == 404  # charged 1 + (explain_rate_cost - 1) = 5 tokens
     assert second.status_code == 429 and second.json()["code"] == "rate_limited"
+
+    (live, tokens, state), _ = services
+    slots, waiting = state.explain_slots, state.explain_waiting
+    state.explain_slots = asyncio.Semaphore(0)  # every slot taken...
+    state.explain_waiting = state.settings.explain_queue  # ...and the queue full
+    try:
+        with httpx.Client(base_url=live.url, timeout=60) as client:
+            busy = client.get("/v1/review/no-such-case/explain", headers=_h(tokens["admin"]))
+    finally:
+        state.explain_slots, state.explain_waiting = slots, waiting
+    assert busy.status_code == 429 and busy.json()["code"] == "explain_busy"
 
 
 def test_monitoring_runs_are_single_flight_across_replicas(services) -> None:
