@@ -6,15 +6,48 @@ tests override settings by clearing the cache with :func:`reset_settings`.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
+import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_AUDIT_KEY = "radvigil-development-audit-key"  # shipped default: refused in production
 OidcRole = Literal["clinician", "admin", "auditor", "service"]
+MIN_AUDIT_KEY_CHARS = 32  # a production audit key shorter than this is refused as guessable
+# Settings a deployment may read from a mounted file: RADVIGIL_<NAME>_FILE holds the path.
+SECRET_FILE_SETTINGS = ("audit_key", "database_url", "audit_keys_old")
+
+
+def audit_key_id(secret: str) -> str:
+    """The public id of an audit key: a short HMAC fingerprint, so records name their key."""
+    return hmac.new(secret.encode(), b"radvigil-audit-key-id", hashlib.sha256).hexdigest()[:12]
+
+
+def _read_secret_files(values: Any) -> Any:
+    """Fill ``<name>`` from ``RADVIGIL_<NAME>_FILE`` (Docker/k8s secrets mounted as files).
+
+    A value given directly wins; a ``_FILE`` that cannot be read is an error naming it.
+    """
+    if not isinstance(values, dict):
+        return values
+    for name in SECRET_FILE_SETTINGS:
+        path = os.environ.get(f"RADVIGIL_{name.upper()}_FILE")
+        if not path or values.get(name) is not None:
+            continue
+        try:
+            text = Path(path).read_text(encoding="utf-8").strip()
+            values[name] = json.loads(text) if name == "audit_keys_old" else text
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise ValueError(
+                f"RADVIGIL_{name.upper()}_FILE={path} cannot be read: {exc.__class__.__name__}"
+            ) from exc
+    return values
 
 
 class Settings(BaseSettings):
@@ -63,8 +96,30 @@ class Settings(BaseSettings):
     )
     audit_key: str = Field(
         default=DEV_AUDIT_KEY,
-        description="Secret of the audit chain's HMAC; must be set (not the shipped default) "
-        "when RADVIGIL_ENV=production.",
+        description="Secret of the audit chain's HMAC; in production it must be set, not the "
+        f"shipped default, and at least {MIN_AUDIT_KEY_CHARS} characters. Or from "
+        "RADVIGIL_AUDIT_KEY_FILE.",
+    )
+    audit_keys_old: dict[str, str] = Field(
+        default_factory=dict,
+        description="Retired audit keys as JSON {key id: key}, so records signed before a "
+        "rotation still verify (or from RADVIGIL_AUDIT_KEYS_OLD_FILE). See docs/security.md.",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1"],
+        description="Addresses (or CIDR networks) of reverse proxies whose X-Forwarded-For/-Proto "
+        "are believed (JSON list, or '*'); every other client's headers are ignored.",
+    )
+    study_hash_key: str | None = Field(
+        default=None,
+        description="Secret of the keyed (HMAC) study hash; defaults to one derived from the "
+        "audit key.",
+    )
+    heavy_concurrency: int = Field(
+        default=2,
+        ge=1,
+        description="Threads of the pool that runs note generation and on-demand reports, "
+        "apart from inference.",
     )
     cookie_secure: bool | None = Field(
         default=None,
@@ -220,14 +275,38 @@ class Settings(BaseSettings):
         if self.oidc_client_secret_file is not None:
             return self.oidc_client_secret_file.read_text().strip()
         return None
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets_from_files(cls, values: Any) -> Any:
+        return _read_secret_files(values)
 
     @model_validator(mode="after")
-    def _no_default_secret_in_production(self) -> Settings:
-        if self.production and self.audit_key == DEV_AUDIT_KEY:
+    def _no_weak_secret_in_production(self) -> Settings:
+        key = self.audit_key.strip()
+        if self.production and (key == DEV_AUDIT_KEY or len(key) < MIN_AUDIT_KEY_CHARS):
             raise ValueError(
-                "RADVIGIL_ENV=production needs RADVIGIL_AUDIT_KEY set to a secret of your own"
+                "RADVIGIL_ENV=production needs RADVIGIL_AUDIT_KEY (or RADVIGIL_AUDIT_KEY_FILE) "
+                f"set to a secret of your own of at least {MIN_AUDIT_KEY_CHARS} characters; "
+                "it is empty, too short or the shipped development default"
             )
         return self
+
+    @property
+    def audit_key_id(self) -> str:
+        """The id stamped on every audit record signed with the current key."""
+        return audit_key_id(self.audit_key)
+
+    @property
+    def audit_keys(self) -> dict[str, str]:
+        """Every key that verifies records, by id: retired ones and the current one."""
+        return {**self.audit_keys_old, self.audit_key_id: self.audit_key}
+
+    @property
+    def resolved_study_hash_key(self) -> bytes:
+        """The HMAC key of study hashes (derived from the audit key unless set)."""
+        if self.study_hash_key:
+            return self.study_hash_key.encode()
+        return hmac.new(self.audit_key.encode(), b"radvigil-study-hash", hashlib.sha256).digest()
 
     @property
     def production(self) -> bool:

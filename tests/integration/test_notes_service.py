@@ -120,10 +120,15 @@ def test_generate_review_approve_and_read_a_note(service):
     assert ok.status_code == 200 and ok.json()["approved_by"] == "clinician-key"
     final = client.get(f"/v1/predictions/{rid}/note", headers=_h(tokens["service"])).json()
     assert final["text"] == draft["text"] and final["approved_by"] == "clinician-key"
+    # Issue 30: a service key cannot undo the clinician's approval by regenerating.
+    undo = client.post(f"/v1/predictions/{rid}/note", headers=_h(tokens["service"]))
+    assert undo.status_code == 403 and "label role" in undo.json()["message"]
+    kept = client.get(f"/v1/predictions/{rid}/note", headers=_h(tokens["service"])).json()
+    assert kept["approved_by"] == "clinician-key" and kept["text"] == final["text"]
 
     audit = AuditLog(Database(state.db.url))
     actions = [e.action for e in audit.list(object_type="note", newest_first=False)]
-    assert actions == ["note_generate", "note_generate", "note_approve"]
+    assert actions == ["note_generate", "note_regenerate", "note_approve"]
     assert audit.verify().ok
     metrics = client.get("/metrics", headers=_h(tokens["auditor"])).text
     assert 'radvigil_notes_generated_total{outcome="rewrite_kept"} 1.0' in metrics

@@ -13,13 +13,15 @@ from radvigil.config import Settings
 from radvigil.dashboard.session import SESSION_COOKIE, set_cookie
 from radvigil.service.apidocs import render
 
+PROD_KEY = "a-production-audit-secret-of-40-characters"
+
 
 def test_production_refuses_the_shipped_audit_secret() -> None:
     with pytest.raises(ValidationError, match="RADVIGIL_AUDIT_KEY"):
         Settings(env="production")
-    settings = Settings(env="production", audit_key="a real secret")
+    settings = Settings(env="production", audit_key=PROD_KEY)
     assert settings.secure_cookies is True and settings.docs_enabled is False
-    assert Settings(env="production", audit_key="s", docs=True).docs_enabled
+    assert Settings(env="production", audit_key=PROD_KEY, docs=True).docs_enabled
     assert Settings().secure_cookies is None and Settings(cookie_secure=True).secure_cookies
 
 
@@ -41,7 +43,7 @@ def test_cookie_is_secure_behind_a_tls_proxy_when_the_settings_say_so() -> None:
     for settings, secure in (
         (Settings(), False),
         (Settings(cookie_secure=True), True),
-        (Settings(env="production", audit_key="k"), True),
+        (Settings(env="production", audit_key=PROD_KEY), True),
     ):
         response = Response()
         set_cookie(_request(settings), response, SESSION_COOKIE, "session-id", 60)

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from radvigil.cli import app
 from radvigil.config import Settings
-from radvigil.errors import ConflictError, InputError, NotFoundError
+from radvigil.errors import ConflictError, ForbiddenError, InputError, NotFoundError
 from radvigil.loop.notes import NoteDesk, note_facts
 from radvigil.notes import NoteFacts
 from radvigil.notes.prompts import chat_messages, completion_prompt
@@ -124,8 +124,14 @@ def test_notes_are_drafts_until_approved_and_approval_is_audited(db: Database):
     assert events[2].details["previous_sha256"] != events[2].details["text_sha256"]
     assert audit.verify().ok
 
-    regenerated, _ = desk.generate("req-7781-alpha", actor="svc")
+    with pytest.raises(ForbiddenError, match="label role"):  # issue 30: service keys
+        desk.generate("req-7781-alpha", actor="svc")
+    assert desk.approved("req-7781-alpha").text == edited
+    regenerated, _ = desk.generate("req-7781-alpha", actor="dr-b", may_replace_approved=True)
     assert regenerated.status == "draft" and regenerated.approved_by is None
+    last = audit.list(object_type="note", limit=1)[0]
+    assert last.action == "note_regenerate" and last.details["previous_status"] == "approved"
+    assert last.details["previous_sha256"] == events[2].details["text_sha256"]
     assert NoteStore(db).counts() == {"draft": 1}
 
 

@@ -75,6 +75,20 @@ def test_audit_verify_and_list(home: Settings) -> None:
     assert "audit chain broken at record 2" in err and "edited" in err
 
 
+def test_audit_verify_walks_from_the_checkpoint_unless_full(home: Settings) -> None:
+    run("db", "upgrade")
+    run("keys", "create", "--name", "a", "--role", "admin")
+    run("audit", "verify")  # leaves a signed checkpoint at record 2
+    run("keys", "create", "--name", "b", "--role", "auditor")
+    out, _ = run("audit", "verify")
+    assert "audit chain intact: 1 records after checkpoint 2" in out
+    with sqlite3.connect(home.home_dir / "radvigil.db") as conn:
+        conn.execute("UPDATE audit_events SET details = '{}' WHERE id = 1")
+    run("audit", "verify")  # history before the checkpoint is for --full
+    _, err = run("audit", "verify", "--full", code=1)
+    assert "audit chain broken at record 1" in err
+
+
 @pytest.mark.parametrize("group", ["db", "keys", "audit"])
 def test_groups_show_help(group: str) -> None:
     out, _ = run(group, "--help")

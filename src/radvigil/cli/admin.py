@@ -149,9 +149,16 @@ def audit_verify(
     head: str | None = typer.Option(
         None, help="A head hash saved earlier; fail if it is no longer in the chain."
     ),
+    full: bool = typer.Option(
+        False, "--full", help="Walk every record from 1, not only those after the checkpoint."
+    ),
 ) -> None:
-    """Check the hash chain: exit 0 when intact, 1 with the first bad record otherwise."""
-    result = AuditLog(database()).verify(expected_head=head)
+    """Check the hash chain: exit 0 when intact, 1 with the first bad record otherwise.
+
+    Without ``--full`` only the records after the signed checkpoint of the last verification
+    are walked (and the checkpoint's own record re-checked); schedule ``--full`` as well.
+    """
+    result = AuditLog(database()).verify(expected_head=head, full=full)
     if not result.ok:
         err_console.print(
             f"[red]audit chain broken[/red] at record {result.first_bad_id}: {result.reason} "
@@ -160,7 +167,9 @@ def audit_verify(
         )
         raise typer.Exit(1)
     console.print(
-        f"audit chain intact: {result.checked} records, head {result.last_id} "
+        f"audit chain intact: {result.checked} records"
+        + (f" after checkpoint {result.from_id}" if result.from_id else "")
+        + f", head {result.last_id} "
         f"hash {result.head_hash}",
         highlight=False,
     )

@@ -28,9 +28,18 @@ def _desk() -> NoteDesk:
 
 
 @app.command("generate")
-def notes_generate(prediction_id: str = typer.Argument(...)) -> None:
+def notes_generate(
+    prediction_id: str = typer.Argument(...),
+    replace_approved: bool = typer.Option(
+        False,
+        "--replace-approved",
+        help="Replace a clinician-approved note with a new draft (audited as note_regenerate).",
+    ),
+) -> None:
     """Compose (or recompose) the draft note of a prediction with the configured rewriter."""
-    stored, draft = _desk().generate(prediction_id, actor=actor())
+    stored, draft = _desk().generate(
+        prediction_id, actor=actor(), may_replace_approved=replace_approved
+    )
     console.print(stored.text, highlight=False)
     why = f" (rewrite not kept: {draft.fallback_reason})" if draft.fallback_reason else ""
     console.print(

@@ -23,4 +23,5 @@ def serve_command(
         port=port or settings.port,
         log_level="warning",
         access_log=False,
+        proxy_headers=False,  # the app trusts forwarded headers from RADVIGIL_TRUSTED_PROXIES
     )

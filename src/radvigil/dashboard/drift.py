@@ -20,7 +20,7 @@ from radvigil.dashboard.monitors import monitor_view
 from radvigil.dashboard.rendering import PageRoute, render
 from radvigil.dashboard.session import PREFIX, Form, SignedIn
 from radvigil.errors import InputError
-from radvigil.service.deps import State
+from radvigil.service.deps import MAX_DB_INT, State
 from radvigil.service.lifecycle import ServedModel
 from radvigil.service.routes import monitoring
 from radvigil.service.state import ServiceState
@@ -114,7 +114,7 @@ def drift_page(
 
 @router.get("/drift/reports/{result_id}")
 async def evidently_report(
-    state: State, viewer: SignedIn, result_id: int = Path(..., ge=1)
+    state: State, viewer: SignedIn, result_id: int = Path(..., ge=1, le=MAX_DB_INT)
 ) -> Response:
     """The window's Evidently HTML, shown inline in a sandbox: its own inline scripts run,
     nothing is fetched from anywhere, and it cannot reach the dashboard's origin."""
@@ -127,7 +127,7 @@ async def evidently_report(
 
 @router.post("/drift/alerts/{alert_id}/acknowledge")
 def acknowledge_alert(
-    state: State, viewer: SignedIn, _: Form, alert_id: int = Path(..., ge=1)
+    state: State, viewer: SignedIn, _: Form, alert_id: int = Path(..., ge=1, le=MAX_DB_INT)
 ) -> Response:
     viewer.require("manage_alerts")
     alert = monitoring.acknowledge(state, viewer.key, alert_id)
@@ -136,7 +136,7 @@ def acknowledge_alert(
 
 @router.post("/drift/alerts/{alert_id}/resolve")
 def resolve_alert(
-    state: State, viewer: SignedIn, form: Form, alert_id: int = Path(..., ge=1)
+    state: State, viewer: SignedIn, form: Form, alert_id: int = Path(..., ge=1, le=MAX_DB_INT)
 ) -> Response:
     viewer.require("manage_models")
     try:

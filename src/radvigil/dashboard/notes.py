@@ -29,9 +29,16 @@ def _back(request_id: str) -> Response:
 
 
 @router.post("/review/{request_id}/note")
-def generate(state: State, viewer: SignedIn, form: Form, request_id: str = RequestId) -> Response:
+async def generate(
+    state: State, viewer: SignedIn, form: Form, request_id: str = RequestId
+) -> Response:
     viewer.require("predict")
-    _, draft = state.notes.generate(request_id, actor=viewer.name)
+    _, draft = await state.run_heavy(
+        state.notes.generate,
+        request_id,
+        actor=viewer.name,
+        may_replace_approved=viewer.can("label"),
+    )
     count_note(state, draft)
     return _back(request_id)
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import RedirectResponse
 from pydantic import ValidationError
@@ -12,8 +10,8 @@ from radvigil.dashboard.notes import note_of
 from radvigil.dashboard.rendering import PageRoute, render
 from radvigil.dashboard.session import PREFIX, Form, SignedIn
 from radvigil.errors import InputError, NotFoundError
-from radvigil.service.deps import State
-from radvigil.service.explanations import explain_stored
+from radvigil.service.deps import MAX_DB_INT, State
+from radvigil.service.explanations import explain_stored_capped
 from radvigil.service.routes.review import post_feedback
 from radvigil.service.schemas import FeedbackIn
 from radvigil.store import ReviewQueue
@@ -29,7 +27,7 @@ def queue(
     state: State,
     viewer: SignedIn,
     site: str | None = Query(None, max_length=100),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_DB_INT),
     labelled: str | None = Query(None, max_length=64),
 ) -> Response:
     viewer.require("label")
@@ -89,7 +87,7 @@ async def explanation(
     target: str | None = Query(None, max_length=100),
 ) -> Response:
     viewer.require("label")
-    png = await asyncio.to_thread(explain_stored, state, request_id, target)
+    png = await explain_stored_capped(state, viewer.key, request_id, target)
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=300"})
 
 

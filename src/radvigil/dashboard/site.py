@@ -76,10 +76,12 @@ async def login_form(request: Request) -> str:
 @router.post("/login")
 def login(request: Request, state: State, token: Annotated[str, Depends(login_form)]) -> Response:
     address = request.client.host if request.client else "unknown"
+    # Every attempt is charged to the address first, so guessing keys is limited before a
+    # failure writes its audit record.
+    state.limiter.take_address(address, state.settings.invalid_key_rate_limit)
     try:
         key = state.auth.authenticate(token)
     except AuthError as exc:
-        state.limiter.take_address(address, state.settings.invalid_key_rate_limit)
         state.audit_security("dashboard_sign_in_failed", f"client:{address}", {})
         return _sign_in_page(request, error=exc.message, status=401)
     state.audit.append(

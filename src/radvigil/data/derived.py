@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 from collections.abc import Callable, Iterable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -26,6 +26,23 @@ Progress = Callable[[Iterable], Iterable]
 
 def _no_progress(items: Iterable) -> Iterable:
     return items
+
+
+def inside(root: Path, relative: str) -> Path:
+    """``root / relative``, refusing a manifest path that would land outside ``root``.
+
+    Raises:
+        DataError: ``relative`` is absolute, has a drive, or climbs out with ``..``.
+    """
+    candidate = PurePosixPath(relative.replace("\\", "/"))
+    target = (root / candidate).resolve()
+    if (
+        candidate.is_absolute()
+        or (candidate.parts and ":" in candidate.parts[0])
+        or not target.is_relative_to(root.resolve())
+    ):
+        raise DataError(f"manifest path {relative!r} escapes the output folder {root}")
+    return root / candidate
 
 
 def derive(
@@ -87,13 +104,13 @@ def render(
     targets = [Path(p).with_suffix(".png").as_posix() for p in frame["path"]]
     if len(set(targets)) != len(targets):
         raise DataError("two images would share one PNG name (same stem, different suffix)")
+    destinations = [inside(out_root, target) for target in targets]  # all checked before writing
     digests = []
-    for source, target in progress(list(zip(frame["path"], targets, strict=True))):
+    for source, destination in progress(list(zip(frame["path"], destinations, strict=True))):
         pixels = read_image(version.root / source, name=source).pixels
         rng_seed = [seed, int.from_bytes(hashlib.sha256(source.encode()).digest()[:8])]
         shifted = apply_shift(pixels, shift, seed=rng_seed)
         data = _png_bytes(shifted)
-        destination = out_root / target
         destination.parent.mkdir(parents=True, exist_ok=True)
         destination.write_bytes(data)
         digests.append(hashlib.sha256(data).hexdigest())

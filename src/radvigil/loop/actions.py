@@ -10,7 +10,9 @@ from collections.abc import Callable
 from typing import Any
 
 from radvigil.errors import InputError, NotFoundError
+from radvigil.notes import check_no_phi
 from radvigil.store import AuditLog, FeedbackCreate, FeedbackPublic, FeedbackStore, PredictionStore
+from radvigil.store.audit_coverage import feedback_digest
 
 Recorder = Callable[[str, str, str, dict[str, Any]], None]  # (action, actor, version, details)
 
@@ -62,6 +64,11 @@ def label_case(
     classes = list(record.probabilities)
     if label not in classes:
         raise InputError(f"label {label!r} is not a class of task {record.task!r}: {classes}")
+    if comment and (problems := check_no_phi(comment)):
+        raise InputError(
+            "the comment must not contain names, ids or dates: "
+            + "; ".join(p.message for p in problems)
+        )
     stored = feedback.add(
         FeedbackCreate(prediction_id=prediction_id, label=label, comment=comment),
         reviewer=reviewer,
@@ -77,6 +84,8 @@ def label_case(
             "label": label,
             "predicted_class": record.predicted_class,
             "feedback_id": stored.id,
+            "prediction_id": stored.prediction_id,
+            "fields_sha256": feedback_digest(stored),
         },
     )
     return stored

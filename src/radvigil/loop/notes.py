@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 
 from radvigil.config import Settings
-from radvigil.errors import ConfigError, ConflictError, InputError
+from radvigil.errors import ConfigError, ConflictError, ForbiddenError, InputError, NotFoundError
 from radvigil.notes import GuardLimits, NoteDraft, NoteFacts, check_no_phi, compose
 from radvigil.notes.facts import facts_from_prediction
 from radvigil.notes.rewriters import HttpRewriter, LlamaCppRewriter, Rewriter, bundled_model_path
@@ -109,8 +109,26 @@ class NoteDesk:
         facts = note_facts(record, self.language)
         return compose(facts, self.rewriter, limits=self.limits), record
 
-    def generate(self, prediction_id: str, *, actor: str) -> tuple[NotePublic, NoteDraft]:
-        """Compose and store a (new) draft for a prediction; audited as ``note_generate``."""
+    def generate(
+        self, prediction_id: str, *, actor: str, may_replace_approved: bool = False
+    ) -> tuple[NotePublic, NoteDraft]:
+        """Compose and store a (new) draft for a prediction; audited as ``note_generate``.
+
+        A note that already exists is audited as ``note_regenerate`` with the text and status it
+        replaced; an approved one is replaced only when ``may_replace_approved`` (label role).
+
+        Raises:
+            ForbiddenError: the note is approved and ``may_replace_approved`` is false.
+        """
+        try:
+            previous: NotePublic | None = self.notes.get(prediction_id)
+        except NotFoundError:
+            previous = None
+        if previous is not None and previous.status == "approved" and not may_replace_approved:
+            raise ForbiddenError(
+                f"the note for {prediction_id!r} is approved; only a clinician (label role) "
+                "may regenerate it"
+            )
         draft, record = self.draft(prediction_id)
         stored = self.notes.save_draft(
             prediction_id,
@@ -126,10 +144,16 @@ class NoteDesk:
                 latency_ms=draft.latency_ms,
             ),
             generated_by=actor,
+            replace_approved=may_replace_approved,
+        )
+        replaced = (
+            {}
+            if previous is None
+            else {"previous_status": previous.status, "previous_sha256": _sha(previous.text)}
         )
         self.audit.append(
             actor=actor,
-            action="note_generate",
+            action="note_generate" if previous is None else "note_regenerate",
             object_type="note",
             object_id=prediction_id,
             model_version=f"{record.model_name}/{record.model_version}",
@@ -139,6 +163,7 @@ class NoteDesk:
                 "rewriter": draft.rewriter,
                 "fallback_reason": draft.fallback_reason,
                 "text_sha256": _sha(draft.text),
+                **replaced,
             },
         )
         return stored, draft

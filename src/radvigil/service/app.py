@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from radvigil import __version__
 from radvigil.config import Settings, get_settings
@@ -87,6 +88,10 @@ def create_app(
         )
 
     app.add_middleware(RequestMetrics, metrics=state.metrics)
+    # Outermost: X-Forwarded-For/-Proto rewrite the client address and scheme only when the
+    # connection comes from RADVIGIL_TRUSTED_PROXIES, so the invalid-key limiter, audit records
+    # and the dashboard's Origin check see the real client (servers run proxy_headers=False).
+    app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
 
     routers = (
         health,

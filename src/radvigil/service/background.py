@@ -33,7 +33,12 @@ class BackgroundServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.start_timeout = start_timeout
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level=log_level, access_log=False
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level=log_level,
+            access_log=False,
+            proxy_headers=False,  # radvigil's app decides whom to trust (trusted_proxies)
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

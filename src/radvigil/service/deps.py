@@ -30,7 +30,7 @@ MAX_DB_INT = 2**31 - 1
 
 
 def requires(action: str, cost: float = 1.0) -> Callable[..., Awaitable[ApiKeyPublic]]:
-    """A dependency: the caller's key, checked for ``action`` and charged against its rate.
+    """A dependency: the caller's key, charged against its rate and checked for ``action``.
 
     Async: a recently verified key comes from the authenticator's cache on the event loop; only
     a cache miss goes to the database, in a worker thread.
@@ -45,6 +45,9 @@ def requires(action: str, cost: float = 1.0) -> Callable[..., Awaitable[ApiKeyPu
         key = state.auth.cached(token)
         if key is None:
             key = await asyncio.to_thread(state.auth.authenticate, token)
+        # Charged before the role check: a flood of forbidden calls meets 429 before each one
+        # writes an audit record (and takes the audit lock every prediction write needs).
+        state.limiter.take(key, cost)
         try:
             state.auth.authorise(key, action)
         except ForbiddenError:
@@ -55,7 +58,6 @@ def requires(action: str, cost: float = 1.0) -> Callable[..., Awaitable[ApiKeyPu
                 {"action": action, "role": key.role},
             )
             raise
-        state.limiter.take(key, cost)
         return key
 
     return dependency

@@ -7,15 +7,54 @@ de-identified pixels instead, without touching the prediction log.
 
 from __future__ import annotations
 
+import asyncio
 import io
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import numpy as np
 from PIL import Image as PILImage
 
 from radvigil.errors import InputError, NotFoundError
 from radvigil.model.gradcam import overlay
+from radvigil.service.errors import ApiError
 from radvigil.service.lifecycle import ServedModel
 from radvigil.service.state import ServiceState
+from radvigil.store import ApiKeyPublic
+
+
+@asynccontextmanager
+async def explain_slot(state: ServiceState) -> AsyncIterator[None]:
+    """One of ``explain_concurrency`` slots; 429 when ``explain_queue`` callers already wait."""
+    if state.explain_slots.locked() and state.explain_waiting >= state.settings.explain_queue:
+        raise ApiError(
+            429,
+            "explain_busy",
+            "too many explanations in progress; retry shortly",
+            headers={"Retry-After": "2"},
+        )
+    state.explain_waiting += 1
+    try:
+        await state.explain_slots.acquire()
+    finally:
+        state.explain_waiting -= 1
+    try:
+        yield
+    finally:
+        state.explain_slots.release()
+
+
+async def explain_stored_capped(
+    state: ServiceState, key: ApiKeyPublic, request_id: str, target: str | None
+) -> bytes:
+    """:func:`explain_stored` as the API and the dashboard serve it: charged and slotted.
+
+    Costs ``explain_rate_cost`` tokens (the request's first token is already paid) and runs
+    in one of the explain slots, the same caps as ``/v1/predict/explain``.
+    """
+    state.limiter.take(key, state.settings.explain_rate_cost - 1)
+    async with explain_slot(state):
+        return await asyncio.to_thread(explain_stored, state, request_id, target)
 
 
 def served_version(state: ServiceState, version: str) -> ServedModel:

@@ -10,6 +10,7 @@ loop free on a small machine. :func:`build` then makes the response and the stor
 from __future__ import annotations
 
 import hashlib
+import hmac
 import time
 from dataclasses import dataclass
 
@@ -42,10 +43,14 @@ def decode(data: bytes, label: str, max_pixels: int, max_decoded_bytes: int) -> 
     )
 
 
-def study_hash(data: bytes, meta: StudyMetadata) -> str:
-    """A pseudonymous study key: the hash of the study UID if given, else of the pixels' bytes."""
+def study_hash(data: bytes, meta: StudyMetadata, key: bytes) -> str:
+    """A pseudonymous study key: the HMAC of the study UID if given, else of the pixels' bytes.
+
+    Keyed (``RADVIGIL_STUDY_HASH_KEY``, or derived from the audit key), so someone holding
+    the database cannot confirm a guessed study UID by hashing it.
+    """
     source = meta.study_uid.encode() if meta.study_uid else data
-    return hashlib.sha256(source).hexdigest()[:32]
+    return hmac.new(key, source, hashlib.sha256).hexdigest()[:32]
 
 
 @dataclass

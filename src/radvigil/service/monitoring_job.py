@@ -12,13 +12,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import sys
 from typing import TYPE_CHECKING
 
-from radvigil.errors import ModelError, RadvigilError, StoreError
+from radvigil.errors import ConflictError, ModelError, RadvigilError, StoreError
 from radvigil.loop.monitoring import MonitoringRun, MonitoringStores, latest_results
 from radvigil.monitoring import MonitorConfig, ReferenceProfile, load_monitor_config
 from radvigil.store import AlertStore, MonitorResultStore
+from radvigil.store.leases import LeaseStore
 
 if TYPE_CHECKING:
     from radvigil.service.lifecycle import ServedModel
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 RUN_TIMEOUT_S = 600.0
 LEASE_WAIT_S = 120.0
+RUN_LEASE_TTL_S = RUN_TIMEOUT_S + 60  # outlives the longest run, expires after a crash
 
 
 class MonitoringJob:
@@ -47,6 +50,7 @@ class MonitoringJob:
             AlertStore(state.db, state.audit),
         )
         self.reports_dir = settings.reports_dir / "monitoring"
+        self.leases = LeaseStore(state.db)
 
     def champion(self) -> tuple[ServedModel, ReferenceProfile]:
         """The served champion and its reference profile (ModelError when either is missing)."""
@@ -76,8 +80,25 @@ class MonitoringJob:
         return env
 
     async def run_now(self) -> MonitoringRun:
-        """Evaluate the new windows now, in a ``radvigil monitor run`` child process."""
-        champion, _ = self.champion()
+        """Evaluate the new windows now, in a ``radvigil monitor run`` child process.
+
+        Single-flight across replicas: the run holds the database lease ``monitor-run:<model>``
+        and a second request while it is held is refused rather than starting another child.
+
+        Raises:
+            ConflictError: a run requested through any replica is still in progress.
+        """
+        lease = f"monitor-run:{self.state.settings.model_name}"
+        holder = f"service:{secrets.token_hex(8)}"
+        claimed = await asyncio.to_thread(self.leases.claim, lease, holder, RUN_LEASE_TTL_S)
+        if not claimed:
+            raise ConflictError("a monitoring run is already in progress; retry when it ends")
+        try:
+            return await self._run(self.champion()[0])
+        finally:
+            await asyncio.to_thread(self.leases.release, lease, holder)
+
+    async def _run(self, champion: ServedModel) -> MonitoringRun:
         try:
             await asyncio.to_thread(self.state.writer.flush, 10)  # no queued prediction skipped
         except StoreError as exc:

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from radvigil.data.io import VIEW_POSITIONS, view_position
 from radvigil.model.card import REVIEW_WARNING
+from radvigil.notes import check_no_phi
 
 SITE_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
 
@@ -148,3 +149,14 @@ class FeedbackIn(BaseModel):
     ]
     label: Annotated[str, StringConstraints(min_length=1, max_length=100)]
     comment: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+    @field_validator("comment")
+    @classmethod
+    def _no_phi(cls, comment: str | None) -> str | None:
+        """A comment feeds retraining and the audit trail: no names, ids or dates in it."""
+        if comment and (problems := check_no_phi(comment)):
+            raise ValueError(
+                "the comment must not contain names, ids or dates: "
+                + "; ".join(p.message for p in problems)
+            )
+        return comment

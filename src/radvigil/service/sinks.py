@@ -7,6 +7,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 
 from radvigil.store import AuditLog, PredictionRecord, PredictionStore
+from radvigil.store.audit_coverage import prediction_digest
 from radvigil.store.schemas import AuditCreate
 
 MAX_PENDING_ACTORS = 100_000
@@ -52,6 +53,7 @@ class AuditedPredictions:
                         "predicted_class": record.predicted_class,
                         "served_by": record.served_by,
                         "routed_to_review": record.routed_to_review,
+                        "outputs_sha256": prediction_digest(record),
                     },
                 )
             )

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from radvigil.config import Settings
 from radvigil.errors import StoreError
@@ -33,6 +36,7 @@ from radvigil.store.ratelimits import DatabaseBuckets
 from radvigil.store.sessions import SESSION_MAX_SECONDS, SessionStore
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -57,6 +61,7 @@ class ServiceState:
     explain_waiting: int = 0
     sessions: SessionStore = field(init=False)
     oidc: OidcClient | None = field(init=False)
+    heavy_pool: ThreadPoolExecutor = field(init=False)
 
     def __post_init__(self) -> None:
         self.explain_slots = asyncio.Semaphore(self.settings.explain_concurrency)
@@ -64,6 +69,18 @@ class ServiceState:
             self.db, self.settings.session_idle_minutes * 60, SESSION_MAX_SECONDS
         )
         self.oidc = OidcClient.from_settings(self.settings)
+        self.heavy_pool = ThreadPoolExecutor(
+            self.settings.heavy_concurrency, thread_name_prefix="radvigil-heavy"
+        )
+
+    async def run_heavy(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Run slow CPU work (note rewrites, Evidently reports) on the capped heavy pool.
+
+        Its own ``RADVIGIL_HEAVY_CONCURRENCY`` threads, never the default executor that
+        inference and short database calls use, so a burst of reports cannot stall predictions.
+        """
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.heavy_pool, functools.partial(fn, *args, **kwargs))
 
     def audit_security(self, action: str, actor: str, details: dict[str, Any]) -> None:
         """Audit a security event (failed sign-in, 403); a database outage only logs it."""
@@ -77,7 +94,7 @@ class ServiceState:
         db = db or Database.from_settings(settings)
         upgrade_database(db)
         predictions = PredictionStore(db, keep_review_images=settings.store_review_images)
-        audit = AuditLog(db, secret=settings.audit_key)
+        audit = AuditLog(db, secret=settings.audit_key, old_keys=settings.audit_keys_old)
         sink = AuditedPredictions(predictions, audit)
         keys = KeyStore(db)
         state = cls(
@@ -124,3 +141,4 @@ class ServiceState:
         await self.batcher.stop()
         self.models.stop()
         self.writer.close()
+        self.heavy_pool.shutdown(wait=False, cancel_futures=True)

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from radvigil.errors import ConflictError, ForbiddenError, InputError, NotFoundError
 from radvigil.store.audit import AuditLog
+from radvigil.store.audit_coverage import api_key_digest
 from radvigil.store.db import Database
 from radvigil.store.schemas import ApiKeyPublic, Role, utcnow
 from radvigil.store.tables import ApiKeyRow
@@ -113,12 +114,18 @@ class KeyStore:
             except IntegrityError as exc:
                 raise ConflictError(f"an API key named {name!r} already exists") from exc
             key = ApiKeyPublic.model_validate(row)
+            row_sha256 = api_key_digest(row)
         AuditLog(self.db).append(
             actor=actor,
             action="key.create",
             object_type="api_key",
             object_id=key.name,
-            details={"role": key.role, "prefix": key.prefix, "rate_limit": key.rate_limit},
+            details={
+                "role": key.role,
+                "prefix": key.prefix,
+                "rate_limit": key.rate_limit,
+                "row_sha256": row_sha256,
+            },
         )
         return token, key
 

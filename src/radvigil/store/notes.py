@@ -8,7 +8,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from radvigil.errors import NotFoundError
+from radvigil.errors import ForbiddenError, NotFoundError
 from radvigil.store.db import Database
 from radvigil.store.schemas import utcnow
 from radvigil.store.tables import NoteRow, PredictionRow
@@ -60,19 +60,35 @@ class NoteStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def save_draft(self, prediction_id: str, draft: NoteCreate, *, generated_by: str) -> NotePublic:
+    def save_draft(
+        self,
+        prediction_id: str,
+        draft: NoteCreate,
+        *,
+        generated_by: str,
+        replace_approved: bool = False,
+    ) -> NotePublic:
         """Store a new draft for a prediction, replacing any earlier note (approval is reset).
+
+        An approved note is replaced only with ``replace_approved`` (a clinician's call),
+        decided under the row lock so a concurrent approval cannot be lost.
 
         Raises:
             NotFoundError: no prediction has that id.
+            ForbiddenError: the note is approved and ``replace_approved`` is false.
         """
         now = utcnow()
         with self.db.session("write note", immediate=True) as session:
             if session.get(PredictionRow, prediction_id) is None:
                 raise NotFoundError(f"no prediction with request id {prediction_id!r}")
             row = session.scalars(
-                select(NoteRow).where(NoteRow.prediction_id == prediction_id)
+                select(NoteRow).where(NoteRow.prediction_id == prediction_id).with_for_update()
             ).one_or_none()
+            if row is not None and row.status == "approved" and not replace_approved:
+                raise ForbiddenError(
+                    f"the note for {prediction_id!r} is approved; only a clinician (label role) "
+                    "may regenerate it"
+                )
             if row is None:
                 row = NoteRow(prediction_id=prediction_id, created_at=now)
                 session.add(row)

@@ -127,13 +127,15 @@ class AuditEvent(BaseModel):
     details: dict[str, Any]
     prev_hash: str
     hash: str
+    key_id: str | None = None
 
 
 class VerifyResult(BaseModel):
     """The outcome of walking the audit chain.
 
-    ``head_hash`` is the hash of the last record: keep it somewhere else (a ticket, a log
-    line) to also detect the removal of records from the end, which no chain can show alone.
+    ``head_hash`` is the hash of the last record. The database keeps a signed head too, so
+    removing records from the end shows; a copy kept elsewhere (a ticket, a log line) also
+    catches the rollback of the whole database to an older state.
     """
 
     ok: bool
@@ -142,3 +144,4 @@ class VerifyResult(BaseModel):
     reason: str | None = None
     last_id: int | None = None
     head_hash: str | None = None
+    from_id: int = 0  # the walk began after this record (a signed checkpoint); 0: from the start

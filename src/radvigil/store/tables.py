@@ -145,6 +145,22 @@ class AuditEventRow(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # Id of the HMAC key that signed the record; NULL: a record from before key ids (0007).
+    key_id: Mapped[str | None] = mapped_column(String(32))
+
+
+class AuditAnchorRow(Base):
+    """A signed point of the audit chain: ``head`` (moved by every append, in the same
+    transaction) and ``verified`` (the last record a verification walked to)."""
+
+    __tablename__ = "audit_anchors"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    last_id: Mapped[int] = mapped_column(Integer)
+    head_hash: Mapped[str] = mapped_column(String(64))
+    key_id: Mapped[str] = mapped_column(String(32))
+    signature: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class MonitorResultRow(Base):

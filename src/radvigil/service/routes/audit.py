@@ -29,6 +29,9 @@ def list_audit(
     "/verify",
     response_model=VerifyResult,
     summary="Walk the hash chain: ok, or the first record that was edited or deleted",
+    description="Checks the records after the signed checkpoint of the last verification "
+    "(``from_id``), up to the signed head, so removed records at the end show. The full walk "
+    "from record 1 is `radvigil audit verify --full`.",
 )
-def verify_audit(state: State, _: Auditor) -> VerifyResult:
-    return state.audit.verify()
+async def verify_audit(state: State, _: Auditor) -> VerifyResult:
+    return await state.run_heavy(state.audit.verify, full=False)

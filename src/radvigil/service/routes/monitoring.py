@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime
 from pathlib import Path as FilePath
 from typing import Annotated, Literal
@@ -155,7 +154,7 @@ async def report(
     _: Reader,
     result_id: int = Path(..., ge=1, le=MAX_DB_INT, description="Monitor result id"),
 ) -> FileResponse:
-    path = await asyncio.to_thread(_report_path, state, result_id)
+    path = await state.run_heavy(_report_path, state, result_id)
     return FileResponse(path, media_type="text/html", filename=path.name)
 
 

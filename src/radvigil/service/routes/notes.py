@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from radvigil.notes import NoteDraft
 from radvigil.service.deps import Labeller, Predictor, Reader, State
 from radvigil.service.state import ServiceState
-from radvigil.store import NotePublic
+from radvigil.store import NotePublic, allowed
 
 router = APIRouter(prefix="/v1/predictions", tags=["notes"])
 PredictionId = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
@@ -49,9 +49,16 @@ class ApprovedNoteOut(BaseModel):
     "/{request_id}/note",
     response_model=NotePublic,
     summary="Generate (or regenerate) the patient note of a prediction as a draft",
+    description="An approved note is replaced only by a key with the label (clinician) role; "
+    "otherwise 403. Every regeneration is audited with the text it replaced.",
 )
-def generate_note(state: State, key: Predictor, request_id: PredictionId) -> NotePublic:
-    stored, draft = state.notes.generate(request_id, actor=key.name)
+async def generate_note(state: State, key: Predictor, request_id: PredictionId) -> NotePublic:
+    stored, draft = await state.run_heavy(
+        state.notes.generate,
+        request_id,
+        actor=key.name,
+        may_replace_approved=allowed(key.role, "label"),
+    )
     count_note(state, draft)
     return stored
 

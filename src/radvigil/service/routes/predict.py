@@ -8,8 +8,6 @@ import io
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, File, Form, Header, Query, Request, UploadFile
 from PIL import Image as PILImage
@@ -21,6 +19,7 @@ from radvigil.monitoring.review_routing import ReviewPolicy
 from radvigil.service import inference
 from radvigil.service.deps import Predictor, State
 from radvigil.service.errors import ApiError
+from radvigil.service.explanations import explain_slot
 from radvigil.service.lifecycle import ServedModel
 from radvigil.service.schemas import BatchOut, ExplainOut, PredictionOut, StudyMetadata
 from radvigil.service.state import ServiceState
@@ -145,7 +144,7 @@ async def _predict(
     """
     routed = []
     for data, _ in items:
-        digest = inference.study_hash(data, meta)
+        digest = inference.study_hash(data, meta, state.settings.resolved_study_hash_key)
         routed.append((digest, *state.models.route(digest)))
     scored = await asyncio.gather(
         *(
@@ -277,7 +276,9 @@ async def explain(
     key: Predictor,
     file: UploadFile = File(..., description="The image"),
     metadata: str | None = Form(None, description=META_HELP),
-    target: str | None = Query(None, description="Class to explain (default: the prediction)"),
+    target: str | None = Query(
+        None, max_length=100, description="Class to explain (default: the prediction)"
+    ),
 ) -> ExplainOut:
     started = time.perf_counter()
     state.limiter.take(key, state.settings.explain_rate_cost - 1)  # the first token is paid
@@ -286,7 +287,7 @@ async def explain(
     served = state.models.require_champion()
     if target is not None and target not in served.classes:
         raise ApiError(400, "invalid_input", f"target {target!r} is not one of {served.classes}")
-    async with _explain_slot(state):
+    async with explain_slot(state):
         out, scored = (await _predict(state, key, [item], meta, started))[0]
         image = scored.image
         if out.served_by == "challenger" and state.models.challenger is not None:
@@ -304,24 +305,3 @@ async def explain(
         width=image.pixels.shape[1],
         height=image.pixels.shape[0],
     )
-
-
-@asynccontextmanager
-async def _explain_slot(state: ServiceState) -> AsyncIterator[None]:
-    """One of ``explain_concurrency`` slots; 429 when ``explain_queue`` callers already wait."""
-    if state.explain_slots.locked() and state.explain_waiting >= state.settings.explain_queue:
-        raise ApiError(
-            429,
-            "explain_busy",
-            "too many explanations in progress; retry shortly",
-            headers={"Retry-After": "2"},
-        )
-    state.explain_waiting += 1
-    try:
-        await state.explain_slots.acquire()
-    finally:
-        state.explain_waiting -= 1
-    try:
-        yield
-    finally:
-        state.explain_slots.release()

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import APIRouter, Path, Query, Response
 
 from radvigil.errors import NotFoundError
 from radvigil.loop.actions import label_case
 from radvigil.service.deps import MAX_DB_INT, Labeller, State
-from radvigil.service.explanations import explain_stored
+from radvigil.service.explanations import explain_stored_capped
 from radvigil.service.schemas import FeedbackIn, ReviewItem, ReviewQueueOut
 from radvigil.store import FeedbackPublic, PredictionRecord, ReviewQueue
 
@@ -77,11 +75,11 @@ def review_image(state: State, _: Labeller, request_id: str = RequestId) -> Resp
 )
 async def review_explain(
     state: State,
-    _: Labeller,
+    key: Labeller,
     request_id: str = RequestId,
     target: str | None = Query(None, max_length=100, description="Default: the prediction"),
 ) -> Response:
-    png = await asyncio.to_thread(explain_stored, state, request_id, target)
+    png = await explain_stored_capped(state, key, request_id, target)
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=300"})
 
 
