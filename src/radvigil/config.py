@@ -275,6 +275,7 @@ class Settings(BaseSettings):
         if self.oidc_client_secret_file is not None:
             return self.oidc_client_secret_file.read_text().strip()
         return None
+
     @model_validator(mode="before")
     @classmethod
     def _secrets_from_files(cls, values: Any) -> Any:
