@@ -43,7 +43,6 @@ import io
 import multiprocessing
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -54,6 +53,8 @@ from pathlib import Path
 import common
 import numpy as np
 from fastapi import File, UploadFile  # module level: FastAPI resolves annotations here
+
+from radvigil.stack.processes import free_port
 
 TARGET_VS_ORT = 0.6
 TARGET_VS_NAIVE = 3.0
@@ -267,12 +268,6 @@ def serve_arm(kind: str, home: Path, port: int) -> None:
 
 
 # --- processes ---------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Proc:
