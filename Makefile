@@ -60,9 +60,9 @@ serve: $(STAMP)
 	$(BIN)/radvigil serve
 
 bench: $(STAMP)
-	$(BIN)/python bench/train_speed.py
-	$(BIN)/python bench/serve_load.py
-	$(BIN)/python bench/drift_power.py
+	$(BIN)/python -m bench.train_speed
+	$(BIN)/python -m bench.serve_load
+	$(BIN)/python -m bench.drift_power
 
 clean:
 	rm -rf .radvigil

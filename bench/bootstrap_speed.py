@@ -3,7 +3,7 @@
 Predictions come from a logistic regression on real PneumoniaMNIST images (28x28 Kermany);
 sets of 1,000 and 5,000 images are drawn from them with replacement. Prints a table.
 
-    python bench/bootstrap_speed.py [--data PATH_TO_NPZ]
+    python -m bench.bootstrap_speed [--data PATH_TO_NPZ]
 """
 
 from __future__ import annotations

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from bench import transfer_variants
 
 from radvigil.data.io import read_image
 from radvigil.model import train as training
 from radvigil.model.dataset import ArraySet
 from radvigil.model.preprocess import resize
 from radvigil.task import load_task
-from tests.helpers import REPO, tiny_config
-
-sys.path.insert(0, str(REPO / "bench"))
-import transfer_variants  # a script that imports its own `common` module from bench/
+from tests.helpers import tiny_config
 
 
 def _real_set(bundled: Path, per_class: int, size: int) -> ArraySet:
