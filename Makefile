@@ -8,7 +8,7 @@ CHROMIUM := /usr/bin/chromium
 NGINX := /usr/sbin/nginx
 DEPLOY_LINT := .venv-deploy-lint/bin/checkov
 
-.PHONY: demo test lint bench serve clean notes
+.PHONY: demo test check lint bench serve clean notes results
 
 # The virtual environment, built once and rebuilt when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -51,6 +51,20 @@ $(NOTES): $(STAMP)
 	touch $(NOTES)
 
 notes: $(NOTES)
+
+# The everyday tier (docs/testing.md): lint, format, types, import layers, current results pages,
+# and every test not marked slow. `make test` stays the whole suite CI runs.
+check: $(STAMP)
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/python scripts/results_pages.py --check
+	$(BIN)/pytest -q -m "not slow" tests/unit tests/integration
+
+# Regenerate docs/results/ from the JSON under docs/results/data/ (add one with --add FILE).
+results: $(STAMP)
+	$(BIN)/python scripts/results_pages.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench scripts
