@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -34,16 +33,6 @@ def test_stats_match_numpy_on_a_real_radiograph(radiograph: np.ndarray) -> None:
         1.0,
         8,
     )
-
-
-def test_stats_take_under_two_milliseconds_for_224px(radiograph: np.ndarray) -> None:
-    image_stats(radiograph)
-    timings = []
-    for _ in range(30):
-        start = time.perf_counter()
-        image_stats(radiograph)
-        timings.append(time.perf_counter() - start)
-    assert np.median(timings) < 0.002
 
 
 def test_sharpness_is_computed_on_a_downsampled_copy_of_large_images(
