@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 from bench import transfer_variants
 
@@ -36,6 +37,7 @@ def test_mix_averages_floats_and_keeps_the_last_counter() -> None:
     assert mixed["n"].item() == 9
 
 
+@pytest.mark.slow  # CPU-heavy: left out of `make check`, run by `make test`
 def test_snapshots_one_per_epoch_and_the_kept_one_is_the_trained_model(bundled: Path) -> None:
     task = load_task("chest-pneumonia")
     data = _real_set(bundled, 12, 64)
