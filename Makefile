@@ -10,7 +10,7 @@ DEPLOY_LINT := .venv-deploy-lint/bin/checkov
 
 OIDC_PROVIDER := tests/oidc/node_modules/.package-lock.json
 
-.PHONY: demo test lint bench serve clean notes
+.PHONY: demo test check lint bench serve clean notes results
 
 # The virtual environment, built once and rebuilt when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -58,6 +58,20 @@ $(NOTES): $(STAMP)
 
 notes: $(NOTES)
 
+# The everyday tier (docs/testing.md): lint, format, types, import layers, current results pages,
+# and every test not marked slow. `make test` stays the whole suite CI runs.
+check: $(STAMP)
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/python scripts/results_pages.py --check
+	$(BIN)/pytest -q -m "not slow" tests/unit tests/integration
+
+# Regenerate docs/results/ from the JSON under docs/results/data/ (add one with --add FILE).
+results: $(STAMP)
+	$(BIN)/python scripts/results_pages.py
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/ruff format --check src tests bench scripts
@@ -66,9 +80,9 @@ serve: $(STAMP)
 	$(BIN)/radvigil serve
 
 bench: $(STAMP)
-	$(BIN)/python bench/train_speed.py
-	$(BIN)/python bench/serve_load.py
-	$(BIN)/python bench/drift_power.py
+	$(BIN)/python -m bench.train_speed
+	$(BIN)/python -m bench.serve_load
+	$(BIN)/python -m bench.drift_power
 
 clean:
 	rm -rf .radvigil

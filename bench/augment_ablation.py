@@ -7,7 +7,7 @@ data; AUC and sensitivity/specificity are at each version's own operating thresh
 validation for the task's sensitivity target), with 95 % bootstrap CIs. Writes a table, JSON and a
 PNG plot.
 
-    .venv/bin/python bench/augment_ablation.py [--config configs/demo.yaml] [--seeds 42 7]
+    .venv/bin/python -m bench.augment_ablation [--config configs/demo.yaml] [--seeds 42 7]
         [--arms none,hflip,...] [--quick] [--out bench/results]
 """
 
@@ -19,8 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import common
 import numpy as np
+
+from bench import common
 
 # Each arm switches on the named augmentations at these strengths; everything else is off.
 # "all" is every augmentation of the config's default recipe plus the tone curve.

@@ -1,9 +1,10 @@
 """How long bootstrap confidence intervals take: vectorised radvigil vs a per-resample loop.
 
 Predictions come from a logistic regression on real PneumoniaMNIST images (28x28 Kermany);
-sets of 1,000 and 5,000 images are drawn from them with replacement. Prints a table.
+sets of 1,000 and 5,000 images are drawn from them with replacement. Prints a table and writes
+``bootstrap_speed.json`` (render it with ``scripts/results_pages.py``).
 
-    python bench/bootstrap_speed.py [--data PATH_TO_NPZ]
+    python -m bench.bootstrap_speed [--data PATH_TO_NPZ] [--out bench/results]
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import recall_score, roc_auc_score
 
+from bench import common
 from radvigil.evaluation import EvaluationOptions, evaluate
 from radvigil.evaluation.bootstrap import estimate
 from radvigil.evaluation.statistics import finding_statistic
@@ -64,12 +66,14 @@ def loop_baseline(y: np.ndarray, p: np.ndarray, n_resamples: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--out", type=Path, default=common.DEFAULT_OUT)
     args = parser.parse_args()
     y_all, p_all = predictions(args.data)
     rng = np.random.default_rng(0)
     header = ("images", "resamples", "finding CIs (s)", "full evaluate (s)", "sklearn loop (s)")
     print(" | ".join(header))
     print(" | ".join("-" * len(h) for h in header))
+    rows = []
     for n in (1000, 5000):
         idx = rng.integers(0, y_all.size, n)
         y, p = y_all[idx], p_all[idx]
@@ -85,6 +89,16 @@ def main() -> None:
             )
             loop = loop_baseline(y, p, resamples)
             print(f"{n:>6} | {resamples:>9} | {core:>15.2f} | {full:>17.2f} | {loop:>16.1f}")
+            rows.append(
+                {
+                    "images": n,
+                    "resamples": resamples,
+                    "finding_ci_s": core,
+                    "evaluate_s": full,
+                    "sklearn_loop_s": loop,
+                }
+            )
+    common.write_json(args.out, "bootstrap_speed.json", {"data": args.data.name, "rows": rows})
 
 
 if __name__ == "__main__":

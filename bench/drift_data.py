@@ -12,9 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import common
 import numpy as np
 import pandas as pd
+
+from bench import common
 
 INFER_BATCH = 64
 

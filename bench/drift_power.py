@@ -31,7 +31,7 @@ detector with Wilson 95% intervals, power per shift, per-case guard catch and fa
 the label-free estimates' error per shift and the ``estimate_check`` verdicts. Writes
 ``drift_power.json``.
 
-    .venv/bin/python bench/drift_power.py [--home PATH] [--null-windows 200] [--windows 40]
+    .venv/bin/python -m bench.drift_power [--home PATH] [--null-windows 200] [--windows 40]
         [--sizes 25 50 100 200] [--reprofile] [--quick]
 """
 
@@ -45,12 +45,11 @@ import zlib
 from contextlib import nullcontext
 from pathlib import Path
 
-import common
-import drift_data
-import drift_report
 import numpy as np
-from drift_data import Pool
 from threadpoolctl import threadpool_limits
+
+from bench import common, drift_data, drift_report
+from bench.drift_data import Pool
 
 DETECTORS = drift_report.DRIFT_TESTS + drift_report.OTHER + ("estimate_check",)
 PIXEL_SHIFTS = (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import common
+from bench import common
 
 DRIFT_TESTS = ("image_stats", "mmd", "domain_classifier", "bbsd", "ood_rate")
 OTHER = ("label_shift", "cbpe", "atc", "iw_accuracy")

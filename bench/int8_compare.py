@@ -6,7 +6,7 @@ then evaluates both graphs on the bundled test split (the development batch) and
 test-folder studies (the site's other acquisition batch), with bootstrap CIs, and times
 ``OnnxEngine.run`` on batches of 1 and 16 (the service's ORT thread setting).
 
-    .venv/bin/python bench/int8_compare.py [--home DIR] [--quick] [--out bench/results]
+    .venv/bin/python -m bench.int8_compare [--home DIR] [--quick] [--out bench/results]
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import argparse
 import time
 from pathlib import Path
 
-import common
 import numpy as np
+
+from bench import common
 
 CONFIG = common.REPO / "configs" / "demo.yaml"
 

@@ -15,7 +15,7 @@ language model's rewrite passes every guard.
    template, and generation latency.
 5. Three example notes (normal, pneumonia, flagged low quality) are printed with their scores.
 
-    .venv/bin/python bench/notes_quality.py [--home PATH] [--sample 40] [--low-quality 5]
+    .venv/bin/python -m bench.notes_quality [--home PATH] [--sample 40] [--low-quality 5]
         [--model FILE.gguf] [--timeout 60] [--quick]
 """
 
@@ -28,11 +28,11 @@ import statistics
 import time
 from pathlib import Path
 
-import common
 import httpx
 import numpy as np
 from PIL import Image as PILImage
 
+from bench import common
 from radvigil.data.io import read_image
 from radvigil.data.shifts import apply_shift, get_shift
 

@@ -14,7 +14,7 @@ Tuning: ``radvigil.model.tuning.tune_hyperparameters`` with the shipped search s
 (``configs/tune.yaml``) for ``--trials`` trials of ``--tune-epochs`` epochs, 1 CPU each:
 wall time, trials per minute, and the best validation macro-F1 next to the untuned config's.
 
-    .venv/bin/python bench/ray_scaleout.py [--workers 2] [--short 1 --long 3] [--trials 4]
+    .venv/bin/python -m bench.ray_scaleout [--workers 2] [--short 1 --long 3] [--trials 4]
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import common
+from bench import common
 
 
 def _wall(fn) -> tuple[float, object]:

@@ -28,9 +28,9 @@ server; it does share the machine's cores, and its CPU share is printed. The loa
 and after is printed, with a warning when the machine was busy: on shared cores the numbers
 measure the machine as much as the code. Targets are printed, never asserted.
 
-    nice -n 10 .venv/bin/python bench/serve_load.py [--home PATH] [--config FILE] [--rounds 3]
+    nice -n 10 .venv/bin/python -m bench.serve_load [--home PATH] [--config FILE] [--rounds 3]
         [--seconds 8] [--database-url postgresql://postgres@127.0.0.1:5432/test] [--quick]
-    .venv/bin/python bench/serve_load.py --serve naive|floor --home PATH --port N  (internal)
+    .venv/bin/python -m bench.serve_load --serve naive|floor --home PATH --port N  (internal)
 """
 
 from __future__ import annotations
@@ -43,7 +43,6 @@ import io
 import multiprocessing
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -51,9 +50,11 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-import common
 import numpy as np
 from fastapi import File, UploadFile  # module level: FastAPI resolves annotations here
+
+from bench import common
+from radvigil.stack.processes import free_port
 
 TARGET_VS_ORT = 0.6
 TARGET_VS_NAIVE = 3.0
@@ -269,12 +270,6 @@ def serve_arm(kind: str, home: Path, port: int) -> None:
 # --- processes ---------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class Proc:
     """A child process with its log in a file; stopped (SIGTERM, then SIGKILL) on exit."""
 
@@ -406,7 +401,7 @@ def run(args: argparse.Namespace) -> dict:
         headers = {"X-API-Key": token}
         logs = home.root / "service"
         ports = {name: free_port() for name in ("service", "naive", "floor")}
-        me = [sys.executable, str(Path(__file__).resolve())]
+        me = [sys.executable, "-m", "bench.serve_load"]  # run from the repo root
         procs = {
             "service": Proc(
                 [sys.executable, "-m", "radvigil", "serve", "--port", str(ports["service"])],

@@ -7,7 +7,7 @@ patients with 95 % bootstrap CIs. Run it in the home that holds the imported sha
 and the trained model (``radvigil data import ...`` then ``radvigil train --config
 configs/full.yaml``):
 
-    RADVIGIL_HOME=... .venv/bin/python bench/site_adaptation.py --model chest-pneumonia/1
+    RADVIGIL_HOME=... .venv/bin/python -m bench.site_adaptation --model chest-pneumonia/1
         [--data ds-...] [--share 0.3] [--config configs/full.yaml] [--local-weight 4]
         [--no-retrain] [--out bench/results]
 
@@ -21,8 +21,9 @@ import argparse
 import time
 from pathlib import Path
 
-import common
 import numpy as np
+
+from bench import common
 
 SITE = "kermany_test_folder_labelled"
 FINDING = "pneumonia"

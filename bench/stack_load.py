@@ -14,7 +14,7 @@ and the worker share this machine's cores: on 2 cores a second replica can only 
 replica leaves idle (its Python request handling while the other runs the model); on N cores
 with N/2 replicas of 2 threads each the gain would approach N/2. The load average is printed.
 
-    .venv/bin/python bench/stack_load.py [--concurrency 8 32] [--seconds 20] [--epochs 2]
+    .venv/bin/python -m bench.stack_load [--concurrency 8 32] [--seconds 20] [--epochs 2]
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ import os
 import time
 from pathlib import Path
 
-import common
 import numpy as np
+
+from bench import common
 
 BUNDLED_TEST = common.BUNDLED / "kermany" / "test"
 

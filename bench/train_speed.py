@@ -21,7 +21,7 @@ with every table. When other processes keep the cores busy, torch's OpenMP threa
 other and a run can be an order of magnitude slower; ``--torch-threads 1`` shows whether that is
 the case.
 
-    .venv/bin/python bench/train_speed.py [--steps 20] [--configs configs/fast.yaml ...] [--quick]
+    .venv/bin/python -m bench.train_speed [--steps 20] [--configs configs/fast.yaml ...] [--quick]
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import common
 import numpy as np
+
+from bench import common
 
 FULL_TRAIN_IMAGES = 4699  # shared Kermany train split (see /work/shared/data/README.md)
 FULL_VAL_IMAGES = 517

@@ -14,7 +14,7 @@ Arms (all from the same training run, so they differ only in what is done with i
 Run it in the home that holds the imported shared Kermany set (``radvigil data import
 ../shared/data/cxr/manifest.csv --where source_dataset=kermany_guangzhou_pediatric_cxr``):
 
-    RADVIGIL_HOME=... .venv/bin/python bench/transfer_variants.py [--data ds-...]
+    RADVIGIL_HOME=... .venv/bin/python -m bench.transfer_variants [--data ds-...]
         [--config configs/full.yaml] [--seeds 42 1 2] [--out bench/results]
 
 Each seed is one full training (7-10 min for ``full`` on 2 cores).
@@ -27,8 +27,9 @@ import copy
 import time
 from pathlib import Path
 
-import common
 import numpy as np
+
+from bench import common
 
 FINDING = "pneumonia"
 

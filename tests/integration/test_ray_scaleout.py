@@ -21,6 +21,7 @@ from radvigil.cli import app
 from radvigil.config import Settings
 from radvigil.model.config import load_config
 from radvigil.registry import Registry
+from radvigil.stack.processes import free_port
 from tests.helpers import REPO
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -53,7 +54,7 @@ def ray_env(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="module")
 def ray_cluster() -> Iterator[str]:
     """A real Ray cluster head (``ray start --head``, 2 CPUs) in its own process group."""
-    port = _free_port()
+    port = free_port()
     ray_cli = Path(sys.executable).with_name("ray")
     head = subprocess.Popen(
         [
@@ -91,12 +92,6 @@ def ray_cluster() -> Iterator[str]:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(head.pid, signal.SIGKILL)
         head.wait(timeout=30)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from radvigil.loop.training import run_training
 from radvigil.model.dataset import load_split
 from radvigil.model.engine import OnnxEngine
 from radvigil.registry import Registry
+from radvigil.stack.processes import free_port
 from radvigil.task import load_task
 from tests.helpers import make_home, tiny_config
 
@@ -94,14 +94,8 @@ def test_unreachable_tracking_server_fails_fast(tmp_path: Path) -> None:
     assert time.monotonic() - start < 10
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_training_against_a_real_mlflow_server(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [
             sys.executable,

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from radvigil.cli import app
@@ -24,6 +25,7 @@ def _ok(args: list[str]) -> str:
     return result.stdout
 
 
+@pytest.mark.slow  # CPU-heavy: left out of `make check`, run by `make test`
 def test_import_and_validate_the_full_kermany_set(
     home: Settings, shared_data: Path, tmp_path: Path
 ) -> None:

@@ -262,3 +262,17 @@ def test_bad_inputs_are_refused_with_the_reason(binary: Predictions) -> None:
         evaluate(binary.y_test, binary.p_test[:, :1], *args[1:])
     with pytest.raises(ConfigError, match="no operating threshold for finding"):
         evaluate(binary.y_test, binary.p_test, binary.classes, binary.findings, {})
+
+
+def test_the_monitors_auc_is_an_adapter_over_the_one_definition():
+    from radvigil.monitoring.stattests import auc, bootstrap_auc_interval
+
+    rng = np.random.default_rng(3)
+    positive = rng.random(120) < 0.4
+    scores = np.round(rng.random(120) + 0.3 * positive, 1)  # rounded: many ties
+    assert auc(positive, scores) == pytest.approx(skm.roc_auc_score(positive, scores), abs=1e-12)
+    assert np.isnan(auc(np.zeros(5, bool), scores[:5]))
+    low, high = bootstrap_auc_interval(positive, scores, 300, 0.9, np.random.default_rng(0))
+    draws = np.random.default_rng(0).integers(0, 120, size=(300, 120))
+    by_index = [skm.roc_auc_score(positive[d], scores[d]) for d in draws]
+    assert (low, high) == pytest.approx(tuple(np.quantile(by_index, [0.05, 0.95])), abs=1e-12)

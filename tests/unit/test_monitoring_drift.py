@@ -47,6 +47,7 @@ def test_mmd_statistic_matches_the_textbook_formula() -> None:
     assert test.statistic == pytest.approx(_naive_mmd2(x, y, test.bandwidth))
 
 
+@pytest.mark.slow  # CPU-heavy: left out of `make check`, run by `make test`
 def test_mmd_p_values_are_uniform_without_drift(
     profile: ReferenceProfile, held: np.ndarray
 ) -> None:

@@ -22,6 +22,7 @@ def profile() -> ReferenceProfile:
     return stand_in().profile(ref)
 
 
+@pytest.mark.slow  # CPU-heavy: left out of `make check`, run by `make test`
 def test_report_is_written_as_html_and_summarised(
     profile: ReferenceProfile, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

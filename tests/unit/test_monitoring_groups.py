@@ -48,6 +48,7 @@ def test_cross_fitting_by_patient_scores_a_patients_rows_as_new() -> None:
     np.testing.assert_array_equal(cross_fitted_scores(x, 8, seed=0, groups=None), by_row)
 
 
+@pytest.mark.slow  # CPU-heavy: left out of `make check`, run by `make test`
 def test_patient_calibration_holds_the_false_alarm_rate_on_new_patients() -> None:
     rng = np.random.default_rng(0)
     x, groups = _patients(rng, 120, 2)

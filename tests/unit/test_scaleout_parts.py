@@ -3,7 +3,6 @@ confusion matrices, per-rank shards, search-space validation, fast failure on a 
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -89,11 +88,12 @@ def test_bad_search_spaces_fail_with_one_message(tmp_path: Path, text: str, mess
         load_space(path, load_config(CONFIGS / "fast.yaml"))
 
 
-def test_unreachable_ray_cluster_fails_fast() -> None:
-    start = time.monotonic()
+def test_unreachable_ray_cluster_fails_before_ray_is_asked() -> None:
+    import ray
+
     with pytest.raises(ModelError, match="not reachable"), ray_session("127.0.0.1:1", 1, "test"):
         pass
-    assert time.monotonic() - start < 10  # Ray itself would retry for minutes
+    assert not ray.is_initialized()  # refused by our own probe: ray.init would retry for minutes
     with pytest.raises(ModelError, match="HOST:PORT"), ray_session("nonsense", 1, "test"):
         pass
     with pytest.raises(ModelError, match="not supported"), ray_session("ray://h:10001", 1, "t"):

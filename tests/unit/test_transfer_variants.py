@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
+from bench import transfer_variants
 
 from radvigil.data.io import read_image
 from radvigil.model import train as training
 from radvigil.model.dataset import ArraySet
 from radvigil.model.preprocess import resize
 from radvigil.task import load_task
-from tests.helpers import REPO, tiny_config
-
-sys.path.insert(0, str(REPO / "bench"))
-import transfer_variants  # a script that imports its own `common` module from bench/
+from tests.helpers import tiny_config
 
 
 def _real_set(bundled: Path, per_class: int, size: int) -> ArraySet:
@@ -39,6 +37,7 @@ def test_mix_averages_floats_and_keeps_the_last_counter() -> None:
     assert mixed["n"].item() == 9
 
 
+@pytest.mark.slow  # CPU-heavy: left out of `make check`, run by `make test`
 def test_snapshots_one_per_epoch_and_the_kept_one_is_the_trained_model(bundled: Path) -> None:
     task = load_task("chest-pneumonia")
     data = _real_set(bundled, 12, 64)

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import getpass
 from datetime import datetime
-from typing import Any
 
 import typer
 from rich.table import Table
 
 from radvigil.cli.common import console, err_console
 from radvigil.config import get_settings
+from radvigil.loop.actions import version_recorder
 from radvigil.loop.governance import Recorder
 from radvigil.store import (
     ROLES,
@@ -50,19 +50,7 @@ def actor() -> str:
 
 def cli_recorder(model_name: str) -> Recorder:
     """Audit a model-version action done from the CLI (the rollout/governance ``record``)."""
-    db = database()
-
-    def record(action: str, who: str, version: str, details: dict[str, Any]) -> None:
-        AuditLog(db).append(
-            actor=who,
-            action=action,
-            object_type="model_version",
-            object_id=f"{model_name}/{version}",
-            model_version=f"{model_name}/{version}",
-            details=details,
-        )
-
-    return record
+    return version_recorder(AuditLog(database()), model_name)
 
 
 def _time(value: datetime | None) -> str:

@@ -104,6 +104,3 @@ class DatasetCatalog:
         meta = json.loads((folder / "meta.json").read_text())
         frame = pd.read_parquet(folder / "manifest.parquet")
         return DatasetVersion(frame, Path(meta["root"]), meta)
-
-    def path_of(self, ref: str) -> Path:
-        return self.folder / self.resolve(ref)

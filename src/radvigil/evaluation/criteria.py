@@ -74,7 +74,7 @@ class NonInferiority(GateConfig):
     """Candidate minus champion on the same items: the interval's lower bound > -margin."""
 
     kind: Literal["non_inferiority"] = "non_inferiority"
-    metrics: list[FindingMetric] = Field(default_factory=lambda: ["sensitivity", "auc"])
+    metrics: list[FindingMetric] = Field(default=["sensitivity", "auc"])  # copied per instance
     margin: float = Field(default=0.02, ge=0.0, le=1.0)
     margins: dict[str, float] = Field(
         default_factory=dict, description="Per-metric margin overriding ``margin``."

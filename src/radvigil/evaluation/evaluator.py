@@ -210,7 +210,7 @@ def _pr(positive: np.ndarray, scores: np.ndarray, name: str) -> Curve:
         x=finite_list(curve["recall"]),
         y=finite_list(curve["precision"]),
         thresholds=[float(t) for t in curve["thresholds"]],
-        area=finite(curve["average_precision"]),
+        area=finite(float(curve["average_precision"])),
     )
 
 

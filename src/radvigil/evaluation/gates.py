@@ -201,7 +201,9 @@ def _check_same_items(
 ) -> None:
     if first not in prepared or second not in prepared:
         return
-    ids_a, ids_b = models[first].item_ids, models[second].item_ids
+    model_a, model_b = models[first], models[second]
+    ids_a = model_a.item_ids if model_a is not None else None
+    ids_b = model_b.item_ids if model_b is not None else None
     same_ids = ids_a is None or ids_b is None or list(ids_a) == list(ids_b)
     y_a, y_b = prepared[first][0], prepared[second][0]
     if not same_ids or y_a.shape != y_b.shape or not np.array_equal(y_a, y_b):

@@ -79,7 +79,7 @@ def _lowest_subgroup(result: EvaluationResult, finding: str) -> str | None:
     ]
     if len(rated) < 2:
         return None
-    group, sensitivity = min(rated, key=lambda pair: pair[1].value)
+    group, sensitivity = min(rated, key=lambda pair: pair[1].value or 0.0)  # None filtered above
     return (
         f"Lowest subgroup sensitivity for {finding}: {group.column} = {group.group} "
         f"(n={group.n}), {fmt_estimate(sensitivity, 2, result.options.ci_level)}."

@@ -1,7 +1,7 @@
 """Small statistical tools shared by the detectors: plain functions over arrays.
 
 Multiple-testing control, population stability index, Wilson intervals, a one-sided
-two-proportion test, and a rank-based AUC with a bootstrap interval.
+two-proportion test, and the AUC (an adapter over radvigil.metrics) with a bootstrap interval.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from typing import Literal
 
 import numpy as np
 from scipy import stats
+
+from radvigil import metrics
 
 Correction = Literal["bh", "bonferroni"]
 _EPS = 1e-4
@@ -85,27 +87,35 @@ def proportion_increase_test(
     return float(diff), p_value, float(stats.norm.isf(alpha) * se)
 
 
-def auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """ROC AUC by the Mann-Whitney rank statistic; NaN when one class is absent."""
-    labels = np.asarray(labels, dtype=bool)
-    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    ranks = stats.rankdata(scores)
-    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+def auc(positive: np.ndarray, scores: np.ndarray) -> float:
+    """ROC AUC of one sample; NaN when one class is absent.
+
+    A thin adapter over :func:`radvigil.metrics.auc`, the one definition (ties count 1/2).
+    """
+    positive = np.asarray(positive, dtype=bool)
+    scores = np.asarray(scores, dtype=float)
+    return float(metrics.auc(positive, scores, np.ones((1, positive.size)))[0])
 
 
 def bootstrap_auc_interval(
+    positive: np.ndarray,
     scores: np.ndarray,
-    labels: np.ndarray,
     n_boot: int,
     confidence: float,
     rng: np.random.Generator,
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of the AUC (resamples lacking a class are skipped)."""
-    n = len(scores)
-    values = [auc(scores[idx], labels[idx]) for idx in rng.integers(0, n, size=(n_boot, n))]
-    values = np.asarray([v for v in values if np.isfinite(v)])
+    """Percentile bootstrap interval of the AUC (resamples lacking a class are skipped).
+
+    Each resample is a row of multiplicity weights, so :func:`radvigil.metrics.auc` scores all
+    of them from one sort.
+    """
+    positive = np.asarray(positive, dtype=bool)
+    scores = np.asarray(scores, dtype=float)
+    n = scores.size
+    draws = rng.integers(0, n, size=(n_boot, n))
+    weights = np.stack([np.bincount(draw, minlength=n) for draw in draws]).astype(float)
+    values = metrics.auc(positive, scores, weights)
+    values = values[np.isfinite(values)]
     if values.size == 0:
         return float("nan"), float("nan")
     tail = (1 - confidence) / 2

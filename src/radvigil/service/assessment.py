@@ -52,13 +52,6 @@ def quality_issues(image: Image, std: float | None = None, config: QCConfig = QC
     return [f"{name}: {message}" for name, message in image_issues(stats, config).items()]
 
 
-def assess(
-    served: ServedModel, image: Image, embedding: np.ndarray, *, keep_review_png: bool = True
-) -> Assessment:
-    """What the monitors learn about one case (see :func:`assess_batch`)."""
-    return assess_batch(served, [image], embedding[None, :], keep_review_png=keep_review_png)[0]
-
-
 def assess_batch(
     served: ServedModel,
     images: Sequence[Image],

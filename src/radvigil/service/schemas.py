@@ -14,13 +14,6 @@ from radvigil.notes import check_no_phi
 SITE_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
 
 
-class ErrorBody(BaseModel):
-    """Every error the API returns: a stable code and a human-readable message."""
-
-    code: str
-    message: str
-
-
 class StudyMetadata(BaseModel):
     """Optional de-identified context sent with an image (JSON in the ``metadata`` form field)."""
 

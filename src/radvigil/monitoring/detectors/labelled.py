@@ -134,8 +134,8 @@ class PerformanceDetector(Detector):
         scores, truth = window.probs[mask, k], window.labels[mask] == k
         interval = (float("nan"), float("nan"))
         if null and self.params.n_boot:
-            interval = bootstrap_auc_interval(scores, truth, self.params.n_boot, level, rng)
-        details["auc"] = {"value": auc(scores, truth), "ci": list(interval)}
+            interval = bootstrap_auc_interval(truth, scores, self.params.n_boot, level, rng)
+        details["auc"] = {"value": auc(truth, scores), "ci": list(interval)}
         details["n_labelled"] = int(mask.sum())
         return Measurement(
             statistic=max(g[0] for g in gaps),

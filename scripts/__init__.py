@@ -1,0 +1,1 @@
+"""Repository scripts (run from the repo root); importable for their tests."""
