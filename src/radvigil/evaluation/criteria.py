@@ -17,6 +17,7 @@ from radvigil.errors import ConfigError
 
 JudgeOn = Literal["point", "ci_bound"]
 FindingMetric = Literal["sensitivity", "specificity", "ppv", "npv", "auc"]
+RateMetric = Literal["sensitivity", "specificity"]
 
 
 class GateConfig(BaseModel):
@@ -149,6 +150,10 @@ def _default_suite() -> list[Perturbation]:
     return [Perturbation(shift=k, mild=m, strong=s) for k, (m, s) in levels.items()]
 
 
+def _default_drops() -> dict[RateMetric, float]:
+    return {"sensitivity": 0.05, "specificity": 0.10}
+
+
 class Robustness(GateConfig):
     """At the version's own thresholds, perturbed minus clean on the same hold-out items.
 
@@ -159,9 +164,7 @@ class Robustness(GateConfig):
 
     kind: Literal["robustness"] = "robustness"
     suite: list[Perturbation] = Field(default_factory=_default_suite, min_length=1)
-    max_drop: dict[Literal["sensitivity", "specificity"], float] = Field(
-        default_factory=lambda: {"sensitivity": 0.05, "specificity": 0.10}
-    )
+    max_drop: dict[RateMetric, float] = Field(default_factory=_default_drops)
     seed: int = 0
     report_strong: bool = True
 

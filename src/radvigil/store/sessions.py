@@ -13,9 +13,9 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, cast
 
-from sqlalchemy import ColumnElement, delete, func, or_, select
+from sqlalchemy import ColumnElement, CursorResult, delete, func, or_, select
 
 from radvigil.store.db import Database
 from radvigil.store.keys import DEFAULT_RATE_LIMIT, hash_token
@@ -118,7 +118,7 @@ class SessionStore:
                 else ApiKeyPublic(
                     id=0,
                     name=row.name,
-                    role=row.role,  # type: ignore[arg-type]
+                    role=row.role,
                     prefix="oidc",
                     rate_limit=DEFAULT_RATE_LIMIT,
                     created_at=row.created_at,
@@ -132,11 +132,12 @@ class SessionStore:
         if not session_id:
             return False
         with self.db.session("delete dashboard session") as session:
-            gone = session.execute(
+            deleted = session.execute(
                 delete(DashboardSessionRow).where(
                     DashboardSessionRow.id_hash == hash_token(session_id)
                 )
-            ).rowcount
+            )
+            gone = cast(CursorResult, deleted).rowcount
         return bool(gone)
 
     def count(self) -> int:
@@ -171,7 +172,8 @@ class SessionStore:
             if row is None:
                 return None
             login, expires_at = PendingLogin(row.nonce, row.code_verifier), row.expires_at
-            taken = session.execute(
+            deleted = session.execute(
                 delete(OidcLoginRow).where(OidcLoginRow.state_hash == row.state_hash)
-            ).rowcount
+            )
+            taken = cast(CursorResult, deleted).rowcount
         return login if taken and now < expires_at else None  # one callback wins a replayed state
