@@ -163,6 +163,12 @@ class Settings(BaseSettings):
         description="Where Ray Train/Tune keep checkpoints and trial results; HOME/ray by default. "
         "On a multi-node Ray cluster: a path every node shares, or an s3:// / gs:// URI.",
     )
+    registry_trust: Literal["enforce", "off"] = Field(
+        default="enforce",
+        description="enforce: serve only versions with a gate record signed by the audit key, "
+        "with aliases and rollout read from radvigil's database (docs/registry-trust.md); "
+        "off: follow MLflow's aliases and tags as before (refused in production).",
+    )
 
     @model_validator(mode="after")
     def _no_default_secret_in_production(self) -> Settings:
@@ -170,6 +176,8 @@ class Settings(BaseSettings):
             raise ValueError(
                 "RADVIGIL_ENV=production needs RADVIGIL_AUDIT_KEY set to a secret of your own"
             )
+        if self.production and self.registry_trust != "enforce":
+            raise ValueError("RADVIGIL_ENV=production needs RADVIGIL_REGISTRY_TRUST=enforce")
         return self
 
     @property

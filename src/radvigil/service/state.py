@@ -9,6 +9,7 @@ from typing import Any
 
 from radvigil.config import Settings
 from radvigil.errors import StoreError
+from radvigil.loop.deployment import deployments_for
 from radvigil.loop.notes import NoteDesk, rewriter_from_settings
 from radvigil.registry import Registry
 from radvigil.service import inference
@@ -74,6 +75,7 @@ class ServiceState:
         audit = AuditLog(db, secret=settings.audit_key)
         sink = AuditedPredictions(predictions, audit)
         keys = KeyStore(db)
+        deployments = deployments_for(settings.registry_trust == "enforce", db, registry, audit)
         state = cls(
             settings=settings,
             db=db,
@@ -89,6 +91,7 @@ class ServiceState:
                 settings.model_poll_seconds,
                 settings.ort_threads,
                 settings.serve_precision,
+                deployments,
             ),
             batcher=MicroBatcher(
                 inference.score, settings.batch_max_size, settings.batch_max_wait_ms
