@@ -27,6 +27,7 @@ from radvigil.store.deployments import (
     DeploymentState,
     DeploymentStore,
     GateRecordStore,
+    GateVerdict,
     Mode,
 )
 from radvigil.store.schemas import utcnow
@@ -68,6 +69,20 @@ class Deployments:
             name=loaded.name,
             version=loaded.version,
             onnx_path=loaded.onnx_path,
+            precision=loaded.precision,
+        )
+
+    def sign(self, loaded: LoadedModel, verdict: GateVerdict, criteria: str, actor: str) -> None:
+        """Sign a gate verdict on the downloaded graph of a version (see ``sign_gate``)."""
+        sign_gate(
+            self.db,
+            self.audit,
+            name=loaded.name,
+            version=loaded.version,
+            onnx_path=loaded.onnx_path,
+            verdict=verdict,
+            criteria=criteria,
+            actor=actor,
             precision=loaded.precision,
         )
 
