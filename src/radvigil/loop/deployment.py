@@ -43,8 +43,12 @@ MIRROR_GRACE = timedelta(seconds=30)
 class Deployments:
     """The deployment state of registered models: read, change (audited), mirror, compare."""
 
-    def __init__(self, db: Database, registry: Registry, audit: AuditLog) -> None:
-        self.db, self.registry, self.audit = db, registry, audit
+    def __init__(
+        self, db: Database, registry: Registry, audit: AuditLog, grace: timedelta = MIRROR_GRACE
+    ) -> None:
+        """``grace``: how long after a change of ours MLflow may still differ (being mirrored)
+        before the difference counts as a conflict."""
+        self.db, self.registry, self.audit, self.grace = db, registry, audit, grace
         self.store = DeploymentStore(db)
 
     def state(self, name: str) -> DeploymentState:
@@ -165,7 +169,7 @@ class Deployments:
 
     def conflicts(self, name: str, state: DeploymentState) -> list[str]:
         """How MLflow differs from ``state`` (empty while a change of ours is being mirrored)."""
-        if state.updated_at is not None and utcnow() - state.updated_at < MIRROR_GRACE:
+        if state.updated_at is not None and utcnow() - state.updated_at < self.grace:
             return []
         aliases = self.registry.aliases(name)
         problems = [
@@ -248,7 +252,11 @@ def _rollout_of(raw: str | None) -> tuple[str, float] | None:
 
 
 def deployments_for(
-    enforce: bool, db: Database, registry: Registry, audit: AuditLog
+    enforce: bool,
+    db: Database,
+    registry: Registry,
+    audit: AuditLog,
+    grace: timedelta = MIRROR_GRACE,
 ) -> Deployments | None:
     """The deployment authority under ``RADVIGIL_REGISTRY_TRUST=enforce``, else None."""
-    return Deployments(db, registry, audit) if enforce else None
+    return Deployments(db, registry, audit, grace) if enforce else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from radvigil.config import Settings
@@ -75,7 +76,10 @@ class ServiceState:
         audit = AuditLog(db, secret=settings.audit_key)
         sink = AuditedPredictions(predictions, audit)
         keys = KeyStore(db)
-        deployments = deployments_for(settings.registry_trust == "enforce", db, registry, audit)
+        # three polls' time (at least 5 s) for our own changes to reach MLflow's mirror
+        grace = timedelta(seconds=max(3 * settings.model_poll_seconds, 5.0))
+        enforce = settings.registry_trust == "enforce"
+        deployments = deployments_for(enforce, db, registry, audit, grace)
         state = cls(
             settings=settings,
             db=db,
