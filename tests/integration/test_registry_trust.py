@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import httpx
@@ -25,6 +25,7 @@ import pytest
 from PIL import Image as PILImage
 
 from radvigil.config import Settings
+from radvigil.errors import RegistryError
 from radvigil.loop.deployment import CONFLICT_RULE, Deployments
 from radvigil.loop.training import run_training
 from radvigil.registry import Registry
@@ -38,8 +39,8 @@ KEY = "integration-test-audit-key"
 POLL = 0.5
 
 
-@pytest.fixture()
-def mlflow_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+@contextmanager
+def _mlflow(tmp_path: Path, *args: str, env: dict[str, str] | None = None):
     """A real `mlflow server` on loopback; yields its URL and its artifact folder."""
     port, artifacts = free_port(), tmp_path / "server-artifacts"
     server = subprocess.Popen(
@@ -58,18 +59,29 @@ def mlflow_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
             str(artifacts),
             "--workers",
             "1",
+            *args,
         ],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "MLFLOW_ENABLE_TELEMETRY": "false"},
+        stderr=(tmp_path / "mlflow-server.log").open("w"),
+        env={**os.environ, "MLFLOW_ENABLE_TELEMETRY": "false", **(env or {})},
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait(lambda: _healthy(url), 90, "mlflow server did not start")
+        _wait(lambda: _healthy(url), 120, "mlflow server did not start")
         yield url, artifacts
     finally:
         server.terminate()
-        server.wait(timeout=20)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=20)
+
+
+@pytest.fixture()
+def mlflow_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    with _mlflow(tmp_path) as started:
+        yield started
 
 
 def _healthy(url: str) -> bool:
@@ -205,3 +217,35 @@ def test_mlflow_alone_cannot_change_the_champion(
             assert served(client)["champion"]["version"] == v1.version
             assert state.models.last_error and "changed after gating" in state.models.last_error
     db.dispose()
+
+
+def test_the_registry_client_signs_in_to_mlflow_basic_auth(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLflow's basic-auth app (``--app-name basic-auth``): radvigil's registry passes
+    MLFLOW_TRACKING_USERNAME/PASSWORD through, and without them the server refuses it."""
+    config = tmp_path / "basic_auth.ini"
+    config.write_text(
+        "[mlflow]\n"
+        "default_permission = READ\n"
+        f"database_uri = sqlite:///{tmp_path / 'auth.db'}\n"
+        "admin_username = admin\n"
+        "admin_password = a-long-test-password\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+    )
+    env = {"MLFLOW_AUTH_CONFIG_PATH": str(config), "MLFLOW_FLASK_SERVER_SECRET_KEY": "test"}
+    with _mlflow(tmp_path, "--app-name", "basic-auth", env=env) as (url, _):
+        # the auth app hashes the password (PBKDF2) on every request: slow on busy CI cores
+        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
+        monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)
+        monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD", raising=False)
+        anonymous = Registry(url, tmp_path / "a", tmp_path / "c")
+        with pytest.raises(RegistryError, match=r"401|[Uu]nauthori[sz]ed|credentials"):
+            anonymous.registered_models()
+        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "a-long-test-password")
+        registry = Registry(url, tmp_path / "a", tmp_path / "c")
+        registry.client.create_registered_model("behind-basic-auth")
+        registry.set_model_tag("behind-basic-auth", "radvigil.rollout", '{"mode": "off"}')
+        assert [m.name for m in registry.registered_models()] == ["behind-basic-auth"]
+        assert registry.model_tags("behind-basic-auth")["radvigil.rollout"] == '{"mode": "off"}'
