@@ -221,6 +221,6 @@ def test_canary_share_is_capped_in_every_shape_of_the_state(registry) -> None:
         read_state(registry, NAME)
 
 
-def test_production_refuses_registry_trust_off() -> None:
-    with pytest.raises(ValidationError, match="RADVIGIL_REGISTRY_TRUST=enforce"):
-        Settings(env="production", audit_key="a-real-secret", registry_trust="off")
+def test_registry_trust_is_on_unless_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RADVIGIL_REGISTRY_TRUST")  # the test suite's legacy default
+    assert Settings().registry_trust == "enforce"

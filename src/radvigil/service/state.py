@@ -79,6 +79,11 @@ class ServiceState:
         # three polls' time (at least 5 s) for our own changes to reach MLflow's mirror
         grace = timedelta(seconds=max(3 * settings.model_poll_seconds, 5.0))
         enforce = settings.registry_trust == "enforce"
+        if settings.production and not enforce:
+            log.error(
+                "RADVIGIL_REGISTRY_TRUST=off in production: whoever can write MLflow chooses "
+                "the served model (docs/registry-trust.md)"
+            )
         deployments = deployments_for(enforce, db, registry, audit, grace)
         state = cls(
             settings=settings,
