@@ -197,6 +197,14 @@ def test_mlflow_alone_cannot_change_the_champion(
             assert prediction.status_code == 200, prediction.text
             assert prediction.json()["model_version"] == v1.version
             assert ungated not in state.models._broken | set(state.models._refused)
+        dashboard = replicas[0][0]
+        with httpx.Client(base_url=str(dashboard.base_url), timeout=60) as browser:
+            browser.get("/dashboard/login")
+            csrf = browser.cookies["radvigil_login_csrf"]
+            browser.post("/dashboard/login", data={"csrf": csrf, "api_key": token})
+            page = browser.get("/dashboard/models", follow_redirects=False)
+        assert page.status_code == 200
+        assert 'id="registry-conflict"' in page.text and "Registry conflict, refused" in page.text
 
         # Version 3 passes its gate, then its ONNX file is replaced in the artifact store.
         radvigil.sign(home.registry.load(f"{name}/{tampered}"), "passed", "integration", "tester")

@@ -25,6 +25,7 @@ from radvigil.store.deployments import MAX_CANARY_SHARE
 
 if TYPE_CHECKING:
     from radvigil.loop.deployment import Deployments
+    from radvigil.store.deployments import DeploymentState
 
 STATE_TAG = "radvigil.rollout"
 Mode = Literal["off", "shadow", "canary"]
@@ -41,20 +42,24 @@ class RolloutState(BaseModel):
     reason: str | None = None
 
 
+def rollout_of(held: DeploymentState) -> RolloutState:
+    """The rollout part of radvigil's deployment state of a model."""
+    return RolloutState(
+        mode=held.mode,
+        canary_share=held.canary_share,
+        challenger=held.challenger if held.mode != "off" else None,
+        updated_by=held.updated_by,
+        updated_at=held.updated_at.isoformat(timespec="seconds") if held.updated_at else None,
+        reason=held.reason,
+    )
+
+
 def read_state(
     registry: Registry, name: str, deployments: Deployments | None = None
 ) -> RolloutState:
     """The rollout state: radvigil's database under registry trust, else MLflow's tag."""
     if deployments is not None:
-        held = deployments.state(name)
-        return RolloutState(
-            mode=held.mode,
-            canary_share=held.canary_share,
-            challenger=held.challenger if held.mode != "off" else None,
-            updated_by=held.updated_by,
-            updated_at=held.updated_at.isoformat(timespec="seconds") if held.updated_at else None,
-            reason=held.reason,
-        )
+        return rollout_of(deployments.state(name))
     try:
         tags = registry.client.get_registered_model(name).tags
     except Exception as exc:

@@ -25,7 +25,7 @@ import numpy as np
 from radvigil.errors import ModelError, NotFoundError, RadvigilError
 from radvigil.loop.gate_records import GateCheck
 from radvigil.loop.governance import gate_status
-from radvigil.loop.rollout import RolloutState, read_state
+from radvigil.loop.rollout import RolloutState, read_state, rollout_of
 from radvigil.model.engine import OnnxEngine, ThreadSetting
 from radvigil.registry import LoadedModel, Precision, Registry
 
@@ -270,7 +270,7 @@ class ModelManager:
         except RadvigilError as exc:  # the database is briefly down: keep serving
             self._failed(f"cannot read the deployment state: {exc.message}")
             return False
-        self.rollout = read_state(self.registry, self.name, deployments)
+        self.rollout = rollout_of(held)
         self._compare_registry(deployments, held)
         changed = False
         for alias in ("champion", "challenger"):
