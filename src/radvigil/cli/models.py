@@ -132,7 +132,13 @@ def sync_registry(
     if authority is None:
         raise ConfigError("sync-registry needs RADVIGIL_REGISTRY_TRUST=enforce")
     changed = authority.mirror(name, actor=actor(), reason=reason)
-    cli_recorder(name)("registry.sync", actor(), "-", {"reason": reason, "restored": changed})
+    authority.audit.append(
+        actor=actor(),
+        action="registry.sync",
+        object_type="model",
+        object_id=name,
+        details={"reason": reason, "restored": changed},
+    )
     console.print(f"{name}: restored {', '.join(changed) if changed else 'nothing (in sync)'}")
 
 
