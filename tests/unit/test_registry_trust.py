@@ -11,10 +11,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import typer
+from click.testing import Result
 from pydantic import ValidationError
 from sqlalchemy import update
 
-from radvigil.config import Settings
+from radvigil.config import Settings, get_settings, reset_settings
 from radvigil.errors import ForbiddenError, InputError, RegistryError
 from radvigil.loop.deployment import CONFLICT_RULE, ROLLOUT_TAG, Deployments
 from radvigil.loop.gate_records import key_id, sign_gate, verify_gate
@@ -224,3 +226,50 @@ def test_canary_share_is_capped_in_every_shape_of_the_state(registry) -> None:
 def test_registry_trust_is_on_unless_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("RADVIGIL_REGISTRY_TRUST")  # the test suite's legacy default
     assert Settings().registry_trust == "enforce"
+
+
+def test_cli_moves_aliases_through_the_database_and_restores_mlflow(
+    home: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``radvigil models alias`` needs a signed passing gate and writes radvigil's state;
+    ``radvigil models sync-registry`` undoes an alias moved in MLflow."""
+    from typer.testing import CliRunner
+
+    from radvigil.cli import admin, context, models
+    from radvigil.cli.common import ErrorHandlingGroup
+
+    monkeypatch.setenv("RADVIGIL_REGISTRY_TRUST", "enforce")
+    reset_settings()
+    cli = typer.Typer(cls=ErrorHandlingGroup)
+    cli.add_typer(models.app, name="models")
+    cli.add_typer(admin.db_app, name="db")
+    runner = CliRunner()
+
+    def run(*args: str) -> Result:
+        return runner.invoke(cli, list(args), env={"COLUMNS": "200"})
+
+    assert run("db", "upgrade").exit_code == 0
+    reg = context.registry()
+    reg.client.create_registered_model(NAME)
+    run_info = reg.client.create_run(reg.experiment_id("trust")).info
+    for _ in range(2):
+        reg.client.create_model_version(
+            NAME, f"{run_info.artifact_uri}/model", run_id=run_info.run_id
+        )
+    db = admin.database()
+    graph = tmp_path / "model.onnx"
+    graph.write_bytes(b"graph")
+    _sign(db, AuditLog(db, secret=get_settings().audit_key), graph)
+
+    moved = run("models", "alias", NAME, "champion", "1", "--reason", "first")
+    assert moved.exit_code == 0, (moved.stdout, moved.stderr)
+    assert Deployments(db, reg, AuditLog(db)).state(NAME).champion == "1"
+    refused = run("models", "alias", NAME, "champion", "2", "--reason", "ungated")
+    assert refused.exit_code != 0 and "no gate verdict" in refused.stderr
+
+    reg.client.set_registered_model_alias(NAME, "champion", "2")  # straight into MLflow
+    synced = run("models", "sync-registry", NAME, "--reason", "undo")
+    assert synced.exit_code == 0 and "restored champion" in synced.stdout
+    assert reg.aliases(NAME) == {"champion": "1"}
+    [event] = AuditLog(db).list(action="registry.sync")
+    assert event.details["restored"] == ["champion"]
