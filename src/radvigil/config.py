@@ -219,6 +219,12 @@ class Settings(BaseSettings):
         description="Where Ray Train/Tune keep checkpoints and trial results; HOME/ray by default. "
         "On a multi-node Ray cluster: a path every node shares, or an s3:// / gs:// URI.",
     )
+    registry_trust: Literal["enforce", "off"] = Field(
+        default="enforce",
+        description="enforce: serve only versions with a gate record signed by the audit key, "
+        "with aliases and rollout read from radvigil's database (docs/registry-trust.md); "
+        "off: follow MLflow's aliases and tags as before (logged as an error in production).",
+    )
 
     oidc_issuer: str | None = Field(
         default=None,

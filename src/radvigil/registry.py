@@ -163,8 +163,14 @@ class Registry:
     def _check_reachable(self) -> None:
         if not self.tracking_uri.startswith(("http://", "https://")):
             return
+        # MLflow's own client reads MLFLOW_TRACKING_USERNAME/PASSWORD (its basic-auth app);
+        # this probe sends them too, so a protected server answers it.
+        user, password = (os.environ.get(f"MLFLOW_TRACKING_{k}") for k in ("USERNAME", "PASSWORD"))
+        auth = (user, password or "") if user else None
         try:
-            httpx.get(self.tracking_uri.rstrip("/") + "/health", timeout=3.0).raise_for_status()
+            httpx.get(
+                self.tracking_uri.rstrip("/") + "/health", timeout=3.0, auth=auth
+            ).raise_for_status()
         except httpx.HTTPError as exc:
             raise RegistryError(
                 f"MLflow tracking server {self.tracking_uri} is unreachable ({exc}); "
@@ -256,6 +262,28 @@ class Registry:
         except Exception as exc:
             raise RegistryError(f"cannot set {name}@{alias}: {exc}") from exc
         return True
+
+    def aliases(self, name: str) -> dict[str, str]:
+        """The registered model's aliases as MLflow holds them now (alias -> version)."""
+        return {k: str(v) for k, v in self._registered(name).aliases.items()}
+
+    def model_tags(self, name: str) -> dict[str, str]:
+        """The registered model's tags as MLflow holds them now."""
+        return dict(self._registered(name).tags)
+
+    def set_model_tag(self, name: str, key: str, value: str) -> None:
+        try:
+            self.client.set_registered_model_tag(name, key, value)
+        except Exception as exc:
+            raise RegistryError(f"cannot tag {name}: {exc}") from exc
+
+    def _registered(self, name: str):
+        try:
+            return self.client.get_registered_model(name)
+        except Exception as exc:
+            if "RESOURCE_DOES_NOT_EXIST" in str(exc) or "not found" in str(exc).lower():
+                raise NotFoundError(f"no registered model {name!r}") from exc
+            raise RegistryError(f"cannot read registered model {name!r}: {exc}") from exc
 
     def remove_alias(self, name: str, alias: str, actor: str, reason: str) -> None:
         try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import getpass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
@@ -27,6 +28,10 @@ from radvigil.store import (
 )
 from radvigil.store.keys import DEFAULT_RATE_LIMIT
 
+if TYPE_CHECKING:
+    from radvigil.loop.deployment import Deployments
+    from radvigil.registry import Registry
+
 db_app = typer.Typer(no_args_is_help=True, help="The metadata database: migrate, inspect.")
 keys_app = typer.Typer(no_args_is_help=True, help="API keys: create, list, revoke.")
 audit_app = typer.Typer(no_args_is_help=True, help="The audit log: verify the chain, list.")
@@ -46,6 +51,17 @@ def actor() -> str:
         return f"cli:{getpass.getuser()}"
     except (OSError, KeyError):
         return "cli:unknown"
+
+
+def deployments(registry: Registry) -> Deployments | None:
+    """radvigil's deployment authority (signed gates, alias and rollout state) under
+    ``RADVIGIL_REGISTRY_TRUST=enforce``, the default; None when trust is off."""
+    from radvigil.loop.deployment import deployments_for
+
+    settings = get_settings()
+    db = database()
+    enforce = settings.registry_trust == "enforce"
+    return deployments_for(enforce, db, registry, AuditLog(db, secret=settings.audit_key))
 
 
 def cli_recorder(model_name: str) -> Recorder:

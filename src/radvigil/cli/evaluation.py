@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from radvigil.cli.admin import actor, deployments
 from radvigil.cli.common import CONFIGS, console, track
 from radvigil.cli.context import catalog, registry
 from radvigil.config import get_settings
@@ -17,11 +18,10 @@ from radvigil.loop.evaluation import (
     evaluate_version,
     gate_version,
     load_problem_cases,
+    record_gate,
     report_dir,
-    verdict_tag,
     write_and_log,
 )
-from radvigil.loop.governance import gate_tag
 from radvigil.registry import Precision
 
 REPO_GATES = CONFIGS / "gates.yaml"
@@ -85,8 +85,9 @@ def gate_command(
             champion = reg.load(ref)
         except NotFoundError:
             console.print(f"no {ref} yet: comparisons with a champion are skipped")
+    gate_criteria = load_criteria(criteria)
     verdict = gate_version(
-        load_criteria(criteria),
+        gate_criteria,
         candidate,
         champion,
         catalog().load(data),
@@ -107,8 +108,7 @@ def gate_command(
     console.print(table)
     for row in verdict.failures:
         console.print(f"[red]FAIL[/red] {row.message}")
-    tag = gate_tag(candidate.precision)
-    reg.set_version_tag(candidate.name, candidate.version, tag, verdict_tag(verdict))
+    record_gate(reg, candidate, verdict, gate_criteria, actor=actor(), deployments=deployments(reg))
     raise typer.Exit(0 if verdict.passed else 1)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from radvigil.cli.admin import actor, database
+from radvigil.cli.admin import actor, database, deployments
 from radvigil.cli.common import CONFIGS, console
 from radvigil.cli.context import catalog, registry
 from radvigil.config import get_settings
@@ -87,7 +87,11 @@ def retrain_command(
     settings = get_settings()
     db = database()
     reg = registry()
-    champion = reg.load(f"{settings.model_name}@champion")
+    authority = deployments(reg)
+    held = authority.state(settings.model_name).champion if authority else None
+    champion = reg.load(
+        f"{settings.model_name}/{held}" if held else f"{settings.model_name}@champion"
+    )
     shared = (
         champion,
         PredictionStore(db),
@@ -101,7 +105,7 @@ def retrain_command(
     )
     shares = {"holdout_share": holdout_share, "calibration_share": calibration_share}
     if calibration_only:
-        outcome = site_calibrate(*shared, **shares, seed=settings.seed)
+        outcome = site_calibrate(*shared, **shares, seed=settings.seed, deployments=authority)
     else:
         outcome = retrain(
             *shared,
@@ -109,6 +113,7 @@ def retrain_command(
             seed=settings.seed,
             local_weight=local_weight,
             warm_start_epochs=warm_start_epochs,
+            deployments=authority,
         )
     table = Table(
         title=f"challenger {settings.model_name}/{outcome.version}: "
@@ -166,11 +171,13 @@ def loop_check(
 def _rollout() -> tuple[Rollout, str]:
     settings = get_settings()
     audit = AuditLog(database())
+    reg = registry()
     rollout = Rollout(
-        registry(),
+        reg,
         settings.model_name,
         version_recorder(audit, settings.model_name),
         changes_dir=settings.reports_dir / "changes",
+        deployments=deployments(reg),
     )
     return rollout, actor()
 

@@ -9,9 +9,10 @@ import typer
 from rich.table import Table
 from rich.tree import Tree
 
-from radvigil.cli.admin import actor, cli_recorder
+from radvigil.cli.admin import actor, cli_recorder, deployments
 from radvigil.cli.common import console
 from radvigil.cli.context import registry
+from radvigil.errors import ConfigError
 from radvigil.loop.governance import move_alias
 from radvigil.registry import ModelRef
 
@@ -104,8 +105,9 @@ def alias(
     ),
 ) -> None:
     """Point an alias at a version; champion/challenger need a passing gate (or --force)."""
+    reg = registry()
     changed = move_alias(
-        registry(),
+        reg,
         name,
         alias_name,
         version,
@@ -113,8 +115,31 @@ def alias(
         reason=reason,
         record=cli_recorder(name),
         force=force,
+        deployments=deployments(reg),
     )
     console.print(f"{name}@{alias_name} -> {version}" + ("" if changed else " (unchanged)"))
+
+
+@app.command("sync-registry")
+def sync_registry(
+    name: str = typer.Argument(..., help="Registered model name."),
+    reason: str = typer.Option(..., "--reason", help="Why (recorded in MLflow's alias history)."),
+) -> None:
+    """Write radvigil's deployment state back over MLflow's aliases and rollout tag, undoing a
+    change made in MLflow directly (docs/registry-trust.md)."""
+    reg = registry()
+    authority = deployments(reg)
+    if authority is None:
+        raise ConfigError("sync-registry needs RADVIGIL_REGISTRY_TRUST=enforce")
+    changed = authority.mirror(name, actor=actor(), reason=reason)
+    authority.audit.append(
+        actor=actor(),
+        action="registry.sync",
+        object_type="model",
+        object_id=name,
+        details={"reason": reason, "restored": changed},
+    )
+    console.print(f"{name}: restored {', '.join(changed) if changed else 'nothing (in sync)'}")
 
 
 @app.command("card")

@@ -8,7 +8,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from radvigil.cli.admin import actor, cli_recorder
+from radvigil.cli.admin import actor, cli_recorder, deployments
 from radvigil.cli.common import console, err_console, track
 from radvigil.cli.context import catalog, registry
 from radvigil.config import get_settings
@@ -100,6 +100,7 @@ def train_command(
             reason=alias_reason or "set at training",
             record=cli_recorder(outcome.name),
             force=force,
+            deployments=deployments(reg),
         )
     card = outcome.card
     table = Table(title=f"registered {outcome.name} version {outcome.version}")

@@ -43,6 +43,9 @@ def models_page(
     rows, versions_error = versions(state)
     champion, challenger = state.models.champion, state.models.challenger
     aliases = {alias for row in rows for alias in row["aliases"]}
+    if state.models.deployments is not None:  # radvigil's own state, not MLflow's aliases
+        held = state.models.deployments.state(state.settings.model_name)
+        aliases = {a for a in ("champion", "challenger", "previous") if held.alias(a)}
     available = []
     if "challenger" in aliases:
         available += ["shadow", "canary", "promote", "reject"]
@@ -63,6 +66,7 @@ def models_page(
         rows=rows,
         history=list(reversed(history))[:30],
         registry_error=history_error or versions_error,
+        registry_conflict=state.models.registry_conflict,
         report=report,
         report_error=report_error,
         actions={a: ACTIONS[a] for a in available} if viewer.can("manage_models") else {},

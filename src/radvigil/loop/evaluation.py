@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -27,9 +28,14 @@ from radvigil.evaluation import (
 )
 from radvigil.evaluation.criteria import Robustness
 from radvigil.evaluation.gates import perturbed_key
+from radvigil.loop.gate_records import criteria_hash
+from radvigil.loop.governance import gate_tag
 from radvigil.model.engine import OnnxEngine
 from radvigil.registry import LoadedModel, Registry
 from radvigil.task import Task
+
+if TYPE_CHECKING:
+    from radvigil.loop.deployment import Deployments
 
 Progress = Callable[[Iterable], Iterable]
 BATCH = 64
@@ -195,3 +201,21 @@ def load_problem_cases(catalog: DatasetCatalog, ref: str | None) -> DatasetVersi
 def verdict_tag(verdict: Verdict) -> str:
     failed = [f"{row.name}:{row.finding or row.subgroup or row.metric}" for row in verdict.failures]
     return json.dumps({"passed": verdict.passed, "failed": failed})[:4000]
+
+
+def record_gate(
+    registry: Registry,
+    loaded: LoadedModel,
+    verdict: Verdict,
+    criteria: GateCriteria | None,
+    *,
+    actor: str,
+    deployments: Deployments | None = None,
+) -> None:
+    """Record a gate verdict: the MLflow tag humans read and, under registry trust, the
+    signed gate record serving trusts (the one home of this step for every gating path)."""
+    tag = gate_tag(loaded.precision)
+    registry.set_version_tag(loaded.name, loaded.version, tag, verdict_tag(verdict))
+    if deployments is not None:
+        outcome = "passed" if verdict.passed else "failed"
+        deployments.sign(loaded, outcome, criteria_hash(criteria), actor)

@@ -13,6 +13,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -22,12 +23,15 @@ from radvigil.data.manifest import DatasetVersion, canonical
 from radvigil.errors import DataError
 from radvigil.evaluation import GateCriteria, Verdict
 from radvigil.loop.actions import Recorder
-from radvigil.loop.evaluation import evaluate_version, gate_version, verdict_tag, write_and_log
+from radvigil.loop.evaluation import evaluate_version, gate_version, record_gate, write_and_log
 from radvigil.loop.site_calibration import recalibrate
 from radvigil.loop.training import run_training
 from radvigil.model.config import TrainConfig
 from radvigil.registry import CARD_DIR, LoadedModel, Registry
 from radvigil.store import FeedbackStore, PredictionStore
+
+if TYPE_CHECKING:
+    from radvigil.loop.deployment import Deployments
 
 FEEDBACK_SOURCE = "clinician_feedback"  # source_dataset of cases labelled through the loop
 
@@ -198,6 +202,7 @@ def judge(
     propose: bool,
     reason: str,
     actor: str,
+    deployments: Deployments | None = None,
 ) -> RetrainOutcome:
     """Gate a new version against the champion on the same hold-out and the problem cases,
     tag the verdict, write the report, and alias it ``challenger`` if asked and it passed."""
@@ -205,7 +210,7 @@ def judge(
     held_out = catalog.load(data.data_id)
     problems = catalog.load(data.problem_id)
     verdict = gate_version(criteria, candidate, champion, held_out, "test", problems)
-    registry.set_version_tag(name, version, "radvigil.gate", verdict_tag(verdict))
+    record_gate(registry, candidate, verdict, criteria, actor=actor, deployments=deployments)
     result, _ = evaluate_version(candidate, held_out, "test")
     html, _ = write_and_log(
         result,
@@ -217,7 +222,11 @@ def judge(
         "test",
     )
     if propose and verdict.passed:
-        registry.set_alias(name, "challenger", version, actor, f"{reason}; gates passed")
+        why = f"{reason}; gates passed"
+        if deployments is not None:
+            deployments.set_alias(name, "challenger", version, actor=actor, reason=why)
+        else:
+            registry.set_alias(name, "challenger", version, actor, why)
     return RetrainOutcome(version, data.data_id, data.problem_id, data.cases, verdict, html)
 
 
@@ -238,6 +247,7 @@ def retrain(
     local_weight: int = 1,
     warm_start_epochs: int | None = None,
     observer=None,
+    deployments: Deployments | None = None,
 ) -> RetrainOutcome:
     """Train a challenger with the champion's config, gate it, and alias it only if it passes.
 
@@ -274,6 +284,7 @@ def retrain(
         propose=True,
         reason=f"retrained on {data.cases} labelled drifters",
         actor=actor,
+        deployments=deployments,
     )
     _record(record, "retrain", actor, judged)
     return judged
@@ -318,6 +329,7 @@ def site_calibrate(
     calibration_share: float = 0.2,
     seed: int = 42,
     propose: bool = True,
+    deployments: Deployments | None = None,
 ) -> RetrainOutcome:
     """Recalibrate the champion on labelled local cases (no retraining) and gate it the same way."""
     data = feedback_data(
@@ -336,6 +348,7 @@ def site_calibrate(
         propose=propose,
         reason=f"recalibrated on labelled local cases of {data.cases} drifters",
         actor=actor,
+        deployments=deployments,
     )
     _record(record, "site_calibration", actor, judged)
     return judged

@@ -1,8 +1,9 @@
 """Rollout of a challenger: shadow, canary, promote, reject, and one-step rollback.
 
-The rollout state lives in the registry (a registered-model tag), so every service replica
-reads the same state; aliases move only here. Every step calls ``record`` (the audit log) and
-tags the model version with who did it and why.
+Under registry trust (``deployments`` given, the default) the rollout state and the aliases
+live in radvigil's database, which every replica reads, and are mirrored into MLflow; without
+it they live in MLflow alone (a registered-model tag and the aliases). Aliases move only here.
+Every step calls ``record`` (the audit log) and tags the model version with who did it and why.
 """
 
 from __future__ import annotations
@@ -11,15 +12,20 @@ import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
-from radvigil.errors import InputError, NotFoundError
+from radvigil.errors import InputError, NotFoundError, RegistryError
 from radvigil.loop import change_record
 from radvigil.loop.actions import Recorder
-from radvigil.loop.governance import require_gate
+from radvigil.loop.governance import gate_status, require_gate
 from radvigil.registry import Registry
+from radvigil.store.deployments import MAX_CANARY_SHARE
+
+if TYPE_CHECKING:
+    from radvigil.loop.deployment import Deployments
+    from radvigil.store.deployments import DeploymentState
 
 STATE_TAG = "radvigil.rollout"
 Mode = Literal["off", "shadow", "canary"]
@@ -29,20 +35,40 @@ class RolloutState(BaseModel):
     """How traffic is shared between champion and challenger right now."""
 
     mode: Mode = "off"
-    canary_share: float = Field(0.0, ge=0.0, le=1.0)
+    canary_share: float = Field(0.0, ge=0.0, le=MAX_CANARY_SHARE)
     challenger: str | None = None
     updated_by: str | None = None
     updated_at: str | None = None
     reason: str | None = None
 
 
-def read_state(registry: Registry, name: str) -> RolloutState:
+def rollout_of(held: DeploymentState) -> RolloutState:
+    """The rollout part of radvigil's deployment state of a model."""
+    return RolloutState(
+        mode=held.mode,
+        canary_share=held.canary_share,
+        challenger=held.challenger if held.mode != "off" else None,
+        updated_by=held.updated_by,
+        updated_at=held.updated_at.isoformat(timespec="seconds") if held.updated_at else None,
+        reason=held.reason,
+    )
+
+
+def read_state(
+    registry: Registry, name: str, deployments: Deployments | None = None
+) -> RolloutState:
+    """The rollout state: radvigil's database under registry trust, else MLflow's tag."""
+    if deployments is not None:
+        return rollout_of(deployments.state(name))
     try:
         tags = registry.client.get_registered_model(name).tags
     except Exception as exc:
         raise NotFoundError(f"no registered model {name!r}") from exc
     raw = tags.get(STATE_TAG)
-    return RolloutState.model_validate_json(raw) if raw else RolloutState()
+    try:
+        return RolloutState.model_validate_json(raw) if raw else RolloutState()
+    except ValidationError as exc:
+        raise RegistryError(f"the {STATE_TAG} tag of {name} is invalid: {exc}") from exc
 
 
 class Rollout:
@@ -56,11 +82,26 @@ class Rollout:
         *,
         changes_dir: Path | None = None,
         evidence: Callable[[str], dict[str, Any]] | None = None,
+        deployments: Deployments | None = None,
     ) -> None:
         """``changes_dir``: where promotions and rollbacks file their change-control record;
-        ``evidence``: extra verification for it (e.g. the shadow comparison) by version."""
+        ``evidence``: extra verification for it (e.g. the shadow comparison) by version;
+        ``deployments``: radvigil's own deployment state (registry trust), else MLflow's."""
         self.registry, self.name, self.record = registry, name, record
         self.changes_dir, self.evidence = changes_dir, evidence
+        self.deployments = deployments
+
+    def _set_alias(self, alias: str, version: str, actor: str, reason: str) -> None:
+        if self.deployments is not None:
+            self.deployments.set_alias(self.name, alias, version, actor=actor, reason=reason)
+        else:
+            self.registry.set_alias(self.name, alias, version, actor, reason)
+
+    def _remove_alias(self, alias: str, actor: str, reason: str) -> None:
+        if self.deployments is not None:
+            self.deployments.remove_alias(self.name, alias, actor=actor, reason=reason)
+        else:
+            self.registry.remove_alias(self.name, alias, actor, reason)
 
     def _change_record(
         self, action: str, old: str | None, new: str, actor: str, reason: str
@@ -75,6 +116,10 @@ class Rollout:
         return change_record.file_record(self.registry, record, self.changes_dir)
 
     def _aliases(self) -> dict[str, str]:
+        if self.deployments is not None:
+            held = self.deployments.state(self.name)
+            found = {a: held.alias(a) for a in ("champion", "challenger", "previous")}
+            return {alias: version for alias, version in found.items() if version is not None}
         try:
             model = self.registry.client.get_registered_model(self.name)
         except Exception as exc:
@@ -91,6 +136,11 @@ class Rollout:
         return version
 
     def _save(self, state: RolloutState, actor: str, reason: str) -> RolloutState:
+        if self.deployments is not None:
+            self.deployments.set_rollout(
+                self.name, state.mode, state.canary_share, actor=actor, reason=reason
+            )
+            return self.state()
         state = state.model_copy(
             update={
                 "updated_by": actor,
@@ -108,19 +158,28 @@ class Rollout:
         self.registry.set_version_tag(self.name, version, f"radvigil.{key}", value)
 
     def state(self) -> RolloutState:
-        return read_state(self.registry, self.name)
+        return read_state(self.registry, self.name, self.deployments)
 
-    def _gated(self, version: str, what: str, force: bool, reason: str) -> dict[str, Any]:
+    def _gated(
+        self, version: str, what: str, force: bool, reason: str, actor: str
+    ) -> dict[str, Any]:
         """Audit details of a gated step: the version's gate, and whether it was forced."""
         status = require_gate(
-            self.registry, self.name, version, what=what, force=force, reason=reason
+            self.registry,
+            self.name,
+            version,
+            what=what,
+            force=force,
+            reason=reason,
+            deployments=self.deployments,
+            actor=actor,
         )
         return {"reason": reason, "gate": status, "forced": force and status != "passed"}
 
     def shadow(self, actor: str, reason: str, *, force: bool = False) -> RolloutState:
         """The challenger scores every request in the background; only the champion answers."""
         version = self._challenger()
-        details = self._gated(version, "be shadowed", force, reason)
+        details = self._gated(version, "be shadowed", force, reason, actor)
         state = self._save(RolloutState(mode="shadow", challenger=version), actor, reason)
         self._tag(version, "shadow", actor, reason)
         self.record("rollout_shadow", actor, version, details)
@@ -131,7 +190,7 @@ class Rollout:
         if not 0.0 < share <= 0.5:
             raise InputError("a canary share must be in (0, 0.5]; promote to go further")
         version = self._challenger()
-        details = self._gated(version, "answer canary traffic", force, reason)
+        details = self._gated(version, "answer canary traffic", force, reason, actor)
         state = self._save(
             RolloutState(mode="canary", canary_share=share, challenger=version), actor, reason
         )
@@ -142,14 +201,13 @@ class Rollout:
     def propose(self, version: str, actor: str, reason: str) -> str:
         """Make a registered ``version`` the challenger again; only one with a passing gate."""
         self._require_passing_gate(version, "become the challenger")
-        self.registry.set_alias(self.name, "challenger", version, actor, reason)
+        self._set_alias("challenger", version, actor, reason)
         self._tag(version, "proposed", actor, reason)
         self.record("propose", actor, version, {"reason": reason})
         return version
 
     def _require_passing_gate(self, version: str, what: str) -> None:
-        gate = self.registry.resolve(f"{self.name}/{version}").tags.get("radvigil.gate")
-        if not gate or not json.loads(gate).get("passed"):
+        if gate_status(self.registry, self.name, version, deployments=self.deployments) != "passed":
             raise InputError(
                 f"{self.name}/{version} has no passing gate verdict; it cannot {what} "
                 "(radvigil gate ... records one)"
@@ -158,13 +216,13 @@ class Rollout:
     def promote(self, actor: str, reason: str, *, force: bool = False) -> str:
         """Challenger becomes champion; the old champion stays reachable as ``previous``."""
         version = self._challenger()
-        details = self._gated(version, "be promoted", force, reason)
+        details = self._gated(version, "be promoted", force, reason, actor)
         old = self._aliases().get("champion")
         details |= self._change_record("promote", old, version, actor, reason)
         if old is not None:
-            self.registry.set_alias(self.name, "previous", old, actor, f"replaced: {reason}")
-        self.registry.set_alias(self.name, "champion", version, actor, reason)
-        self.registry.remove_alias(self.name, "challenger", actor, f"promoted: {reason}")
+            self._set_alias("previous", old, actor, f"replaced: {reason}")
+        self._set_alias("champion", version, actor, reason)
+        self._remove_alias("challenger", actor, f"promoted: {reason}")
         self._save(RolloutState(), actor, f"promoted {version}")
         self._tag(version, "promoted", actor, reason)
         self.record("promote", actor, version, {"previous": old, **details})
@@ -172,7 +230,7 @@ class Rollout:
 
     def reject(self, actor: str, reason: str) -> str:
         version = self._challenger()
-        self.registry.remove_alias(self.name, "challenger", actor, f"rejected: {reason}")
+        self._remove_alias("challenger", actor, f"rejected: {reason}")
         self._save(RolloutState(), actor, f"rejected {version}")
         self._tag(version, "rejected", actor, reason)
         self.record("reject", actor, version, {"reason": reason})
@@ -185,8 +243,8 @@ class Rollout:
         if previous is None:
             raise InputError(f"{self.name} has no previous champion to roll back to")
         filed = self._change_record("rollback", current, previous, actor, reason)
-        self.registry.set_alias(self.name, "champion", previous, actor, f"rollback: {reason}")
-        self.registry.remove_alias(self.name, "previous", actor, f"rollback: {reason}")
+        self._set_alias("champion", previous, actor, f"rollback: {reason}")
+        self._remove_alias("previous", actor, f"rollback: {reason}")
         self._save(RolloutState(), actor, f"rolled back to {previous}")
         if current is not None:
             self._tag(current, "rolled_back", actor, reason)

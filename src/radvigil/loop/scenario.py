@@ -23,7 +23,8 @@ from radvigil.data.importers import from_csv
 from radvigil.data.qc_result import QCReport
 from radvigil.data.quality import run_qc
 from radvigil.evaluation import GateCriteria, load_criteria
-from radvigil.loop.evaluation import gate_version, verdict_tag
+from radvigil.loop.deployment import Deployments
+from radvigil.loop.evaluation import gate_version, record_gate
 from radvigil.loop.scenario_live import ACTOR, LiveAct
 from radvigil.loop.scenario_types import (
     Gated,
@@ -34,9 +35,7 @@ from radvigil.loop.scenario_types import (
 from radvigil.loop.training import run_training
 from radvigil.model.config import TrainConfig, load_config
 from radvigil.registry import Registry
-from radvigil.store import (
-    Database,
-)
+from radvigil.store import AuditLog, Database, upgrade_database
 
 
 class RunningService(Protocol):
@@ -143,6 +142,15 @@ class Scenario:
         result.seconds = time.perf_counter() - started
         return result
 
+    def _deployments(self) -> Deployments | None:
+        """The deployment authority on the database the scenario's service will use."""
+        if self.settings.registry_trust != "enforce":
+            return None
+        db = Database.from_settings(self.settings)
+        upgrade_database(db)
+        audit = AuditLog(db, secret=self.settings.audit_key)
+        return Deployments(db, self.registry, audit)
+
     def _import(self) -> tuple[str, QCReport]:
         imported = from_csv(
             self.config.bundle / "manifest.csv",
@@ -168,13 +176,18 @@ class Scenario:
         )
         loaded = self.registry.load(f"{outcome.name}/{outcome.version}")
         verdict = gate_version(self.criteria, loaded, None, self.catalog.load(self.data_id), "test")
-        self.registry.set_version_tag(
-            outcome.name, outcome.version, "radvigil.gate", verdict_tag(verdict)
+        deployments = self._deployments()
+        record_gate(
+            self.registry, loaded, verdict, self.criteria, actor=ACTOR, deployments=deployments
         )
         self.name = outcome.name
         if verdict.passed:
-            self.registry.set_alias(
-                outcome.name, "champion", outcome.version, ACTOR, "first model: gates passed"
-            )
+            why = "first model: gates passed"
+            if deployments is not None:
+                deployments.set_alias(
+                    outcome.name, "champion", outcome.version, actor=ACTOR, reason=why
+                )
+            else:
+                self.registry.set_alias(outcome.name, "champion", outcome.version, ACTOR, why)
         gated = Gated(version=outcome.version, verdict=verdict)
         return f"{outcome.name}/{outcome.version}: {verdict.summary()}", gated

@@ -13,7 +13,8 @@ import pandas as pd
 
 from radvigil.data.manifest import DatasetVersion, canonical
 from radvigil.loop.actions import version_recorder
-from radvigil.loop.evaluation import evaluate_version, gate_version, verdict_tag
+from radvigil.loop.deployment import deployments_for
+from radvigil.loop.evaluation import evaluate_version, gate_version, record_gate
 from radvigil.loop.retrain import FEEDBACK_SOURCE, retrain, site_calibrate
 from radvigil.loop.rollout import Rollout
 from radvigil.loop.scenario_types import (
@@ -58,8 +59,10 @@ class LiveAct:
         self.tokens = {
             role: keys.create(f"demo-{role}", role, rate_limit=100_000)[0] for role in ROLES
         }
-        self.audit = AuditLog(service.db)
+        self.audit = AuditLog(service.db, secret=scenario.settings.audit_key)
         self.record = version_recorder(self.audit, scenario.name)
+        enforce = scenario.settings.registry_trust == "enforce"
+        self.deployments = deployments_for(enforce, service.db, scenario.registry, self.audit)
         self.truth: dict[str, Served] = {}
 
     def headers(self, role: str) -> dict[str, str]:
@@ -245,6 +248,7 @@ class LiveAct:
             seed=self.config.seed,
             local_weight=self.config.local_weight,
             warm_start_epochs=self.config.warm_start_epochs,
+            deployments=self.deployments,
         )
         self.retrained = outcome
         gated = Gated(
@@ -270,6 +274,7 @@ class LiveAct:
             calibration_share=self.config.calibration_share,
             seed=self.config.seed,
             propose=False,
+            deployments=self.deployments,
         )
         change = self.s.registry.resolve(f"{self.s.name}/{outcome.version}").tags.get(
             "radvigil.site_calibration", ""
@@ -393,7 +398,7 @@ class LiveAct:
         before = self._served_champion()
         bad = self._bad_challenger()
         during = self._served_champion()
-        rollout = Rollout(self.s.registry, self.s.name, self.record)
+        rollout = Rollout(self.s.registry, self.s.name, self.record, deployments=self.deployments)
         self._move("rollback", "drill: restore the previous champion in one step")
         rolled_back_to = self._served_champion()
         rollout.propose(before, ACTOR, "drill over: the repaired version again")
@@ -441,8 +446,13 @@ class LiveAct:
             self.s.catalog.load(self.retrained.data_version),
             "test",
         )
-        self.s.registry.set_version_tag(
-            outcome.name, outcome.version, "radvigil.gate", verdict_tag(verdict)
+        record_gate(
+            self.s.registry,
+            candidate,
+            verdict,
+            self.s.criteria,
+            actor=ACTOR,
+            deployments=self.deployments,
         )
         self.record(
             "retrain", ACTOR, outcome.version, {"gate": verdict.summary(), "challenger": False}

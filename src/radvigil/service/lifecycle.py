@@ -4,27 +4,44 @@ A poller checks the registry's ``champion`` and ``challenger`` aliases; when one
 version is loaded beside the old and swapped in with one reference assignment, so requests in
 flight finish on the version they started with. A version that fails to load is logged as an
 error and the previous one keeps serving.
+
+Under registry trust (``RADVIGIL_REGISTRY_TRUST=enforce``, a :class:`Deployments` given) the
+aliases and rollout come from radvigil's database instead, a version loads only when its
+signed gate record verifies against the file about to load, and each poll compares MLflow with
+that state: a difference is refused, alerted once and shown (``registry_conflict``).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from radvigil.errors import ModelError, NotFoundError, RadvigilError
+from radvigil.loop.gate_records import GateCheck
 from radvigil.loop.governance import gate_status
-from radvigil.loop.rollout import RolloutState, read_state
+from radvigil.loop.rollout import RolloutState, read_state, rollout_of
 from radvigil.model.engine import OnnxEngine, ThreadSetting
 from radvigil.registry import LoadedModel, Precision, Registry
+
+if TYPE_CHECKING:
+    from radvigil.loop.deployment import Deployments
+    from radvigil.store.deployments import DeploymentState
 
 log = logging.getLogger(__name__)
 # Grad-CAM runs backward passes with hooks on shared PyTorch modules; two at once corrupt
 # autograd state and can crash libtorch. Everything that touches a torch model takes this lock.
 TORCH_LOCK = threading.Lock()
+Verifier = Callable[[LoadedModel], GateCheck]
+
+
+class UntrustedModelError(ModelError):
+    """A version without a valid signed gate record for the file about to load."""
 
 
 @dataclass
@@ -102,16 +119,22 @@ def load_served(
     alias: str,
     threads: ThreadSetting = "auto",
     precision: Precision = "fp32",
+    verify: Verifier | None = None,
+    deployments: Deployments | None = None,
 ) -> ServedModel:
     """Load a version completely (graph, card, profile) or raise ModelError saying why.
 
     With ``precision="int8"`` the version's int8 graph is served when it exists and its own
     gate passed (``radvigil gate --precision int8``); otherwise the fp32 graph is served and
-    ``precision_note`` says why: a faster graph is never served unjudged.
+    ``precision_note`` says why: a faster graph is never served unjudged. With ``verify``,
+    the graph about to load must pass it (its signed gate record and SHA-256), else
+    :class:`UntrustedModelError`.
     """
     try:
         loaded = registry.load(ref)
-        loaded, note = _at_precision(registry, loaded, precision)
+        loaded, note = _at_precision(registry, loaded, precision, deployments)
+        if verify is not None:
+            loaded, note = _verified(loaded, note, verify)
         served = ServedModel(loaded, alias, OnnxEngine(loaded.onnx_path, threads=threads))
         served.precision_note = note
         served.classes, served.size, served.thresholds  # noqa: B018 - a broken card fails here
@@ -128,12 +151,30 @@ def load_served(
         raise ModelError(f"{ref} cannot be loaded ({type(exc).__name__}: {exc})") from exc
 
 
+def _verified(
+    loaded: LoadedModel, note: str | None, verify: Verifier
+) -> tuple[LoadedModel, str | None]:
+    """The graph if its signed gate record verifies; an unverified int8 graph falls back."""
+    check = verify(loaded)
+    if not check.ok and loaded.precision != "fp32":
+        note = f"{loaded.precision} asked for: {check.reason}; serving fp32"
+        loaded = loaded.at_precision("fp32")
+        check = verify(loaded)
+    if not check.ok:
+        raise UntrustedModelError(f"refused: {check.reason}")
+    return loaded, note
+
+
 def _at_precision(
-    registry: Registry, loaded: LoadedModel, precision: Precision
+    registry: Registry,
+    loaded: LoadedModel,
+    precision: Precision,
+    deployments: Deployments | None = None,
 ) -> tuple[LoadedModel, str | None]:
     if precision == "fp32":
         return loaded, None
-    if gate_status(registry, loaded.name, loaded.version, precision) != "passed":
+    status = gate_status(registry, loaded.name, loaded.version, precision, deployments)
+    if status != "passed":
         note = f"{precision} asked for, but its graph has no passing gate: serving fp32"
     else:
         try:
@@ -154,8 +195,12 @@ class ModelManager:
         poll_seconds: float,
         threads: ThreadSetting = "auto",
         precision: Precision = "fp32",
+        deployments: Deployments | None = None,
     ) -> None:
         self.registry = registry
+        self.deployments = deployments
+        self.registry_conflict: str | None = None  # a change made in MLflow and refused
+        self._refused: dict[str, str] = {}  # version -> why it may not serve (logged once)
         self.precision = precision
         self.name = name
         self.poll_seconds = poll_seconds
@@ -172,6 +217,8 @@ class ModelManager:
 
     def refresh(self) -> bool:
         """Load whatever the aliases point at now; True when anything changed."""
+        if self.deployments is not None:
+            return self._refresh_trusted(self.deployments)
         changed = False
         try:
             self.rollout = read_state(self.registry, self.name)
@@ -215,6 +262,92 @@ class ModelManager:
             changed = True
             log.warning("now serving %s/%s as %s", self.name, served.version, alias)
         return changed
+
+    def _refresh_trusted(self, deployments: Deployments) -> bool:
+        """Follow radvigil's deployment state; report (once) how MLflow differs from it."""
+        try:
+            held = deployments.state(self.name)
+        except RadvigilError as exc:  # the database is briefly down: keep serving
+            self._failed(f"cannot read the deployment state: {exc.message}")
+            return False
+        self.rollout = rollout_of(held)
+        self._compare_registry(deployments, held)
+        changed = False
+        for alias in ("champion", "challenger"):
+            current: ServedModel | None = getattr(self, alias)
+            version = held.alias(alias)
+            if version is None:
+                if current is not None and alias == "challenger":
+                    self.challenger, changed = None, True
+                continue
+            if current is not None and current.version == version:
+                continue
+            served = self._load_trusted(deployments, version, alias)
+            if served is None:
+                if alias == "champion" and current is None and held.previous:
+                    served = self._load_trusted(deployments, held.previous, alias)
+                    if served is not None:
+                        self.fallback = (
+                            f"champion version {version} cannot serve; serving the previous "
+                            f"champion, version {served.version}"
+                        )
+                        log.error("model lifecycle: %s", self.fallback)
+                        self.champion, changed = served, True
+                continue
+            setattr(self, alias, served)
+            if alias == "champion":
+                self.fallback = None
+            changed = True
+            log.warning("now serving %s/%s as %s", self.name, served.version, alias)
+        return changed
+
+    def _load_trusted(
+        self, deployments: Deployments, version: str, alias: str
+    ) -> ServedModel | None:
+        """Load a version whose signed gate record verifies, or None (logged once per reason)."""
+        if version in self._broken:
+            return None
+        try:
+            served = load_served(
+                self.registry,
+                f"{self.name}/{version}",
+                alias,
+                self.threads,
+                self.precision,
+                verify=deployments.verify,
+                deployments=deployments,
+            )
+        except UntrustedModelError as exc:  # a record may be signed later: check again
+            if self._refused.get(version) != exc.message:
+                self._refused[version] = exc.message
+                self._failed(f"version {version} ({alias}) {exc.message}")
+            return None
+        except ModelError as exc:
+            self._broken.add(version)
+            self._failed(f"version {version} ({alias}) failed to load: {exc.message}")
+            return None
+        except RadvigilError as exc:
+            self._failed(f"version {version} ({alias}) not loaded yet: {exc.message}")
+            return None
+        self._refused.pop(version, None)
+        return served
+
+    def _compare_registry(self, deployments: Deployments, held: DeploymentState) -> None:
+        """Refuse what was changed in MLflow directly: alert once, show it, serve on."""
+        try:
+            problems = deployments.conflicts(self.name, held)
+        except RadvigilError as exc:
+            self._failed(f"cannot compare with the registry: {exc.message}")
+            return
+        if not problems:
+            self.registry_conflict = None
+            return
+        self.registry_conflict = "; ".join(problems)
+        try:
+            if deployments.report_conflict(self.name, held, problems):
+                log.error("model lifecycle: registry conflict refused: %s", self.registry_conflict)
+        except RadvigilError as exc:
+            self._failed(f"cannot record the registry conflict: {exc.message}")
 
     def _fall_back(self, broken: str) -> bool:
         """At start-up, serve ``@previous`` when the champion cannot be loaded."""

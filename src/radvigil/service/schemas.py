@@ -109,6 +109,11 @@ class ModelOut(BaseModel):
 class ModelsOut(BaseModel):
     champion: ModelOut
     challenger: ModelOut | None = None
+    registry_conflict: str | None = Field(
+        None,
+        description="A change made in MLflow directly (alias or rollout) that this service "
+        "refuses; the versions above are radvigil's own state (docs/registry-trust.md).",
+    )
 
 
 class ReviewItem(BaseModel):

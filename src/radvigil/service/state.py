@@ -8,10 +8,12 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from radvigil.config import Settings
 from radvigil.errors import StoreError
+from radvigil.loop.deployment import deployments_for
 from radvigil.loop.notes import NoteDesk, rewriter_from_settings
 from radvigil.registry import Registry
 from radvigil.service import inference
@@ -97,6 +99,15 @@ class ServiceState:
         audit = AuditLog(db, secret=settings.audit_key, old_keys=settings.audit_keys_old)
         sink = AuditedPredictions(predictions, audit)
         keys = KeyStore(db)
+        # three polls' time (at least 5 s) for our own changes to reach MLflow's mirror
+        grace = timedelta(seconds=max(3 * settings.model_poll_seconds, 5.0))
+        enforce = settings.registry_trust == "enforce"
+        if settings.production and not enforce:
+            log.error(
+                "RADVIGIL_REGISTRY_TRUST=off in production: whoever can write MLflow chooses "
+                "the served model (docs/registry-trust.md)"
+            )
+        deployments = deployments_for(enforce, db, registry, audit, grace)
         state = cls(
             settings=settings,
             db=db,
@@ -112,6 +123,7 @@ class ServiceState:
                 settings.model_poll_seconds,
                 settings.ort_threads,
                 settings.serve_precision,
+                deployments,
             ),
             batcher=MicroBatcher(
                 inference.score, settings.batch_max_size, settings.batch_max_wait_ms

@@ -340,3 +340,58 @@ class OidcLoginRow(Base):
     nonce: Mapped[str] = mapped_column(String(128))
     code_verifier: Mapped[str] = mapped_column(String(128))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class GateRecordRow(Base):
+    """A gate verdict signed with the audit key: the only thing serving trusts a version by."""
+
+    __tablename__ = "gate_records"
+    __table_args__ = (
+        CheckConstraint("verdict IN ('passed', 'failed', 'forced')", name="verdict"),
+        Index("ix_gate_records_model_version", "model_name", "version", "precision"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    model_name: Mapped[str] = mapped_column(String(200))
+    version: Mapped[str] = mapped_column(String(64))
+    precision: Mapped[str] = mapped_column(String(16))
+    sha256: Mapped[str] = mapped_column(String(64))
+    verdict: Mapped[str] = mapped_column(String(16))
+    criteria_hash: Mapped[str] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(100))
+    key_id: Mapped[str] = mapped_column(String(32))
+    signature: Mapped[str] = mapped_column(String(64))
+
+
+class DeploymentStateRow(Base):
+    """Which versions hold which alias, and the rollout mode: radvigil's word, not MLflow's."""
+
+    __tablename__ = "deployment_state"
+    __table_args__ = (
+        CheckConstraint("mode IN ('off', 'shadow', 'canary')", name="mode"),
+        CheckConstraint("canary_share >= 0 AND canary_share <= 0.5", name="canary_share"),
+    )
+
+    model_name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    champion: Mapped[str | None] = mapped_column(String(64))
+    challenger: Mapped[str | None] = mapped_column(String(64))
+    previous: Mapped[str | None] = mapped_column(String(64))
+    mode: Mapped[str] = mapped_column(String(16))
+    canary_share: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_by: Mapped[str] = mapped_column(String(100))
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
+class DeploymentEventRow(Base):
+    """One change of a model's deployment state: who, when, what before and after."""
+
+    __tablename__ = "deployment_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    model_name: Mapped[str] = mapped_column(String(200), index=True)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(64))
+    details: Mapped[dict[str, Any]] = mapped_column(Json)

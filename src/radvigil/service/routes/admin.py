@@ -48,6 +48,7 @@ def rollout_for(state: ServiceState) -> Rollout:
         version_recorder(state.audit, name),
         changes_dir=state.settings.reports_dir / "changes",
         evidence=evidence,
+        deployments=state.models.deployments,
     )
 
 

@@ -35,5 +35,7 @@ def current_model(state: State, _: Reader) -> ModelsOut:
     champion = state.models.require_champion()
     challenger = state.models.challenger
     return ModelsOut(
-        champion=model_out(champion), challenger=model_out(challenger) if challenger else None
+        champion=model_out(champion),
+        challenger=model_out(challenger) if challenger else None,
+        registry_conflict=state.models.registry_conflict,
     )
