@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from radvigil.config import Settings
+from radvigil.config import Settings, get_settings, reset_settings
 from radvigil.loop.scenario import Scenario
 from radvigil.loop.scenario_types import ScenarioConfig
 from radvigil.service.harness import running_service
@@ -17,7 +17,17 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_the_demo_scenario_closes_the_loop_on_production_gates(home: Settings) -> None:
+@pytest.fixture()
+def trusted_home(home: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The home with registry trust enforced, as ``make demo`` runs (the product default)."""
+    monkeypatch.setenv("RADVIGIL_REGISTRY_TRUST", "enforce")
+    reset_settings()
+    return get_settings()
+
+
+def test_the_demo_scenario_closes_the_loop_on_production_gates(trusted_home: Settings) -> None:
+    home = trusted_home
+    assert home.registry_trust == "enforce"
     config = ScenarioConfig.demo(REPO)
     assert config.criteria.name == "gates.yaml"  # no demo-only loosening
 
