@@ -239,16 +239,19 @@ class MonitorResultStore:
             t.model_version == model_version,
             t.window_kind == window_kind,
         )
-        ends = select(t.group, t.window_end).where(*scope).distinct()
+        groups = select(t.group).where(*scope).distinct()
         with self.db.session("read recent monitor results") as session:
-            keys = sorted(session.execute(ends).all(), key=lambda k: (k[0], k[1]))
-            keep: dict[str, list[datetime]] = {}
-            for group, end in keys:
-                keep.setdefault(group, []).append(end)
             rows = []
-            for group, group_ends in keep.items():
-                last = group_ends[-windows:]
-                query = select(t).where(*scope, t.group == group, t.window_end >= last[0])
+            for group in session.scalars(groups).all():  # each an index range, not the history
+                ends = (
+                    select(t.window_end)
+                    .where(*scope, t.group == group)
+                    .distinct()
+                    .order_by(t.window_end.desc())
+                    .limit(windows)
+                )
+                first = min(session.scalars(ends).all())
+                query = select(t).where(*scope, t.group == group, t.window_end >= first)
                 rows += session.scalars(query).all()
             rows.sort(key=lambda r: (r.window_end, r.id))
             return [MonitorResultPublic.model_validate(row) for row in rows]

@@ -71,6 +71,15 @@ class PredictionRow(Base):
     __table_args__ = (
         CheckConstraint("served_by IN ('champion', 'challenger', 'shadow')", name="served_by"),
         Index("ix_predictions_model_version_created_at", "model_version", "created_at"),
+        Index(
+            "ix_predictions_monitor_selection",
+            "model_name",
+            "model_version",
+            "served_by",
+            "created_at",
+        ),
+        Index("ix_predictions_served_by_created_at", "served_by", "created_at"),
+        Index("ix_predictions_review_queue", "routed_to_review", "created_at", "id"),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -172,6 +181,14 @@ class MonitorResultRow(Base):
             "model_name",
             "model_version",
             "window_kind",
+            "window_end",
+        ),
+        Index(
+            "ix_monitor_results_group_window_end",
+            "model_name",
+            "model_version",
+            "window_kind",
+            "group",
             "window_end",
         ),
     )
