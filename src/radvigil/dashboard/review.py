@@ -29,14 +29,14 @@ def queue(
     state: State,
     viewer: SignedIn,
     site: str | None = Query(None, max_length=100),
-    offset: int = Query(0, ge=0),
+    after: str | None = Query(None, max_length=64),
     labelled: str | None = Query(None, max_length=64),
 ) -> Response:
     viewer.require("label")
     threshold = state.settings.review_confidence
     site = site or None
     reviews = ReviewQueue(state.db)
-    items = reviews.pending(site=site, max_confidence=threshold, limit=PAGE_SIZE, offset=offset)
+    items = reviews.pending(site=site, max_confidence=threshold, limit=PAGE_SIZE, after=after)
     return render(
         request,
         "review_queue.html",
@@ -44,8 +44,8 @@ def queue(
         items=items,
         total=reviews.size(site=site, max_confidence=threshold),
         site=site,
-        offset=offset,
-        page_size=PAGE_SIZE,
+        after=after,
+        next_after=items[-1].id if len(items) == PAGE_SIZE else None,
         threshold=threshold,
         labelled=labelled,
     )

@@ -136,6 +136,9 @@ class ReviewItem(BaseModel):
 class ReviewQueueOut(BaseModel):
     total: int
     items: list[ReviewItem]
+    next_after: str | None = Field(
+        None, description="Pass as ?after= for the next page (None: this page is the last)."
+    )
 
 
 class FeedbackIn(BaseModel):
