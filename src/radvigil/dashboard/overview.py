@@ -44,7 +44,7 @@ def _counts(state: ServiceState, since: datetime) -> dict[str, int]:
     threshold = state.settings.review_confidence
     return {
         "drifters": state.predictions.count(since=since, routed_to_review=True),
-        "labels": len(state.feedback.list(since=since, limit=None)),
+        "labels": state.feedback.count(since=since),
         "queue": ReviewQueue(state.db).size(max_confidence=threshold),
     }
 

@@ -62,6 +62,14 @@ class FeedbackStore:
             rows = session.scalars(query.limit(limit)).all()
             return [FeedbackPublic.model_validate(row) for row in rows]
 
+    def count(self, *, since: datetime | None = None) -> int:
+        """How many labels were given (from a time on), counted by the database."""
+        query = select(func.count()).select_from(FeedbackRow)
+        if since is not None:
+            query = query.where(FeedbackRow.created_at >= since)
+        with self.db.session("count feedback") as session:
+            return int(session.scalar(query) or 0)
+
     def latest_labels(
         self, *, model_version: str | None = None, since: datetime | None = None
     ) -> dict[str, str]:
