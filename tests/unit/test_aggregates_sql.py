@@ -13,6 +13,7 @@ import pytest
 
 from radvigil.dashboard.performance import accuracy_chart, rates
 from radvigil.errors import InputError
+from radvigil.loop.retrain import labelled_drifters
 from radvigil.service.traffic import MAX_BUCKETS, traffic
 from radvigil.store import (
     Database,
@@ -116,3 +117,25 @@ def test_performance_counts_come_from_sql_with_the_latest_label(predictions) -> 
     assert chart is not None
     bars = next(d for d in chart["data"]["datasets"] if d["label"] == "labelled cases")
     assert sum(bars["data"]) == 4 and len(bars["data"]) == 3  # one bar per labelled day
+
+
+def test_the_retraining_set_is_selected_by_sql_with_the_latest_label(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'retrain.db'}")
+    upgrade_database(db)
+    store = PredictionStore(db, keep_review_images=True)
+    image = b"\x89PNG fake bytes"
+    store.add_many(
+        [
+            record(0, id="drifter", routed_to_review=True, review_image=image),
+            record(1, id="no-image", routed_to_review=True),
+            record(2, id="calm", routed_to_review=False, review_image=image),
+            record(3, id="unlabelled", routed_to_review=True, review_image=image),
+        ]
+    )
+    feedback = FeedbackStore(db)
+    for pid, label in [("drifter", "NORMAL"), ("drifter", "VIRAL"), ("no-image", "NORMAL")]:
+        feedback.add(FeedbackCreate(prediction_id=pid, label=label), reviewer="dr")
+    feedback.add(FeedbackCreate(prediction_id="calm", label="NORMAL"), reviewer="dr")
+    cases = labelled_drifters(store, feedback)
+    assert [(c.prediction_id, c.label, c.png) for c in cases] == [("drifter", "VIRAL", image)]
+    db.dispose()

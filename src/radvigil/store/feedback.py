@@ -6,6 +6,7 @@ from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import undefer
 
 from radvigil.errors import NotFoundError
 from radvigil.store.db import Database
@@ -69,6 +70,29 @@ class FeedbackStore:
             query = query.where(FeedbackRow.created_at >= since)
         with self.db.session("count feedback") as session:
             return int(session.scalar(query) or 0)
+
+    def labelled_drifters(self) -> list[tuple[PredictionRow, str]]:
+        """Answered drifters (routed to review) with a stored image, each with its latest
+        label, selected by the database: the retraining set, not every labelled case."""
+        latest = select(func.max(FeedbackRow.id)).group_by(FeedbackRow.prediction_id)
+        t = PredictionRow
+        query = (
+            select(t, FeedbackRow.label)
+            .join(FeedbackRow, FeedbackRow.prediction_id == t.id)
+            .where(
+                FeedbackRow.id.in_(latest),
+                t.routed_to_review.is_(True),
+                t.served_by != "shadow",
+                t.review_image.is_not(None),
+            )
+            .options(undefer(t.review_image))
+            .order_by(t.id)
+        )
+        with self.db.session("read labelled drifters") as session:
+            rows = session.execute(query).all()
+            for row, _ in rows:
+                session.expunge(row)
+            return [(row, label) for row, label in rows]
 
     def latest_labels(
         self, *, model_version: str | None = None, since: datetime | None = None
