@@ -127,7 +127,7 @@ def test_the_retraining_set_is_selected_by_sql_with_the_latest_label(tmp_path: P
     store.add_many(
         [
             record(0, id="drifter", routed_to_review=True, review_image=image),
-            record(1, id="no-image", routed_to_review=True),
+            record(1, id="no-image", routed_to_review=True, review_image=None),
             record(2, id="calm", routed_to_review=False, review_image=image),
             record(3, id="unlabelled", routed_to_review=True, review_image=image),
         ]
