@@ -31,7 +31,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -44,7 +43,7 @@ from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import (  # noqa: E402
+from bench.common import (
     BUNDLED,
     DEFAULT_OUT,
     LiveServer,
@@ -66,15 +65,42 @@ PER_DAY = 5000  # ten sites reading 500 films a day
 CHUNK = 50_000
 REQUESTS = 20
 LABEL_SHARE, REVIEW_SHARE, SHADOW_SHARE = 0.10, 0.10, 0.05
-PREDICTION_COLUMNS = (
-    "id created_at model_name model_version task probabilities predicted_class findings "
-    "confidence warnings image_stats embedding ood_score latency_ms site view_position "
-    "study_hash routed_to_review review_image served_by shadow_of"
-).split()
-AUDIT_COLUMNS = (
-    "id created_at actor action object_type object_id model_version request_id details "
-    "prev_hash hash"
-).split()
+PREDICTION_COLUMNS = [
+    "id",
+    "created_at",
+    "model_name",
+    "model_version",
+    "task",
+    "probabilities",
+    "predicted_class",
+    "findings",
+    "confidence",
+    "warnings",
+    "image_stats",
+    "embedding",
+    "ood_score",
+    "latency_ms",
+    "site",
+    "view_position",
+    "study_hash",
+    "routed_to_review",
+    "review_image",
+    "served_by",
+    "shadow_of",
+]
+AUDIT_COLUMNS = [
+    "id",
+    "created_at",
+    "actor",
+    "action",
+    "object_type",
+    "object_id",
+    "model_version",
+    "request_id",
+    "details",
+    "prev_hash",
+    "hash",
+]
 
 
 @dataclass
@@ -607,6 +633,12 @@ def measure(n: int, champ: Champion, home: Any, requests: int, seed: int) -> dic
         drop_database(name)
 
 
+def ratio(results: dict[int, dict[str, Any]], n: int, key: str) -> str:
+    """The incremental run's ``key`` at size ``n`` over that at the smallest size."""
+    first = results[min(results)]["incremental_run"][key]
+    return f"{results[n]['incremental_run'][key] / first:.2f}"
+
+
 def report(results: dict[int, dict[str, Any]]) -> None:
     sizes = sorted(results)
     head = ["measure", *[f"{n:,}" for n in sizes]]
@@ -619,24 +651,12 @@ def report(results: dict[int, dict[str, Any]]) -> None:
             "incremental run: wall (s)",
             *[fmt(results[n]["incremental_run"]["wall_s"]) for n in sizes],
         ],
-        [
-            "incremental run: × 10k wall",
-            *[
-                f"{results[n]['incremental_run']['wall_s'] / first['incremental_run']['wall_s']:.2f}"
-                for n in sizes
-            ],
-        ],
+        ["incremental run: x 10k wall", *[ratio(results, n, "wall_s") for n in sizes]],
         [
             "incremental run: peak RSS (MB)",
             *[fmt(results[n]["incremental_run"]["peak_rss_mb"]) for n in sizes],
         ],
-        [
-            "incremental run: × 10k RSS",
-            *[
-                f"{results[n]['incremental_run']['peak_rss_mb'] / first['incremental_run']['peak_rss_mb']:.2f}"
-                for n in sizes
-            ],
-        ],
+        ["incremental run: x 10k RSS", *[ratio(results, n, "peak_rss_mb") for n in sizes]],
         [
             "incremental run: windows",
             *[str(results[n]["incremental_run"]["windows"]) for n in sizes],
