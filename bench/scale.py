@@ -696,7 +696,7 @@ def main() -> None:
         champ = champion_of(home)
         for n in args.sizes:
             results[n] = measure(n, champ, home, args.requests, args.seed)
-            write_json(args.out, "scale", {"machine": machine(), "sizes": results})
+            write_json(args.out, "scale.json", {"machine": machine(), "sizes": results})
     report(results)
 
 
