@@ -17,6 +17,7 @@ from radvigil.service.explanations import explain_stored
 from radvigil.service.routes.review import post_feedback
 from radvigil.service.schemas import FeedbackIn
 from radvigil.store import ReviewQueue
+from radvigil.store.review import COUNT_CAP
 
 router = APIRouter(route_class=PageRoute)
 RequestId = Path(..., max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")
@@ -42,7 +43,8 @@ def queue(
         "review_queue.html",
         viewer,
         items=items,
-        total=reviews.size(site=site, max_confidence=threshold),
+        total=reviews.size(site=site, max_confidence=threshold, cap=COUNT_CAP),
+        cap=COUNT_CAP,
         site=site,
         after=after,
         next_after=items[-1].id if len(items) == PAGE_SIZE else None,

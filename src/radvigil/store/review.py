@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, exists, func, literal, or_, select, tuple_
+from sqlalchemy import ColumnElement, exists, func, literal_column, or_, select, tuple_
 
 from radvigil.errors import NotFoundError
 from radvigil.store.db import Database
@@ -10,7 +10,11 @@ from radvigil.store.predictions import PredictionStore
 from radvigil.store.schemas import PredictionRecord
 from radvigil.store.tables import FeedbackRow, PredictionRow
 
-NO_SCORE = -1e300  # an unscored case sorts after every scored one
+# Most unusual first (OOD scores are distances, never negative); an unscored case after
+# every scored one. Spelled exactly as the index
+# ``ix_predictions_review_order`` (migration 0010), so the database reads the queue in order.
+REVIEW_ORDER = literal_column("(-coalesce(predictions.ood_score, -1))")
+COUNT_CAP = 10_000  # the queue's size is counted up to here ("10,000+"), not over the history
 
 
 class ReviewQueue:
@@ -57,8 +61,15 @@ class ReviewQueue:
             rows = session.scalars(query.order_by(*key).limit(limit)).all()
             return [PredictionStore._to_record(row) for row in rows]
 
-    def size(self, *, site: str | None = None, max_confidence: float = 0.7) -> int:
-        query = select(func.count()).select_from(self._query(site, max_confidence).subquery())
+    def size(
+        self, *, site: str | None = None, max_confidence: float = 0.7, cap: int | None = None
+    ) -> int:
+        """How many cases wait; with ``cap``, counted up to ``cap`` only (a page shows
+        "10,000+" rather than counting a year of history on every view)."""
+        waiting = self._query(site, max_confidence).with_only_columns(PredictionRow.id)
+        if cap is not None:
+            waiting = waiting.limit(cap)
+        query = select(func.count()).select_from(waiting.subquery())
         with self.db.session("count review queue") as session:
             return int(session.scalar(query) or 0)
 
@@ -67,7 +78,7 @@ def _order_key() -> tuple[ColumnElement, ...]:
     """The queue's order as one ascending key (most unusual first), unique by the id, so a
     page continues after its last item by comparing keys (keyset pagination)."""
     return (
-        -func.coalesce(PredictionRow.ood_score, literal(NO_SCORE)),
+        REVIEW_ORDER,
         PredictionRow.confidence,
         PredictionRow.created_at,
         PredictionRow.id,

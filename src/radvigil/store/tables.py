@@ -80,6 +80,13 @@ class PredictionRow(Base):
         ),
         Index("ix_predictions_served_by_created_at", "served_by", "created_at"),
         Index("ix_predictions_review_queue", "routed_to_review", "created_at", "id"),
+        Index(  # the review queue's order (store/review.py REVIEW_ORDER), read in order
+            "ix_predictions_review_order",
+            text("(-coalesce(ood_score, -1))"),
+            "confidence",
+            "created_at",
+            "id",
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)

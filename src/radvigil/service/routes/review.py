@@ -12,6 +12,7 @@ from radvigil.service.deps import Labeller, State
 from radvigil.service.explanations import explain_stored
 from radvigil.service.schemas import FeedbackIn, ReviewItem, ReviewQueueOut
 from radvigil.store import FeedbackPublic, PredictionRecord, ReviewQueue
+from radvigil.store.review import COUNT_CAP
 
 router = APIRouter(prefix="/v1", tags=["review"])
 RequestId = Path(..., max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")
@@ -51,7 +52,8 @@ def review_queue(
     threshold = state.settings.review_confidence
     items = queue.pending(site=site, max_confidence=threshold, limit=limit, after=after)
     return ReviewQueueOut(
-        total=queue.size(site=site, max_confidence=threshold),
+        total=(total := queue.size(site=site, max_confidence=threshold, cap=COUNT_CAP)),
+        total_capped=total >= COUNT_CAP,
         items=[_item(r) for r in items],
         next_after=items[-1].id if len(items) == limit else None,
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0010"
@@ -33,11 +34,21 @@ INDEXES = (
 )
 
 
+# The review queue's order key (store/review.py REVIEW_ORDER): most unusual first.
+REVIEW_ORDER = ["(-coalesce(ood_score, -1))", "confidence", "created_at", "id"]
+
+
 def upgrade() -> None:
     for name, table, columns in INDEXES:
         op.create_index(name, table, columns)
+    op.create_index(
+        "ix_predictions_review_order",
+        "predictions",
+        [sa.text(REVIEW_ORDER[0]), *REVIEW_ORDER[1:]],
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_predictions_review_order", table_name="predictions")
     for name, table, _ in reversed(INDEXES):
         op.drop_index(name, table_name=table)
