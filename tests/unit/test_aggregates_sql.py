@@ -139,3 +139,16 @@ def test_the_retraining_set_is_selected_by_sql_with_the_latest_label(tmp_path: P
     cases = labelled_drifters(store, feedback)
     assert [(c.prediction_id, c.label, c.png) for c in cases] == [("drifter", "VIRAL", image)]
     db.dispose()
+
+
+def test_latest_labels_can_be_asked_for_a_few_predictions_only(predictions) -> None:
+    predictions.add_many([record(i, id=f"q{i}") for i in range(4)])
+    feedback = FeedbackStore(predictions.db)
+    for pid, label in [("q0", "NORMAL"), ("q0", "VIRAL"), ("q1", "NORMAL"), ("q3", "VIRAL")]:
+        feedback.add(FeedbackCreate(prediction_id=pid, label=label), reviewer="dr")
+    assert feedback.latest_labels(prediction_ids=["q0", "q2", "q3"]) == {
+        "q0": "VIRAL",
+        "q3": "VIRAL",
+    }
+    assert feedback.latest_labels(prediction_ids=[]) == {}
+    assert len(feedback.latest_labels()) == 3

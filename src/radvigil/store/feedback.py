@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import func, select
@@ -95,13 +96,19 @@ class FeedbackStore:
             return [(row, label) for row, label in rows]
 
     def latest_labels(
-        self, *, model_version: str | None = None, since: datetime | None = None
+        self,
+        *,
+        model_version: str | None = None,
+        since: datetime | None = None,
+        prediction_ids: Sequence[str] | None = None,
     ) -> dict[str, str]:
         """Map prediction id to its most recent label (later corrections win).
 
         Args:
             model_version: only predictions made by this model version.
             since: only predictions made at or after this time.
+            prediction_ids: only these predictions (e.g. the page being shown), so the
+                cost is theirs, not every label's.
         """
         latest = (
             select(func.max(FeedbackRow.id))
@@ -112,6 +119,8 @@ class FeedbackStore:
             latest = latest.where(PredictionRow.model_version == model_version)
         if since is not None:
             latest = latest.where(PredictionRow.created_at >= since)
+        if prediction_ids is not None:
+            latest = latest.where(FeedbackRow.prediction_id.in_(list(prediction_ids)))
         query = select(FeedbackRow.prediction_id, FeedbackRow.label).where(
             FeedbackRow.id.in_(latest)
         )
