@@ -214,6 +214,20 @@ class Settings(BaseSettings):
     notes_max_tokens: int = Field(default=160, ge=16, le=1024, description="Rewrite token budget.")
     notes_seed: int = Field(default=0, description="Decoding seed of the rewrite (temperature 0).")
     notes_language: str = Field(default="en", description="Language of patient notes.")
+    retention_days: int = Field(
+        default=400,
+        ge=1,
+        description="`radvigil db prune` without --before removes predictions and monitor "
+        "results older than this many days (labelled cases, noted cases and alert windows "
+        "are kept; the audit log is never pruned).",
+    )
+    retention_archive: Path | None = Field(
+        default=None,
+        description="Where `radvigil db prune` writes its Parquet archive; None = HOME/archive.",
+    )
+    retention_batch_size: int = Field(
+        default=5000, ge=1, le=100_000, description="Rows deleted per short transaction."
+    )
     ray_storage: str | None = Field(
         default=None,
         description="Where Ray Train/Tune keep checkpoints and trial results; HOME/ray by default. "

@@ -13,6 +13,7 @@ from radvigil.cli import app
 from radvigil.config import Settings
 from radvigil.data.catalog import DatasetCatalog
 from radvigil.data.io import read_image
+from radvigil.loop.training import qc_checked_version
 from tests.unit.qc_images import make_problem_folder
 
 KERMANY = "source_dataset=kermany_guangzhou_pediatric_cxr"
@@ -100,3 +101,41 @@ def test_shift_writes_png_images_and_records_the_recipe(home: Settings, bundled:
     assert version.meta["derived_from"] == parent
     assert _ok(args).strip().splitlines()[-1] == child  # same recipe, same version
     assert not list((home.datasets_dir / ".staging").iterdir())
+
+
+def test_validate_exits_1_when_an_image_fails_and_fail_on_sets_the_bar(
+    home: Settings, tmp_path: Path, xrays: list[tuple[str, np.ndarray]]
+) -> None:
+    images = tmp_path / "images"
+    make_problem_folder(images, xrays)
+    (images / "test" / "pneumonia" / "missing.png").unlink()
+    parent = _ok(["data", "import", str(images)]).strip().splitlines()[-1]
+    failed = runner.invoke(app, ["data", "validate", parent])
+    assert failed.exit_code == 1, failed.output
+    assert "QC error:" in failed.stderr
+    assert (home.reports_dir / f"qc-{parent}.json").is_file()  # the report is written first
+    # --exclude judges the saved version; its warnings fail only with --fail-on warning
+    _ok(["data", "validate", parent, "--exclude", "--name", "clean"])
+    _ok(["data", "validate", "clean"])
+    strict = runner.invoke(app, ["data", "validate", "clean", "--fail-on", "warning"])
+    assert strict.exit_code == 1, strict.output
+    assert "QC warning:" in strict.stderr
+
+
+def test_train_refuses_a_version_with_failing_images_unless_told_to_exclude(
+    home: Settings, tmp_path: Path, xrays: list[tuple[str, np.ndarray]]
+) -> None:
+    images = tmp_path / "images"
+    expected = make_problem_folder(images, xrays)
+    (images / "test" / "pneumonia" / "missing.png").unlink()
+    parent = _ok(["data", "import", str(images)]).strip().splitlines()[-1]
+    config = Path(__file__).parents[2] / "configs" / "fast.yaml"  # refused before training
+    refused = runner.invoke(app, ["train", "--config", str(config), "--data", parent])
+    assert refused.exit_code == 2
+    assert "fail QC" in refused.stderr and "--exclude-failing" in refused.stderr
+    catalog = DatasetCatalog(home.datasets_dir)
+    child = qc_checked_version(catalog, parent, exclude_failing=True)
+    assert child != parent
+    excluded = {e["path"] for e in catalog.load(child).meta["qc_exclude"]["excluded"]}
+    assert excluded == set(expected) - {"test/pneumonia/missing.png", "test/pneumonia/changed.png"}
+    assert qc_checked_version(catalog, child) == child  # a clean version passes as it is

@@ -14,38 +14,10 @@ from radvigil.dashboard.audit import to_csv
 from radvigil.dashboard.lineage import gate, promoted
 from radvigil.dashboard.session import check_csrf, csrf_for
 from radvigil.errors import ForbiddenError
-from radvigil.service.traffic import aggregate, bucket_for
+from radvigil.service.traffic import bucket_for
 from radvigil.store import AuditEvent
 
 T0 = datetime(2026, 1, 5, 10, 0, 7, tzinfo=UTC)
-
-
-def test_aggregate_counts_and_percentiles_per_bucket_with_empty_buckets() -> None:
-    times = [T0, T0 + timedelta(seconds=5), T0 + timedelta(seconds=125)]
-    buckets = aggregate(
-        times, [10.0, 30.0, 7.0], since=T0, until=T0 + timedelta(seconds=180), bucket_seconds=60
-    )
-    assert [b.start for b in buckets] == [
-        datetime(2026, 1, 5, 10, m, tzinfo=UTC) for m in (0, 1, 2, 3)
-    ]
-    assert [b.count for b in buckets] == [2, 0, 1, 0]
-    assert buckets[0].latency_p50_ms == 20.0
-    assert buckets[0].latency_p95_ms == pytest.approx(np.percentile([10, 30], 95))
-    assert buckets[1].latency_p50_ms is None
-    assert buckets[2].latency_p99_ms == 7.0
-
-
-def test_aggregate_ignores_times_outside_the_range_and_refuses_bad_widths() -> None:
-    buckets = aggregate(
-        [T0 - timedelta(hours=1)],
-        [5.0],
-        since=T0,
-        until=T0 + timedelta(seconds=30),
-        bucket_seconds=10,
-    )
-    assert sum(b.count for b in buckets) == 0
-    with pytest.raises(ValueError, match="positive"):
-        aggregate([], [], since=T0, until=T0, bucket_seconds=0)
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,13 @@ import pytest
 from radvigil.loop.monitoring import MonitoringStores, post_webhook, run_monitors
 from radvigil.loop.monitoring_data import window_data
 from radvigil.monitoring import ReferenceProfile, image_stats, monitor_config_from_dict
-from radvigil.store import Database, FeedbackCreate, PredictionRecord, upgrade_database
+from radvigil.store import (
+    Database,
+    FeedbackCreate,
+    PredictionRecord,
+    PredictionStore,
+    upgrade_database,
+)
 from tests.unit.monitoring_data import CLASSES, brighten, split, stand_in
 
 T0 = datetime(2026, 4, 1, 8, 0, tzinfo=UTC)
@@ -207,3 +213,61 @@ def test_an_early_window_of_a_multi_window_run_opens_its_alert(stores, pool) -> 
     assert "x threshold" in opened.message
     resolved = next(a for a in done.resolved if (a.rule, a.group) == ("image_stats-drift", "all"))
     assert resolved.id == opened.id and "up to window" in resolved.reason
+
+
+class CountingPredictions(PredictionStore):
+    """The real store, noting how many full records each ``list`` call read."""
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(db)
+        self.read: list[int] = []
+
+    def list(self, **kwargs: object) -> list[PredictionRecord]:  # type: ignore[override]
+        found = super().list(**kwargs)  # type: ignore[arg-type]
+        self.read.append(len(found))
+        return found
+
+
+def _stored(stores: MonitoringStores) -> set[tuple]:
+    return {
+        (r.group, r.window_start, r.window_end, r.detector, r.n, r.statistic, r.drift)
+        for r in stores.results.list(limit=None)
+    }
+
+
+def test_incremental_runs_read_what_is_new_and_equal_one_full_run(tmp_path, pool) -> None:
+    profile, held_out = pool
+    dbs = [Database(f"sqlite:///{tmp_path / f'{name}.db'}") for name in ("steps", "full")]
+    for db in dbs:
+        upgrade_database(db)
+    counting = CountingPredictions(dbs[0])
+    plain = MonitoringStores.from_db(dbs[0])
+    steps = MonitoringStores(counting, plain.feedback, plain.results, plain.alerts)
+    full = MonitoringStores.from_db(dbs[1])
+    batches = [(0, 120), (120, 230), (230, 400)]
+    for first, last in batches:
+        for target in (steps, full):
+            store_predictions(target, profile, held_out[first:last], start=first, sites=["A", "B"])
+        run(steps, profile)
+        # the run read the rows past the oldest open window, never the history before it
+        assert counting.read[-1] <= (last - first) + 50
+    run(full, profile)
+    assert counting.read[0] == 120
+    assert sum(counting.read) < 400 + 2 * 50  # each row read about once, plus open tails
+    assert _stored(steps) == _stored(full) != set()
+    for db in dbs:
+        db.dispose()
+
+
+def test_a_backlog_reads_at_most_max_windows_of_predictions(stores, pool) -> None:
+    profile, held_out = pool
+    store_predictions(stores, profile, held_out[:300], start=0, sites=["A"])
+    counting = CountingPredictions(stores.predictions.db)
+    capped = MonitoringStores(counting, stores.feedback, stores.results, stores.alerts)
+    config = CONFIG.model_copy(
+        update={"windows": CONFIG.windows.model_copy(update={"group_by": None})}
+    )
+    result = run_monitors(capped, profile, "m", "1", config, T0 + timedelta(days=1), max_windows=2)
+    assert counting.read[0] == 2 * 50  # not the 300 stored
+    assert [w.size for w in result.windows] == [50, 50]
+    assert result.windows[-1].end == T0 + timedelta(minutes=299)  # the newest windows

@@ -6,7 +6,8 @@ Key changes and upgrades run from the CLI are themselves audited, with actor ``c
 from __future__ import annotations
 
 import getpass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
@@ -27,6 +28,7 @@ from radvigil.store import (
     upgrade_database,
 )
 from radvigil.store.keys import DEFAULT_RATE_LIMIT
+from radvigil.store.retention import MANIFEST, prune, verify_archive
 
 if TYPE_CHECKING:
     from radvigil.loop.deployment import Deployments
@@ -201,3 +203,62 @@ def audit_list(
             event.hash[:12],
         )
     console.print(table)
+
+
+@db_app.command("prune")
+def db_prune(
+    before: datetime | None = typer.Option(
+        None,
+        help="Remove rows older than this UTC date/time [default: now minus "
+        "RADVIGIL_RETENTION_DAYS].",
+    ),
+    archive: Path | None = typer.Option(
+        None,
+        help="Archive folder (Parquet per month and table + manifest.json) "
+        "[default: RADVIGIL_RETENTION_ARCHIVE, else HOME/archive].",
+    ),
+    no_archive: bool = typer.Option(False, "--no-archive", help="Delete without archiving."),
+) -> None:
+    """Move old predictions and monitor results to Parquet, then delete them in batches.
+
+    Labelled or noted predictions, alert windows and the audit log are kept.
+    """
+    settings = get_settings()
+    cut = before.replace(tzinfo=UTC) if before else datetime.now(UTC)
+    if before is None:
+        cut -= timedelta(days=settings.retention_days)
+    folder = (
+        None
+        if no_archive
+        else archive or settings.retention_archive or (settings.home_dir / "archive")
+    )
+    db = database()
+    report = prune(db, cut, folder, batch_size=settings.retention_batch_size)
+    AuditLog(db).append(
+        actor=actor(),
+        action="db.prune",
+        object_type="database",
+        details={
+            "before": cut.isoformat(),
+            "deleted": report.deleted,
+            "kept": report.kept,
+            "archived_files": [{"path": f.path, "sha256": f.sha256} for f in report.files],
+        },
+    )
+    for name, count in report.deleted.items():
+        console.print(f"{name}: {count:,} deleted, {report.kept.get(name, 0):,} older kept")
+    if folder is not None:
+        console.print(f"archive: {folder} ({len(report.files)} new file(s), {MANIFEST})")
+
+
+@db_app.command("verify-archive")
+def db_verify_archive(
+    archive: Path = typer.Argument(..., help="A folder `radvigil db prune` archived into."),
+) -> None:
+    """Check every archived file against the manifest's SHA-256 and row count (exit 1 if not)."""
+    problems = verify_archive(archive)
+    for problem in problems:
+        err_console.print(problem)
+    if problems:
+        raise typer.Exit(1)
+    console.print(f"{archive}: every file matches its checksum")

@@ -7,14 +7,14 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from radvigil.cli.common import console, parse_pairs, track
+from radvigil.cli.common import console, err_console, parse_pairs, track
 from radvigil.cli.context import catalog
 from radvigil.config import get_settings
 from radvigil.data.derived import derive
 from radvigil.data.importers import from_csv, from_folder
 from radvigil.data.qc_checks import load_qc_config
 from radvigil.data.qc_result import QCReport
-from radvigil.data.quality import QCConfig, exclude_failing, run_qc
+from radvigil.data.quality import FailOn, QCConfig, exclude_failing, qc_offenders, run_qc
 from radvigil.data.shifts import SHIFTS, compose, parse_shift
 from radvigil.errors import DataError
 
@@ -131,8 +131,17 @@ def validate(
     ),
     config: Path | None = typer.Option(None, help="YAML file of QC thresholds (QCConfig)."),
     name: str | None = typer.Option(None, help="Name for the version --exclude saves."),
+    fail_on: FailOn = typer.Option(
+        "error",
+        "--fail-on",
+        help="Exit 1 when any image has a flag of this severity or worse: 'error' (a failing "
+        "check) or 'warning' (any flag). With --exclude, the saved version is what is judged.",
+    ),
 ) -> None:
-    """Image QC (size, shape, contrast, clipping, colour, duplicates, leakage) and a report."""
+    """Image QC (size, shape, contrast, clipping, colour, duplicates, leakage) and a report.
+
+    Exits 1 when an image fails (``--fail-on``), as CI tools do, so a pipeline stops there.
+    """
     cat = catalog()
     ds = cat.load(version)
     qc_config = load_qc_config(config) if config else QCConfig()
@@ -146,13 +155,21 @@ def validate(
         kept = exclude_failing(ds, report)
         if kept is ds:
             console.print("no item failed a check; nothing to exclude")
-            return
-        vid = cat.save(kept, name=name)
-        console.print(
-            f"saved [bold]{vid}[/bold]: {len(kept.frame)} images, "
-            f"{len(report.failing_paths())} excluded from {ds.id}"
+        else:
+            vid = cat.save(kept, name=name)
+            console.print(
+                f"saved [bold]{vid}[/bold]: {len(kept.frame)} images, "
+                f"{len(report.failing_paths())} excluded from {ds.id}"
+            )
+            typer.echo(vid)
+            report = report.without(report.failing_paths())
+    offending = qc_offenders(report, fail_on)
+    if offending:
+        err_console.print(
+            f"QC {fail_on}: {len(offending)} image(s) of {ds.id} flagged at or above "
+            f"'{fail_on}' (see {target})"
         )
-        typer.echo(vid)
+        raise typer.Exit(1)
 
 
 def print_qc_report(report: QCReport) -> None:

@@ -14,7 +14,7 @@ from radvigil.cli.context import catalog, registry
 from radvigil.config import get_settings
 from radvigil.errors import ConfigError, ForbiddenError
 from radvigil.loop.governance import GATED_ALIASES, move_alias
-from radvigil.loop.training import RayBackend, run_training
+from radvigil.loop.training import RayBackend, qc_checked_version, run_training
 from radvigil.model.config import load_config
 
 
@@ -58,6 +58,12 @@ def train_command(
         "instance on this machine.",
     ),
     gpu: bool = typer.Option(False, "--gpu", help="One GPU per Ray worker (--backend ray)."),
+    exclude_failing: bool = typer.Option(
+        False,
+        "--exclude-failing",
+        help="Train on a child version without the images that fail QC (saved first); "
+        "without it a version with failing images is refused.",
+    ),
 ) -> None:
     """Train a model on a dataset version and register it in MLflow with its lineage."""
     if backend not in ("local", "ray"):
@@ -68,6 +74,7 @@ def train_command(
             "`radvigil models alias`; or add --force --alias-reason '...' (audited)"
         )
     cfg = load_config(config)
+    data = qc_checked_version(catalog(), data, exclude_failing=exclude_failing)
     reg = registry()
     ray = None
     if backend == "ray":

@@ -16,6 +16,7 @@ from radvigil.service.deps import State
 from radvigil.service.state import ServiceState
 from radvigil.service.traffic import TrafficOut, traffic
 from radvigil.store import ReviewQueue
+from radvigil.store.review import COUNT_CAP
 
 router = APIRouter(route_class=PageRoute)
 
@@ -44,8 +45,8 @@ def _counts(state: ServiceState, since: datetime) -> dict[str, int]:
     threshold = state.settings.review_confidence
     return {
         "drifters": state.predictions.count(since=since, routed_to_review=True),
-        "labels": len(state.feedback.list(since=since, limit=None)),
-        "queue": ReviewQueue(state.db).size(max_confidence=threshold),
+        "labels": state.feedback.count(since=since),
+        "queue": ReviewQueue(state.db).size(max_confidence=threshold, cap=COUNT_CAP),
     }
 
 

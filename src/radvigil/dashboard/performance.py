@@ -1,11 +1,14 @@
 """Performance: accuracy from clinicians' labels over time (Wilson CIs), beside the monitors'
-labelled metrics and their label-free estimates (CBPE, ATC) per window."""
+labelled metrics and their label-free estimates (CBPE, ATC) per window.
+
+The database counts labelled cases per (version, predicted class, label, time bucket), so the
+page costs the number of classes and buckets, not the number of labels."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -15,20 +18,11 @@ from radvigil.dashboard.monitors import performance_view
 from radvigil.dashboard.rendering import PageRoute, render
 from radvigil.dashboard.session import SignedIn
 from radvigil.service.deps import State
-from radvigil.service.state import ServiceState
 from radvigil.service.traffic import bucket_for
+from radvigil.store import Database
+from radvigil.store.aggregates import OutcomeCount, labelled_outcomes, labelled_span
 
 router = APIRouter(route_class=PageRoute)
-
-
-@dataclass(frozen=True)
-class Labelled:
-    """One labelled, answered prediction."""
-
-    at: datetime
-    predicted: str
-    label: str
-    version: str
 
 
 @dataclass(frozen=True)
@@ -47,51 +41,46 @@ class Rate:
         return charts.wilson(self.hits, self.total) if self.total else None
 
 
-def labelled_cases(state: ServiceState) -> list[Labelled]:
-    """Predictions with a clinician's label (the latest one), oldest first."""
-    labels = state.feedback.latest_labels()
-    records = state.predictions.get_many(list(labels))
-    cases = [
-        Labelled(r.created_at, r.predicted_class, labels[r.id], r.model_version)
-        for r in records.values()
-        if r.served_by != "shadow"
-    ]
-    return sorted(cases, key=lambda c: c.at)
+def rates(cases: Sequence[OutcomeCount], findings: Sequence[str]) -> dict[str, Rate]:
+    """Accuracy, and sensitivity/specificity of each finding class, from counts of
+    (predicted class, label)."""
 
+    def rate(hit: Callable[[OutcomeCount], bool], among: Callable[[OutcomeCount], bool]) -> Rate:
+        inside = [c for c in cases if among(c)]
+        return Rate(sum(c.count for c in inside if hit(c)), sum(c.count for c in inside))
 
-def rates(cases: Sequence[Labelled], findings: Sequence[str]) -> dict[str, Rate]:
-    """Accuracy, and sensitivity/specificity of each finding class (predicted class vs label)."""
-    out = {"accuracy": Rate(sum(c.predicted == c.label for c in cases), len(cases))}
+    out = {"accuracy": rate(lambda c: c.predicted == c.label, lambda c: True)}
     for finding in findings:
-        positives = [c for c in cases if c.label == finding]
-        negatives = [c for c in cases if c.label != finding]
-        out[f"sensitivity ({finding})"] = Rate(
-            sum(c.predicted == finding for c in positives), len(positives)
+        out[f"sensitivity ({finding})"] = rate(
+            lambda c, f=finding: c.predicted == f, lambda c, f=finding: c.label == f
         )
-        out[f"specificity ({finding})"] = Rate(
-            sum(c.predicted != finding for c in negatives), len(negatives)
+        out[f"specificity ({finding})"] = rate(
+            lambda c, f=finding: c.predicted != f, lambda c, f=finding: c.label != f
         )
     return out
 
 
-def accuracy_chart(cases: Sequence[Labelled], target: int = 12) -> dict[str, Any] | None:
+def accuracy_chart(db: Database, version: str, target: int = 12) -> dict[str, Any] | None:
     """Accuracy per time bucket of prediction time (buckets with labels only), with its
-    95 % interval as a band and the number of labelled cases as bars."""
-    if not cases:
+    95 % interval as a band and the number of labelled cases as bars; counted by the database."""
+    span = labelled_span(db, version)
+    if span is None:
         return None
-    width = bucket_for(cases[-1].at - cases[0].at, target)
-    origin = cases[0].at.timestamp() // width * width
-    groups: dict[int, list[Labelled]] = {}
-    for case in cases:
-        groups.setdefault(int((case.at.timestamp() - origin) // width), []).append(case)
+    width = bucket_for(span[1] - span[0], target)
+    origin = datetime.fromtimestamp(span[0].timestamp() // width * width, UTC)
+    groups: dict[int, list[OutcomeCount]] = {}
+    for case in labelled_outcomes(db, model_version=version, origin=origin, bucket_seconds=width):
+        groups.setdefault(case.bucket, []).append(case)
     if len(groups) < 2:  # one point draws no line or band; the table above has the numbers
         return None
     labels, values, lows, highs, counts = [], [], [], [], []
     for index in sorted(groups):
         inside = groups[index]
-        rate = Rate(sum(c.predicted == c.label for c in inside), len(inside))
+        rate = Rate(
+            sum(c.count for c in inside if c.predicted == c.label), sum(c.count for c in inside)
+        )
         low, high = rate.ci or (None, None)
-        labels.append(charts.time_label(datetime.fromtimestamp(origin + index * width, UTC), width))
+        labels.append(charts.time_label(origin + timedelta(seconds=index * width), width))
         values.append(rate.value)
         lows.append(low)
         highs.append(high)
@@ -114,15 +103,16 @@ def performance_page(request: Request, state: State, viewer: SignedIn) -> Respon
     viewer.require("read_predictions")
     champion = state.models.champion
     findings = champion.findings if champion else []
-    cases = labelled_cases(state)
-    current = [c for c in cases if champion and c.version == champion.version]
+    db = state.predictions.db
+    cases = labelled_outcomes(db)
+    current = [c for c in cases if champion and c.model_version == champion.version]
     return render(
         request,
         "performance.html",
         viewer,
         champion=champion,
-        n_cases=len(cases),
+        n_cases=sum(c.count for c in cases),
         overall=rates(current, findings),
-        accuracy_chart=accuracy_chart(current),
+        accuracy_chart=accuracy_chart(db, champion.version) if champion else None,
         monitors=performance_view(state),
     )

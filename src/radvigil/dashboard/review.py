@@ -10,11 +10,12 @@ from radvigil.dashboard.notes import note_of
 from radvigil.dashboard.rendering import PageRoute, render
 from radvigil.dashboard.session import PREFIX, Form, SignedIn
 from radvigil.errors import InputError, NotFoundError
-from radvigil.service.deps import MAX_DB_INT, State
+from radvigil.service.deps import State
 from radvigil.service.explanations import explain_stored_capped
 from radvigil.service.routes.review import post_feedback
 from radvigil.service.schemas import FeedbackIn
 from radvigil.store import ReviewQueue
+from radvigil.store.review import COUNT_CAP
 
 router = APIRouter(route_class=PageRoute)
 RequestId = Path(..., max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")
@@ -27,23 +28,24 @@ def queue(
     state: State,
     viewer: SignedIn,
     site: str | None = Query(None, max_length=100),
-    offset: int = Query(0, ge=0, le=MAX_DB_INT),
+    after: str | None = Query(None, max_length=64),
     labelled: str | None = Query(None, max_length=64),
 ) -> Response:
     viewer.require("label")
     threshold = state.settings.review_confidence
     site = site or None
     reviews = ReviewQueue(state.db)
-    items = reviews.pending(site=site, max_confidence=threshold, limit=PAGE_SIZE, offset=offset)
+    items = reviews.pending(site=site, max_confidence=threshold, limit=PAGE_SIZE, after=after)
     return render(
         request,
         "review_queue.html",
         viewer,
         items=items,
-        total=reviews.size(site=site, max_confidence=threshold),
+        total=reviews.size(site=site, max_confidence=threshold, cap=COUNT_CAP),
+        cap=COUNT_CAP,
         site=site,
-        offset=offset,
-        page_size=PAGE_SIZE,
+        after=after,
+        next_after=items[-1].id if len(items) == PAGE_SIZE else None,
         threshold=threshold,
         labelled=labelled,
     )

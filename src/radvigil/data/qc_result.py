@@ -55,6 +55,11 @@ class QCReport(BaseModel):
         """Paths with at least one ``fail`` flag, sorted."""
         return sorted({f.path for f in self.flags if f.severity == "fail"})
 
+    def without(self, paths: list[str]) -> QCReport:
+        """The same report with the flags of ``paths`` dropped (e.g. the items excluded)."""
+        drop = set(paths)
+        return self.model_copy(update={"flags": [f for f in self.flags if f.path not in drop]})
+
     def warned_paths(self) -> list[str]:
         """Paths with warnings only, sorted."""
         failing = set(self.failing_paths())

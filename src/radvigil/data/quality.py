@@ -23,9 +23,18 @@ from radvigil.data.qc_checks import CHECKS, QCConfig, QCContext, get_check, pixe
 from radvigil.data.qc_result import CheckSummary, DuplicateGroup, QCFlag, QCReport
 from radvigil.errors import DataError, InputError
 
-__all__ = ["QCConfig", "duplicate_groups", "exclude_failing", "measure", "run_qc"]
+__all__ = [
+    "FailOn",
+    "QCConfig",
+    "duplicate_groups",
+    "exclude_failing",
+    "measure",
+    "qc_offenders",
+    "run_qc",
+]
 
 Progress = Callable[[Iterable], Iterable]
+FailOn = Literal["error", "warning"]
 
 
 def _no_progress(items: Iterable) -> Iterable:
@@ -153,3 +162,10 @@ def exclude_failing(version: DatasetVersion, report: QCReport) -> DatasetVersion
         },
     }
     return DatasetVersion(frame, version.root, meta)
+
+
+def qc_offenders(report: QCReport, fail_on: FailOn = "error") -> list[str]:
+    """The paths that make a QC run fail: ``error`` counts failing checks, ``warning`` any flag."""
+    if fail_on == "error":
+        return report.failing_paths()
+    return sorted({flag.path for flag in report.flags})

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import Protocol, TypeVar
 
 from radvigil.loop.monitoring_data import (
     group_key,
@@ -65,9 +66,20 @@ def stale(row: MonitorResultPublic, labelled_now: int, config: MonitorConfig) ->
     return labelled_now > seen and labelled_now >= getattr(params, "min_labels", 1)
 
 
-def window_records(
-    records: Sequence[PredictionRecord], row: MonitorResultPublic
-) -> list[PredictionRecord]:
+class Placed(Protocol):
+    """What places a prediction in a stored window (a full record or a light key)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def created_at(self) -> datetime: ...
+
+
+P = TypeVar("P", bound=Placed)
+
+
+def window_records(records: Sequence[P], row: MonitorResultPublic) -> list[P]:
     """The stored window's predictions among ``records`` (its span and group)."""
     inclusive = timedelta(microseconds=1) if row.window_kind == "count" else timedelta()
     start, end = row.window_start, row.window_end + inclusive
@@ -127,10 +139,10 @@ def labelled_monitor(config: MonitorConfig, profile: ReferenceProfile) -> Monito
 
 def windows_to_rejudge(
     stored: Sequence[MonitorResultPublic],
-    records: Sequence[PredictionRecord],
+    records: Sequence[P],
     labels: Mapping[str, str],
     config: MonitorConfig,
-) -> list[tuple[MonitorResultPublic, list[PredictionRecord]]]:
+) -> list[tuple[MonitorResultPublic, list[P]]]:
     """Stored windows (one labelled row each) whose labels grew enough to judge again."""
     seen: set[tuple[str, datetime, datetime]] = set()
     out = []

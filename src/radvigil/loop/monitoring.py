@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pandas as pd
 from pydantic import BaseModel, Field
 
 from radvigil.errors import DataError, InputError
@@ -68,6 +69,7 @@ from radvigil.store.schemas import utcnow
 
 log = logging.getLogger(__name__)
 MAX_WINDOWS = 20  # a long backlog is evaluated from its newest windows
+MIN_GROUPS = 10  # read budget for groups not seen yet (e.g. the first run's sites)
 WEBHOOK_TIMEOUT_S = 5.0
 ACTOR = "monitor"
 
@@ -160,14 +162,15 @@ def run_monitors(
     now = now or utcnow()
     monitor = Monitor(profile, config)
     cursors = stores.results.cursors(model_name, model_version, kind)
-    since = min(cursors.values()) if OVERALL in cursors else None
-    records = [
-        r
-        for r in stores.predictions.list(
-            since=since, until=now, model_version=model_version, served_by="champion", limit=None
-        )
-        if r.model_name == model_name
-    ]
+    since = _read_from(stores, config, model_name, model_version, kind, cursors, now, max_windows)
+    records = stores.predictions.list(
+        since=since,
+        until=now,
+        model_name=model_name,
+        model_version=model_version,
+        served_by="champion",
+        limit=None,
+    )
     labels = stores.feedback.latest_labels(model_version=model_version, since=since)
     run = MonitoringRun(model_name=model_name, model_version=model_version, window_kind=kind)
     cuts = _cut(records, profile, labels, config, kind, cursors, now, max_windows)
@@ -195,6 +198,42 @@ def run_monitors(
     if webhook and run.opened:
         post_webhook(webhook, run.opened)
     return run
+
+
+def _read_from(
+    stores: MonitoringStores,
+    config: MonitorConfig,
+    model_name: str,
+    model_version: str,
+    kind: WindowKind,
+    cursors: dict[str, datetime],
+    now: datetime,
+    max_windows: int,
+) -> datetime | None:
+    """Where a run starts reading: the oldest open group's cursor, but never further back than
+    the newest ``max_windows`` windows of every group could reach.
+
+    Only windows not evaluated yet are read, so a run costs what is new. A backlog (a first
+    run over a long history, or a group quiet for months) is capped: count windows read at most
+    ``max_windows`` windows of predictions per group (overall and each known group value), time
+    windows at most ``max_windows + 1`` periods; older windows would be skipped anyway.
+    """
+    since = min(cursors.values()) if OVERALL in cursors else None
+    if kind == "time":
+        floor = now - (max_windows + 1) * pd.Timedelta(config.windows.freq).to_pytimedelta()
+        return floor if since is None else max(since, floor)
+    by = config.windows.group_by
+    groups = len(cursors) - (OVERALL in cursors) if by else 0
+    budget = max_windows * config.windows.size * (1 + max(groups, MIN_GROUPS if by else 0))
+    floor = stores.predictions.start_of_newest(
+        budget,
+        since=since,
+        until=now,
+        model_name=model_name,
+        model_version=model_version,
+        served_by="champion",
+    )
+    return since if floor is None else floor
 
 
 def _cut(
@@ -278,20 +317,18 @@ def _rejudge_labelled(
     if not stored:
         return
     since = min(row.window_start for row in stored)
-    records = [
-        r
-        for r in stores.predictions.list(
-            since=since,
-            until=now,
-            model_version=run.model_version,
-            served_by="champion",
-            limit=None,
-        )
-        if r.model_name == run.model_name
-    ]
+    keys = stores.predictions.keys(  # light rows; full records only for windows judged again
+        since=since,
+        until=now,
+        model_name=run.model_name,
+        model_version=run.model_version,
+        served_by="champion",
+    )
     labels = stores.feedback.latest_labels(model_version=run.model_version, since=since)
-    for row, members in windows_to_rejudge(stored, records, labels, config):
-        report, rows = rejudge(monitor, profile, row, members, labels, seed)
+    for row, members in windows_to_rejudge(stored, keys, labels, config):
+        found = stores.predictions.get_many([m.id for m in members])
+        records = [found[m.id] for m in members if m.id in found]
+        report, rows = rejudge(monitor, profile, row, records, labels, seed)
         if stores.results.replace(rows):
             run.relabelled.append(report)
 

@@ -63,26 +63,13 @@ class RetrainOutcome:
 
 
 def labelled_drifters(predictions: PredictionStore, feedback: FeedbackStore) -> list[LabelledCase]:
-    """Drifters (routed to review) that carry a clinician's label and stored pixels."""
-    labels = feedback.latest_labels()
-    records = predictions.get_many(list(labels))
-    cases = []
-    for pid, record in records.items():
-        if not record.routed_to_review or record.served_by == "shadow":
-            continue
-        full = predictions.get(pid, with_image=True)
-        if not full.review_image:
-            continue
-        cases.append(
-            LabelledCase(
-                pid,
-                labels[pid],
-                full.review_image,
-                record.site,
-                record.view_position,
-                record.study_hash,
-            )
-        )
+    """Drifters (routed to review) that carry a clinician's label and stored pixels, selected
+    by the database (one query, not one per labelled case)."""
+    cases = [
+        LabelledCase(row.id, label, row.review_image, row.site, row.view_position, row.study_hash)
+        for row, label in feedback.labelled_drifters()
+        if row.review_image
+    ]
     return content_order(cases)
 
 

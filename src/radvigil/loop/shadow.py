@@ -34,7 +34,7 @@ def compare(
 ) -> ShadowReport:
     shadows = predictions.list(served_by="shadow", model_version=challenger_version, limit=limit)
     primary = predictions.get_many([s.shadow_of for s in shadows if s.shadow_of])
-    labels = feedback.latest_labels()
+    labels = feedback.latest_labels(prediction_ids=list(primary))  # these cases' labels only
     pairs, agree, disagreements = 0, 0, []
     right = {"champion": 0, "challenger": 0}
     labelled = 0

@@ -14,7 +14,9 @@ import torch
 
 from radvigil.data.catalog import DatasetCatalog
 from radvigil.data.manifest import DatasetVersion
-from radvigil.errors import ModelError
+from radvigil.data.quality import exclude_failing as exclude
+from radvigil.data.quality import run_qc
+from radvigil.errors import DataError, ModelError
 from radvigil.loop.profiling import build_profile
 from radvigil.model import figures
 from radvigil.model.card import InputSpec, ModelCard
@@ -87,6 +89,33 @@ def flat_params(cfg: TrainConfig, task: Task, size: int) -> dict[str, object]:
         }
     )
     return params
+
+
+def qc_checked_version(
+    catalog: DatasetCatalog, data_ref: str, *, exclude_failing: bool = False
+) -> str:
+    """The id of the version to train on: ``data_ref`` when no image fails QC.
+
+    A version with failing images (unreadable, leaking across splits, ...) is refused unless
+    ``exclude_failing``: then a child version without them is saved and returned.
+
+    Raises:
+        DataError: when images fail QC and ``exclude_failing`` is False.
+    """
+    version = catalog.load(data_ref)
+    report = run_qc(version)
+    failing = report.failing_paths()
+    if not failing:
+        return version.id
+    if not exclude_failing:
+        raise DataError(
+            f"{len(failing)} image(s) of dataset version {version.id} fail QC; run "
+            "`radvigil data validate` to see them, then train with --exclude-failing "
+            "or on the version `data validate --exclude` saves"
+        )
+    kept = exclude(version, report)
+    log.info("training without %d failing image(s) of %s", len(failing), version.id)
+    return catalog.save(kept)
 
 
 def run_training(

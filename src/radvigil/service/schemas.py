@@ -133,8 +133,12 @@ class ReviewItem(BaseModel):
 
 
 class ReviewQueueOut(BaseModel):
-    total: int
+    total: int = Field(description="Cases waiting, counted up to 10,000.")
+    total_capped: bool = Field(False, description="True: 10,000 or more cases wait.")
     items: list[ReviewItem]
+    next_after: str | None = Field(
+        None, description="Pass as ?after= for the next page (None: this page is the last)."
+    )
 
 
 class FeedbackIn(BaseModel):

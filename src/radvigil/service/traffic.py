@@ -1,7 +1,8 @@
 """Traffic over time: stored predictions counted per time bucket, with latency percentiles.
 
-:func:`aggregate` is a plain function over (time, latency) pairs; the route and the dashboard
-feed it from :class:`~radvigil.store.PredictionStore`.
+The database counts and takes percentiles per bucket (:mod:`radvigil.store.aggregates`);
+:func:`fill` lays its non-empty buckets on the full range. The number of buckets is capped
+(:data:`MAX_BUCKETS`), so one request costs at most a bounded answer.
 """
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 from pydantic import BaseModel
 
+from radvigil.errors import InputError
 from radvigil.store import PredictionStore
+from radvigil.store.aggregates import BucketStats, first_answered, traffic_buckets
 
 # Bucket widths a chart can label plainly, from one second to one day.
 NICE_BUCKETS = (1, 5, 10, 30, 60, 300, 900, 1800, 3600, 6 * 3600, 86400)
+MAX_BUCKETS = 5000  # the cost cap: a 31-day range at 10-minute buckets is 4,464
 
 
 class TrafficBucket(BaseModel):
@@ -47,47 +51,44 @@ def _floor(moment: datetime, seconds: int) -> datetime:
     return datetime.fromtimestamp(epoch - epoch % seconds, UTC)
 
 
-def aggregate(
-    times: Sequence[datetime],
-    latencies_ms: Sequence[float],
-    *,
-    since: datetime,
-    until: datetime,
-    bucket_seconds: int,
+def fill(
+    found: Sequence[BucketStats], *, since: datetime, until: datetime, bucket_seconds: int
 ) -> list[TrafficBucket]:
-    """Count and latency percentiles per bucket, empty buckets included, oldest first.
+    """Every bucket from ``since`` (floored to the width) to ``until``, oldest first: the
+    database's non-empty buckets (indexed from that floor) with empty ones between them.
 
-    Args:
-        times: when each prediction was made (timezone-aware).
-        latencies_ms: its latency, aligned with ``times``.
-        since: start of the first bucket (floored to the bucket width).
-        until: end of the range (exclusive).
-        bucket_seconds: bucket width.
+    Raises:
+        InputError: when the range holds more than :data:`MAX_BUCKETS` buckets (the cost cap).
     """
     if bucket_seconds <= 0:
         raise ValueError("bucket_seconds must be positive")
     start = _floor(since, bucket_seconds)
-    n = max(1, int(np.ceil((until - start).total_seconds() / bucket_seconds)))
-    per: list[list[float]] = [[] for _ in range(n)]
-    for moment, latency in zip(times, latencies_ms, strict=True):
-        index = int((moment - start).total_seconds() // bucket_seconds)
-        if 0 <= index < n:
-            per[index].append(float(latency))
+    n = buckets_between(start, until, bucket_seconds)
+    by_index = {b.index: b for b in found}
     buckets = []
-    for i, values in enumerate(per):
-        p50 = p95 = p99 = None
-        if values:
-            p50, p95, p99 = (round(float(v), 2) for v in np.percentile(values, [50, 95, 99]))
+    for i in range(n):
+        stats = by_index.get(i)
         buckets.append(
             TrafficBucket(
                 start=start + timedelta(seconds=i * bucket_seconds),
-                count=len(values),
-                latency_p50_ms=p50,
-                latency_p95_ms=p95,
-                latency_p99_ms=p99,
+                count=stats.count if stats else 0,
+                latency_p50_ms=round(stats.p50, 2) if stats else None,
+                latency_p95_ms=round(stats.p95, 2) if stats else None,
+                latency_p99_ms=round(stats.p99, 2) if stats else None,
             )
         )
     return buckets
+
+
+def buckets_between(start: datetime, until: datetime, bucket_seconds: int) -> int:
+    """How many buckets ``[start, until)`` holds; refuses more than :data:`MAX_BUCKETS`."""
+    n = max(1, int(np.ceil((until - start).total_seconds() / bucket_seconds)))
+    if n > MAX_BUCKETS:
+        raise InputError(
+            f"{n:,} buckets of {bucket_seconds} s asked for; at most {MAX_BUCKETS:,}: "
+            "choose a wider bucket_seconds or fewer hours"
+        )
+    return n
 
 
 def traffic(
@@ -96,36 +97,28 @@ def traffic(
     hours: float = 24.0,
     bucket_seconds: int | None = None,
     now: datetime | None = None,
-    limit: int = 50_000,
 ) -> TrafficOut:
-    """Answered (not shadow) predictions of the last ``hours``, bucketed.
+    """Answered (not shadow) predictions of the last ``hours``, bucketed by the database.
 
     Without ``bucket_seconds`` the range starts at the first prediction found (not ``hours``
     ago) and the width is chosen to give about 30 buckets, so a quiet service still shows a
-    readable chart.
+    readable chart. The answer's size is capped (:data:`MAX_BUCKETS`) before any query runs.
     """
     until = now or datetime.now(UTC)
     since = until - timedelta(hours=hours)
-    records = [
-        r
-        for r in predictions.list(since=since, until=until, limit=limit)
-        if r.served_by != "shadow"
-    ]
     if bucket_seconds is None:
-        if records:
-            since = min(r.created_at for r in records)
+        since = first_answered(predictions.db, since=since, until=until) or since
         bucket_seconds = bucket_for(until - since)
-    buckets = aggregate(
-        [r.created_at for r in records],
-        [r.latency_ms for r in records],
-        since=since,
-        until=until,
-        bucket_seconds=bucket_seconds,
+    start = _floor(since, bucket_seconds)
+    buckets_between(start, until, bucket_seconds)  # refuse before querying
+    found = traffic_buckets(
+        predictions.db, since=since, until=until, origin=start, bucket_seconds=bucket_seconds
     )
+    buckets = fill(found, since=since, until=until, bucket_seconds=bucket_seconds)
     return TrafficOut(
         bucket_seconds=bucket_seconds,
         since=buckets[0].start,
         until=until,
-        total=len(records),
+        total=sum(b.count for b in buckets),
         buckets=buckets,
     )

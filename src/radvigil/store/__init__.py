@@ -23,7 +23,7 @@ from radvigil.store.monitoring import (
     MonitorResultStore,
 )
 from radvigil.store.notes import NoteCreate, NotePublic, NoteStore
-from radvigil.store.predictions import PredictionStore
+from radvigil.store.predictions import PredictionKey, PredictionStore
 from radvigil.store.review import ReviewQueue
 from radvigil.store.schemas import (
     ApiKeyPublic,
@@ -60,6 +60,7 @@ __all__ = [
     "NoteCreate",
     "NotePublic",
     "NoteStore",
+    "PredictionKey",
     "PredictionRecord",
     "PredictionStore",
     "PredictionWriter",

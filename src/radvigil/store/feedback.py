@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import undefer
 
 from radvigil.errors import NotFoundError
 from radvigil.store.db import Database
@@ -62,14 +64,51 @@ class FeedbackStore:
             rows = session.scalars(query.limit(limit)).all()
             return [FeedbackPublic.model_validate(row) for row in rows]
 
+    def count(self, *, since: datetime | None = None) -> int:
+        """How many labels were given (from a time on), counted by the database."""
+        query = select(func.count()).select_from(FeedbackRow)
+        if since is not None:
+            query = query.where(FeedbackRow.created_at >= since)
+        with self.db.session("count feedback") as session:
+            return int(session.scalar(query) or 0)
+
+    def labelled_drifters(self) -> list[tuple[PredictionRow, str]]:
+        """Answered drifters (routed to review) with a stored image, each with its latest
+        label, selected by the database: the retraining set, not every labelled case."""
+        latest = select(func.max(FeedbackRow.id)).group_by(FeedbackRow.prediction_id)
+        t = PredictionRow
+        query = (
+            select(t, FeedbackRow.label)
+            .join(FeedbackRow, FeedbackRow.prediction_id == t.id)
+            .where(
+                FeedbackRow.id.in_(latest),
+                t.routed_to_review.is_(True),
+                t.served_by != "shadow",
+                t.review_image.is_not(None),
+            )
+            .options(undefer(t.review_image))
+            .order_by(t.id)
+        )
+        with self.db.session("read labelled drifters") as session:
+            rows = session.execute(query).all()
+            for row, _ in rows:
+                session.expunge(row)
+            return [(row, label) for row, label in rows]
+
     def latest_labels(
-        self, *, model_version: str | None = None, since: datetime | None = None
+        self,
+        *,
+        model_version: str | None = None,
+        since: datetime | None = None,
+        prediction_ids: Sequence[str] | None = None,
     ) -> dict[str, str]:
         """Map prediction id to its most recent label (later corrections win).
 
         Args:
             model_version: only predictions made by this model version.
             since: only predictions made at or after this time.
+            prediction_ids: only these predictions (e.g. the page being shown), so the
+                cost is theirs, not every label's.
         """
         latest = (
             select(func.max(FeedbackRow.id))
@@ -80,6 +119,8 @@ class FeedbackStore:
             latest = latest.where(PredictionRow.model_version == model_version)
         if since is not None:
             latest = latest.where(PredictionRow.created_at >= since)
+        if prediction_ids is not None:
+            latest = latest.where(FeedbackRow.prediction_id.in_(list(prediction_ids)))
         query = select(FeedbackRow.prediction_id, FeedbackRow.label).where(
             FeedbackRow.id.in_(latest)
         )

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -177,10 +177,26 @@ class MonitorResultStore:
         group: str | None = None,
         limit: int | None = 100,
         newest_first: bool = True,
+        after: int | None = None,
     ) -> list[MonitorResultPublic]:
-        """Results matching the filters, by window end (newest first by default)."""
+        """Results matching the filters, by window end (newest first by default); ``after``
+        (the previous page's last id) continues by the key (window end, id).
+
+        Raises:
+            NotFoundError: when ``after`` names no stored result.
+        """
         t = MonitorResultRow
         query = select(t)
+        if after is not None:
+            end = self.get(after).window_end
+            if newest_first:
+                query = query.where(
+                    or_(t.window_end < end, and_(t.window_end == end, t.id < after))
+                )
+            else:
+                query = query.where(
+                    or_(t.window_end > end, and_(t.window_end == end, t.id > after))
+                )
         for column, value in (
             (t.model_name, model_name),
             (t.model_version, model_version),
@@ -239,16 +255,19 @@ class MonitorResultStore:
             t.model_version == model_version,
             t.window_kind == window_kind,
         )
-        ends = select(t.group, t.window_end).where(*scope).distinct()
+        groups = select(t.group).where(*scope).distinct()
         with self.db.session("read recent monitor results") as session:
-            keys = sorted(session.execute(ends).all(), key=lambda k: (k[0], k[1]))
-            keep: dict[str, list[datetime]] = {}
-            for group, end in keys:
-                keep.setdefault(group, []).append(end)
             rows = []
-            for group, group_ends in keep.items():
-                last = group_ends[-windows:]
-                query = select(t).where(*scope, t.group == group, t.window_end >= last[0])
+            for group in session.scalars(groups).all():  # each an index range, not the history
+                ends = (
+                    select(t.window_end)
+                    .where(*scope, t.group == group)
+                    .distinct()
+                    .order_by(t.window_end.desc())
+                    .limit(windows)
+                )
+                first = min(session.scalars(ends).all())
+                query = select(t).where(*scope, t.group == group, t.window_end >= first)
                 rows += session.scalars(query).all()
             rows.sort(key=lambda r: (r.window_end, r.id))
             return [MonitorResultPublic.model_validate(row) for row in rows]
@@ -305,10 +324,14 @@ class AlertStore:
         model_version: str | None = None,
         active: bool | None = None,
         limit: int | None = 100,
+        after: int | None = None,
     ) -> list[AlertPublic]:
-        """Alerts matching the filters, newest first."""
+        """Alerts matching the filters, newest first; ``after`` (the previous page's last id)
+        continues by key."""
         t = AlertRow
         query = select(t).order_by(t.id.desc())
+        if after is not None:
+            query = query.where(t.id < after)
         for column, value in (
             (t.state, state),
             (t.model_name, model_name),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from sqlalchemy import Select, func, select
@@ -27,6 +27,15 @@ def pack_embedding(values: Sequence[float] | None) -> bytes | None:
 def unpack_embedding(blob: bytes | None) -> list[float] | None:
     """The inverse of :func:`pack_embedding`."""
     return None if blob is None else np.frombuffer(blob, dtype="<f4").astype(float).tolist()
+
+
+class PredictionKey(NamedTuple):
+    """What places a prediction in a window: its id, time and grouping metadata."""
+
+    id: str
+    created_at: datetime
+    site: str | None
+    view_position: str | None
 
 
 class PredictionStore:
@@ -99,15 +108,65 @@ class PredictionStore:
         limit: int | None = 100,
         offset: int = 0,
         newest_first: bool = False,
+        model_name: str | None = None,
     ) -> list[PredictionRecord]:
         """Predictions in ``[since, until)`` matching the filters, without review images."""
         order = PredictionRow.created_at.desc() if newest_first else PredictionRow.created_at
         query = self._filter(
             select(PredictionRow), since, until, model_version, served_by, routed_to_review
         )
+        if model_name is not None:
+            query = query.where(PredictionRow.model_name == model_name)
         query = query.order_by(order, PredictionRow.id).offset(offset).limit(limit)
         with self.db.session("list predictions") as session:
             return [self._to_record(row) for row in session.scalars(query)]
+
+    def keys(
+        self,
+        *,
+        since: datetime,
+        until: datetime,
+        model_name: str,
+        model_version: str,
+        served_by: ServedBy,
+    ) -> list[PredictionKey]:
+        """Id, time and grouping metadata of the matching predictions in ``[since, until)``,
+        oldest first: a few bytes a row, to place them in windows before loading any."""
+        t = PredictionRow
+        query = self._filter(
+            select(t.id, t.created_at, t.site, t.view_position),
+            since,
+            until,
+            model_version,
+            served_by,
+            None,
+        ).where(t.model_name == model_name)
+        with self.db.session("list prediction keys") as session:
+            rows = session.execute(query.order_by(t.created_at, t.id)).all()
+        return [PredictionKey(*row) for row in rows]
+
+    def start_of_newest(
+        self,
+        n: int,
+        *,
+        since: datetime | None,
+        until: datetime,
+        model_name: str,
+        model_version: str,
+        served_by: ServedBy,
+    ) -> datetime | None:
+        """When the ``n``-th newest matching prediction in ``[since, until)`` was made; None
+        when fewer match. Read from the index, so a backlog costs no rows in memory."""
+        t = PredictionRow
+        query = (
+            self._filter(select(t.created_at), since, until, model_version, served_by, None)
+            .where(t.model_name == model_name)
+            .order_by(t.created_at.desc(), t.id.desc())
+            .offset(n - 1)
+            .limit(1)
+        )
+        with self.db.session("find a backlog's start") as session:
+            return session.scalar(query)
 
     def count(
         self,

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from sqlalchemy import exists, func, or_, select
+from sqlalchemy import ColumnElement, exists, func, literal_column, or_, select, tuple_
 
+from radvigil.errors import NotFoundError
 from radvigil.store.db import Database
 from radvigil.store.predictions import PredictionStore
 from radvigil.store.schemas import PredictionRecord
 from radvigil.store.tables import FeedbackRow, PredictionRow
+
+# Most unusual first (OOD scores are distances, never negative); an unscored case after
+# every scored one. Spelled exactly as the index
+# ``ix_predictions_review_order`` (migration 0010), so the database reads the queue in order.
+REVIEW_ORDER = literal_column("(-coalesce(predictions.ood_score, -1))")
+COUNT_CAP = 10_000  # the queue's size is counted up to here ("10,000+"), not over the history
 
 
 class ReviewQueue:
@@ -35,23 +42,44 @@ class ReviewQueue:
         site: str | None = None,
         max_confidence: float = 0.7,
         limit: int = 50,
-        offset: int = 0,
+        after: str | None = None,
     ) -> list[PredictionRecord]:
-        """Cases to review, ordered by OOD score (highest first), then by confidence (lowest)."""
-        query = (
-            self._query(site, max_confidence)
-            .order_by(
-                PredictionRow.ood_score.desc().nulls_last(),
-                PredictionRow.confidence.asc(),
-                PredictionRow.created_at.asc(),
-            )
-            .limit(limit)
-            .offset(offset)
-        )
-        with self.db.session("read review queue") as session:
-            return [PredictionStore._to_record(row) for row in session.scalars(query).all()]
+        """Cases to review, ordered by OOD score (highest first, none last), then by confidence
+        (lowest), time and id; ``after`` (a request id of the previous page) continues by key.
 
-    def size(self, *, site: str | None = None, max_confidence: float = 0.7) -> int:
-        query = select(func.count()).select_from(self._query(site, max_confidence).subquery())
+        Raises:
+            NotFoundError: when ``after`` names no stored prediction.
+        """
+        key = _order_key()
+        query = self._query(site, max_confidence)
+        with self.db.session("read review queue") as session:
+            if after is not None:
+                last = session.execute(select(*key).where(PredictionRow.id == after)).one_or_none()
+                if last is None:
+                    raise NotFoundError(f"no prediction with request id {after!r} to page after")
+                query = query.where(tuple_(*key) > tuple_(*last))
+            rows = session.scalars(query.order_by(*key).limit(limit)).all()
+            return [PredictionStore._to_record(row) for row in rows]
+
+    def size(
+        self, *, site: str | None = None, max_confidence: float = 0.7, cap: int | None = None
+    ) -> int:
+        """How many cases wait; with ``cap``, counted up to ``cap`` only (a page shows
+        "10,000+" rather than counting a year of history on every view)."""
+        waiting = self._query(site, max_confidence).with_only_columns(PredictionRow.id)
+        if cap is not None:
+            waiting = waiting.limit(cap)
+        query = select(func.count()).select_from(waiting.subquery())
         with self.db.session("count review queue") as session:
             return int(session.scalar(query) or 0)
+
+
+def _order_key() -> tuple[ColumnElement, ...]:
+    """The queue's order as one ascending key (most unusual first), unique by the id, so a
+    page continues after its last item by comparing keys (keyset pagination)."""
+    return (
+        REVIEW_ORDER,
+        PredictionRow.confidence,
+        PredictionRow.created_at,
+        PredictionRow.id,
+    )

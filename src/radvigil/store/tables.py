@@ -71,6 +71,22 @@ class PredictionRow(Base):
     __table_args__ = (
         CheckConstraint("served_by IN ('champion', 'challenger', 'shadow')", name="served_by"),
         Index("ix_predictions_model_version_created_at", "model_version", "created_at"),
+        Index(
+            "ix_predictions_monitor_selection",
+            "model_name",
+            "model_version",
+            "served_by",
+            "created_at",
+        ),
+        Index("ix_predictions_served_by_created_at", "served_by", "created_at"),
+        Index("ix_predictions_review_queue", "routed_to_review", "created_at", "id"),
+        Index(  # the review queue's order (store/review.py REVIEW_ORDER), read in order
+            "ix_predictions_review_order",
+            text("(-coalesce(ood_score, -1))"),
+            "confidence",
+            "created_at",
+            "id",
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -188,6 +204,14 @@ class MonitorResultRow(Base):
             "model_name",
             "model_version",
             "window_kind",
+            "window_end",
+        ),
+        Index(
+            "ix_monitor_results_group_window_end",
+            "model_name",
+            "model_version",
+            "window_kind",
+            "group",
             "window_end",
         ),
     )

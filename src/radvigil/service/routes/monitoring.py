@@ -6,7 +6,7 @@ from datetime import datetime
 from pathlib import Path as FilePath
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
@@ -14,6 +14,7 @@ from radvigil.errors import NotFoundError
 from radvigil.loop.monitoring import acknowledge_alert, ensure_report, resolve_alert
 from radvigil.monitoring import ReferenceProfile, WindowReport
 from radvigil.service.deps import MAX_DB_INT, Admin, Reader, State, requires
+from radvigil.service.paging import AFTER, next_page
 from radvigil.service.state import ServiceState
 from radvigil.store import AlertPublic, ApiKeyPublic, MonitorResultPublic
 
@@ -77,11 +78,13 @@ class RunOut(BaseModel):
 )
 def list_results(
     state: State,
+    response: Response,
     _: Reader,
     detector: str | None = Query(None, max_length=64),
     group: str | None = Query(None, max_length=200, description="'all' or e.g. 'site=ward-3'"),
     model_version: str | None = Query(None, max_length=64),
     limit: int = Query(100, ge=1, le=5000),
+    after: int | None = Query(None, ge=1, le=MAX_DB_INT, description=AFTER),
 ) -> list[MonitorResultOut]:
     rows = state.monitoring.stores.results.list(
         model_name=state.settings.model_name,
@@ -89,20 +92,26 @@ def list_results(
         detector=detector,
         group=group,
         limit=limit,
+        after=after,
     )
+    next_page(response, rows, limit)
     return [MonitorResultOut.of(row) for row in rows]
 
 
 @router.get("/alerts", response_model=list[AlertPublic], summary="Alerts, newest first")
 def list_alerts(
     state: State,
+    response: Response,
     _: Reader,
     alert_state: Literal["open", "acknowledged", "resolved"] | None = Query(None, alias="state"),
     limit: int = Query(100, ge=1, le=5000),
+    after: int | None = Query(None, ge=1, le=MAX_DB_INT, description=AFTER),
 ) -> list[AlertPublic]:
-    return state.monitoring.stores.alerts.list(
-        state=alert_state, model_name=state.settings.model_name, limit=limit
+    alerts = state.monitoring.stores.alerts.list(
+        state=alert_state, model_name=state.settings.model_name, limit=limit, after=after
     )
+    next_page(response, alerts, limit)
+    return alerts
 
 
 @router.post(

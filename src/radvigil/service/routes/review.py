@@ -6,10 +6,11 @@ from fastapi import APIRouter, Path, Query, Response
 
 from radvigil.errors import NotFoundError
 from radvigil.loop.actions import label_case
-from radvigil.service.deps import MAX_DB_INT, Labeller, State
+from radvigil.service.deps import Labeller, State
 from radvigil.service.explanations import explain_stored_capped
 from radvigil.service.schemas import FeedbackIn, ReviewItem, ReviewQueueOut
 from radvigil.store import FeedbackPublic, PredictionRecord, ReviewQueue
+from radvigil.store.review import COUNT_CAP
 
 router = APIRouter(prefix="/v1", tags=["review"])
 RequestId = Path(..., max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")
@@ -41,13 +42,18 @@ def review_queue(
     _: Labeller,
     site: str | None = Query(None, max_length=100),
     limit: int = Query(50, ge=1, le=500),
-    offset: int = Query(0, ge=0, le=MAX_DB_INT),
+    after: str | None = Query(
+        None, max_length=64, description="Request id of the previous page's last item."
+    ),
 ) -> ReviewQueueOut:
     queue = ReviewQueue(state.db)
     threshold = state.settings.review_confidence
-    items = queue.pending(site=site, max_confidence=threshold, limit=limit, offset=offset)
+    items = queue.pending(site=site, max_confidence=threshold, limit=limit, after=after)
     return ReviewQueueOut(
-        total=queue.size(site=site, max_confidence=threshold), items=[_item(r) for r in items]
+        total=(total := queue.size(site=site, max_confidence=threshold, cap=COUNT_CAP)),
+        total_capped=total >= COUNT_CAP,
+        items=[_item(r) for r in items],
+        next_after=items[-1].id if len(items) == limit else None,
     )
 
 

@@ -1,0 +1,704 @@
+"""A year of a hospital network at 10k, 100k and 1M predictions: what each cost grows with.
+
+For each size, a FRESH PostgreSQL database (CREATE DATABASE on the local server, dropped at the
+end) is filled by COPY with a realistic history: predictions of ten sites over days and model
+versions (embeddings drawn around the champion's reference profile, image statistics, OOD
+scores, 5 % shadow rows, 10 % routed to review), labels on 10 %, review images on the labelled
+drifters, monitor results for every window already evaluated, alerts, and one HMAC-chained
+audit record per prediction and label (computed with the log's own ``record_hash``). Then:
+
+- a day of new traffic (5,000 predictions) arrives and one incremental monitor run evaluates
+  it: ``radvigil monitor run`` in a child process, exactly as the service starts it (wall time
+  and peak RSS from ``wait4``);
+- every dashboard page and list/query API route is requested on a real uvicorn server against
+  that database (p50/p95 of sequential requests, after one warm-up);
+- audit verification, the retraining-set build, and a full monitor re-run (results deleted).
+
+    python bench/scale.py                       # 10k, 100k and 1M
+    python bench/scale.py --sizes 10000 100000  # smaller sizes first
+
+Writes bench/results/scale.json and prints one table per measure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+from PIL import Image as PILImage
+from psycopg import sql
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import (
+    BUNDLED,
+    DEFAULT_OUT,
+    LiveServer,
+    bench_home,
+    console,
+    fmt,
+    machine,
+    machine_line,
+    quiet_libraries,
+    table,
+    write_json,
+)
+
+ADMIN_URL = os.environ.get(
+    "RADVIGIL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+SITES = [f"site-{i:02d}" for i in range(10)]
+PER_DAY = 5000  # ten sites reading 500 films a day
+CHUNK = 50_000
+REQUESTS = 20
+SLOW_S = 5.0
+LABEL_SHARE, REVIEW_SHARE, SHADOW_SHARE = 0.10, 0.10, 0.05
+PREDICTION_COLUMNS = [
+    "id",
+    "created_at",
+    "model_name",
+    "model_version",
+    "task",
+    "probabilities",
+    "predicted_class",
+    "findings",
+    "confidence",
+    "warnings",
+    "image_stats",
+    "embedding",
+    "ood_score",
+    "latency_ms",
+    "site",
+    "view_position",
+    "study_hash",
+    "routed_to_review",
+    "review_image",
+    "served_by",
+    "shadow_of",
+]
+AUDIT_COLUMNS = [
+    "id",
+    "created_at",
+    "actor",
+    "action",
+    "object_type",
+    "object_id",
+    "model_version",
+    "request_id",
+    "details",
+    "prev_hash",
+    "hash",
+]
+
+
+@dataclass
+class Champion:
+    """What the synthetic history is drawn around: the served version and its profile."""
+
+    name: str
+    version: str
+    task: str
+    classes: list[str]
+    embeddings: np.ndarray
+    probs: np.ndarray
+    stats: list[dict[str, float]]
+    detectors: list[str]
+    window: int
+    png: bytes
+
+
+@dataclass
+class Chain:
+    """The audit chain's head while the history is written."""
+
+    secret: str
+    last_id: int = 0
+    last_hash: str = "0" * 64
+    feedback_id: int = 0
+
+
+@dataclass
+class Filled:
+    """What was written, and how fast."""
+
+    predictions: int = 0
+    rows: int = 0
+    seconds: float = 0.0
+    champion_times: list[np.ndarray] = field(default_factory=list)
+    champion_sites: list[np.ndarray] = field(default_factory=list)
+    sample_ids: list[str] = field(default_factory=list)
+
+
+def champion_of(home: Any) -> Champion:
+    from radvigil.monitoring import MonitorConfig, ReferenceProfile
+
+    loaded = home.load()
+    profile = ReferenceProfile.from_path(loaded.profile_dir)
+    ref = profile.reference
+    stats = ref.stats.to_dict("records") if ref.stats is not None else [{}]
+    first = sorted(BUNDLED.glob("**/*.jpg"))[0]
+    buffer = io.BytesIO()
+    PILImage.open(first).convert("L").resize((96, 96)).save(buffer, format="PNG")
+    config = MonitorConfig()
+    return Champion(
+        loaded.name,
+        loaded.version,
+        str(loaded.card["task"]["name"]),
+        list(profile.class_names),
+        np.asarray(ref.embeddings, dtype=np.float32),
+        np.asarray(ref.probs, dtype=np.float64),
+        [{k: float(v) for k, v in row.items() if v == v} for row in stats],
+        list(config.detectors),
+        config.windows.size,
+        buffer.getvalue(),
+    )
+
+
+def fresh_database(label: str) -> tuple[str, str]:
+    """CREATE DATABASE on the local server; returns (name, SQLAlchemy URL)."""
+    name = f"radvigil_scale_{label}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    base = psycopg.conninfo.conninfo_to_dict(ADMIN_URL)
+    user, host, port = (
+        base.get("user", "postgres"),
+        base.get("host", "127.0.0.1"),
+        base.get("port", 5432),
+    )
+    return name, f"postgresql+psycopg://{user}@{host}:{port}/{name}"
+
+
+def drop_database(name: str) -> None:
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+def _libpq(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://")
+
+
+def write_predictions(
+    conn: psycopg.Connection,
+    champ: Champion,
+    chain: Chain,
+    rng: np.random.Generator,
+    times: np.ndarray,
+    versions: np.ndarray,
+    prefix: str,
+    filled: Filled,
+    *,
+    labels: bool = True,
+) -> None:
+    """COPY one chunk of predictions (ordered by time) with their labels and audit records."""
+    from radvigil.store.audit import canonical_json, record_hash
+
+    n = len(times)
+    picks = rng.integers(0, len(champ.embeddings), n)
+    embeddings = champ.embeddings[picks] + rng.normal(0, 0.05, (n, champ.embeddings.shape[1]))
+    probs = champ.probs[picks]
+    site_index = rng.integers(0, len(SITES), n)
+    shadow = rng.random(n) < SHADOW_SHARE
+    routed = rng.random(n) < REVIEW_SHARE
+    labelled = (rng.random(n) < LABEL_SHARE) & ~shadow if labels else np.zeros(n, bool)
+    ood = rng.gamma(2.0, 0.5, n)
+    latency = rng.gamma(4.0, 8.0, n)
+    ids = [f"{prefix}-{filled.predictions + i:08d}" for i in range(n)]
+    stamps = [datetime.fromtimestamp(float(t), UTC) for t in times]
+    predicted = probs.argmax(axis=1)
+    feedback_rows, audit_rows = [], []
+    with conn.cursor() as cur:
+        with cur.copy(f"COPY predictions ({', '.join(PREDICTION_COLUMNS)}) FROM STDIN") as copy:
+            for i in range(n):
+                cls = champ.classes[predicted[i]]
+                version = str(versions[i])
+                served = "shadow" if shadow[i] else "champion"
+                copy.write_row(
+                    (
+                        ids[i],
+                        stamps[i],
+                        champ.name,
+                        version,
+                        champ.task,
+                        json.dumps(
+                            dict(zip(champ.classes, probs[i].round(4).tolist(), strict=True))
+                        ),
+                        cls,
+                        json.dumps([cls] if cls != champ.classes[0] else []),
+                        float(probs[i].max()),
+                        "[]",
+                        json.dumps(champ.stats[picks[i] % len(champ.stats)]),
+                        embeddings[i].astype("<f4").tobytes(),
+                        float(ood[i]),
+                        float(latency[i]),
+                        SITES[site_index[i]],
+                        "PA",
+                        None,
+                        bool(routed[i]),
+                        champ.png if routed[i] and labelled[i] else None,
+                        served,
+                        ids[i - 1] if shadow[i] and i else None,
+                    )
+                )
+        for i in range(n):
+            chain.last_id += 1
+            row = {
+                "id": chain.last_id,
+                "created_at": stamps[i],
+                "actor": "service-key",
+                "action": "predict",
+                "object_type": "prediction",
+                "object_id": ids[i],
+                "model_version": f"{champ.name}/{versions[i]}",
+                "request_id": ids[i],
+                "details": {
+                    "predicted_class": champ.classes[predicted[i]],
+                    "served_by": "shadow" if shadow[i] else "champion",
+                    "routed_to_review": bool(routed[i]),
+                },
+                "prev_hash": chain.last_hash,
+            }
+            row["hash"] = chain.last_hash = record_hash(row, chain.secret)
+            audit_rows.append(row)
+        for i in np.flatnonzero(labelled):
+            chain.feedback_id += 1
+            truth = champ.classes[predicted[i]] if rng.random() < 0.85 else champ.classes[0]
+            at = stamps[i] + timedelta(hours=2)
+            feedback_rows.append((chain.feedback_id, ids[i], truth, "dr-reader", None, at))
+            chain.last_id += 1
+            row = {
+                "id": chain.last_id,
+                "created_at": at,
+                "actor": "dr-reader",
+                "action": "label",
+                "object_type": "prediction",
+                "object_id": ids[i],
+                "model_version": f"{champ.name}/{versions[i]}",
+                "request_id": ids[i],
+                "details": {
+                    "label": truth,
+                    "predicted_class": champ.classes[predicted[i]],
+                    "feedback_id": chain.feedback_id,
+                },
+                "prev_hash": chain.last_hash,
+            }
+            row["hash"] = chain.last_hash = record_hash(row, chain.secret)
+            audit_rows.append(row)
+        with cur.copy(
+            "COPY feedback (id, prediction_id, label, reviewer, comment, created_at) FROM STDIN"
+        ) as copy:
+            for values in feedback_rows:
+                copy.write_row(values)
+        with cur.copy(f"COPY audit_events ({', '.join(AUDIT_COLUMNS)}) FROM STDIN") as copy:
+            for row in audit_rows:
+                copy.write_row(
+                    tuple(
+                        canonical_json(row[c]) if c == "details" else row[c] for c in AUDIT_COLUMNS
+                    )
+                )
+    conn.commit()
+    champion_rows = (versions == champ.version) & ~shadow
+    filled.champion_times.append(times[champion_rows])
+    filled.champion_sites.append(site_index[champion_rows])
+    filled.predictions += n
+    filled.rows += n + len(feedback_rows) + len(audit_rows)
+    if len(filled.sample_ids) < 50:
+        filled.sample_ids += [ids[i] for i in np.flatnonzero(labelled)[:10]]
+
+
+def write_monitor_history(conn: psycopg.Connection, champ: Champion, filled: Filled) -> int:
+    """Monitor results for every count window already evaluated (overall and per site), plus
+    a few alerts: the state a service that has monitored the whole history is in."""
+    times = np.concatenate(filled.champion_times)
+    sites = np.concatenate(filled.champion_sites)
+    groups = {"all": times}
+    groups |= {f"site={SITES[s]}": times[sites == s] for s in range(len(SITES))}
+    now = datetime.now(UTC)
+    rows = 0
+    with conn.cursor() as cur:
+        with cur.copy(
+            "COPY monitor_results (created_at, model_name, model_version, window_kind, "
+            'window_start, window_end, n, "group", detector, statistic, p_value, threshold, '
+            "threshold_source, drift, effect_size, details) FROM STDIN"
+        ) as copy:
+            for group, stamps in groups.items():
+                stamps = np.sort(stamps)
+                for s in range(0, len(stamps) - champ.window + 1, champ.window):
+                    start = datetime.fromtimestamp(float(stamps[s]), UTC)
+                    end = datetime.fromtimestamp(float(stamps[s + champ.window - 1]), UTC)
+                    for detector in champ.detectors:
+                        copy.write_row(
+                            (
+                                now,
+                                champ.name,
+                                champ.version,
+                                "count",
+                                start,
+                                end,
+                                champ.window,
+                                group,
+                                detector,
+                                0.1,
+                                0.5,
+                                0.2,
+                                "default",
+                                False,
+                                0.01,
+                                json.dumps({"n_reference": 2000, "n_window": champ.window}),
+                            )
+                        )
+                        rows += 1
+        for i in range(20):
+            cur.execute(
+                "INSERT INTO alerts (created_at, updated_at, model_name, model_version, rule, "
+                'detector, "group", severity, state, message) VALUES '
+                "(%s, %s, %s, %s, %s, %s, %s, 'warning', %s, 'synthetic alert')",
+                (
+                    now,
+                    now,
+                    champ.name,
+                    champ.version,
+                    f"rule-{i}",
+                    champ.detectors[0],
+                    SITES[i % 10],
+                    "open" if i < 3 else "resolved",
+                ),
+            )
+        cur.execute("SELECT setval('feedback_id_seq', (SELECT max(id) FROM feedback))")
+    conn.commit()
+    return rows
+
+
+def fill(url: str, champ: Champion, n: int, chain: Chain, rng: np.random.Generator) -> Filled:
+    """``n`` predictions over ``n / 5,000`` days ending a day ago; the champion serves the
+    newest third, two older versions the rest."""
+    filled = Filled()
+    end = time.time() - 86400
+    days = max(n / PER_DAY, 1.0)
+    times = np.sort(rng.uniform(end - days * 86400, end, n))
+    versions = np.where(
+        times >= end - days * 86400 / 3,
+        champ.version,
+        np.where(times >= end - days * 86400 * 2 / 3, "old-2", "old-1"),
+    )
+    started = time.perf_counter()
+    with psycopg.connect(_libpq(url)) as conn:
+        for s in range(0, n, CHUNK):
+            write_predictions(
+                conn, champ, chain, rng, times[s : s + CHUNK], versions[s : s + CHUNK], "h", filled
+            )
+        filled.rows += write_monitor_history(conn, champ, filled)
+        conn.execute("ANALYZE")
+    filled.seconds = time.perf_counter() - started
+    return filled
+
+
+def new_day(url: str, champ: Champion, chain: Chain, rng: np.random.Generator, filled: Filled):
+    """A day of champion traffic, ending now (not yet monitored)."""
+    end = time.time()
+    times = np.sort(rng.uniform(end - 86400, end - 1, PER_DAY))
+    with psycopg.connect(_libpq(url)) as conn:
+        write_predictions(
+            conn,
+            champ,
+            chain,
+            rng,
+            times,
+            np.full(PER_DAY, champ.version),
+            "d",
+            filled,
+            labels=False,
+        )
+        conn.execute("ANALYZE predictions")
+
+
+def monitor_child(url: str, home: Any, work: Path) -> dict[str, Any]:
+    """``radvigil monitor run`` as the service starts it; wall time and peak RSS of the child."""
+    env = {
+        **os.environ,
+        "RADVIGIL_HOME": str(work),
+        "RADVIGIL_DATABASE_URL": url,
+        "MLFLOW_TRACKING_URI": home.registry.tracking_uri,
+        "RADVIGIL_MODEL_NAME": "chest-pneumonia",
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"),
+    }
+    args = [sys.executable, "-m", "radvigil", "monitor", "run", "--json", "--settle", "0"]
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        child = subprocess.Popen(args, env=env, stdout=out, stderr=err)
+        _, status, usage = os.wait4(child.pid, 0)  # this child's own peak RSS
+        wall = time.perf_counter() - started
+        child.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        if child.returncode != 0:
+            raise RuntimeError(f"monitor run failed: {err.read().decode()[-2000:]}")
+        run = json.loads(out.read().decode().strip().splitlines()[-1])
+    return {
+        "wall_s": wall,
+        "peak_rss_mb": usage.ru_maxrss / 1024,  # Linux: KiB
+        "windows": len(run["windows"]),
+        "relabelled": len(run["relabelled"]),
+    }
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    return {
+        "p50_ms": float(np.percentile(samples, 50)) * 1000,
+        "p95_ms": float(np.percentile(samples, 95)) * 1000,
+    }
+
+
+def time_routes(url: str, home: Any, work: Path, sample: str, requests: int) -> dict[str, Any]:
+    """p50/p95 of every dashboard page and list/query route on a real uvicorn server."""
+    import httpx
+
+    from radvigil.config import Settings
+    from radvigil.dashboard.session import SESSION_COOKIE
+    from radvigil.service.app import create_app
+    from radvigil.store import Database, KeyStore
+
+    db = Database(url)
+    settings = Settings(
+        home=work / "service",
+        database_url=url,
+        model_poll_seconds=3600,
+        monitor_interval_seconds=0,
+    )
+    app = create_app(settings, registry=home.registry, db=db)
+    state = app.state.radvigil
+    keys = KeyStore(db)
+    tokens = {
+        role: keys.create(f"bench-{role}-{uuid.uuid4().hex[:6]}", role, rate_limit=10**6)[0]
+        for role in ("admin", "clinician", "auditor")
+    }
+    routes = {
+        "api /v1/traffic (24 h)": ("admin", "/v1/traffic"),
+        "api /v1/traffic (31 d, 1 h buckets)": (
+            "admin",
+            "/v1/traffic?hours=744&bucket_seconds=3600",
+        ),
+        "api /v1/traffic (31 d, 1 s: refused)": ("admin", "/v1/traffic?hours=744&bucket_seconds=1"),
+        "api /v1/monitoring/results": ("admin", "/v1/monitoring/results?limit=100"),
+        "api /v1/monitoring/alerts": ("admin", "/v1/monitoring/alerts?limit=100"),
+        "api /v1/review (queue)": ("clinician", "/v1/review?limit=50"),
+        "api /v1/audit": ("auditor", "/v1/audit?limit=100"),
+        "api /v1/predictions/{id}": ("admin", f"/v1/predictions/{sample}"),
+        "api /v1/model": ("admin", "/v1/model"),
+        "api /v1/admin/rollout": ("admin", "/v1/admin/rollout"),
+        "api /v1/admin/rollout/shadow-report": ("admin", "/v1/admin/rollout/shadow-report"),
+        "api /metrics": ("admin", "/metrics"),
+        "page /dashboard/ (overview)": ("admin", "/dashboard/"),
+        "page /dashboard/drift": ("admin", "/dashboard/drift"),
+        "page /dashboard/performance": ("admin", "/dashboard/performance"),
+        "page /dashboard/review (queue)": ("clinician", "/dashboard/review"),
+        "page /dashboard/review/{id}": ("clinician", f"/dashboard/review/{sample}"),
+        "page /dashboard/models": ("admin", "/dashboard/models"),
+        "page /dashboard/audit": ("auditor", "/dashboard/audit"),
+    }
+    out: dict[str, Any] = {}
+    with LiveServer(app) as server:
+        clients = {}
+        for role, token in tokens.items():
+            client = httpx.Client(base_url=server.url, headers={"X-API-Key": token}, timeout=900)
+            client.cookies.set(SESSION_COOKIE, state.sessions.create(token))
+            clients[role] = client
+        for name, (role, path) in routes.items():
+            client = clients[role]
+            started = time.perf_counter()
+            first = client.get(path)
+            slow = time.perf_counter() - started > SLOW_S  # a slow route: one more sample, not 20
+            samples = []
+            for _ in range(1 if slow else requests):
+                started = time.perf_counter()
+                client.get(path)
+                samples.append(time.perf_counter() - started)
+            out[name] = {
+                "status": first.status_code,
+                "bytes": len(first.content),
+                **percentiles(samples),
+            }
+        page = clients["clinician"].get("/v1/review?limit=50").json()
+        if page.get("next_after"):
+            path = f"/v1/review?limit=50&after={page['next_after']}"
+            samples = []
+            for _ in range(requests):
+                started = time.perf_counter()
+                clients["clinician"].get(path)
+                samples.append(time.perf_counter() - started)
+            out["api /v1/review (page 2, by key)"] = {
+                "status": 200,
+                "bytes": 0,
+                **percentiles(samples),
+            }
+        for client in clients.values():
+            client.close()
+    db.dispose()
+    return out
+
+
+def in_process(url: str) -> dict[str, Any]:
+    """Audit verification and the retraining-set build, in this process."""
+    from radvigil.config import get_settings
+    from radvigil.loop.retrain import labelled_drifters
+    from radvigil.store import AuditLog, Database, FeedbackStore, PredictionStore
+
+    db = Database(url)
+    started = time.perf_counter()
+    verdict = AuditLog(db, secret=get_settings().audit_key).verify()
+    verify_s = time.perf_counter() - started
+    started = time.perf_counter()
+    cases = labelled_drifters(PredictionStore(db), FeedbackStore(db))
+    retrain_s = time.perf_counter() - started
+    db.dispose()
+    return {
+        "audit_verify_s": verify_s,
+        "audit_ok": verdict.ok,
+        "audit_records": verdict.checked,
+        "retrain_set_s": retrain_s,
+        "retrain_cases": len(cases),
+    }
+
+
+def full_rerun(url: str, champ: Champion, home: Any, work: Path) -> dict[str, Any]:
+    with psycopg.connect(_libpq(url)) as conn:
+        conn.execute("DELETE FROM alerts WHERE model_version = %s", (champ.version,))
+        conn.execute("DELETE FROM monitor_results WHERE model_version = %s", (champ.version,))
+    return monitor_child(url, home, work)
+
+
+def measure(n: int, champ: Champion, home: Any, requests: int, seed: int) -> dict[str, Any]:
+    from radvigil.config import get_settings
+    from radvigil.store import upgrade_database
+
+    rng = np.random.default_rng(seed)
+    name, url = fresh_database(str(n))
+    chain = Chain(secret=get_settings().audit_key)
+    try:
+        upgrade_database(url)
+        console.print(f"[{n:,}] filling {name} ...")
+        filled = fill(url, champ, n, chain, rng)
+        console.print(
+            f"[{n:,}] {filled.predictions:,} predictions, {filled.rows:,} rows in "
+            f"{filled.seconds:.1f} s ({filled.rows / filled.seconds:,.0f} rows/s)"
+        )
+        new_day(url, champ, chain, rng, filled)
+        with tempfile.TemporaryDirectory(prefix="radvigil-scale-") as tmp:
+            work = Path(tmp)
+            incremental = monitor_child(url, home, work)
+            console.print(f"[{n:,}] incremental run: {incremental}")
+            routes = time_routes(url, home, work, filled.sample_ids[0], requests)
+            heavy = in_process(url)
+            console.print(f"[{n:,}] {heavy}")
+            full = full_rerun(url, champ, home, work)
+            console.print(f"[{n:,}] full re-run: {full}")
+        with psycopg.connect(_libpq(url)) as conn:
+            size_mb = (
+                conn.execute("SELECT pg_database_size(current_database())").fetchone()[0] / 2**20
+            )
+        return {
+            "predictions": filled.predictions,
+            "history_predictions": n,
+            "rows_written": filled.rows,
+            "fill_s": filled.seconds,
+            "fill_rows_per_s": filled.rows / filled.seconds,
+            "fill_predictions_per_s": n / filled.seconds,
+            "database_mb": size_mb,
+            "incremental_run": incremental,
+            "full_rerun": full,
+            "routes": routes,
+            **heavy,
+        }
+    finally:
+        drop_database(name)
+
+
+def ratio(results: dict[int, dict[str, Any]], n: int, key: str) -> str:
+    """The incremental run's ``key`` at size ``n`` over that at the smallest size."""
+    first = results[min(results)]["incremental_run"][key]
+    return f"{results[n]['incremental_run'][key] / first:.2f}"
+
+
+def report(results: dict[int, dict[str, Any]]) -> None:
+    sizes = sorted(results)
+    head = ["measure", *[f"{n:,}" for n in sizes]]
+    first = results[sizes[0]]
+    rows = [
+        ["fill: rows/s (COPY)", *[f"{results[n]['fill_rows_per_s']:,.0f}" for n in sizes]],
+        ["fill: predictions/s", *[f"{results[n]['fill_predictions_per_s']:,.0f}" for n in sizes]],
+        ["database size (MB)", *[f"{results[n]['database_mb']:,.0f}" for n in sizes]],
+        [
+            "incremental run: wall (s)",
+            *[fmt(results[n]["incremental_run"]["wall_s"]) for n in sizes],
+        ],
+        ["incremental run: x 10k wall", *[ratio(results, n, "wall_s") for n in sizes]],
+        [
+            "incremental run: peak RSS (MB)",
+            *[fmt(results[n]["incremental_run"]["peak_rss_mb"]) for n in sizes],
+        ],
+        ["incremental run: x 10k RSS", *[ratio(results, n, "peak_rss_mb") for n in sizes]],
+        [
+            "incremental run: windows",
+            *[str(results[n]["incremental_run"]["windows"]) for n in sizes],
+        ],
+        ["full re-run: wall (s)", *[fmt(results[n]["full_rerun"]["wall_s"]) for n in sizes]],
+        [
+            "full re-run: peak RSS (MB)",
+            *[fmt(results[n]["full_rerun"]["peak_rss_mb"]) for n in sizes],
+        ],
+        ["audit verify, in process (s)", *[fmt(results[n]["audit_verify_s"]) for n in sizes]],
+        ["audit verify ok", *[str(results[n]["audit_ok"]) for n in sizes]],
+        ["retrain set build (s)", *[fmt(results[n]["retrain_set_s"]) for n in sizes]],
+        ["retrain set cases", *[str(results[n]["retrain_cases"]) for n in sizes]],
+    ]
+    table("scale: fill, monitors, audit, retraining set", head, rows)
+    route_rows = []
+    for route in first["routes"]:
+        cells = []
+        for n in sizes:
+            r = results[n]["routes"].get(route)
+            cells.append(
+                "—" if r is None else f"{r['p50_ms']:.0f} / {r['p95_ms']:.0f} ({r['status']})"
+            )
+        route_rows.append([route, *cells])
+    table("scale: p50 / p95 ms (HTTP status) per route", head, route_rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--requests", type=int, default=REQUESTS)
+    parser.add_argument("--home", type=Path, default=None, help="Reuse a trained bench home.")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = parser.parse_args()
+    quiet_libraries()
+    console.print(machine_line())
+    results: dict[int, dict[str, Any]] = {}
+    previous = args.out / "scale.json"
+    if previous.is_file():  # sizes measured by an earlier call are kept beside the new ones
+        results = {int(k): v for k, v in json.loads(previous.read_text()).get("sizes", {}).items()}
+    with bench_home(args.home, quick=True) as home:
+        champ = champion_of(home)
+        for n in args.sizes:
+            results[n] = measure(n, champ, home, args.requests, args.seed)
+            write_json(args.out, "scale.json", {"machine": machine(), "sizes": results})
+    report(results)
+
+
+if __name__ == "__main__":
+    main()
