@@ -323,6 +323,8 @@ class OutboxRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     prediction_id: Mapped[str] = mapped_column(String(64), index=True)
+    model_name: Mapped[str] = mapped_column(String(200))
+    model_version: Mapped[str] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(16))
     destination: Mapped[str] = mapped_column(String(16))
     calling_ae: Mapped[str] = mapped_column(String(16))

@@ -51,6 +51,8 @@ def upgrade() -> None:
         sa.Column("created_at", TIMESTAMP, nullable=False),
         sa.Column("updated_at", TIMESTAMP, nullable=False),
         sa.Column("prediction_id", sa.String(64), nullable=False),
+        sa.Column("model_name", sa.String(200), nullable=False),
+        sa.Column("model_version", sa.String(64), nullable=False),
         sa.Column("kind", sa.String(16), nullable=False),
         sa.Column("destination", sa.String(16), nullable=False),
         sa.Column("calling_ae", sa.String(16), nullable=False),
