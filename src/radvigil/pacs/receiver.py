@@ -25,13 +25,12 @@ from pydicom.uid import (
     JPEG2000Lossless,
     JPEGBaseline8Bit,
     JPEGExtended12Bit,
-    JPEGLosslessP14,
+    JPEGLossless,
     JPEGLosslessSV1,
     JPEGLSLossless,
     JPEGLSNearLossless,
 )
-from pynetdicom import AE, AllStoragePresentationContexts, evt
-from pynetdicom.presentation import ALL_TRANSFER_SYNTAXES
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import Verification
 
 from radvigil.errors import ConfigError
@@ -52,7 +51,7 @@ UNCOMPRESSED = (
 )
 COMPRESSED = (
     JPEGLosslessSV1,
-    JPEGLosslessP14,
+    JPEGLossless,
     JPEGBaseline8Bit,
     JPEGExtended12Bit,
     JPEGLSLossless,

@@ -101,8 +101,8 @@ class StudyWorker:
         started = time.perf_counter()
         return (await predict_items(self.state, actor, [(data, "dicom")], meta, started))[0]
 
-    def _deliverables(
-        self, instance: SpooledInstance, header: Dataset, out: PredictionOut, scored
+    async def _deliverables(
+        self, instance: SpooledInstance, header: Dataset, out: PredictionOut, scored: Scored
     ) -> None:
         models = self.state.models
         served = models.challenger if out.served_by == "challenger" else models.champion

@@ -1,0 +1,191 @@
+"""PACS in and out against a real Orthanc: C-STORE in, SR + Secondary Capture back, exactly once.
+
+Orthanc (Debian's, DICOMweb plugin on, authentication on) routes a real radiograph to radvigil's
+receiver with ``POST /modalities/radvigil/store``, as a site's routing rule would. The study is
+predicted through the service's own path with a trained fast model, and the results must land
+in the same study in Orthanc, read back by highdicom and checked by dciodvfy.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import subprocess
+import time
+from pathlib import Path
+
+import highdicom as hd
+import httpx
+import pydicom
+import pytest
+from pydicom.uid import generate_uid
+from sqlalchemy import select
+
+from radvigil.config import Settings
+from radvigil.pacs.node import running_node
+from radvigil.reports.dicom_sr import finding_code, probability_code
+from radvigil.service.app import create_app
+from radvigil.stack.processes import free_port
+from radvigil.store import KeyStore
+from radvigil.store.tables import OutboxRow
+from tests.helpers import LiveServer
+from tests.orthanc import Orthanc
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+RADVIGIL_AE = "RADVIGIL"
+CANARY = {
+    "PatientName": "CANARYSURNAME^CANARYGIVEN",
+    "PatientID": "CANARY-MRN-314159",
+    "AccessionNumber": "CANARYACC77",
+    "InstitutionName": "CANARY GENERAL HOSPITAL",
+}
+WAIT_S = 90.0
+
+
+def canary_radiograph(bundled: Path) -> tuple[bytes, str]:
+    """The bundled chest CR with canary patient fields and fresh study/series/instance UIDs."""
+    ds = pydicom.dcmread(bundled / "dicom" / "RG1_chest_small_512.dcm")
+    for keyword, value in CANARY.items():
+        setattr(ds, keyword, value)
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue(), str(ds.StudyInstanceUID)
+
+
+def wait_for(predicate, timeout: float = WAIT_S, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.25)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def modalities(orthanc: Orthanc, study_uid: str) -> list[str]:
+    return sorted(s["MainDicomTags"].get("Modality", "") for s in orthanc.series_of(study_uid))
+
+
+def push(orthanc: Orthanc, data: bytes) -> str:
+    """Store a file in Orthanc and route its study to radvigil by C-STORE; the study's id."""
+    with orthanc.client() as client:
+        stored = client.post("/instances", content=data).json()
+        answer = client.post(
+            "/modalities/radvigil/store",
+            json={"Resources": [stored["ParentStudy"]], "Synchronous": True},
+        )
+        assert answer.status_code == 200, answer.text
+    return stored["ParentStudy"]
+
+
+def pacs_settings(root: Path, orthanc: Orthanc, port: int, **overrides) -> Settings:
+    values = dict(
+        home=root,
+        batch_max_wait_ms=2.0,
+        dicom_ae_title=RADVIGIL_AE,
+        dicom_port=port,
+        dicom_allowed_aes=[orthanc.aet],
+        dicom_sites={orthanc.aet: "ward-7"},
+        dicom_quiet_seconds=0.5,
+        pacs_send="cstore",
+        pacs_ae_title=orthanc.aet,
+        pacs_port=orthanc.dicom_port,
+        outbox_backoff_seconds=0.2,
+        outbox_backoff_max_seconds=1.0,
+        outbox_max_attempts=30,
+    )
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture(scope="module")
+def pacs(trained_home, tmp_path_factory):
+    """Orthanc routing to a running radvigil DICOM node, plus the HTTP service on the same model."""
+    home, _ = trained_home
+    port = free_port()
+    orthanc = Orthanc(tmp_path_factory.mktemp("orthanc"), radvigil=(RADVIGIL_AE, port))
+    orthanc.start()
+    settings = pacs_settings(tmp_path_factory.mktemp("pacs-home"), orthanc, port)
+    app = create_app(Settings(home=tmp_path_factory.mktemp("http-home")), registry=home.registry)
+    token = KeyStore(app.state.radvigil.db).create("reader", "clinician")[0]
+    try:
+        with running_node(settings, home.registry) as node, LiveServer(app) as server:
+            yield orthanc, node, server.url, token
+    finally:
+        orthanc.remove()
+
+
+def test_orthanc_study_gets_one_sr_and_one_sc_with_the_http_probability(
+    pacs, bundled: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    orthanc, node, url, token = pacs
+    caplog.set_level(logging.DEBUG)  # pynetdicom's and every other logger at DEBUG
+    data, study_uid = canary_radiograph(bundled)
+    push(orthanc, data)
+    found = wait_for(
+        lambda: modalities(orthanc, study_uid) == ["CR", "OT", "SR"] or None,
+        what="the SR and SC in Orthanc",
+    )
+    assert found
+    with orthanc.client() as client:
+        files = {}
+        for series in orthanc.series_of(study_uid):
+            modality = series["MainDicomTags"]["Modality"]
+            assert len(series["Instances"]) == 1, modality
+            files[modality] = client.get(f"/instances/{series['Instances'][0]}/file").content
+    for modality in ("SR", "OT"):
+        path = tmp_path / f"{modality}.dcm"
+        path.write_bytes(files[modality])
+        checked = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
+        errors = [ln for ln in checked.stderr.splitlines() if ln.startswith("Error")]
+        assert errors == [], (modality, errors)
+    sr = hd.sr.srread(io.BytesIO(files["SR"]))
+    assert sr.StudyInstanceUID == study_uid
+    groups = sr.content.get_image_measurement_groups()
+    assert len(groups) == 1
+    assert groups[0].finding_type == finding_code("pneumonia")
+    (probability,) = groups[0].get_measurements(name=probability_code("pneumonia"))
+    sc = pydicom.dcmread(io.BytesIO(files["OT"]))
+    assert sc.BurnedInAnnotation == "YES" and sc.StudyInstanceUID == study_uid
+
+    answer = httpx.post(
+        f"{url}/v1/predict",
+        headers={"X-API-Key": token},
+        files={"file": ("study.dcm", data, "application/dicom")},
+        timeout=60,
+    ).json()
+    assert probability.value == pytest.approx(answer["probabilities"]["pneumonia"], abs=1e-9)
+    verdict = groups[0].get_qualitative_evaluations(name=finding_code("pneumonia"))[0].value
+    expected = "Present" if "pneumonia" in answer["findings"] else "Absent"
+    assert verdict.meaning == expected
+
+    # The same study again: no new objects and no second prediction.
+    stored_before = node.state.predictions.count()
+    push(orthanc, data)
+    time.sleep(node.settings.dicom_quiet_seconds + 3)
+    assert modalities(orthanc, study_uid) == ["CR", "OT", "SR"]
+    node.state.writer.flush()
+    assert node.state.predictions.count() == stored_before
+    assert node.metrics.instances.labels(orthanc.aet, "duplicate")._value.get() >= 1
+
+    _assert_no_phi(node, caplog.text, study_uid)
+
+
+def _assert_no_phi(node, logs: str, study_uid: str) -> None:
+    """No canary string and no raw Study Instance UID in logs, DB rows, metrics or audit."""
+    from prometheus_client import generate_latest
+
+    secrets = [*CANARY.values(), "CANARYSURNAME", study_uid]
+    db_text = []
+    with node.state.db.engine.connect() as conn:
+        for table in ("predictions", "audit_events", "pacs_outbox", "pacs_instances", "alerts"):
+            db_text.extend(str(row) for row in conn.exec_driver_sql(f"SELECT * FROM {table}"))
+        outbox = conn.execute(select(OutboxRow)).all()
+    assert outbox, "the outbox holds the delivered rows"
+    metrics = generate_latest(node.state.metrics.registry).decode()
+    for where, text in (("logs", logs), ("database", "\n".join(db_text)), ("metrics", metrics)):
+        for secret in secrets:
+            assert secret not in text, f"{secret[:6]}… found in {where}"
