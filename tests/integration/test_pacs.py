@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import io
 import logging
+import multiprocessing
+import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -19,14 +22,17 @@ import httpx
 import pydicom
 import pytest
 from pydicom.uid import generate_uid
+from pynetdicom import AE
 from sqlalchemy import select
 
 from radvigil.config import Settings
-from radvigil.pacs.node import running_node
+from radvigil.pacs.node import PacsNode, running_node
+from radvigil.pacs.outbox import DEAD_LETTER_RULE
 from radvigil.reports.dicom_sr import finding_code, probability_code
 from radvigil.service.app import create_app
 from radvigil.stack.processes import free_port
-from radvigil.store import KeyStore
+from radvigil.store import AlertStore, Database, KeyStore
+from radvigil.store.pacs import PacsStore
 from radvigil.store.tables import OutboxRow
 from tests.helpers import LiveServer
 from tests.orthanc import Orthanc
@@ -79,6 +85,19 @@ def push(orthanc: Orthanc, data: bytes) -> str:
         )
         assert answer.status_code == 200, answer.text
     return stored["ParentStudy"]
+
+
+def c_store(port: int, data: bytes, calling: str = "ORTHANC") -> int:
+    """Send one instance to radvigil's receiver as the PACS would; the C-STORE status."""
+    ds = pydicom.dcmread(io.BytesIO(data))
+    ae = AE(ae_title=calling)
+    ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
+    assoc = ae.associate("127.0.0.1", port, ae_title=RADVIGIL_AE)
+    assert assoc.is_established
+    try:
+        return int(assoc.send_c_store(ds).Status)
+    finally:
+        assoc.release()
 
 
 def pacs_settings(root: Path, orthanc: Orthanc, port: int, **overrides) -> Settings:
@@ -189,3 +208,75 @@ def _assert_no_phi(node, logs: str, study_uid: str) -> None:
     for where, text in (("logs", logs), ("database", "\n".join(db_text)), ("metrics", metrics)):
         for secret in secrets:
             assert secret not in text, f"{secret[:6]}… found in {where}"
+
+
+def _serve(settings: Settings, registry) -> None:
+    PacsNode(settings, registry).serve()
+
+
+def test_pacs_outage_and_radvigil_crash_deliver_exactly_once(
+    pacs, trained_home, bundled: Path, tmp_path: Path
+) -> None:
+    orthanc, *_ = pacs
+    home, _ = trained_home
+    settings = pacs_settings(tmp_path / "home", orthanc, free_port())
+    outbox = PacsStore(Database(settings.resolved_database_url))
+    orthanc.stop()
+    try:
+        # radvigil in a child process, killed with SIGKILL while its results are pending.
+        child = multiprocessing.get_context("fork").Process(
+            target=_serve, args=(settings, home.registry), daemon=True
+        )
+        child.start()
+        data, study_uid = canary_radiograph(bundled)
+        wait_for(lambda: _accepts(settings.dicom_port), what="the child's receiver")
+        assert c_store(settings.dicom_port, data) == 0x0000
+        wait_for(
+            lambda: [e for e in outbox.entries("pending") if e.attempts >= 1],
+            what="a failed delivery attempt",
+        )
+        os.kill(child.pid, signal.SIGKILL)
+        child.join(timeout=30)
+    finally:
+        orthanc.start()
+    with running_node(settings, home.registry) as node:
+        wait_for(lambda: outbox.counts()["delivered"] == 2, what="delivery after the restart")
+        node.state.writer.flush()
+        assert node.state.predictions.count() == 1
+    assert outbox.counts() == {"pending": 0, "delivered": 2, "dead": 0}
+    series = orthanc.series_of(study_uid)
+    assert sorted(s["MainDicomTags"]["Modality"] for s in series) == ["OT", "SR"]
+    assert all(len(s["Instances"]) == 1 for s in series)
+
+
+def _accepts(port: int) -> bool:
+    ae = AE(ae_title="ORTHANC")
+    ae.add_requested_context("1.2.840.10008.1.1")
+    assoc = ae.associate("127.0.0.1", port, ae_title=RADVIGIL_AE)
+    if not assoc.is_established:
+        return False
+    ok = int(assoc.send_c_echo().Status) == 0
+    assoc.release()
+    return ok
+
+
+def test_rejecting_pacs_ends_in_dead_letter_with_an_alert(
+    pacs, trained_home, bundled: Path, tmp_path: Path
+) -> None:
+    orthanc, *_ = pacs
+    home, _ = trained_home
+    settings = pacs_settings(
+        tmp_path / "home", orthanc, free_port(), pacs_ae_title="NOT-THE-PACS", outbox_max_attempts=2
+    )
+    data, _ = canary_radiograph(bundled)
+    with running_node(settings, home.registry) as node:
+        assert c_store(settings.dicom_port, data) == 0x0000
+        wait_for(lambda: node.store.counts()["dead"] == 2, what="two dead letters")
+        alerts = AlertStore(node.state.db).list()
+        assert [a.rule for a in alerts] == [DEAD_LETTER_RULE]
+        assert alerts[0].severity == "critical" and "radvigil dicom retry" in alerts[0].message
+        assert node.metrics.dead_letters.labels("sr")._value.get() == 1
+        dead = node.store.entries("dead")
+        assert all(e.attempts == 2 and "no association" in (e.last_error or "") for e in dead)
+        assert node.store.retry() == 2
+        assert node.store.counts()["pending"] + node.store.counts()["dead"] == 2
