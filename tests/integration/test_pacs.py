@@ -280,3 +280,26 @@ def test_rejecting_pacs_ends_in_dead_letter_with_an_alert(
         assert all(e.attempts == 2 and "no association" in (e.last_error or "") for e in dead)
         assert node.store.retry() == 2
         assert node.store.counts()["pending"] + node.store.counts()["dead"] == 2
+
+
+def test_results_go_back_by_stow_rs_to_orthancs_dicomweb(
+    pacs, trained_home, bundled: Path, tmp_path: Path
+) -> None:
+    orthanc, *_ = pacs
+    home, _ = trained_home
+    user, password = orthanc.auth
+    settings = pacs_settings(
+        tmp_path / "home",
+        orthanc,
+        free_port(),
+        pacs_send="stowrs",
+        pacs_stow_url=f"{orthanc.url}/dicom-web",
+        pacs_username=user,
+        pacs_password=password,
+    )
+    data, study_uid = canary_radiograph(bundled)
+    with running_node(settings, home.registry) as node:
+        assert c_store(settings.dicom_port, data) == 0x0000
+        wait_for(lambda: node.store.counts()["delivered"] == 2, what="STOW-RS delivery")
+        assert {e.destination for e in node.store.entries()} == {"stowrs"}
+    assert modalities(orthanc, study_uid) == ["OT", "SR"]
