@@ -205,3 +205,16 @@ def test_outbox_dead_letters_with_alert_and_retry_requeues(tmp_path: Path) -> No
     (alert,) = AlertStore(db).list()
     assert alert.rule == DEAD_LETTER_RULE and alert.severity == "critical"
     assert store.retry() == 1 and store.counts()["pending"] == 1
+
+
+def test_production_listener_needs_an_allow_list(tmp_path: Path) -> None:
+    from radvigil.config import Settings
+    from radvigil.errors import ConfigError
+    from radvigil.pacs.node import PacsNode, senders_from
+
+    production = Settings(home=tmp_path, env="production", audit_key="a real secret")
+    with pytest.raises(ConfigError, match="RADVIGIL_DICOM_ALLOWED_AES"):
+        PacsNode(production, registry=None)  # refused before the registry is touched
+    with pytest.raises(ConfigError, match="RADVIGIL_PACS_STOW_URL"):
+        senders_from(Settings(home=tmp_path, pacs_send="stowrs"))
+    assert senders_from(Settings(home=tmp_path)) == {}
