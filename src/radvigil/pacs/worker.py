@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pydicom import Dataset, dcmread
 from pydicom.errors import InvalidDicomError
 
-from radvigil.errors import RadvigilError
+from radvigil.errors import InputError, RadvigilError
 from radvigil.model.gradcam import overlay
 from radvigil.pacs.metrics import PacsMetrics
 from radvigil.pacs.spool import DicomSpool, SpooledInstance
@@ -82,7 +82,13 @@ class StudyWorker:
             except RadvigilError as exc:
                 self._refuse(instance, served.version, exc.message)
                 return True
-            await self._deliverables(instance, header, out, scored)
+            except Exception as exc:  # a model failure must not stop the listener (nor loop)
+                log.exception(
+                    "prediction failed for an instance of study %s", instance.study_key[:8]
+                )
+                self._refuse(instance, served.version, f"prediction failed ({type(exc).__name__})")
+                return True
+            self._record(instance, out, await self._deliverables(instance, header, out, scored))
         except RadvigilError as exc:  # no model or no database: the spool keeps the instance
             log.warning("instance of study %s waits: %s", instance.study_key[:8], exc.message)
             return False
@@ -103,7 +109,10 @@ class StudyWorker:
 
     async def _deliverables(
         self, instance: SpooledInstance, header: Dataset, out: PredictionOut, scored: Scored
-    ) -> None:
+    ) -> list[OutboxCreate]:
+        """Build the SR (and the SC when an explanation can be made) into the outgoing spool."""
+        if not self.destinations:  # RADVIGIL_PACS_SEND=none: predict only, build nothing
+            return []
         models = self.state.models
         served = models.challenger if out.served_by == "challenger" else models.champion
         facts = facts_from_prediction(
@@ -115,15 +124,20 @@ class StudyWorker:
             out.findings,
             out.thresholds,
         )
+        try:
+            built = {"sr": (sr_uids(header, facts)[1], sr_bytes(header, facts))}
+        except InputError as exc:  # the header cannot carry a result: predicted, nothing sent
+            log.warning("no result objects for study %s: %s", instance.study_key[:8], exc.message)
+            return []
         target = served.classes.index(out.predicted_class)
-        heatmap = await asyncio.to_thread(served.explain, scored.image.pixels, target)
-        built = {
-            "sr": (sr_uids(header, facts)[1], sr_bytes(header, facts)),
-            "sc": (
-                sc_uids(header, facts)[1],
-                sc_bytes(header, overlay(scored.image.pixels, heatmap), facts),
-            ),
-        }
+        try:
+            heatmap = await asyncio.to_thread(served.explain, scored.image.pixels, target)
+            overlaid = overlay(scored.image.pixels, heatmap)
+            built["sc"] = (sc_uids(header, facts)[1], sc_bytes(header, overlaid, facts))
+        except RadvigilError as exc:  # e.g. an imported ONNX model has no Grad-CAM: SR only
+            log.warning(
+                "no Secondary Capture for study %s: %s", instance.study_key[:8], exc.message
+            )
         rows = []
         for kind, (uid, payload) in built.items():
             name = self.spool.put_outgoing(uid, payload)
@@ -140,6 +154,11 @@ class StudyWorker:
                 )
                 for destination in self.destinations
             )
+        return rows
+
+    def _record(
+        self, instance: SpooledInstance, out: PredictionOut, rows: list[OutboxCreate]
+    ) -> None:
         self.store.record(
             InstanceCreate(
                 sop_key=instance.sop_key,
