@@ -303,3 +303,33 @@ def test_results_go_back_by_stow_rs_to_orthancs_dicomweb(
         wait_for(lambda: node.store.counts()["delivered"] == 2, what="STOW-RS delivery")
         assert {e.destination for e in node.store.entries()} == {"stowrs"}
     assert modalities(orthanc, study_uid) == ["OT", "SR"]
+
+
+def test_stow_rs_in_reaches_orthanc_as_sr_and_sc(pacs, trained_home, bundled: Path) -> None:
+    """STOW-RS into the service on the listener's home; the listener sends the results back."""
+    orthanc, node, *_ = pacs
+    home, _ = trained_home
+    app = create_app(Settings(home=node.settings.home), registry=home.registry)
+    token = KeyStore(app.state.radvigil.db).create("stow-client", "clinician")[0]
+    data, study_uid = canary_radiograph(bundled)
+    boundary = "radvigil-stow"
+    body = (
+        f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    with LiveServer(app) as server:
+        answer = httpx.post(
+            f"{server.url}/dicom-web/studies",
+            content=body,
+            headers={
+                "X-API-Key": token,
+                "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
+            },
+            timeout=60,
+        )
+    assert answer.status_code == 200, answer.text
+    wait_for(
+        lambda: modalities(orthanc, study_uid) == ["OT", "SR"] or None,
+        what="results of the STOW-RS study in Orthanc",
+    )
