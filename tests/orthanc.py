@@ -43,6 +43,7 @@ class Orthanc:
     root: Path
     aet: str = "ORTHANC"
     radvigil: tuple[str, int] | None = None
+    lua_scripts: tuple[Path, ...] = ()
     dicom_port: int = field(default_factory=free_port)
     http_port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
@@ -80,6 +81,7 @@ class Orthanc:
             "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
             "HttpDescribeErrors": True,
             "StableAge": 1,
+            "LuaScripts": [str(p) for p in self.lua_scripts],
         }
 
     def start(self) -> None:

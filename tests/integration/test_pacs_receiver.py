@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
+import time
 import warnings
 from collections import Counter
 
@@ -148,3 +149,46 @@ def test_echo_and_ignored_classes_answer_success(receiver) -> None:
     (study,) = spool.studies()
     assert study.instances[0].calling_ae == CALLER
     assert str(cr.StudyInstanceUID) not in str(study.instances[0].path)
+
+
+def test_orthanc_lua_rule_routes_radiographs_and_never_our_results(receiver, tmp_path) -> None:
+    """deploy/orthanc/route-to-radvigil.lua in a real Orthanc: a CR goes out, our SR does not."""
+    import numpy as np
+
+    from radvigil.reports import facts_from_prediction
+    from radvigil.reports.dicom_sr import sr_bytes
+    from radvigil.reports.secondary_capture import sc_bytes
+    from tests.helpers import REPO
+    from tests.orthanc import Orthanc
+
+    server, spool, metrics = receiver
+    script = REPO / "deploy" / "orthanc" / "route-to-radvigil.lua"
+    orthanc = Orthanc(
+        tmp_path / "orthanc",
+        aet=CALLER,
+        radvigil=(AET, server.config.port),
+        lua_scripts=(script,),
+    )
+    orthanc.start()
+    try:
+        source = pydicom.dcmread(REPO / "data" / "bundled" / "dicom" / "RG1_chest_small_512.dcm")
+        facts = facts_from_prediction(
+            "r", "m", "1", {"normal": 0.4, "pneumonia": 0.6}, ["pneumonia"], [], {"pneumonia": 0.7}
+        )
+        results = [sr_bytes(source, facts), sc_bytes(source, np.zeros((8, 8, 3), np.uint8), facts)]
+        with orthanc.client() as client:
+            for data in results:
+                assert client.post("/instances", content=data).status_code == 200
+            buffer = io.BytesIO()
+            source.save_as(buffer)
+            assert client.post("/instances", content=buffer.getvalue()).status_code == 200
+        deadline = time.monotonic() + 60
+        while not spool.studies() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        (study,) = spool.studies()
+        assert len(study.instances) == 1  # the CR only
+        time.sleep(1)
+        assert metrics.received.labels(CALLER, "ignored")._value.get() == 0
+        assert metrics.received.labels(CALLER, "stored")._value.get() == 1
+    finally:
+        orthanc.remove()
