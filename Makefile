@@ -6,6 +6,7 @@ STAMP := $(VENV)/.installed
 NOTES := $(VENV)/.notes-installed
 CHROMIUM := /usr/bin/chromium
 NGINX := /usr/sbin/nginx
+ORTHANC := /usr/sbin/Orthanc
 DEPLOY_LINT := .venv-deploy-lint/bin/checkov
 
 OIDC_PROVIDER := tests/oidc/node_modules/.package-lock.json
@@ -28,6 +29,11 @@ $(NGINX):
 	@if [ "$$(id -u)" = 0 ]; then apt-get install -y -q nginx-light >/dev/null; \
 	 else sudo apt-get install -y -q nginx-light >/dev/null; fi
 
+# The PACS tests run Debian's Orthanc (with its DICOMweb plugin) and check objects with dciodvfy.
+$(ORTHANC):
+	@if [ "$$(id -u)" = 0 ]; then apt-get install -y -q orthanc orthanc-dicomweb dicom3tools >/dev/null; \
+	 else sudo apt-get install -y -q orthanc orthanc-dicomweb dicom3tools >/dev/null; fi
+
 # checkov and hadolint scan deploy/ in their own venv: checkov pins packages older than torch needs.
 $(DEPLOY_LINT): deploy/lint-requirements.txt
 	test -d .venv-deploy-lint || $(PYTHON) -m venv .venv-deploy-lint
@@ -44,7 +50,7 @@ demo: $(STAMP)
 
 # The whole test suite: lint, unit, integration (PostgreSQL, MLflow server, uvicorn, the real
 # GGUF note rewriter), browser.
-test: $(STAMP) $(NOTES) $(CHROMIUM) $(NGINX) $(DEPLOY_LINT) $(OIDC_PROVIDER)
+test: $(STAMP) $(NOTES) $(CHROMIUM) $(NGINX) $(ORTHANC) $(DEPLOY_LINT) $(OIDC_PROVIDER)
 	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/pytest -q
 

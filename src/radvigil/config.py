@@ -269,6 +269,54 @@ class Settings(BaseSettings):
         "entry whose group the person is in decides the role; no match: sign-in refused.",
     )
 
+    dicom_ae_title: str = Field(
+        default="RADVIGIL",
+        min_length=1,
+        max_length=16,
+        description="AE title the receiver answers to.",
+    )
+    dicom_host: str = Field(
+        default="127.0.0.1", description="Address `radvigil dicom listen` binds."
+    )
+    dicom_port: int = Field(default=11112, ge=1, le=65535, description="DICOM port it binds.")
+    dicom_allowed_aes: list[str] = Field(
+        default_factory=list,
+        description="Calling AE titles allowed to send (JSON list); empty = any caller (`dicom "
+        "listen` refuses to start so when RADVIGIL_ENV=production).",
+    )
+    dicom_sites: dict[str, str] = Field(
+        default_factory=dict,
+        description="Site recorded for each calling AE title (JSON object); default: the AE title.",
+    )
+    dicom_quiet_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="A study is complete when no instance of it arrived for this long.",
+    )
+    dicom_metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, description="Port of the receiver's /metrics; None = off."
+    )
+    pacs_send: Literal["none", "cstore", "stowrs"] = Field(
+        default="none", description="How results go back: none, cstore (DICOM) or stowrs."
+    )
+    pacs_ae_title: str = Field(default="ORTHANC", description="AE title of the PACS (C-STORE).")
+    pacs_host: str = Field(default="127.0.0.1", description="Host of the PACS (C-STORE).")
+    pacs_port: int = Field(default=4242, ge=1, le=65535, description="DICOM port of the PACS.")
+    pacs_stow_url: str | None = Field(
+        default=None, description="DICOMweb base URL of the PACS for STOW-RS (…/dicom-web)."
+    )
+    pacs_username: str | None = Field(default=None, description="HTTP basic user for STOW-RS.")
+    pacs_password: str | None = Field(default=None, description="HTTP basic password (STOW-RS).")
+    outbox_max_attempts: int = Field(
+        default=8, ge=1, description="Delivery attempts before a result is dead-lettered."
+    )
+    outbox_backoff_seconds: float = Field(
+        default=2.0, ge=0, description="Wait before the first retry; doubles per attempt."
+    )
+    outbox_backoff_max_seconds: float = Field(
+        default=300.0, ge=0, description="Longest wait between two delivery attempts."
+    )
+
     @model_validator(mode="after")
     def _oidc_complete(self) -> Settings:
         if self.oidc_issuer is None:
@@ -357,6 +405,10 @@ class Settings(BaseSettings):
     @property
     def spool_dir(self) -> Path:
         return self.home_dir / "spool"
+
+    @property
+    def dicom_spool_dir(self) -> Path:
+        return self.home_dir / "dicom"
 
     @property
     def resolved_database_url(self) -> str:

@@ -13,7 +13,8 @@
     ├── NotFoundError        a named object (version, prediction, key) does not exist
     ├── ConflictError        the object already exists (e.g. an API key name is taken)
     ├── AuthError            no valid API key was presented
-    └── ForbiddenError       the key's role may not perform the action
+    ├── ForbiddenError       the key's role may not perform the action
+    └── DeliveryError        a PACS or RIS did not take a result object (retried by the outbox)
 
 The CLI turns these into one line on stderr and a non-zero exit code; the service turns them
 into an HTTP status and a JSON body ``{code, message}``. Third-party errors are mapped at the
@@ -85,6 +86,10 @@ class AuthError(RadvigilError):
 
 class ForbiddenError(RadvigilError):
     code = "forbidden"
+
+
+class DeliveryError(RadvigilError):
+    code = "delivery_failed"
 
 
 class RadvigilWarning(UserWarning):

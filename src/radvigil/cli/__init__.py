@@ -63,6 +63,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "retrain_command",
         "Retrain on champion data + labelled drifters, gate, and alias challenger if it passes.",
     ),
+    "dicom": (
+        "radvigil.cli.dicom",
+        "app",
+        "PACS in and out: receive studies, deliver results.",
+    ),
     "demo": (
         "radvigil.cli.demo",
         "demo_command",

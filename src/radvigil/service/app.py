@@ -21,6 +21,7 @@ from radvigil.service.request_metrics import RequestMetrics
 from radvigil.service.routes import (
     admin,
     audit,
+    dicomweb,
     health,
     models,
     monitoring,
@@ -105,6 +106,7 @@ def create_app(
         monitoring,
         notes,
         dashboard,
+        dicomweb,
     )
     for router in (module.router for module in routers):
         app.include_router(router)

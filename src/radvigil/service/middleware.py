@@ -28,7 +28,7 @@ _MULTIPART_SLACK = 64 * 1024  # boundaries and part headers around the file byte
 
 def body_limit(path: str, settings: Any) -> int:
     """The most bytes a request body to ``path`` may carry."""
-    if path == "/v1/predict/batch":
+    if path in ("/v1/predict/batch", "/dicom-web/studies"):
         return settings.max_request_bytes
     if path in ("/v1/predict", "/v1/predict/explain"):
         return settings.max_upload_bytes + _MULTIPART_SLACK

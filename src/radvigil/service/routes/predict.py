@@ -6,27 +6,21 @@ import asyncio
 import base64
 import io
 import json
-import logging
 import time
 
 from fastapi import APIRouter, File, Form, Header, Query, Request, UploadFile
 from PIL import Image as PILImage
 from pydantic import ValidationError
 
-from radvigil.data.image import Image
 from radvigil.model.gradcam import overlay
-from radvigil.monitoring.review_routing import ReviewPolicy
-from radvigil.service import inference
+from radvigil.service import predicting
 from radvigil.service.deps import Predictor, State
 from radvigil.service.errors import ApiError
 from radvigil.service.explanations import explain_slot
-from radvigil.service.lifecycle import ServedModel
 from radvigil.service.schemas import BatchOut, ExplainOut, PredictionOut, StudyMetadata
 from radvigil.service.state import ServiceState
-from radvigil.store import ApiKeyPublic, PredictionRecord
 
 router = APIRouter(prefix="/v1", tags=["predict"])
-log = logging.getLogger(__name__)
 # Advisory only: the format is decided by magic bytes in read_image (anything else is 415).
 ACCEPTED_TYPES = frozenset(
     {
@@ -113,94 +107,6 @@ async def _read_body(state: ServiceState, request: Request) -> tuple[bytes, str]
     return data, "upload"
 
 
-def _job(state: ServiceState, served: ServedModel, data: bytes, filename: str) -> inference.Job:
-    return inference.Job(
-        served,
-        data,
-        filename,
-        max_pixels=state.settings.max_image_pixels,
-        max_decoded_bytes=state.settings.max_decoded_bytes,
-        keep_review_png=state.settings.store_review_images,
-        review=review_policy(state),
-    )
-
-
-def review_policy(state: ServiceState) -> ReviewPolicy:
-    """The settings' routing of low-confidence and audit-sampled cases to review."""
-    return ReviewPolicy(state.settings.review_confidence, state.settings.review_audit_share)
-
-
-async def _predict(
-    state: ServiceState,
-    key: ApiKeyPublic,
-    items: list[tuple[bytes, str]],
-    meta: StudyMetadata,
-    started: float,
-) -> list[tuple[PredictionOut, inference.Scored]]:
-    """Route each study (champion, or challenger for a canary share), log it, shadow it.
-
-    Studies of a batch go to the micro-batcher together so they share one model call; nothing
-    is logged unless every image of the request could be read.
-    """
-    routed = []
-    for data, _ in items:
-        digest = inference.study_hash(data, meta, state.settings.resolved_study_hash_key)
-        routed.append((digest, *state.models.route(digest)))
-    scored = await asyncio.gather(
-        *(
-            state.batcher.submit(_job(state, served, data, name))
-            for (data, name), (_, served, _) in zip(items, routed, strict=True)
-        ),
-        return_exceptions=True,
-    )
-    for result in scored:
-        if isinstance(result, BaseException):
-            raise result
-    outs = []
-    shadow = state.models.shadow()
-    for result, (digest, served, served_by) in zip(scored, routed, strict=True):
-        out, record = inference.build(served, result, meta, digest, started, served_by)
-        _log(state, key, record, out.flags.drifter)
-        if shadow is not None and served_by == "champion":
-            task = asyncio.create_task(
-                _shadow(state, key, shadow, result.image, meta, digest, record.id)
-            )
-            state.background.add(task)
-            task.add_done_callback(state.background.discard)
-        outs.append((out, result))
-    return outs
-
-
-def _log(state: ServiceState, key: ApiKeyPublic, record: PredictionRecord, drifter: bool) -> None:
-    state.sink.remember(record.id, key.name)
-    state.writer.submit(record)
-    state.metrics.predictions.labels(
-        record.model_version, record.predicted_class, record.served_by
-    ).inc()
-    if drifter and record.served_by != "shadow":
-        state.metrics.drifters.labels(record.model_version).inc()
-
-
-async def _shadow(
-    state: ServiceState,
-    key: ApiKeyPublic,
-    shadow: ServedModel,
-    image: Image,
-    meta: StudyMetadata,
-    digest: str,
-    primary_id: str,
-) -> None:
-    """Score with the challenger and store the result; never returned to the caller."""
-    started = time.perf_counter()
-    try:
-        job = inference.Job(shadow, image=image, keep_review_png=state.settings.store_review_images)
-        scored = await state.batcher.submit(job)
-        _, record = inference.build(shadow, scored, meta, digest, started, "shadow")
-        _log(state, key, record.model_copy(update={"shadow_of": primary_id}), False)
-    except Exception:  # a shadow failure must never affect clinical traffic
-        log.exception("shadow scoring by %s/%s failed", shadow.name, shadow.version)
-
-
 RAW_BODY = {
     "requestBody": {
         "content": {
@@ -236,7 +142,7 @@ async def predict(
         meta, item = _metadata(metadata), await _read(state, file, "file")
     else:
         meta, item = _metadata(metadata_header), await _read_body(state, request)
-    return (await _predict(state, key, [item], meta, started))[0][0]
+    return (await predicting.predict_items(state, key.name, [item], meta, started))[0][0]
 
 
 @router.post(
@@ -260,9 +166,8 @@ async def predict_batch(
     state.limiter.take(key, len(files) - 1)  # one rate token per image (the first is paid)
     meta = _metadata(metadata)
     items = [await _read(state, f, f"files[{i}]") for i, f in enumerate(files)]
-    return BatchOut(
-        predictions=[out for out, _ in await _predict(state, key, items, meta, started)]
-    )
+    outs = await predicting.predict_items(state, key.name, items, meta, started)
+    return BatchOut(predictions=[out for out, _ in outs])
 
 
 @router.post(
@@ -288,7 +193,7 @@ async def explain(
     if target is not None and target not in served.classes:
         raise ApiError(400, "invalid_input", f"target {target!r} is not one of {served.classes}")
     async with explain_slot(state):
-        out, scored = (await _predict(state, key, [item], meta, started))[0]
+        out, scored = (await predicting.predict_items(state, key.name, [item], meta, started))[0]
         image = scored.image
         if out.served_by == "challenger" and state.models.challenger is not None:
             served = state.models.challenger

@@ -1,0 +1,73 @@
+"""``radvigil dicom``: the DICOM receiver (listen), the outbox (status), dead letters (retry)."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from radvigil.cli.admin import database
+from radvigil.cli.common import console
+
+app = typer.Typer(no_args_is_help=True, help="PACS in and out: receive studies, deliver results.")
+
+
+@app.command("listen")
+def listen_command() -> None:
+    """Receive CR/DX studies by C-STORE, predict each, send SR + Secondary Capture back.
+
+    Configured by RADVIGIL_DICOM_* (receiver) and RADVIGIL_PACS_* (delivery); see docs/pacs.md.
+    """
+    from radvigil.cli.context import registry
+    from radvigil.config import get_settings
+    from radvigil.pacs.node import PacsNode
+
+    settings = get_settings()
+    node = PacsNode(settings, registry())
+    console.print(
+        f"DICOM receiver {settings.dicom_ae_title} on {settings.dicom_host}:"
+        f"{settings.dicom_port}, results by {settings.pacs_send}"
+    )
+    node.serve()
+
+
+@app.command("status")
+def status_command(
+    limit: int = typer.Option(20, help="Newest outbox rows to list."),
+    state: str | None = typer.Option(None, help="Only rows in this state: pending|delivered|dead."),
+) -> None:
+    """The outbox per state, per-AE traffic, and the newest outbox rows."""
+    from radvigil.errors import InputError
+    from radvigil.store.pacs import PacsStore
+
+    if state not in (None, "pending", "delivered", "dead"):
+        raise InputError(f"--state must be pending, delivered or dead, not {state!r}")
+    store = PacsStore(database())
+    counts = store.counts()
+    console.print(" ".join(f"{k}={v}" for k, v in counts.items()))
+    traffic = Table("calling AE", "state", "instances")
+    for (ae, outcome), n in sorted(store.instance_counts().items()):
+        traffic.add_row(ae, outcome, str(n))
+    console.print(traffic)
+    rows = Table("id", "kind", "to", "state", "attempts", "next attempt", "last error")
+    for e in store.entries(state, limit):
+        rows.add_row(
+            str(e.id),
+            e.kind,
+            e.destination,
+            e.state,
+            str(e.attempts),
+            e.next_attempt_at.isoformat(timespec="seconds"),
+            e.last_error or "",
+        )
+    console.print(rows)
+
+
+@app.command("retry")
+def retry_command(
+    ids: list[int] = typer.Argument(None, help="Outbox ids to retry (default: every dead letter)."),
+) -> None:
+    """Put dead-lettered results back in the queue; the running listener sends them."""
+    from radvigil.store.pacs import PacsStore
+
+    count = PacsStore(database()).retry(ids or [])
+    console.print(f"{count} dead-lettered result(s) queued again")

@@ -1,0 +1,177 @@
+"""PACS bookkeeping: which radiographs were handled under which model version, and the outbox.
+
+The outbox is the durable half of exactly-once delivery: a result object is recorded here in
+the same transaction as its source instance, and marked delivered only after the PACS said so.
+A crash between the two re-sends the same object (same SOP Instance UID), which the PACS
+stores once. Rows hold hashes of UIDs and derived UIDs only, never patient data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict
+from sqlalchemy import func, select, update
+
+from radvigil.store.db import Database
+from radvigil.store.schemas import utcnow
+from radvigil.store.tables import OutboxRow, PacsInstanceRow
+
+OutboxState = Literal["pending", "delivered", "dead"]
+
+
+class InstanceCreate(BaseModel):
+    """One handled radiograph: hashed UIDs, the model version, what became of it."""
+
+    sop_key: str
+    study_key: str
+    model_version: str
+    calling_ae: str
+    site: str | None = None
+    state: Literal["predicted", "refused"]
+    reason: str | None = None
+    prediction_id: str | None = None
+
+
+class OutboxCreate(BaseModel):
+    """A built result object to deliver (its bytes live in the DICOM spool's outgoing/)."""
+
+    prediction_id: str
+    model_name: str
+    model_version: str
+    kind: Literal["sr", "sc"]
+    destination: Literal["cstore", "stowrs"]
+    calling_ae: str
+    sop_instance_uid: str
+    file: str
+
+
+class OutboxEntry(OutboxCreate):
+    """A stored outbox row."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+    state: OutboxState
+    attempts: int
+    next_attempt_at: AwareDatetime
+    last_error: str | None = None
+    delivered_at: AwareDatetime | None = None
+
+
+class PacsStore:
+    """Reads and writes ``pacs_instances`` and ``pacs_outbox``."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def seen(self, sop_key: str, model_version: str) -> bool:
+        """Whether this instance was already handled under this model version."""
+        with self.db.session("read PACS instances") as session:
+            return (
+                session.scalar(
+                    select(PacsInstanceRow.id).where(
+                        PacsInstanceRow.sop_key == sop_key,
+                        PacsInstanceRow.model_version == model_version,
+                    )
+                )
+                is not None
+            )
+
+    def record(self, instance: InstanceCreate, outbox: Sequence[OutboxCreate] = ()) -> None:
+        """Store a handled instance and its result objects in one transaction."""
+        now = utcnow()
+        with self.db.session("record a PACS instance", immediate=True) as session:
+            session.add(PacsInstanceRow(created_at=now, **instance.model_dump()))
+            for item in outbox:
+                session.add(
+                    OutboxRow(
+                        created_at=now,
+                        updated_at=now,
+                        state="pending",
+                        attempts=0,
+                        next_attempt_at=now,
+                        **item.model_dump(),
+                    )
+                )
+
+    def due(self, now: datetime | None = None, limit: int = 50) -> list[OutboxEntry]:
+        """Pending rows whose next attempt is due, oldest first."""
+        now = now or utcnow()
+        with self.db.session("read the outbox") as session:
+            rows = session.scalars(
+                select(OutboxRow)
+                .where(OutboxRow.state == "pending", OutboxRow.next_attempt_at <= now)
+                .order_by(OutboxRow.id)
+                .limit(limit)
+            ).all()
+            return [OutboxEntry.model_validate(r) for r in rows]
+
+    def delivered(self, entry_id: int) -> None:
+        now = utcnow()
+        with self.db.session("mark an outbox row delivered", immediate=True) as session:
+            session.execute(
+                update(OutboxRow)
+                .where(OutboxRow.id == entry_id)
+                .values(
+                    state="delivered",
+                    attempts=OutboxRow.attempts + 1,
+                    delivered_at=now,
+                    updated_at=now,
+                    last_error=None,
+                )
+            )
+
+    def failed(self, entry_id: int, error: str, retry_in_s: float | None) -> None:
+        """Count a failed attempt; ``retry_in_s`` None moves the row to dead-letter."""
+        now = utcnow()
+        values: dict = {"attempts": OutboxRow.attempts + 1, "updated_at": now, "last_error": error}
+        if retry_in_s is None:
+            values["state"] = "dead"
+        else:
+            values["next_attempt_at"] = now + timedelta(seconds=retry_in_s)
+        with self.db.session("record a failed delivery", immediate=True) as session:
+            session.execute(update(OutboxRow).where(OutboxRow.id == entry_id).values(**values))
+
+    def retry(self, ids: Sequence[int] = ()) -> int:
+        """Put dead-lettered rows (all, or ``ids``) back to pending, due now, attempts reset."""
+        now = utcnow()
+        query = update(OutboxRow).where(OutboxRow.state == "dead")
+        if ids:
+            query = query.where(OutboxRow.id.in_(list(ids)))
+        with self.db.session("retry dead-lettered results", immediate=True) as session:
+            return session.execute(
+                query.values(state="pending", attempts=0, next_attempt_at=now, updated_at=now)
+            ).rowcount
+
+    def entries(self, state: OutboxState | None = None, limit: int = 100) -> list[OutboxEntry]:
+        """Newest outbox rows first, optionally of one state."""
+        query = select(OutboxRow).order_by(OutboxRow.id.desc()).limit(limit)
+        if state is not None:
+            query = query.where(OutboxRow.state == state)
+        with self.db.session("read the outbox") as session:
+            return [OutboxEntry.model_validate(r) for r in session.scalars(query).all()]
+
+    def counts(self) -> dict[str, int]:
+        """Outbox rows per state (every state present, zero when none)."""
+        with self.db.session("count the outbox") as session:
+            found = dict(
+                session.execute(
+                    select(OutboxRow.state, func.count()).group_by(OutboxRow.state)
+                ).all()
+            )
+        return {s: int(found.get(s, 0)) for s in ("pending", "delivered", "dead")}
+
+    def instance_counts(self) -> dict[tuple[str, str], int]:
+        """Handled instances per (calling AE, state): the per-AE traffic."""
+        with self.db.session("count PACS instances") as session:
+            rows = session.execute(
+                select(PacsInstanceRow.calling_ae, PacsInstanceRow.state, func.count()).group_by(
+                    PacsInstanceRow.calling_ae, PacsInstanceRow.state
+                )
+            ).all()
+        return {(ae, state): int(n) for ae, state, n in rows}
