@@ -158,6 +158,9 @@ class Settings(BaseSettings):
     notes_max_tokens: int = Field(default=160, ge=16, le=1024, description="Rewrite token budget.")
     notes_seed: int = Field(default=0, description="Decoding seed of the rewrite (temperature 0).")
     notes_language: str = Field(default="en", description="Language of patient notes.")
+    import_max_mb: float = Field(
+        default=512.0, gt=0, description="Largest ONNX file `radvigil models import` accepts (MiB)."
+    )
     ray_storage: str | None = Field(
         default=None,
         description="Where Ray Train/Tune keep checkpoints and trial results; HOME/ray by default. "

@@ -304,6 +304,13 @@ class Registry:
         except Exception as exc:
             raise RegistryError(f"cannot read run {run_id}: {exc}") from exc
 
+    def delete_version(self, name: str, version: str) -> None:
+        """Remove a version that must not stay registered (an import that failed after it)."""
+        try:
+            self.client.delete_model_version(name, version)
+        except Exception as exc:
+            raise RegistryError(f"cannot delete {name}/{version}: {exc}") from exc
+
     def log_artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
         try:
             self.client.log_artifact(run_id, str(path), artifact_path)
