@@ -27,6 +27,7 @@ ALIASES = ("champion", "challenger", "previous")
 PIP_REQUIREMENTS = ["onnx==1.23.2", "onnxruntime==1.32.0", "numpy==2.4.6"]
 CARD_DIR = "radvigil"
 INT8_FILE = "model.int8.onnx"  # the static int8 QDQ graph, beside the card
+IMPORTED_TAG = "radvigil.imported"  # version tag: sha256 of an imported ONNX file
 Precision = Literal["fp32", "int8"]
 
 
@@ -73,9 +74,12 @@ class LoadedModel:
             return replace(self, onnx_path=self.folder / "model" / "model.onnx", precision="fp32")
         path = self.folder / CARD_DIR / INT8_FILE
         if not path.is_file():
-            raise ModelError(
-                f"{self.name}/{self.version} has no int8 graph (train it with quantize: true)"
+            how = (
+                "imported versions are served in fp32 only"
+                if self.card.get("imported")
+                else "train it with quantize: true"
             )
+            raise ModelError(f"{self.name}/{self.version} has no int8 graph ({how})")
         return replace(self, onnx_path=path, precision=precision)
 
 

@@ -20,7 +20,8 @@ import numpy as np
 import onnx
 
 from radvigil.data.catalog import DatasetCatalog
-from radvigil.errors import NotFoundError
+from radvigil.data.manifest import DatasetVersion
+from radvigil.errors import DataError, ModelError, NotFoundError
 from radvigil.evaluation import GateCriteria, Verdict
 from radvigil.loop.actions import Recorder
 from radvigil.loop.evaluation import (
@@ -32,16 +33,30 @@ from radvigil.loop.evaluation import (
 from radvigil.loop.governance import gate_tag
 from radvigil.loop.profiling import build_profile
 from radvigil.model.byom.extractor import extractor_graph
-from radvigil.model.byom.prepare import Prepared, VendorFile, prepare, read_vendor_file
+from radvigil.model.byom.prepare import (
+    Prepared,
+    VendorFile,
+    fit_calibration,
+    prepare,
+    read_vendor_file,
+)
 from radvigil.model.byom.record import ImportRecord
 from radvigil.model.byom.spec import ModelSpec
+from radvigil.model.byom.wrap import set_temperature
 from radvigil.model.card import InputSpec, ModelCard
-from radvigil.model.dataset import load_split
+from radvigil.model.dataset import ArraySet, load_split
+from radvigil.model.engine import OnnxEngine
 from radvigil.model.preprocess import MEAN, STD, normalise
-from radvigil.registry import CARD_DIR, Registry, TrainingRun, git_commit
+from radvigil.registry import (
+    CARD_DIR,
+    IMPORTED_TAG,
+    LoadedModel,
+    Registry,
+    TrainingRun,
+    git_commit,
+)
 
 log = logging.getLogger(__name__)
-IMPORTED_TAG = "radvigil.imported"
 VENDOR_FILE = "vendor.onnx"
 
 
@@ -194,38 +209,17 @@ def import_model(
                 "spec": json.dumps(request.spec.model_dump(mode="json")),
             }
         )
-        run.log_dataset(version.split("val").frame, version.id, str(version.root), "validation")
+        registered = register_wrapped(
+            run,
+            card,
+            prepared.graph,
+            version,
+            val_set,
+            prepared.probs,
+            prepared.embeddings,
+            request.file.read_bytes(),
+        )
         run.log_metrics(prepared.metrics)
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = Path(tmp) / CARD_DIR
-            folder.mkdir()
-            (folder / "card.json").write_text(card.model_dump_json(indent=2))
-            (folder / VENDOR_FILE).write_bytes(request.file.read_bytes())
-            info = {"model": card.name, "dataset_version": version.id, "embedding": "own"}
-            if prepared.extractor is not None:
-                info = {**info, "embedding": "extractor", **_flat(prepared.extractor)}
-            build_profile(
-                version,
-                val_set.frame,
-                val_set.targets,
-                prepared.probs,
-                prepared.embeddings,
-                task.classes,
-                folder / "profile",
-                info,
-            )
-            run.log_artifacts(folder, CARD_DIR)
-            graph_path = Path(tmp) / "model.onnx"
-            onnx.save(prepared.graph, str(graph_path))
-            example = normalise(val_set.images[:1])[:, None].astype(np.float32)
-            registered = run.register_onnx(graph_path, card.name, example)
-        for key, value in (
-            ("radvigil.data_version", version.id),
-            ("radvigil.thresholds", str(prepared.thresholds)),
-            ("radvigil.temperature", f"{prepared.temperature:.4f}"),
-            (IMPORTED_TAG, vendor.sha256),
-        ):
-            registry.set_version_tag(card.name, registered, key, value)
         verdict, report = _evaluate_and_gate(
             registry,
             catalog,
@@ -258,8 +252,106 @@ def import_model(
     return ImportOutcome(card.name, registered, run.run_id, card, verdict, report)
 
 
-def _flat(extractor) -> dict[str, str]:
-    return {f"extractor.{k}": str(v) for k, v in extractor.model_dump().items()}
+def register_wrapped(
+    run: TrainingRun,
+    card: ModelCard,
+    graph: onnx.ModelProto,
+    version: DatasetVersion,
+    val_set: ArraySet,
+    probs: np.ndarray,
+    embeddings: np.ndarray,
+    vendor_bytes: bytes,
+) -> str:
+    """Log the card, the vendor's file and the reference profile, register the served graph,
+    tag the new version with its lineage, and return its number."""
+    record = card.imported
+    if record is None:
+        raise ModelError(f"{card.name} is not an imported model")
+    run.log_dataset(version.split("val").frame, version.id, str(version.root), "validation")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / CARD_DIR
+        folder.mkdir()
+        (folder / "card.json").write_text(card.model_dump_json(indent=2))
+        (folder / VENDOR_FILE).write_bytes(vendor_bytes)
+        info = {"model": card.name, "dataset_version": version.id, "embedding": "own"}
+        if record.extractor is not None:
+            extractor = {f"extractor.{k}": str(v) for k, v in record.extractor.model_dump().items()}
+            info = {**info, "embedding": "extractor", **extractor}
+        build_profile(
+            version,
+            val_set.frame,
+            val_set.targets,
+            probs,
+            embeddings,
+            card.task.classes,
+            folder / "profile",
+            info,
+        )
+        run.log_artifacts(folder, CARD_DIR)
+        graph_path = Path(tmp) / "model.onnx"
+        onnx.save(graph, str(graph_path))
+        example = normalise(val_set.images[:1])[:, None].astype(np.float32)
+        registered = run.register_onnx(graph_path, card.name, example)
+    for key, value in (
+        ("radvigil.data_version", version.id),
+        ("radvigil.thresholds", str(card.thresholds)),
+        ("radvigil.temperature", f"{card.temperature:.4f}"),
+        (IMPORTED_TAG, record.file_sha256),
+    ):
+        run.registry.set_version_tag(card.name, registered, key, value)
+    return registered
+
+
+def recalibrate_imported(
+    champion: LoadedModel,
+    data_ref: str,
+    catalog: DatasetCatalog,
+    registry: Registry,
+    tags: dict[str, str],
+    caveat: str,
+) -> tuple[str, str, ModelCard]:
+    """Site calibration of an imported version: the same graph with temperature and thresholds
+    refitted on ``data_ref``'s validation split, registered as a new version (name, number,
+    card). The vendor's file, spec and lineage carry over unchanged."""
+    card = ModelCard.model_validate(champion.card)
+    version = catalog.load(data_ref)
+    val_set = load_split(version, "val", card.task, card.input.size)
+    if len(val_set) == 0:
+        raise DataError(f"dataset {version.id} has no validation cases to calibrate on")
+    graph = set_temperature(onnx.load(str(champion.onnx_path)), 1.0)
+    probs1, embeddings = OnnxEngine(graph.SerializeToString()).run(
+        normalise(val_set.images)[:, None]
+    )
+    temperature, thresholds, _, probs, metrics = fit_calibration(probs1, card.task, val_set)
+    new_card = card.model_copy(
+        update={
+            "temperature": temperature,
+            "thresholds": thresholds,
+            "metrics": {**card.metrics, **metrics},
+            "caveats": [*card.caveats, caveat],
+        }
+    )
+    run = TrainingRun(registry, card.task.name, f"{card.task.name}-site-calibration", tags)
+    registered: str | None = None
+    try:
+        run.log_metrics(metrics)
+        registered = register_wrapped(
+            run,
+            new_card,
+            set_temperature(graph, temperature),
+            version,
+            val_set,
+            probs,
+            embeddings,
+            (champion.folder / CARD_DIR / VENDOR_FILE).read_bytes(),
+        )
+        run.finish()
+    except BaseException:
+        if registered is not None:
+            registry.delete_version(new_card.name, registered)
+        run.finish("FAILED")
+        raise
+    return new_card.name, registered, new_card
 
 
 def _evaluate_and_gate(

@@ -139,7 +139,6 @@ def prepare(
             f"the wrapped graph differs from the spec applied by hand by {parity:.2e} "
             f"(limit {PARITY_TOLERANCE:.0e}); the spec's preprocessing cannot be composed"
         )
-    logits = np.log(np.maximum(probs1.astype(np.float64), PROBABILITY_FLOOR))
     if keep_vendor_thresholds:
         missing = [f for f in task.findings if f not in spec.vendor_thresholds]
         if missing:
@@ -147,20 +146,12 @@ def prepare(
                 f"--keep-vendor-thresholds needs vendor_thresholds for every finding; the "
                 f"spec lacks {missing}"
             )
-        temperature, thresholds, origin = 1.0, dict(spec.vendor_thresholds), "vendor"
-    else:
-        temperature = fit_temperature(logits, val_set.targets)
-        thresholds = operating_thresholds(softmax(logits, temperature), task, val_set)
-        origin = "fitted on validation (temperature scaling, per-finding sensitivity targets)"
+    vendor_thresholds = dict(spec.vendor_thresholds) if keep_vendor_thresholds else None
+    temperature, thresholds, origin, probs, metrics = fit_calibration(
+        probs1, task, val_set, vendor_thresholds
+    )
     graph = set_temperature(wrapped, temperature)
-    probs = softmax(logits, temperature).astype(np.float32)
-    metrics = {
-        "val_ece_before": worst_finding_ece(softmax(logits), val_set.targets, task),
-        "val_ece_after": worst_finding_ece(probs, val_set.targets, task),
-        "temperature": temperature,
-        "onnx_parity_max_abs_diff": parity,
-        "val_accuracy": float((probs.argmax(1) == val_set.targets).mean()),
-    }
+    metrics["onnx_parity_max_abs_diff"] = parity
     return Prepared(
         graph,
         check,
@@ -173,3 +164,33 @@ def prepare(
         metrics,
         record,
     )
+
+
+def fit_calibration(
+    probs1: np.ndarray,
+    task: Task,
+    val_set: ArraySet,
+    vendor_thresholds: dict[str, float] | None = None,
+) -> tuple[float, dict[str, float], str, np.ndarray, dict[str, float]]:
+    """Temperature and operating thresholds from the wrapped graph's T=1 probabilities, as a
+    trained model gets them (log-probabilities are logits up to a per-row shift, which softmax
+    ignores). With ``vendor_thresholds``: temperature 1 and the vendor's thresholds.
+
+    Returns:
+        temperature, thresholds, where they came from, calibrated probabilities, metrics.
+    """
+    logits = np.log(np.maximum(probs1.astype(np.float64), PROBABILITY_FLOOR))
+    if vendor_thresholds is not None:
+        temperature, thresholds, origin = 1.0, vendor_thresholds, "the vendor's (kept as given)"
+    else:
+        temperature = fit_temperature(logits, val_set.targets)
+        thresholds = operating_thresholds(softmax(logits, temperature), task, val_set)
+        origin = "fitted on validation (temperature scaling, per-finding sensitivity targets)"
+    probs = softmax(logits, temperature).astype(np.float32)
+    metrics = {
+        "val_ece_before": worst_finding_ece(softmax(logits), val_set.targets, task),
+        "val_ece_after": worst_finding_ece(probs, val_set.targets, task),
+        "temperature": temperature,
+        "val_accuracy": float((probs.argmax(1) == val_set.targets).mean()),
+    }
+    return temperature, thresholds, origin, probs, metrics
