@@ -189,3 +189,57 @@ def test_occlusion_is_one_bounded_batch_and_finds_the_evidence() -> None:
     assert heat.shape == pixels.shape and heat.max() == pytest.approx(1.0)
     assert heat[50, 60] > 0.9 and heat[5, 5] == 0.0
     assert occlusion_batch(np.ones((64, 64)), 4)[1:].min() == 0.0
+
+
+def _fake_extractor(size: int):
+    """A stand-in for the EfficientNet-Lite0 extractor graph (the real one is exported with
+    torch, too slow for a unit test): image (N x 1 x S x S) -> pooled features (N x 1)."""
+    from onnx import TensorProto, helper
+
+    from radvigil.model.byom.extractor import ExtractorRecord
+
+    graph = helper.make_graph(
+        [
+            helper.make_node("GlobalAveragePool", ["x"], ["p"]),
+            helper.make_node("Flatten", ["p"], ["features"], axis=1),
+        ],
+        "fake-extractor",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, size, size])],
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", 1])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    record = ExtractorRecord(
+        name="fake",
+        weights_source="none",
+        weights_sha256="0" * 64,
+        onnx_sha256="0" * 64,
+        input_size=size,
+        dim=1,
+    )
+    return model, record
+
+
+def test_a_graph_without_embedding_gets_the_extractor_branch(val_set, tmp_path) -> None:
+    spec = spec_dict(embedding=None)
+    vendor = read_vendor_file(_save(tiny_classifier(), tmp_path), LIMIT)
+    prepared = prepare(
+        vendor,
+        ModelSpec.model_validate(spec),
+        val_set,
+        keep_vendor_thresholds=False,
+        extractor=_fake_extractor,
+    )
+    x = normalise(val_set.images)[:, None]
+    _, embedding = OnnxEngine(prepared.graph.SerializeToString()).run(x)
+    np.testing.assert_allclose(embedding[:, 0], x.mean(axis=(1, 2, 3)), atol=1e-5)
+    assert prepared.extractor is not None and prepared.extractor.name == "fake"
+    assert {o.version for o in prepared.graph.opset_import if o.domain == ""} == {18}
+
+
+def test_a_non_square_input_is_resized_inside_the_graph(val_set, tmp_path) -> None:
+    model = tiny_classifier(size=None)
+    spec = spec_dict(input={"size": [48, 32]})
+    prepared = _prepare(model, spec, val_set, tmp_path)
+    assert prepared.size == 48 and prepared.check.width == 32
+    assert any(n.op_type == "Resize" for n in prepared.graph.graph.node)
