@@ -41,8 +41,8 @@ from radvigil.model.byom.prepare import (
     read_vendor_file,
 )
 from radvigil.model.byom.record import ImportRecord
-from radvigil.model.byom.spec import ModelSpec
-from radvigil.model.byom.wrap import set_temperature
+from radvigil.model.byom.spec import ModelSpec, check_graph
+from radvigil.model.byom.wrap import served_size, set_temperature
 from radvigil.model.card import InputSpec, ModelCard
 from radvigil.model.dataset import ArraySet, load_split
 from radvigil.model.engine import OnnxEngine
@@ -169,7 +169,7 @@ def import_model(
     vendor = read_vendor_file(request.file, max_bytes)
     task = request.spec.resolved_task()
     version = catalog.load(request.data_ref)
-    size = max(request.spec.input.size or (task.input_size, task.input_size))
+    size = served_size(check_graph(vendor.model, request.spec))  # refusals before decoding
     val_set = load_split(version, "val", task, size)
     prepared = prepare(
         vendor,
@@ -178,15 +178,6 @@ def import_model(
         keep_vendor_thresholds=request.keep_vendor_thresholds,
         extractor=lambda s: extractor_graph(s, extractor_cache),
     )
-    if prepared.size != size:  # the graph pinned another size than the spec's default guess
-        val_set = load_split(version, "val", task, prepared.size)
-        prepared = prepare(
-            vendor,
-            request.spec,
-            val_set,
-            keep_vendor_thresholds=request.keep_vendor_thresholds,
-            extractor=lambda s: extractor_graph(s, extractor_cache),
-        )
     card = _card(request, prepared, vendor, version.id)
     tags = {
         "radvigil.data_version": version.id,

@@ -132,7 +132,11 @@ def prepare(
         vendor.model, spec, check, temperature=1.0, embedding_rank=rank, extractor=graph_ex
     )
     x = normalise(val_set.images)[:, None]
-    probs1, embeddings = OnnxEngine(wrapped.SerializeToString()).run(x)
+    engine = OnnxEngine(wrapped.SerializeToString())
+    try:
+        probs1, embeddings = engine.run(x)
+    except Exception as exc:  # ORT's runtime failures have pybind types of their own
+        raise ModelError(f"the wrapped graph fails on real images: {exc}") from exc
     parity = _parity(outputs, spec, probs1)
     if (check.height, check.width) == (val_set.images.shape[1],) * 2 and parity > PARITY_TOLERANCE:
         raise ModelError(
