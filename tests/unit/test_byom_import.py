@@ -243,3 +243,16 @@ def test_a_non_square_input_is_resized_inside_the_graph(val_set, tmp_path) -> No
     prepared = _prepare(model, spec, val_set, tmp_path)
     assert prepared.size == 48 and prepared.check.width == 32
     assert any(n.op_type == "Resize" for n in prepared.graph.graph.node)
+
+
+def test_retraining_an_imported_champion_is_refused_before_any_work(tmp_path) -> None:
+    from radvigil.loop.retrain import retrain
+    from radvigil.registry import LoadedModel
+
+    champion = LoadedModel(
+        "chest-pneumonia", "3", "run", tmp_path / "m.onnx", {"imported": {"x": 1}}, tmp_path, None
+    )
+    with pytest.raises(ModelError, match=r"retrain --calibration-only\) or import the vendor"):
+        retrain(champion, None, None, None, None, None, tmp_path, None, "tester")  # type: ignore[arg-type]
+    with pytest.raises(ModelError, match="imported versions are served in fp32 only"):
+        champion.at_precision("int8")
