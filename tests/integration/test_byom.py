@@ -148,7 +148,9 @@ def test_outside_model_through_the_whole_loop(byom, bundled: Path) -> None:
     assert canary.status_code == 200, canary.text
     served = {r["served_by"] for r in _post(client, tokens["service"], plain)}
     assert served == {"champion", "challenger"}
-    promoted = client.post("/v1/admin/rollout/promote", headers=admin, json={"reason": "ok"})
+    promoted = client.post(
+        "/v1/admin/rollout/promote", headers=admin, json={"reason": "gates passed"}
+    )
     assert promoted.status_code == 200, promoted.text
     model = client.get("/v1/model", headers=admin).json()["champion"]
     assert model["version"] == first.version
