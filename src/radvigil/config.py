@@ -228,6 +228,9 @@ class Settings(BaseSettings):
     retention_batch_size: int = Field(
         default=5000, ge=1, le=100_000, description="Rows deleted per short transaction."
     )
+    import_max_mb: float = Field(
+        default=512.0, gt=0, description="Largest ONNX file `radvigil models import` accepts (MiB)."
+    )
     ray_storage: str | None = Field(
         default=None,
         description="Where Ray Train/Tune keep checkpoints and trial results; HOME/ray by default. "

@@ -27,6 +27,7 @@ ALIASES = ("champion", "challenger", "previous")
 PIP_REQUIREMENTS = ["onnx==1.23.2", "onnxruntime==1.32.0", "numpy==2.4.6"]
 CARD_DIR = "radvigil"
 INT8_FILE = "model.int8.onnx"  # the static int8 QDQ graph, beside the card
+IMPORTED_TAG = "radvigil.imported"  # version tag: sha256 of an imported ONNX file
 Precision = Literal["fp32", "int8"]
 
 
@@ -73,9 +74,12 @@ class LoadedModel:
             return replace(self, onnx_path=self.folder / "model" / "model.onnx", precision="fp32")
         path = self.folder / CARD_DIR / INT8_FILE
         if not path.is_file():
-            raise ModelError(
-                f"{self.name}/{self.version} has no int8 graph (train it with quantize: true)"
+            how = (
+                "imported versions are served in fp32 only"
+                if self.card.get("imported")
+                else "train it with quantize: true"
             )
+            raise ModelError(f"{self.name}/{self.version} has no int8 graph ({how})")
         return replace(self, onnx_path=path, precision=precision)
 
 
@@ -331,6 +335,13 @@ class Registry:
             return self.client.get_run(run_id)
         except Exception as exc:
             raise RegistryError(f"cannot read run {run_id}: {exc}") from exc
+
+    def delete_version(self, name: str, version: str) -> None:
+        """Remove a version that must not stay registered (an import that failed after it)."""
+        try:
+            self.client.delete_model_version(name, version)
+        except Exception as exc:
+            raise RegistryError(f"cannot delete {name}/{version}: {exc}") from exc
 
     def log_artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
         try:

@@ -157,6 +157,12 @@ def loop_check(
     for r in check.results:
         table.add_row(r.name, "[bold red]yes[/bold red]" if r.fired else "no", r.reason)
     console.print(table)
+    if check.fired and check.action == "site_calibration":
+        console.print(
+            f"{settings.model_name}@champion is an imported model: radvigil cannot retrain it; "
+            "proposing site calibration (temperature and thresholds refitted on local labels) "
+            "instead, or import the vendor's next version"
+        )
     if check.fired and not dry_run:
         retrain_command(
             criteria=criteria,
@@ -164,7 +170,7 @@ def loop_check(
             calibration_share=0.2,
             local_weight=4,
             warm_start_epochs=None,
-            calibration_only=False,
+            calibration_only=check.action == "site_calibration",
         )
 
 

@@ -1,17 +1,19 @@
-"""``radvigil models``: list versions, show lineage, set aliases."""
+"""``radvigil models``: list versions, show lineage, set aliases, import outside ONNX models."""
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import typer
 from rich.table import Table
 from rich.tree import Tree
 
 from radvigil.cli.admin import actor, cli_recorder, deployments
-from radvigil.cli.common import console
-from radvigil.cli.context import registry
+from radvigil.cli.common import CONFIGS, console
+from radvigil.cli.context import catalog, registry
+from radvigil.config import get_settings
 from radvigil.errors import ConfigError
 from radvigil.loop.governance import move_alias
 from radvigil.registry import ModelRef
@@ -147,3 +149,64 @@ def card(ref: str = typer.Argument(..., help="NAME[@alias] or NAME/VERSION")) ->
     """Print the model card (JSON) of a version."""
     loaded = registry().load(ref)
     typer.echo(json.dumps(loaded.card, indent=2))
+
+
+@app.command("import")
+def import_(
+    file: Path = typer.Argument(..., help="The ONNX file radvigil did not train."),
+    spec: Path = typer.Option(..., "--spec", help="Input/output spec YAML (docs/byom.md)."),
+    data: str = typer.Option(..., "--data", help="Dataset version to validate on (its val split)."),
+    name: str | None = typer.Option(None, help="Registered model name (default: the task's)."),
+    source: str = typer.Option("not declared", help="Where the file came from (vendor, URL)."),
+    licence: str = typer.Option("not declared", help="Its licence, as stated by the supplier."),
+    intended_use: str = typer.Option("not declared", help="Its declared intended use."),
+    keep_vendor_thresholds: bool = typer.Option(
+        False, help="Keep the spec's vendor_thresholds (and temperature 1) instead of fitting."
+    ),
+    criteria: Path = typer.Option(CONFIGS / "gates.yaml", help="Gate criteria YAML."),
+    against: str = typer.Option("champion", help="Alias or NAME/VERSION to gate against; 'none'."),
+) -> None:
+    """Check, calibrate, profile, register and gate an outside ONNX model (exit 1: gate failed)."""
+    from radvigil.evaluation import load_criteria  # heavy: torch, MLflow, onnx
+    from radvigil.loop.model_import import ImportRequest, import_model
+    from radvigil.model.byom.spec import load_spec
+
+    settings = get_settings()
+    reg, cat = registry(), catalog()
+    request = ImportRequest(
+        file=file,
+        spec=load_spec(spec),
+        data_ref=data,
+        importer=actor(),
+        name=name,
+        source=source,
+        licence=licence,
+        intended_use=intended_use,
+        keep_vendor_thresholds=keep_vendor_thresholds,
+    )
+    task_name = name or request.spec.resolved_task().name
+    outcome = import_model(
+        request,
+        cat,
+        reg,
+        max_bytes=int(settings.import_max_mb * 2**20),
+        extractor_cache=settings.home_dir / "extractors",
+        reports_dir=settings.reports_dir,
+        criteria=load_criteria(criteria),
+        against=against,
+        record=cli_recorder(task_name),
+        deployments=deployments(reg),
+    )
+    card_ = outcome.card
+    console.print(
+        f"registered [bold]{outcome.name}/{outcome.version}[/bold] from {file.name} "
+        f"(sha256 {card_.imported.file_sha256[:12]}), temperature {card_.temperature:.3f}, "
+        f"thresholds {card_.thresholds}"
+    )
+    if outcome.verdict is not None:
+        status = "PASS" if outcome.verdict.passed else "FAIL"
+        console.print(f"gate: {status}")
+        for row in outcome.verdict.failures:
+            console.print(f"[red]FAIL[/red] {row.message}")
+    console.print(f"report: {outcome.report}")
+    raise typer.Exit(0 if outcome.verdict is None or outcome.verdict.passed else 1)

@@ -20,7 +20,7 @@ import pandas as pd
 
 from radvigil.data.catalog import DatasetCatalog
 from radvigil.data.manifest import DatasetVersion, canonical
-from radvigil.errors import DataError
+from radvigil.errors import DataError, ModelError
 from radvigil.evaluation import GateCriteria, Verdict
 from radvigil.loop.actions import Recorder
 from radvigil.loop.evaluation import evaluate_version, gate_version, record_gate, write_and_log
@@ -246,6 +246,13 @@ def retrain(
     whatever the CPU's rounding, where a full run from ImageNet weights does not (see
     :func:`warm_start_config`).
     """
+    if champion.card.get("imported"):
+        raise ModelError(
+            f"{champion.name}/{champion.version} is an imported model: radvigil has neither its "
+            "training code nor its weights, so it cannot be retrained. Refit its calibration on "
+            "the labelled local cases (radvigil retrain --calibration-only) or import the "
+            "vendor's next version (radvigil models import)"
+        )
     data = feedback_data(
         champion, predictions, feedback, catalog, holdout_share, calibration_share, seed
     )

@@ -41,6 +41,8 @@ def recalibrate(
         DataError: the validation split is empty.
         ModelError: the champion has no weights to recalibrate.
     """
+    if champion.card.get("imported"):
+        return _recalibrate_imported(champion, data_ref, catalog, registry, extra_tags)
     cfg = TrainConfig.model_validate(champion.card["config"])
     task = Task.model_validate(champion.card["task"])
     size = int(champion.card["input"]["size"])
@@ -86,3 +88,39 @@ def recalibrate(
         raise
     registry.set_version_tag(outcome.name, outcome.version, CHANGE_TAG, json.dumps(change))
     return outcome
+
+
+def _recalibrate_imported(
+    champion: LoadedModel,
+    data_ref: str,
+    catalog: DatasetCatalog,
+    registry: Registry,
+    extra_tags: dict[str, str] | None,
+) -> TrainOutcome:
+    """An imported graph has no torch weights: its temperature initializer and thresholds are
+    refitted instead (radvigil.loop.model_import.recalibrate_imported)."""
+    from radvigil.loop.model_import import recalibrate_imported
+
+    tags = {
+        "radvigil.recalibrated_from": f"{champion.name}/{champion.version}",
+        **(extra_tags or {}),
+    }
+    name, version, card = recalibrate_imported(
+        champion,
+        data_ref,
+        catalog,
+        registry,
+        tags,
+        f"site calibration of version {champion.version}: graph unchanged",
+    )
+    change = {
+        "from_version": champion.version,
+        "temperature": [champion.card["temperature"], card.temperature],
+        "thresholds": {
+            k: [champion.card["thresholds"].get(k), v] for k, v in card.thresholds.items()
+        },
+        "calibrated_on": data_ref,
+    }
+    registry.set_version_tag(name, version, CHANGE_TAG, json.dumps(change))
+    run_id = registry.resolve(f"{name}/{version}").run_id
+    return TrainOutcome(name, version, run_id, card, None)

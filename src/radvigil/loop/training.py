@@ -52,7 +52,7 @@ class TrainOutcome:
     version: str
     run_id: str
     card: ModelCard
-    result: TrainResult
+    result: TrainResult | None  # None for a recalibrated imported graph (no training result)
 
 
 class _RunLogger:

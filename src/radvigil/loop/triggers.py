@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from radvigil.loop.actions import Recorder
 from radvigil.loop.monitoring import drift_streaks
-from radvigil.registry import Registry
+from radvigil.registry import IMPORTED_TAG, Registry
 from radvigil.store import Database, FeedbackStore, PredictionStore
 from radvigil.yaml_files import load_yaml_model
 
@@ -67,6 +67,11 @@ class TriggerCheck(BaseModel):
     model_version: str
     facts: TriggerFacts
     results: list[TriggerResult]
+    action: str = Field(
+        "retrain",
+        description="what firing proposes: retrain, or site_calibration for an imported "
+        "champion (radvigil cannot retrain a model it did not train)",
+    )
 
     @property
     def fired(self) -> list[str]:
@@ -197,7 +202,8 @@ def check_triggers(
         model_version=version,
         facts=facts,
         results=evaluate_triggers(policy, facts, now),
+        action="site_calibration" if champion.tags.get(IMPORTED_TAG) else "retrain",
     )
     if check.fired and record is not None:
-        record("trigger", actor, version, {"fired": check.fired})
+        record("trigger", actor, version, {"fired": check.fired, "proposes": check.action})
     return check

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from radvigil.model.byom.record import ImportRecord
 from radvigil.model.weights import WeightsRecord
 from radvigil.task import Task
 
@@ -41,3 +42,4 @@ class ModelCard(BaseModel):
     weights: WeightsRecord | None = Field(None, description="pretrained starting weights, if any")
     caveats: list[str] = Field(default_factory=list)
     warning: str = REVIEW_WARNING
+    imported: ImportRecord | None = Field(None, description="set when radvigil did not train it")

@@ -278,6 +278,21 @@ def calibrate(
     logits, embeddings = predict_arrays(model, val_set.images)
     temperature = fit_temperature(logits, val_set.targets)
     raw, calibrated = softmax(logits), softmax(logits, temperature)
+    thresholds = operating_thresholds(calibrated, task, val_set)
+    metrics = {
+        "val_ece_before": worst_finding_ece(raw, val_set.targets, task),
+        "val_ece_after": worst_finding_ece(calibrated, val_set.targets, task),
+        "temperature": temperature,
+        **{f"val_{k}": v for k, v in history[best_epoch - 1].items() if k in _VAL_KEYS},
+    }
+    return TrainResult(
+        model.cpu(), history, best_epoch, temperature, thresholds, calibrated, embeddings, metrics
+    )
+
+
+def operating_thresholds(calibrated: np.ndarray, task: Task, val_set: ArraySet) -> dict[str, float]:
+    """Per-finding thresholds reaching the target sensitivity on validation, on every source
+    with enough positives (trained and imported versions both get theirs here)."""
     groups = calibration_groups(val_set.frame)
     thresholds = {}
     for finding in task.findings:
@@ -291,15 +306,7 @@ def calibrate(
             threshold_for_sensitivity(positive[rows], calibrated[rows, k], task.target_for(finding))
             for rows in eligible
         )
-    metrics = {
-        "val_ece_before": worst_finding_ece(raw, val_set.targets, task),
-        "val_ece_after": worst_finding_ece(calibrated, val_set.targets, task),
-        "temperature": temperature,
-        **{f"val_{k}": v for k, v in history[best_epoch - 1].items() if k in _VAL_KEYS},
-    }
-    return TrainResult(
-        model.cpu(), history, best_epoch, temperature, thresholds, calibrated, embeddings, metrics
-    )
+    return thresholds
 
 
 def worst_finding_ece(probs: np.ndarray, targets: np.ndarray, task: Task) -> float:

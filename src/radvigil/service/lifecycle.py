@@ -88,8 +88,19 @@ class ServedModel:
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self.engine.run(batch)
 
+    @property
+    def imported(self) -> bool:
+        """True for a version radvigil did not train (``radvigil models import``)."""
+        return bool(self.card.get("imported"))
+
     def explain(self, pixels: np.ndarray, index: int) -> np.ndarray:
-        """Grad-CAM heatmap of class ``index`` for 8-bit pixels, one explanation at a time."""
+        """Heatmap of class ``index`` for 8-bit pixels, one explanation at a time: Grad-CAM,
+        or occlusion over the ONNX graph for an imported version (it has no torch weights)."""
+        if self.imported:
+            from radvigil.model.byom.saliency import occlusion
+
+            with TORCH_LOCK:  # the same one-at-a-time rule as Grad-CAM
+                return occlusion(self.engine.run, pixels, self.size, index)
         from radvigil.model.gradcam import gradcam
 
         with TORCH_LOCK:
