@@ -6,14 +6,17 @@ tests override settings by clearing the cache with :func:`reset_settings`.
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_AUDIT_KEY = "radvigil-development-audit-key"  # shipped default: refused in production
+# Settings that may come from a file named by RADVIGIL_<NAME>_FILE (container secrets).
+SECRET_FILE_SETTINGS = ("audit_key", "database_url")
 
 
 class Settings(BaseSettings):
@@ -164,11 +167,33 @@ class Settings(BaseSettings):
         "On a multi-node Ray cluster: a path every node shares, or an s3:// / gs:// URI.",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets_from_files(cls, data: Any) -> Any:
+        """RADVIGIL_<NAME>_FILE names a file holding a setting (Docker/Kubernetes secrets).
+
+        Read only where RADVIGIL_<NAME> itself is not given; the file's surrounding whitespace
+        (a trailing newline) is dropped.
+        """
+        if not isinstance(data, dict):
+            return data
+        for name in SECRET_FILE_SETTINGS:
+            path = os.environ.get(f"RADVIGIL_{name.upper()}_FILE")
+            if path and name not in data and f"RADVIGIL_{name.upper()}" not in os.environ:
+                try:
+                    data[name] = Path(path).read_text().strip()
+                except OSError as exc:
+                    raise ValueError(
+                        f"RADVIGIL_{name.upper()}_FILE: cannot read {path} ({exc.strerror})"
+                    ) from exc
+        return data
+
     @model_validator(mode="after")
     def _no_default_secret_in_production(self) -> Settings:
-        if self.production and self.audit_key == DEV_AUDIT_KEY:
+        if self.production and self.audit_key.strip() in ("", DEV_AUDIT_KEY):
             raise ValueError(
-                "RADVIGIL_ENV=production needs RADVIGIL_AUDIT_KEY set to a secret of your own"
+                "RADVIGIL_ENV=production needs RADVIGIL_AUDIT_KEY (or RADVIGIL_AUDIT_KEY_FILE) "
+                "set to a secret of your own"
             )
         return self
 
