@@ -8,7 +8,7 @@ CHROMIUM := /usr/bin/chromium
 NGINX := /usr/sbin/nginx
 DEPLOY_LINT := .venv-deploy-lint/bin/checkov
 
-.PHONY: demo test lint bench serve clean notes
+.PHONY: demo test lint bench serve clean notes deploy-check
 
 # The virtual environment, built once and rebuilt when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -66,3 +66,14 @@ bench: $(STAMP)
 
 clean:
 	rm -rf .radvigil
+
+# The deployment run for real (minutes, so outside `make test`): builds the image air-gapped
+# (debootstrap base, hashed wheelhouse, podman build), starts the Compose services with podman on
+# loopback and gets a prediction, a promote and a rollback through nginx. See docs/deploying.md.
+DEPLOY_TOOLS := /usr/bin/podman /usr/sbin/runc /usr/sbin/debootstrap
+$(DEPLOY_TOOLS):
+	@if [ "$$(id -u)" = 0 ]; then apt-get install -y -q podman runc debootstrap >/dev/null; \
+	 else sudo apt-get install -y -q podman runc debootstrap >/dev/null; fi
+
+deploy-check: $(STAMP) $(NGINX) $(DEPLOY_TOOLS)
+	$(BIN)/python scripts/deploy_check.py
