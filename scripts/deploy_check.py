@@ -28,6 +28,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -290,7 +291,7 @@ class Topology:
         if service.get("read_only"):
             args.append("--read-only")
         args += [f"--tmpfs={t}" for t in service.get("tmpfs", [])]
-        args += [f"--security-opt={o.replace(':', '=')}" for o in service.get("security_opt", [])]
+        args += [f"--security-opt={o}" for o in service.get("security_opt", [])]
         args += [f"--cap-drop={c}" for c in service.get("cap_drop", [])]
         env = {
             k: self.address(substitute(str(v), self.dotenv))
@@ -464,7 +465,17 @@ def check(top: Topology) -> None:
     top.start_nginx()
     timings["api x2 + monitor + nginx up"] = time.monotonic() - started
 
-    created = top.once("api-1", "keys", "create", "--name", "deploy-check", "--role", "admin")
+    created = top.once(
+        "api-1",
+        "keys",
+        "create",
+        "--name",
+        "deploy-check",
+        "--role",
+        "admin",
+        "--rate-limit",
+        "100000",
+    )
     assert created.returncode == 0, created.stdout + created.stderr
     key = re.search(r"rvk_\S+", created.stdout).group(0)
     base = f"https://localhost:{top.https_port}"
@@ -523,7 +534,12 @@ def _champion(url: str, key: str) -> str | None:
         return None
 
 
+def _stop(signum: int, _frame: object) -> None:
+    raise SystemExit(f"stopped by signal {signum}")  # unwinds the clean-up stack
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _stop)
     os.environ.setdefault("CONTAINERS_CONF", str(DEPLOY / "podman" / "containers.conf"))
     if sys.argv[1:] == ["lock"]:
         write_lock()
