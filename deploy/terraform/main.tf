@@ -44,6 +44,7 @@ resource "kubernetes_secret_v1" "mlflow" {
   data = {
     "backend-store-uri" = var.mlflow_backend_store_uri
     "admin-password"    = var.mlflow_admin_password
+    "flask-secret-key"  = var.mlflow_flask_secret_key
   }
 }
 

@@ -31,6 +31,12 @@ variable "mlflow_admin_password" {
   sensitive   = true
 }
 
+variable "mlflow_flask_secret_key" {
+  description = "MLflow's Flask secret key (MLFLOW_FLASK_SERVER_SECRET_KEY): signs the basic-auth app's CSRF tokens."
+  type        = string
+  sensitive   = true
+}
+
 variable "mlflow_backend_store_uri" {
   description = "SQLAlchemy URL of MLflow's own PostgreSQL database, as role mlflow (not radvigil's role)."
   type        = string

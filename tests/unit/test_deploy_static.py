@@ -331,7 +331,11 @@ def test_kustomize_renders(kustomization: str) -> None:
         for c in _containers(doc):
             env = {e["name"]: e for e in c.get("env", [])}
             if doc["metadata"]["name"] == "radvigil-mlflow":
-                for var in ("MLFLOW_BACKEND_STORE_URI", "MLFLOW_AUTH_ADMIN_PASSWORD"):
+                for var in (
+                    "MLFLOW_BACKEND_STORE_URI",
+                    "MLFLOW_AUTH_ADMIN_PASSWORD",
+                    "MLFLOW_FLASK_SERVER_SECRET_KEY",
+                ):
                     assert "secretKeyRef" in env[var]["valueFrom"], var
                 continue
             for var in ("RADVIGIL_DATABASE_URL", "RADVIGIL_AUDIT_KEY", "MLFLOW_TRACKING_PASSWORD"):
@@ -380,7 +384,12 @@ def test_terraform_supplies_every_secret_the_manifests_reference() -> None:
         for key in keys:
             assert re.search(rf'"{key}"\s+= var\.', main), f"terraform never sets {key}"
     variables = (DEPLOY / "terraform" / "variables.tf").read_text()
-    for var in ("audit_key", "mlflow_admin_password", "mlflow_backend_store_uri"):
+    for var in (
+        "audit_key",
+        "mlflow_admin_password",
+        "mlflow_backend_store_uri",
+        "mlflow_flask_secret_key",
+    ):
         block = variables[variables.index(f'variable "{var}"') :].split("\n}\n")[0]
         assert "sensitive   = true" in block and "default" not in block, var
 
