@@ -45,6 +45,7 @@ sys.path.insert(0, str(REPO))
 
 from radvigil.stack.nginx import NEXT_UPSTREAM  # noqa: E402
 from radvigil.stack.processes import free_port, require_tool, wait_until  # noqa: E402
+from radvigil.stack.topology import HTTP_TIMEOUT  # noqa: E402
 
 DEPLOY = REPO / "deploy"
 AIRGAP = DEPLOY / ".airgap"
@@ -299,6 +300,8 @@ class Topology:
         }
         if name.startswith("api-"):
             env |= {"RADVIGIL_HOST": "127.0.0.1", "RADVIGIL_PORT": str(self.ports[name])}
+        if "MLFLOW_TRACKING_URI" in env:  # 2 cores shared by many jobs: MLflow answers slowly
+            env["MLFLOW_HTTP_REQUEST_TIMEOUT"] = HTTP_TIMEOUT
         env |= extra_env or {}
         for key, value in env.items():
             args += ["-e", f"{key}={value}"]
@@ -408,6 +411,7 @@ def register_models(top: Topology) -> tuple[str, str]:
 
     from radvigil.loop.training import run_training
 
+    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = HTTP_TIMEOUT  # as the stack test's trainer
     os.environ["MLFLOW_TRACKING_USERNAME"] = "admin"
     os.environ["MLFLOW_TRACKING_PASSWORD"] = (top.secrets / "mlflow_admin_password").read_text()
     home = make_home(top.root / "trainer", tracking_uri=f"http://127.0.0.1:{top.ports['mlflow']}")
