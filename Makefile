@@ -11,7 +11,7 @@ DEPLOY_LINT := .venv-deploy-lint/bin/checkov
 
 OIDC_PROVIDER := tests/oidc/node_modules/.package-lock.json
 
-.PHONY: demo test check lint bench serve clean notes results
+.PHONY: demo test check lint bench serve clean notes results deploy-check
 
 # The virtual environment, built once and rebuilt when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -92,3 +92,14 @@ bench: $(STAMP)
 
 clean:
 	rm -rf .radvigil
+
+# The deployment run for real (minutes, so outside `make test`): builds the image air-gapped
+# (debootstrap base, hashed wheelhouse, podman build), starts the Compose services with podman on
+# loopback and gets a prediction, a promote and a rollback through nginx. See docs/deploying.md.
+DEPLOY_TOOLS := /usr/bin/podman /usr/sbin/runc /usr/sbin/debootstrap
+$(DEPLOY_TOOLS):
+	@if [ "$$(id -u)" = 0 ]; then apt-get install -y -q podman runc debootstrap >/dev/null; \
+	 else sudo apt-get install -y -q podman runc debootstrap >/dev/null; fi
+
+deploy-check: $(STAMP) $(NGINX) $(DEPLOY_TOOLS)
+	$(BIN)/python scripts/deploy_check.py

@@ -28,13 +28,28 @@ resource "kubernetes_secret_v1" "radvigil" {
     namespace = kubernetes_namespace_v1.radvigil.metadata[0].name
   }
   data = {
-    "database-url" = var.database_url
-    "probe-key"    = var.probe_key
+    "database-url"    = var.database_url
+    "probe-key"       = var.probe_key
+    "audit-key"       = var.audit_key
+    "mlflow-password" = var.mlflow_admin_password
+  }
+}
+
+# MLflow's own secrets: its store (role `mlflow`, its own database) and its admin's password.
+resource "kubernetes_secret_v1" "mlflow" {
+  metadata {
+    name      = "radvigil-mlflow"
+    namespace = kubernetes_namespace_v1.radvigil.metadata[0].name
+  }
+  data = {
+    "backend-store-uri" = var.mlflow_backend_store_uri
+    "admin-password"    = var.mlflow_admin_password
+    "flask-secret-key"  = var.mlflow_flask_secret_key
   }
 }
 
 resource "kubernetes_manifest" "radvigil" {
   for_each   = local.manifests
   manifest   = each.value
-  depends_on = [kubernetes_secret_v1.radvigil]
+  depends_on = [kubernetes_secret_v1.radvigil, kubernetes_secret_v1.mlflow]
 }

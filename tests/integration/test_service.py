@@ -32,7 +32,7 @@ def service(trained_home, tmp_path_factory):
     keys = KeyStore(app.state.radvigil.db)
     tokens = {
         role: keys.create(f"{role}-key", role)[0]
-        for role in ("clinician", "admin", "auditor", "service")
+        for role in ("clinician", "admin", "auditor", "service", "metrics")
     }
     tokens["slow"] = keys.create("slow-key", "clinician", rate_limit=2)[0]
     with LiveServer(app) as server, httpx.Client(base_url=server.url, timeout=60) as client:
@@ -58,6 +58,17 @@ def test_health_needs_no_key_but_everything_else_does(service) -> None:
         assert response.status_code == 401, path
         assert response.json()["code"] == "unauthenticated"
     assert client.get("/ready", headers=_h(tokens["service"])).json()["ready"] is True
+
+
+def test_the_metrics_role_reads_metrics_and_readiness_only(service) -> None:
+    """The Prometheus scrape / probe key: /metrics and /ready, never the audit log or data."""
+    client, tokens, _ = service
+    metrics = _h(tokens["metrics"])
+    assert client.get("/metrics", headers=metrics).status_code == 200
+    assert client.get("/ready", headers=metrics).status_code == 200
+    for path in ("/v1/audit", "/v1/model", "/v1/predictions/abc"):
+        assert client.get(path, headers=metrics).status_code == 403, path
+    assert client.get("/v1/audit", headers=_h(tokens["auditor"])).status_code == 200
 
 
 def test_predict_png_returns_documented_fields(service, bundled: Path) -> None:

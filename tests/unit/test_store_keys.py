@@ -67,7 +67,7 @@ def test_names_are_unique_even_after_revocation(db: Database) -> None:
 
 def test_invalid_input_is_refused(db: Database) -> None:
     keys = KeyStore(db)
-    with pytest.raises(InputError, match="valid roles: clinician, admin, auditor, service"):
+    with pytest.raises(InputError, match="roles: clinician, admin, auditor, service, metrics"):
         keys.create("x", "root")
     with pytest.raises(InputError, match="1 to 100 characters"):
         keys.create("  ", "admin")
@@ -77,11 +77,20 @@ def test_invalid_input_is_refused(db: Database) -> None:
         keys.revoke("ghost")
 
 
+def test_a_metrics_key_is_stored_and_authenticates(db: Database) -> None:
+    """The migrated schema accepts role metrics (the check constraint of revision 0030)."""
+    keys = KeyStore(db)
+    token, key = keys.create("prometheus", "metrics")
+    assert key.role == "metrics" and keys.authenticate(token).role == "metrics"
+
+
 def test_role_matrix() -> None:
     assert allowed("admin", "manage_keys")
     assert allowed("clinician", "label") and not allowed("clinician", "read_audit")
     assert allowed("auditor", "read_audit") and not allowed("auditor", "predict")
     assert allowed("service", "predict") and not allowed("service", "label")
+    assert ROLE_MATRIX["metrics"] == {"read_metrics"}
+    assert all(allowed(role, "read_metrics") for role in ROLE_MATRIX)
     assert all(not allowed(role, "manage_keys") for role in ROLE_MATRIX if role != "admin")
     require("clinician", "predict")
     with pytest.raises(ForbiddenError, match="role 'service' may not manage models"):

@@ -65,6 +65,8 @@ def requires(action: str, cost: float = 1.0) -> Callable[..., Awaitable[ApiKeyPu
 
 Predictor = Annotated[ApiKeyPublic, Depends(requires("predict"))]
 Reader = Annotated[ApiKeyPublic, Depends(requires("read_predictions"))]
+# /metrics and /ready: every role, including `metrics` (the scrape key, which reads nothing else).
+MetricsReader = Annotated[ApiKeyPublic, Depends(requires("read_metrics"))]
 Labeller = Annotated[ApiKeyPublic, Depends(requires("label"))]
 Auditor = Annotated[ApiKeyPublic, Depends(requires("read_audit"))]
 Admin = Annotated[ApiKeyPublic, Depends(requires("manage_models"))]

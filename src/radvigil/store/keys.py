@@ -32,16 +32,21 @@ Action = Literal[
     "manage_alerts",
     "manage_models",
     "manage_keys",
+    "read_metrics",
 ]
 ROLES: tuple[Role, ...] = get_args(Role)
 ACTIONS: tuple[Action, ...] = get_args(Action)
 
 ROLE_MATRIX: Mapping[Role, frozenset[Action]] = MappingProxyType(
     {
-        "clinician": frozenset({"predict", "label", "read_predictions", "manage_alerts"}),
-        "service": frozenset({"predict", "read_predictions"}),
-        "auditor": frozenset({"read_predictions", "read_audit"}),
+        "clinician": frozenset(
+            {"predict", "label", "read_predictions", "manage_alerts", "read_metrics"}
+        ),
+        "service": frozenset({"predict", "read_predictions", "read_metrics"}),
+        "auditor": frozenset({"read_predictions", "read_audit", "read_metrics"}),
         "admin": frozenset(ACTIONS),
+        # The Prometheus scrape and readiness-probe key: /metrics and /ready, nothing else.
+        "metrics": frozenset({"read_metrics"}),
     }
 )
 DEFAULT_RATE_LIMIT = 120

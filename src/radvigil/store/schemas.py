@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
-Role = Literal["clinician", "admin", "auditor", "service"]
+Role = Literal["clinician", "admin", "auditor", "service", "metrics"]
 ServedBy = Literal["champion", "challenger", "shadow"]
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=100)]

@@ -131,7 +131,9 @@ class ApiKeyRow(Base):
 
     __tablename__ = "api_keys"
     __table_args__ = (
-        CheckConstraint("role IN ('clinician', 'admin', 'auditor', 'service')", name="role"),
+        CheckConstraint(
+            "role IN ('clinician', 'admin', 'auditor', 'service', 'metrics')", name="role"
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

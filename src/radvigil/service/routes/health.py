@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from radvigil.errors import StoreError
-from radvigil.service.deps import Reader, State
+from radvigil.service.deps import MetricsReader, State
 
 router = APIRouter(tags=["health"])
 
@@ -18,7 +18,7 @@ def health() -> dict[str, str]:
 
 
 @router.get("/ready", summary="Readiness: a champion is loaded and the database answers")
-def ready(state: State, _: Reader) -> JSONResponse:
+def ready(state: State, _: MetricsReader) -> JSONResponse:
     champion = state.models.champion
     try:
         state.db.check()
@@ -38,7 +38,7 @@ def ready(state: State, _: Reader) -> JSONResponse:
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-def metrics(state: State, _: Reader) -> Response:
+def metrics(state: State, _: MetricsReader) -> Response:
     m = state.metrics
     m.queue_depth.set(state.batcher.depth)
     m.writer_spooled.set(state.writer.spool.count())
