@@ -10,7 +10,14 @@ from collections.abc import Callable
 from typing import Any
 
 from radvigil.errors import InputError, NotFoundError
-from radvigil.store import AuditLog, FeedbackCreate, FeedbackPublic, FeedbackStore, PredictionStore
+from radvigil.store import (
+    AuditLog,
+    FeedbackCreate,
+    FeedbackPublic,
+    FeedbackStore,
+    PredictionRecord,
+    PredictionStore,
+)
 
 Recorder = Callable[[str, str, str, dict[str, Any]], None]  # (action, actor, version, details)
 
@@ -41,12 +48,15 @@ def label_case(
     comment: str | None = None,
     *,
     catch_up: Callable[[], None] | None = None,
+    policy_of: Callable[[PredictionRecord], str | None] | None = None,
 ) -> FeedbackPublic:
     """Store a reviewer's label for a prediction and audit it.
 
     Args:
         catch_up: called once when the prediction is not found yet (e.g. to flush the
             service's write queue), before looking again.
+        policy_of: the label-selection policy that offered the case, recorded with the label
+            (:func:`radvigil.loop.onboarding.label_policy`).
 
     Raises:
         NotFoundError: no such prediction.
@@ -63,7 +73,12 @@ def label_case(
     if label not in classes:
         raise InputError(f"label {label!r} is not a class of task {record.task!r}: {classes}")
     stored = feedback.add(
-        FeedbackCreate(prediction_id=prediction_id, label=label, comment=comment),
+        FeedbackCreate(
+            prediction_id=prediction_id,
+            label=label,
+            comment=comment,
+            policy=policy_of(record) if policy_of is not None else None,
+        ),
         reviewer=reviewer,
     )
     audit.append(
@@ -77,6 +92,7 @@ def label_case(
             "label": label,
             "predicted_class": record.predicted_class,
             "feedback_id": stored.id,
+            "policy": stored.policy,
         },
     )
     return stored

@@ -8,16 +8,23 @@ from fastapi import APIRouter, Path, Query, Response
 
 from radvigil.errors import NotFoundError
 from radvigil.loop.actions import label_case
+from radvigil.loop.onboarding import (
+    SiteOnboarding,
+    label_policy,
+    registry_thresholds,
+    site_onboarding,
+)
+from radvigil.monitoring.label_selection import Choice
 from radvigil.service.deps import MAX_DB_INT, Labeller, State
 from radvigil.service.explanations import explain_stored
-from radvigil.service.schemas import FeedbackIn, ReviewItem, ReviewQueueOut
+from radvigil.service.schemas import FeedbackIn, LabelBudgetOut, ReviewItem, ReviewQueueOut
 from radvigil.store import FeedbackPublic, PredictionRecord, ReviewQueue
 
 router = APIRouter(prefix="/v1", tags=["review"])
 RequestId = Path(..., max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")
 
 
-def _item(record: PredictionRecord) -> ReviewItem:
+def _item(record: PredictionRecord, choice: Choice | None = None) -> ReviewItem:
     return ReviewItem(
         request_id=record.id,
         created_at=record.created_at,
@@ -30,13 +37,29 @@ def _item(record: PredictionRecord) -> ReviewItem:
         site=record.site,
         view_position=record.view_position,
         has_image=bool(record.routed_to_review),
+        policy=choice.policy if choice else None,
+        why=choice.reason if choice else None,
+    )
+
+
+def budget_out(onboarding: SiteOnboarding) -> LabelBudgetOut:
+    """The budget part of a budgeted queue's answer."""
+    return LabelBudgetOut(
+        budget=onboarding.budget,
+        period=onboarding.period,
+        policy=onboarding.policy,
+        audit_share=onboarding.audit_share,
+        spent=onboarding.spent,
+        audit_spent=onboarding.audit_spent,
+        remaining=onboarding.remaining,
     )
 
 
 @router.get(
     "/review",
     response_model=ReviewQueueOut,
-    summary="Drifters and low-confidence cases awaiting a label, most unusual first",
+    summary="Cases awaiting a label: a budgeted site's by its selection policy, else drifters "
+    "and low-confidence cases, most unusual first",
 )
 def review_queue(
     state: State,
@@ -46,6 +69,17 @@ def review_queue(
     offset: int = Query(0, ge=0, le=MAX_DB_INT),
 ) -> ReviewQueueOut:
     queue = ReviewQueue(state.db)
+    if site is not None:
+        onboarding = site_onboarding(
+            queue, state.settings, site, registry_thresholds(state.models.registry)
+        )
+        if onboarding is not None:
+            page = onboarding.entries[offset : offset + limit]
+            return ReviewQueueOut(
+                total=len(onboarding.entries),
+                items=[_item(e.record, e.choice) for e in page],
+                label_budget=budget_out(onboarding),
+            )
     threshold = state.settings.review_confidence
     items = queue.pending(site=site, max_confidence=threshold, limit=limit, offset=offset)
     return ReviewQueueOut(
@@ -101,4 +135,7 @@ def post_feedback(state: State, key: Labeller, body: FeedbackIn) -> FeedbackPubl
         key.name,
         body.comment,
         catch_up=lambda: state.writer.flush(timeout=5),  # it may still be in the write queue
+        policy_of=label_policy(
+            ReviewQueue(state.db), state.settings, registry_thresholds(state.models.registry)
+        ),
     )
