@@ -95,3 +95,14 @@ def test_budgeted_queue_follows_the_policy(trained_home, tmp_path, pg_url, bundl
         assert after["label_budget"]["audit_spent"] == 1
         assert after["total"] == BUDGET - 3
         assert sum(i["policy"] == "audit" for i in after["items"]) == 2
+
+        # The dashboard's review page shows the same queue, the budget and the audit estimate.
+        with httpx.Client(base_url=server.url, timeout=60) as browser:
+            browser.get("/dashboard/login")
+            csrf = browser.cookies["radvigil_login_csrf"]
+            browser.post("/dashboard/login", data={"csrf": csrf, "api_key": clinician["X-API-Key"]})
+            page = browser.get("/dashboard/review", params={"site": "north"}).text
+        assert "Onboarding of north" in page and "3</strong> spent (1 on the audit sample)" in page
+        assert all(i["request_id"] in page for i in after["items"])
+        assert "uncertainty: uncertain:" in page
+        assert "no audit label yet" not in page  # one audit label: an estimate with its interval

@@ -12,6 +12,7 @@ from radvigil.dashboard.notes import note_of
 from radvigil.dashboard.rendering import PageRoute, render
 from radvigil.dashboard.session import PREFIX, Form, SignedIn
 from radvigil.errors import InputError, NotFoundError
+from radvigil.loop.onboarding import registry_thresholds, site_onboarding
 from radvigil.service.deps import State
 from radvigil.service.explanations import explain_stored
 from radvigil.service.routes.review import post_feedback
@@ -36,13 +37,25 @@ def queue(
     threshold = state.settings.review_confidence
     site = site or None
     reviews = ReviewQueue(state.db)
-    items = reviews.pending(site=site, max_confidence=threshold, limit=PAGE_SIZE, offset=offset)
+    onboarding = None
+    if site is not None:
+        onboarding = site_onboarding(
+            reviews, state.settings, site, registry_thresholds(state.models.registry)
+        )
+    if onboarding is not None:  # a budgeted site: the policy's queue, never over the budget
+        page = onboarding.entries[offset : offset + PAGE_SIZE]
+        items, total = [e.record for e in page], len(onboarding.entries)
+    else:
+        items = reviews.pending(site=site, max_confidence=threshold, limit=PAGE_SIZE, offset=offset)
+        total = reviews.size(site=site, max_confidence=threshold)
     return render(
         request,
         "review_queue.html",
         viewer,
         items=items,
-        total=reviews.size(site=site, max_confidence=threshold),
+        total=total,
+        onboarding=onboarding,
+        choices={e.record.id: e.choice for e in onboarding.entries} if onboarding else {},
         site=site,
         offset=offset,
         page_size=PAGE_SIZE,
