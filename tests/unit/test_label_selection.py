@@ -158,3 +158,26 @@ def test_crossfitting_keeps_a_patients_studies_in_one_fold() -> None:
     scores = np.linspace(0, 1, 20)
     with pytest.raises(DataError, match="at least 5 patients"):
         crossfit_threshold(positive, scores, np.repeat(np.arange(4), 5))
+
+
+def test_site_calibration_records_crossfitted_rates_beside_the_threshold() -> None:
+    import pandas as pd
+
+    from radvigil.loop.site_calibration import crossfit_estimates
+    from radvigil.task import Task
+
+    task = Task(name="t", classes=["normal", "pneumonia"], findings=["pneumonia"])
+    rng = np.random.default_rng(2)
+    targets = (rng.uniform(size=80) < 0.5).astype(int)
+    p = 1 / (1 + np.exp(-rng.normal(loc=targets * 2.0 - 1.0)))
+    probs = np.column_stack([1 - p, p])
+    frame = pd.DataFrame({"patient_id": [f"p{i // 2}" for i in range(80)]})
+    fit = crossfit_estimates(task, targets, frame, probs)["pneumonia"]
+    assert fit["threshold"] == pytest.approx(
+        threshold_for_sensitivity(targets == 1, p, 0.98), abs=1e-6
+    )
+    assert fit["in_sample_sensitivity"] >= 0.98 and fit["folds"] == 5
+    assert 0.0 <= fit["specificity"] <= 1.0 and fit["sensitivity"] <= 1.0
+    # Too few patients to cross-fit: said, not hidden.
+    thin = crossfit_estimates(task, targets[:8], frame.head(8), probs[:8])["pneumonia"]
+    assert "at least 5 patients" in thin["skipped"]
