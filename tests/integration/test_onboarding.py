@@ -105,4 +105,5 @@ def test_budgeted_queue_follows_the_policy(trained_home, tmp_path, pg_url, bundl
         assert "Onboarding of north" in page and "3</strong> spent (1 on the audit sample)" in page
         assert all(i["request_id"] in page for i in after["items"])
         assert "uncertainty: uncertain:" in page
-        assert "no audit label yet" not in page  # one audit label: an estimate with its interval
+        # One audit label: an estimate with its interval for its class's rate, none for the other.
+        assert page.count("no audit label yet") == 1 and "on 1 case</li>" in page
