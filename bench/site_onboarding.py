@@ -99,7 +99,7 @@ def main() -> None:
     )
     payload["labels_to_reach"] = reading
     common.write_json(args.out, "site_onboarding.json", payload)
-    plot(cells, args)
+    plot(cells, args, task.target_for(FINDING))
 
 
 def site_frame(data: str | None, home_catalog):
@@ -254,7 +254,7 @@ def labels_to_reach(cells, args) -> dict:
     return reading
 
 
-def plot(cells, args) -> Path:
+def plot(cells, args, target_sensitivity: float) -> Path:
     """Held-out specificity against labels, one curve per policy (with the mean CI band)."""
     import matplotlib
 
@@ -272,7 +272,7 @@ def plot(cells, args) -> Path:
     for target in TARGETS:
         ax.axhline(target, color="grey", linestyle=":", linewidth=1)
     ax.set_xlabel("labels spent at the site")
-    ax.set_ylabel("held-out specificity (threshold for sensitivity 0.97)")
+    ax.set_ylabel(f"held-out specificity (threshold for sensitivity {target_sensitivity:.2f})")
     ax.legend()
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "site_onboarding.png"
