@@ -47,6 +47,13 @@ def test_budget_already_spent_offers_nothing() -> None:
     assert select(_pool(), budget) == []
 
 
+def test_spent_labels_are_charged_to_the_audit_and_policy_parts_apart() -> None:
+    assert Budget.split(100, 0.1, spent=30, audit_spent=4) == Budget(policy=64, audit=6)
+    # An audit part already spent leaves the policy part whole, and the reverse.
+    assert Budget.split(100, 0.1, spent=10, audit_spent=10) == Budget(policy=90, audit=0)
+    assert Budget.split(100, 0.1, spent=95, audit_spent=0) == Budget(policy=0, audit=10)
+
+
 def test_budget_larger_than_the_pool_offers_the_pool_once() -> None:
     choices = select(_pool(12), Budget(policy=50, audit=5), policy="combined")
     assert sorted(c.index for c in choices) == list(range(12))
