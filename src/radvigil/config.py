@@ -319,6 +319,26 @@ class Settings(BaseSettings):
     outbox_backoff_max_seconds: float = Field(
         default=300.0, ge=0, description="Longest wait between two delivery attempts."
     )
+    label_budgets: dict[str, Annotated[int, Field(ge=0)]] = Field(
+        default_factory=dict,
+        description='Label budget per site, as JSON ({"site-a": 150}); a site listed here gets '
+        "the budgeted review queue (docs/onboarding.md), the others the plain one.",
+    )
+    label_budget_period: Literal["week", "total"] = Field(
+        default="total",
+        description="week = the budget renews every 7 days; total = one onboarding budget.",
+    )
+    label_policy: Literal["random", "uncertainty", "combined"] = Field(
+        default="combined", description="Which policy orders a budgeted review queue."
+    )
+    label_audit_share: float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        description="Share of each label budget kept for a seeded uniform audit sample, whose "
+        "labels are reported apart (unbiased site performance).",
+    )
+    label_seed: int = Field(default=0, description="Seed of the audit sample and random policy.")
 
     @model_validator(mode="after")
     def _oidc_complete(self) -> Settings:

@@ -38,8 +38,9 @@ def test_secrets_are_read_from_the_files_the_environment_names(
     settings = Settings()
     assert settings.audit_key == "from-a-file-" + "k" * 32
     assert settings.database_url == "postgresql+psycopg://app:pw@db/radvigil"
+    # the variable itself wins over its file
     monkeypatch.setenv("RADVIGIL_AUDIT_KEY", "given-directly-" + "d" * 32)
-    assert Settings().audit_key == "given-directly-" + "d" * 32  # the variable itself wins over its file
+    assert Settings().audit_key == "given-directly-" + "d" * 32
 
 
 def test_an_unreadable_secret_file_is_named_in_the_error(

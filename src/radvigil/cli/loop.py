@@ -13,6 +13,7 @@ from radvigil.cli.context import catalog, registry
 from radvigil.config import get_settings
 from radvigil.evaluation import load_criteria, verdict_table_rows
 from radvigil.loop.actions import label_case, version_recorder
+from radvigil.loop.onboarding import label_policy, registry_thresholds, site_onboarding
 from radvigil.loop.retrain import retrain, site_calibrate
 from radvigil.loop.rollout import Rollout
 from radvigil.loop.shadow import compare
@@ -27,10 +28,33 @@ GATES = CONFIGS / "gates.yaml"
 
 @review_app.command("list")
 def review_list(site: str | None = typer.Option(None), limit: int = typer.Option(20)) -> None:
-    """Cases awaiting a label, most unusual first."""
+    """Cases awaiting a label: a budgeted site's by its selection policy, else most unusual
+    first."""
     settings = get_settings()
     queue = ReviewQueue(database())
     table = Table("request id", "time", "predicted", "confidence", "OOD", "site", "why")
+    onboarding = None
+    if site is not None:
+        onboarding = site_onboarding(queue, settings, site, registry_thresholds(registry()))
+    if onboarding is not None:
+        for entry in onboarding.entries[:limit]:
+            r = entry.record
+            table.add_row(
+                r.id,
+                f"{r.created_at:%Y-%m-%d %H:%M}",
+                r.predicted_class,
+                f"{r.confidence:.2f}",
+                "" if r.ood_score is None else f"{r.ood_score:.1f}",
+                r.site or "",
+                f"{entry.choice.policy}: {entry.choice.reason}"[:80],
+            )
+        console.print(table)
+        console.print(
+            f"{len(onboarding.entries)} offered; budget {onboarding.budget} "
+            f"({onboarding.period}), {onboarding.spent} spent "
+            f"({onboarding.audit_spent} audit), {onboarding.remaining} left"
+        )
+        return
     for r in queue.pending(site=site, max_confidence=settings.review_confidence, limit=limit):
         table.add_row(
             r.id,
@@ -52,9 +76,18 @@ def review_label(
     comment: str | None = typer.Option(None),
 ) -> None:
     """Label a prediction (the reviewer is recorded as cli:<user>)."""
-    db = database()
+    db, settings = database(), get_settings()
     label_case(
-        PredictionStore(db), FeedbackStore(db), AuditLog(db), prediction_id, label, actor(), comment
+        PredictionStore(db),
+        FeedbackStore(db),
+        AuditLog(db),
+        prediction_id,
+        label,
+        actor(),
+        comment,
+        policy_of=label_policy(ReviewQueue(db), settings, registry_thresholds(registry()))
+        if settings.label_budgets
+        else None,
     )
     console.print(f"labelled {prediction_id} as {label}")
 

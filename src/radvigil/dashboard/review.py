@@ -10,6 +10,7 @@ from radvigil.dashboard.notes import note_of
 from radvigil.dashboard.rendering import PageRoute, render
 from radvigil.dashboard.session import PREFIX, Form, SignedIn
 from radvigil.errors import InputError, NotFoundError
+from radvigil.loop.onboarding import registry_thresholds, site_onboarding
 from radvigil.service.deps import State
 from radvigil.service.explanations import explain_stored_capped
 from radvigil.service.routes.review import post_feedback
@@ -35,14 +36,28 @@ def queue(
     threshold = state.settings.review_confidence
     site = site or None
     reviews = ReviewQueue(state.db)
-    items = reviews.pending(site=site, max_confidence=threshold, limit=PAGE_SIZE, after=after)
+    onboarding = None
+    if site is not None:
+        onboarding = site_onboarding(
+            reviews, state.settings, site, registry_thresholds(state.models.registry)
+        )
+    if onboarding is not None:  # a budgeted site: the policy's queue, never over the budget
+        ids = [e.record.id for e in onboarding.entries]
+        start = ids.index(after) + 1 if after in ids else 0
+        items = [e.record for e in onboarding.entries[start : start + PAGE_SIZE]]
+        total = len(onboarding.entries)
+    else:
+        items = reviews.pending(site=site, max_confidence=threshold, limit=PAGE_SIZE, after=after)
+        total = reviews.size(site=site, max_confidence=threshold, cap=COUNT_CAP)
     return render(
         request,
         "review_queue.html",
         viewer,
         items=items,
-        total=reviews.size(site=site, max_confidence=threshold, cap=COUNT_CAP),
+        total=total,
         cap=COUNT_CAP,
+        onboarding=onboarding,
+        choices={e.record.id: e.choice for e in onboarding.entries} if onboarding else {},
         site=site,
         after=after,
         next_after=items[-1].id if len(items) == PAGE_SIZE else None,

@@ -11,7 +11,14 @@ from typing import Any
 
 from radvigil.errors import InputError, NotFoundError
 from radvigil.notes import check_no_phi
-from radvigil.store import AuditLog, FeedbackCreate, FeedbackPublic, FeedbackStore, PredictionStore
+from radvigil.store import (
+    AuditLog,
+    FeedbackCreate,
+    FeedbackPublic,
+    FeedbackStore,
+    PredictionRecord,
+    PredictionStore,
+)
 from radvigil.store.audit_coverage import feedback_digest
 
 Recorder = Callable[[str, str, str, dict[str, Any]], None]  # (action, actor, version, details)
@@ -43,12 +50,15 @@ def label_case(
     comment: str | None = None,
     *,
     catch_up: Callable[[], None] | None = None,
+    policy_of: Callable[[PredictionRecord], str | None] | None = None,
 ) -> FeedbackPublic:
     """Store a reviewer's label for a prediction and audit it.
 
     Args:
         catch_up: called once when the prediction is not found yet (e.g. to flush the
             service's write queue), before looking again.
+        policy_of: the label-selection policy that offered the case, recorded with the label
+            (:func:`radvigil.loop.onboarding.label_policy`).
 
     Raises:
         NotFoundError: no such prediction.
@@ -70,7 +80,12 @@ def label_case(
             + "; ".join(p.message for p in problems)
         )
     stored = feedback.add(
-        FeedbackCreate(prediction_id=prediction_id, label=label, comment=comment),
+        FeedbackCreate(
+            prediction_id=prediction_id,
+            label=label,
+            comment=comment,
+            policy=policy_of(record) if policy_of is not None else None,
+        ),
         reviewer=reviewer,
     )
     audit.append(
@@ -86,6 +101,7 @@ def label_case(
             "feedback_id": stored.id,
             "prediction_id": stored.prediction_id,
             "fields_sha256": feedback_digest(stored),
+            "policy": stored.policy,
         },
     )
     return stored

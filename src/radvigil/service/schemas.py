@@ -130,6 +130,22 @@ class ReviewItem(BaseModel):
     site: str | None
     view_position: str | None
     has_image: bool
+    policy: str | None = Field(
+        None, description="The label-selection policy that offered the case (budgeted sites)."
+    )
+    why: str | None = Field(None, description="Why the policy offered it (budgeted sites).")
+
+
+class LabelBudgetOut(BaseModel):
+    """A site's label budget and what it has spent (docs/onboarding.md)."""
+
+    budget: int
+    period: str
+    policy: str
+    audit_share: float
+    spent: int
+    audit_spent: int
+    remaining: int
 
 
 class ReviewQueueOut(BaseModel):
@@ -139,6 +155,7 @@ class ReviewQueueOut(BaseModel):
     next_after: str | None = Field(
         None, description="Pass as ?after= for the next page (None: this page is the last)."
     )
+    label_budget: LabelBudgetOut | None = None
 
 
 class FeedbackIn(BaseModel):

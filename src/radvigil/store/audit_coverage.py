@@ -31,7 +31,7 @@ PREDICTION_FIELDS = (
     "routed_to_review",
     "served_by",
 )
-FEEDBACK_FIELDS = ("id", "prediction_id", "label", "reviewer", "comment", "created_at")
+FEEDBACK_FIELDS = ("id", "prediction_id", "label", "reviewer", "comment", "policy", "created_at")
 API_KEY_FIELDS = ("id", "name", "role", "prefix", "key_hash", "rate_limit", "created_at")
 _audit = AuditEventRow.__table__
 _BATCH = 500

@@ -34,6 +34,7 @@ class FeedbackStore:
             reviewer=reviewer,
             comment=feedback.comment,
             created_at=utcnow(),
+            policy=feedback.policy,
         )
         with self.db.session("write feedback", immediate=True) as session:
             if session.get(PredictionRow, feedback.prediction_id) is None:

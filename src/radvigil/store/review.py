@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import ColumnElement, exists, func, literal_column, or_, select, tuple_
 
 from radvigil.errors import NotFoundError
@@ -83,3 +85,36 @@ def _order_key() -> tuple[ColumnElement, ...]:
         PredictionRow.created_at,
         PredictionRow.id,
     )
+
+    def unlabelled(self, site: str, *, limit: int = 5000) -> list[PredictionRecord]:
+        """The site's served cases without a label (newest first, at most ``limit``), with their
+        embeddings: the pool a label-selection policy chooses from."""
+        labelled = exists().where(FeedbackRow.prediction_id == PredictionRow.id)
+        query = (
+            select(PredictionRow)
+            .where(~labelled, PredictionRow.served_by != "shadow", PredictionRow.site == site)
+            .order_by(PredictionRow.created_at.desc(), PredictionRow.id)
+            .limit(limit)
+        )
+        with self.db.session("read selection pool") as session:
+            return [PredictionStore._to_record(row) for row in session.scalars(query).all()]
+
+    def site_labels(
+        self, site: str, *, since: datetime | None = None
+    ) -> list[tuple[PredictionRecord, str, str | None]]:
+        """The site's labelled cases (latest label each, labelled at or after ``since``): the
+        prediction, the label and the policy that chose the case."""
+        latest = select(func.max(FeedbackRow.id)).group_by(FeedbackRow.prediction_id)
+        query = (
+            select(PredictionRow, FeedbackRow.label, FeedbackRow.policy)
+            .join(FeedbackRow, FeedbackRow.prediction_id == PredictionRow.id)
+            .where(FeedbackRow.id.in_(latest), PredictionRow.site == site)
+            .order_by(FeedbackRow.id)
+        )
+        if since is not None:
+            query = query.where(FeedbackRow.created_at >= since)
+        with self.db.session("read site labels") as session:
+            return [
+                (PredictionStore._to_record(row), label, policy)
+                for row, label, policy in session.execute(query).all()
+            ]

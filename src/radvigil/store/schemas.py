@@ -66,6 +66,7 @@ class FeedbackCreate(BaseModel):
     prediction_id: Id
     label: Name
     comment: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    policy: Annotated[str, StringConstraints(max_length=32)] | None = None
 
 
 class FeedbackPublic(BaseModel):
@@ -79,6 +80,7 @@ class FeedbackPublic(BaseModel):
     reviewer: str
     comment: str | None
     created_at: AwareDatetime
+    policy: str | None = None
 
 
 class ApiKeyPublic(BaseModel):

@@ -124,6 +124,9 @@ class FeedbackRow(Base):
     reviewer: Mapped[str] = mapped_column(String(100))
     comment: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    # The label-selection policy that put the case in the queue ("audit" for the audit sample);
+    # None when it was labelled outside a budgeted queue.
+    policy: Mapped[str | None] = mapped_column(String(32))
 
 
 class ApiKeyRow(Base):

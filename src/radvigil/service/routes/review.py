@@ -6,9 +6,16 @@ from fastapi import APIRouter, Path, Query, Response
 
 from radvigil.errors import NotFoundError
 from radvigil.loop.actions import label_case
+from radvigil.loop.onboarding import (
+    SiteOnboarding,
+    label_policy,
+    registry_thresholds,
+    site_onboarding,
+)
+from radvigil.monitoring.label_selection import Choice
 from radvigil.service.deps import Labeller, State
 from radvigil.service.explanations import explain_stored_capped
-from radvigil.service.schemas import FeedbackIn, ReviewItem, ReviewQueueOut
+from radvigil.service.schemas import FeedbackIn, LabelBudgetOut, ReviewItem, ReviewQueueOut
 from radvigil.store import FeedbackPublic, PredictionRecord, ReviewQueue
 from radvigil.store.review import COUNT_CAP
 
@@ -16,7 +23,7 @@ router = APIRouter(prefix="/v1", tags=["review"])
 RequestId = Path(..., max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")
 
 
-def _item(record: PredictionRecord) -> ReviewItem:
+def _item(record: PredictionRecord, choice: Choice | None = None) -> ReviewItem:
     return ReviewItem(
         request_id=record.id,
         created_at=record.created_at,
@@ -29,13 +36,29 @@ def _item(record: PredictionRecord) -> ReviewItem:
         site=record.site,
         view_position=record.view_position,
         has_image=bool(record.routed_to_review),
+        policy=choice.policy if choice else None,
+        why=choice.reason if choice else None,
+    )
+
+
+def budget_out(onboarding: SiteOnboarding) -> LabelBudgetOut:
+    """The budget part of a budgeted queue's answer."""
+    return LabelBudgetOut(
+        budget=onboarding.budget,
+        period=onboarding.period,
+        policy=onboarding.policy,
+        audit_share=onboarding.audit_share,
+        spent=onboarding.spent,
+        audit_spent=onboarding.audit_spent,
+        remaining=onboarding.remaining,
     )
 
 
 @router.get(
     "/review",
     response_model=ReviewQueueOut,
-    summary="Drifters and low-confidence cases awaiting a label, most unusual first",
+    summary="Cases awaiting a label: a budgeted site's by its selection policy, else drifters "
+    "and low-confidence cases, most unusual first",
 )
 def review_queue(
     state: State,
@@ -47,6 +70,20 @@ def review_queue(
     ),
 ) -> ReviewQueueOut:
     queue = ReviewQueue(state.db)
+    if site is not None:
+        onboarding = site_onboarding(
+            queue, state.settings, site, registry_thresholds(state.models.registry)
+        )
+        if onboarding is not None:  # the policy's queue, never over the budget
+            ids = [e.record.id for e in onboarding.entries]
+            start = ids.index(after) + 1 if after in ids else 0
+            page = onboarding.entries[start : start + limit]
+            return ReviewQueueOut(
+                total=len(onboarding.entries),
+                items=[_item(e.record, e.choice) for e in page],
+                next_after=page[-1].record.id if start + limit < len(ids) else None,
+                label_budget=budget_out(onboarding),
+            )
     threshold = state.settings.review_confidence
     items = queue.pending(site=site, max_confidence=threshold, limit=limit, after=after)
     return ReviewQueueOut(
@@ -105,4 +142,7 @@ def post_feedback(state: State, key: Labeller, body: FeedbackIn) -> FeedbackPubl
         key.name,
         body.comment,
         catch_up=lambda: state.writer.flush(timeout=5),  # it may still be in the write queue
+        policy_of=label_policy(
+            ReviewQueue(state.db), state.settings, registry_thresholds(state.models.registry)
+        ),
     )

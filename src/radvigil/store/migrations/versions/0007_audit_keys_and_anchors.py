@@ -6,7 +6,7 @@ with the key named ``legacy`` in RADVIGIL_AUDIT_KEYS_OLD, else the current key);
 re-signed, so a migration never needs the secret.
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-06
 """
 

@@ -1,7 +1,7 @@
 """Dashboard sessions and OpenID Connect sign-ins in the database, shared by every replica.
 
 Revision ID: 0008
-Revises: 0005
+Revises: 0007
 Create Date: 2026-12-06
 """
 

@@ -1,7 +1,7 @@
 """PACS: received radiographs (hashed UIDs) and the outbox of result objects to deliver.
 
 Revision ID: 0009
-Revises: 0005
+Revises: 0008
 Create Date: 2026-12-06
 """
 

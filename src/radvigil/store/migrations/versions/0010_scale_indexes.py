@@ -1,7 +1,7 @@
 """Scale indexes: the monitors' incremental selection, traffic, review queue and key pages.
 
 Revision ID: 0010
-Revises: 0005
+Revises: 0009
 Create Date: 2026-12-06
 """
 
