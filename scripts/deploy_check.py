@@ -406,10 +406,13 @@ def topology() -> Iterator[Topology]:
 
 
 def register_models(top: Topology) -> tuple[str, str]:
-    """Two tiny versions trained here and logged to the containers' MLflow as its admin."""
+    """Two tiny versions trained here, logged to the containers' MLflow as its admin, gated by
+    radvigil's signed records and placed in its own deployment state (what serving trusts)."""
     from tests.helpers import make_home, tiny_config
 
+    from radvigil.loop.deployment import Deployments
     from radvigil.loop.training import run_training
+    from radvigil.store import AuditLog, Database
 
     os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = HTTP_TIMEOUT  # as the stack test's trainer
     os.environ["MLFLOW_TRACKING_USERNAME"] = "admin"
@@ -421,11 +424,16 @@ def register_models(top: Topology) -> tuple[str, str]:
         versions.append(run_training(cfg, home.data_version, home.catalog, home.registry))
     name = versions[0].name
     v1, v2 = (str(v.version) for v in versions)
-    home.registry.set_alias(name, "champion", v1, "deploy-check", "first champion")
-    home.registry.set_alias(name, "challenger", v2, "deploy-check", "challenger")
-    # The verdict `radvigil gate` records on a passing version (gating itself is tested in
-    # tests/integration/test_evaluate_gate.py); the same seam as tests/integration/test_stack.py.
-    home.registry.set_version_tag(name, v2, "radvigil.gate", json.dumps({"passed": True}))
+    # The replicas' own database and audit key (the same secret files the containers mount).
+    db = Database((top.secrets / "database_url").read_text().strip())
+    audit = AuditLog(db, secret=(top.secrets / "audit_key").read_text().strip())
+    radvigil = Deployments(db, home.registry, audit)
+    # A passing verdict as `radvigil gate` signs it (gating itself is tested in
+    # tests/integration/test_evaluate_gate.py); the signature is real, made with the audit key.
+    for version in (v1, v2):
+        radvigil.sign(home.registry.load(f"{name}/{version}"), "passed", "deploy-check", "ci")
+    radvigil.set_alias(name, "champion", v1, actor="deploy-check", reason="first champion")
+    radvigil.set_alias(name, "challenger", v2, actor="deploy-check", reason="challenger")
     return v1, v2
 
 
