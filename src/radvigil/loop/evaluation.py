@@ -32,6 +32,7 @@ from radvigil.loop.gate_records import criteria_hash
 from radvigil.loop.governance import gate_tag
 from radvigil.model.engine import OnnxEngine
 from radvigil.registry import LoadedModel, Registry
+from radvigil.store.deployments import GateVerdict
 from radvigil.task import Task
 
 if TYPE_CHECKING:
@@ -217,5 +218,5 @@ def record_gate(
     tag = gate_tag(loaded.precision)
     registry.set_version_tag(loaded.name, loaded.version, tag, verdict_tag(verdict))
     if deployments is not None:
-        outcome = "passed" if verdict.passed else "failed"
+        outcome: GateVerdict = "passed" if verdict.passed else "failed"
         deployments.sign(loaded, outcome, criteria_hash(criteria), actor)

@@ -79,8 +79,8 @@ def is_drifter(record: PredictionRecord) -> bool:
 
 
 def _embeddings(records: list[PredictionRecord]) -> np.ndarray | None:
-    rows = [r.embedding for r in records]
-    if not rows or any(r is None for r in rows) or len({len(r) for r in rows}) != 1:
+    rows = [r.embedding for r in records if r.embedding is not None]
+    if not rows or len(rows) != len(records) or len({len(r) for r in rows}) != 1:
         return None
     return np.asarray(rows, dtype=float)
 

@@ -66,12 +66,14 @@ async def predict_items(
         ),
         return_exceptions=True,
     )
+    results: list[inference.Scored] = []
     for result in scored:
         if isinstance(result, BaseException):
             raise result
+        results.append(result)
     outs = []
     shadow = state.models.shadow()
-    for result, (digest, served, served_by) in zip(scored, routed, strict=True):
+    for result, (digest, served, served_by) in zip(results, routed, strict=True):
         out, record = inference.build(served, result, meta, digest, started, served_by)
         _log(state, actor, record, out.flags.drifter)
         if shadow is not None and served_by == "champion":

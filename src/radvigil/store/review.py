@@ -75,17 +75,6 @@ class ReviewQueue:
         with self.db.session("count review queue") as session:
             return int(session.scalar(query) or 0)
 
-
-def _order_key() -> tuple[ColumnElement, ...]:
-    """The queue's order as one ascending key (most unusual first), unique by the id, so a
-    page continues after its last item by comparing keys (keyset pagination)."""
-    return (
-        REVIEW_ORDER,
-        PredictionRow.confidence,
-        PredictionRow.created_at,
-        PredictionRow.id,
-    )
-
     def unlabelled(self, site: str, *, limit: int = 5000) -> list[PredictionRecord]:
         """The site's served cases without a label (newest first, at most ``limit``), with their
         embeddings: the pool a label-selection policy chooses from."""
@@ -118,3 +107,14 @@ def _order_key() -> tuple[ColumnElement, ...]:
                 (PredictionStore._to_record(row), label, policy)
                 for row, label, policy in session.execute(query).all()
             ]
+
+
+def _order_key() -> tuple[ColumnElement, ...]:
+    """The queue's order as one ascending key (most unusual first), unique by the id, so a
+    page continues after its last item by comparing keys (keyset pagination)."""
+    return (
+        REVIEW_ORDER,
+        PredictionRow.confidence,
+        PredictionRow.created_at,
+        PredictionRow.id,
+    )
