@@ -61,9 +61,10 @@ def deployments(registry: Registry) -> Deployments | None:
     from radvigil.loop.deployment import deployments_for
 
     settings = get_settings()
+    if settings.registry_trust != "enforce":
+        return None  # trust off: nothing is signed, so no database is needed
     db = database()
-    enforce = settings.registry_trust == "enforce"
-    return deployments_for(enforce, db, registry, AuditLog(db, secret=settings.audit_key))
+    return deployments_for(True, db, registry, AuditLog(db, secret=settings.audit_key))
 
 
 def cli_recorder(model_name: str) -> Recorder:
