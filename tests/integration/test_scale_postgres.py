@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sqlalchemy import delete as sa_delete
 
 from radvigil.loop.actions import label_case
 from radvigil.service.sinks import AuditedPredictions
@@ -22,6 +23,7 @@ from radvigil.store import (
 )
 from radvigil.store.aggregates import labelled_outcomes
 from radvigil.store.retention import prune, verify_archive
+from radvigil.store.tables import PredictionRow
 from tests.unit.test_store_predictions import record
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
@@ -78,9 +80,14 @@ def test_traffic_key_pages_outcomes_and_prune_on_postgres(pg_url: str, tmp_path:
 
     cut = NOW - timedelta(days=20)
     kept = store.list(since=cut, limit=None)
-    report = prune(db, cut, tmp_path / "archive", batch_size=4)
+    report = prune(db, cut, tmp_path / "archive", batch_size=4, audit=audit, actor="test")
     assert report.deleted["predictions"] == 40 - 2  # two old ones are labelled
     assert store.list(since=cut, limit=None) == kept
     assert verify_archive(tmp_path / "archive") == []
-    assert audit.verify().ok
+    assert audit.verify(full=False).ok  # the incremental check from the signed checkpoint
+    assert audit.verify(full=True).ok  # every missing audited prediction is the pruned set
+    with db.session("delete behind the log") as session:  # a kept one deleted by hand
+        session.execute(sa_delete(PredictionRow).where(PredictionRow.id == kept[0].id))
+    broken = audit.verify(full=True)
+    assert not broken.ok and "deleted behind the log" in broken.reason
     db.dispose()

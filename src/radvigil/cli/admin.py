@@ -234,17 +234,13 @@ def db_prune(
         else archive or settings.retention_archive or (settings.home_dir / "archive")
     )
     db = database()
-    report = prune(db, cut, folder, batch_size=settings.retention_batch_size)
-    AuditLog(db).append(
+    report = prune(
+        db,
+        cut,
+        folder,
+        batch_size=settings.retention_batch_size,
+        audit=AuditLog(db),
         actor=actor(),
-        action="db.prune",
-        object_type="database",
-        details={
-            "before": cut.isoformat(),
-            "deleted": report.deleted,
-            "kept": report.kept,
-            "archived_files": [{"path": f.path, "sha256": f.sha256} for f in report.files],
-        },
     )
     for name, count in report.deleted.items():
         console.print(f"{name}: {count:,} deleted, {report.kept.get(name, 0):,} older kept")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -69,8 +69,35 @@ def _details(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def id_set_digest(ids: Iterable[Any]) -> str:
+    """An order-free digest of a set of row ids: the sum of their SHA-256 values mod 2^256.
+
+    Sums combine across batches and prunes, so ``audit verify`` can prove that exactly the
+    audited predictions that are gone were removed by recorded prunes (hand-written: no library
+    offers an incremental set hash this small).
+    """
+    total = sum(int(hashlib.sha256(str(i).encode()).hexdigest(), 16) for i in ids)
+    return f"{total % (1 << 256):064x}"
+
+
+def combine_digests(*digests: str) -> str:
+    """The digest of the union of disjoint id sets, from their :func:`id_set_digest`."""
+    return f"{sum(int(d, 16) for d in digests) % (1 << 256):064x}"
+
+
 def check_predictions(conn: Connection, after_id: int = 0) -> tuple[int, str] | None:
-    """(audit id, reason) for the first audited prediction whose outputs changed since."""
+    """(audit id, reason) for the first audited prediction whose outputs changed since.
+
+    An audited prediction that is gone must have been removed by a recorded prune: read in full
+    (``after_id`` 0), the ids of every missing prediction must sum to the digests the ``db.prune``
+    records hold; read from a checkpoint, a missing one needs a prune recorded after it.
+    """
+    prunes = [
+        (audit_id, _details(details).get("pruned_predictions"))
+        for audit_id, details in conn.execute(
+            select(_audit.c.id, _audit.c.details).where(_audit.c.action == "db.prune")
+        )
+    ]
     query = (
         select(_audit.c.id, _audit.c.object_id, _audit.c.details)
         .where(_audit.c.action == "predict", _audit.c.id > after_id)
@@ -80,7 +107,7 @@ def check_predictions(conn: Connection, after_id: int = 0) -> tuple[int, str] | 
         (audit_id, object_id, _details(details).get("outputs_sha256"))
         for audit_id, object_id, details in conn.execute(query)
     ]
-    audited = [entry for entry in audited if entry[2]]  # records from before 0007 hold none
+    missing: set[str] = set()
     for start in range(0, len(audited), _BATCH):
         batch = audited[start : start + _BATCH]
         rows = conn.execute(
@@ -92,12 +119,22 @@ def check_predictions(conn: Connection, after_id: int = 0) -> tuple[int, str] | 
         for audit_id, object_id, recorded in batch:
             row = stored.get(object_id)
             if row is None:
-                return audit_id, f"prediction {object_id} of audit record {audit_id} is gone"
-            if prediction_digest(row) != recorded:
+                if not any(prune_id > audit_id for prune_id, _ in prunes):
+                    return audit_id, f"prediction {object_id} of audit record {audit_id} is gone"
+                missing.add(object_id)
+                continue
+            if recorded and prediction_digest(row) != recorded:  # none before 0007
                 return audit_id, (
                     f"prediction {object_id}'s outputs differ from audit record {audit_id}: "
                     "probabilities, findings or flags were edited"
                 )
+    if after_id == 0 and prunes:
+        recorded = combine_digests(*(d for _, d in prunes if isinstance(d, str)))
+        if id_set_digest(missing) != recorded:
+            return prunes[-1][0], (
+                f"{len(missing)} audited predictions are gone, but they are not the set the "
+                "recorded prunes removed: rows were deleted behind the log"
+            )
     return None
 
 

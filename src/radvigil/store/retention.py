@@ -22,15 +22,19 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlalchemy import Column, Table, delete, exists, func, or_, select
 
 from radvigil.errors import DataError, InputError
+from radvigil.store.audit_coverage import combine_digests, id_set_digest
 from radvigil.store.db import Database
 from radvigil.store.tables import AlertRow, FeedbackRow, MonitorResultRow, NoteRow, PredictionRow
+
+if TYPE_CHECKING:
+    from radvigil.store.audit import AuditLog
 
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
@@ -58,6 +62,18 @@ class PruneReport:
     files: list[ArchivedFile] = field(default_factory=list)
     deleted: dict[str, int] = field(default_factory=dict)
     kept: dict[str, int] = field(default_factory=dict)
+    pruned_predictions: str = field(default_factory=lambda: id_set_digest([]))
+
+    def audit_details(self) -> dict[str, Any]:
+        """What the ``db.prune`` audit record keeps: the cut, counts, archive checksums and the
+        digest of the pruned prediction ids that ``audit verify`` checks missing rows against."""
+        return {
+            "before": self.before.isoformat(),
+            "deleted": self.deleted,
+            "kept": self.kept,
+            "pruned_predictions": self.pruned_predictions,
+            "archived_files": [{"path": f.path, "sha256": f.sha256} for f in self.files],
+        }
 
 
 def prunable(table: Table, before: datetime) -> Any:
@@ -77,10 +93,18 @@ def _time_column(table: Table) -> Column[Any]:
 
 
 def prune(
-    db: Database, before: datetime, archive: Path | None, *, batch_size: int = 5000
+    db: Database,
+    before: datetime,
+    archive: Path | None,
+    *,
+    batch_size: int = 5000,
+    audit: AuditLog | None = None,
+    actor: str = "radvigil",
 ) -> PruneReport:
     """Archive (unless ``archive`` is None) and delete predictions and monitor results older
-    than ``before``; see the module docstring for what is kept.
+    than ``before``; see the module docstring for what is kept. With ``audit``, the prune is
+    recorded in the audit chain (``db.prune``), which is what lets ``audit verify`` tell the
+    pruned predictions from ones deleted behind the log.
 
     Raises:
         InputError: ``before`` is naive or ``batch_size`` is not positive.
@@ -101,8 +125,16 @@ def prune(
                 _write_manifest(archive, report)
             deleted = _delete(db, table, ids, batch_size)
             report.deleted[table.name] = report.deleted.get(table.name, 0) + deleted
+            if table is PREDICTIONS:
+                report.pruned_predictions = combine_digests(
+                    report.pruned_predictions, id_set_digest(ids)
+                )
         report.kept[table.name] = _count(db, table, _time_column(table) < before)
     log.info("pruned before %s: %s (kept %s)", before, report.deleted, report.kept)
+    if audit is not None:
+        audit.append(
+            actor=actor, action="db.prune", object_type="database", details=report.audit_details()
+        )
     return report
 
 
