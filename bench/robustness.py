@@ -21,9 +21,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-import common
 import numpy as np
-from common import (
+
+from bench import common
+from bench.common import (
     DEFAULT_OUT,
     MODEL_NAME,
     REPO,
