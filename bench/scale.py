@@ -14,8 +14,8 @@ audit record per prediction and label (computed with the log's own ``record_hash
   that database (p50/p95 of sequential requests, after one warm-up);
 - audit verification, the retraining-set build, and a full monitor re-run (results deleted).
 
-    python bench/scale.py                       # 10k, 100k and 1M
-    python bench/scale.py --sizes 10000 100000  # smaller sizes first
+    python -m bench.scale                       # 10k, 100k and 1M
+    python -m bench.scale --sizes 10000 100000  # smaller sizes first
 
 Writes bench/results/scale.json and prints one table per measure.
 """

@@ -11,7 +11,7 @@ each policy needs to reach specificity 0.70 and 0.80 at sensitivity >= 0.97.
 
 Full run (the home holding the imported shared Kermany set and the ``full`` champion):
 
-    RADVIGIL_HOME=... .venv/bin/python bench/site_onboarding.py --model chest-pneumonia@champion \
+    RADVIGIL_HOME=... .venv/bin/python -m bench.site_onboarding --model chest-pneumonia@champion \
         --data ds-... --budgets 0 25 50 100 150 200 --seeds 0 1 2
 
 Without ``--data`` the site is the bundled stream's test-folder studies (a smoke run).
@@ -22,8 +22,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import common
 import numpy as np
+
+from bench import common
 
 FINDING = "pneumonia"
 POLICIES = ("random", "uncertainty", "combined")
