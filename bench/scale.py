@@ -41,8 +41,6 @@ import psycopg
 from PIL import Image as PILImage
 from psycopg import sql
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from bench.common import (
     BUNDLED,
     DEFAULT_OUT,
@@ -56,6 +54,7 @@ from bench.common import (
     table,
     write_json,
 )
+from radvigil.store.audit import HASHED_FIELDS
 
 ADMIN_URL = os.environ.get(
     "RADVIGIL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -89,19 +88,8 @@ PREDICTION_COLUMNS = [
     "served_by",
     "shadow_of",
 ]
-AUDIT_COLUMNS = [
-    "id",
-    "created_at",
-    "actor",
-    "action",
-    "object_type",
-    "object_id",
-    "model_version",
-    "request_id",
-    "details",
-    "prev_hash",
-    "hash",
-]
+# A version-1 audit record (no key id), hashed over the fields the audit log itself names.
+AUDIT_COLUMNS = [*HASHED_FIELDS, "hash"]
 
 
 @dataclass
