@@ -212,7 +212,9 @@ def test_production_listener_needs_an_allow_list(tmp_path: Path) -> None:
     from radvigil.errors import ConfigError
     from radvigil.pacs.node import PacsNode, senders_from
 
-    production = Settings(home=tmp_path, env="production", audit_key="a real secret of at least 32 characters")
+    production = Settings(
+        home=tmp_path, env="production", audit_key="a real secret of at least 32 characters"
+    )
     with pytest.raises(ConfigError, match="RADVIGIL_DICOM_ALLOWED_AES"):
         PacsNode(production, registry=None)  # refused before the registry is touched
     with pytest.raises(ConfigError, match="RADVIGIL_PACS_STOW_URL"):
