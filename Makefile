@@ -21,18 +21,21 @@ $(STAMP): pyproject.toml
 
 # Browser tests drive Debian's Chromium; install it when missing (needs root or sudo).
 $(CHROMIUM):
-	@if [ "$$(id -u)" = 0 ]; then apt-get install -y -q chromium >/dev/null; \
-	 else sudo apt-get install -y -q chromium >/dev/null; fi
+	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	 $$SUDO apt-get install -y -q chromium >/dev/null 2>&1 || \
+	 { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q chromium >/dev/null; }
 
 # The multi-replica stack test puts Debian's nginx in front of the replicas; install it when missing.
 $(NGINX):
-	@if [ "$$(id -u)" = 0 ]; then apt-get install -y -q nginx-light >/dev/null; \
-	 else sudo apt-get install -y -q nginx-light >/dev/null; fi
+	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	 $$SUDO apt-get install -y -q nginx-light >/dev/null 2>&1 || \
+	 { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q nginx-light >/dev/null; }
 
 # The PACS tests run Debian's Orthanc (with its DICOMweb plugin) and check objects with dciodvfy.
 $(ORTHANC):
-	@if [ "$$(id -u)" = 0 ]; then apt-get install -y -q orthanc orthanc-dicomweb dicom3tools >/dev/null; \
-	 else sudo apt-get install -y -q orthanc orthanc-dicomweb dicom3tools >/dev/null; fi
+	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	 $$SUDO apt-get install -y -q orthanc orthanc-dicomweb dicom3tools >/dev/null 2>&1 || \
+	 { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q orthanc orthanc-dicomweb dicom3tools >/dev/null; }
 
 # checkov and hadolint scan deploy/ in their own venv: checkov pins packages older than torch needs.
 $(DEPLOY_LINT): deploy/lint-requirements.txt
@@ -98,8 +101,9 @@ clean:
 # loopback and gets a prediction, a promote and a rollback through nginx. See docs/deploying.md.
 DEPLOY_TOOLS := /usr/bin/podman /usr/sbin/runc /usr/sbin/debootstrap
 $(DEPLOY_TOOLS):
-	@if [ "$$(id -u)" = 0 ]; then apt-get install -y -q podman runc debootstrap >/dev/null; \
-	 else sudo apt-get install -y -q podman runc debootstrap >/dev/null; fi
+	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	 $$SUDO apt-get install -y -q podman runc debootstrap >/dev/null 2>&1 || \
+	 { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q podman runc debootstrap >/dev/null; }
 
 deploy-check: $(STAMP) $(NGINX) $(DEPLOY_TOOLS)
 	$(BIN)/python scripts/deploy_check.py
