@@ -69,7 +69,7 @@ def test_terraform_validates_where_the_provider_is_available_offline(tmp_path: P
 @pytest.mark.slow
 def test_checkov_passes_on_dockerfile_kubernetes_and_terraform(tmp_path: Path) -> None:
     if not CHECKOV.exists():
-        pytest.skip(f"checkov not installed at {CHECKOV}; `make test` builds .venv-deploy-lint")
+        pytest.fail(f"checkov not installed at {CHECKOV}; `make test` builds .venv-deploy-lint")
     rendered = tmp_path / "k8s"
     rendered.mkdir()
     for kustomization in KUSTOMIZATIONS:
@@ -106,9 +106,10 @@ def test_checkov_passes_on_dockerfile_kubernetes_and_terraform(tmp_path: Path) -
     assert not failed, "\n".join(sorted(failed))
 
 
+@pytest.mark.slow  # needs .venv-deploy-lint, which `make test` builds and `make check` does not
 def test_hadolint_passes_on_the_dockerfile() -> None:
     if not HADOLINT.exists():
-        pytest.skip(f"hadolint not installed at {HADOLINT}; `make test` builds .venv-deploy-lint")
+        pytest.fail(f"hadolint not installed at {HADOLINT}; `make test` builds .venv-deploy-lint")
     result = subprocess.run(
         [str(HADOLINT), str(DEPLOY / "docker" / "Dockerfile")],
         capture_output=True,
