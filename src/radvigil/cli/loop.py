@@ -18,7 +18,7 @@ from radvigil.loop.retrain import retrain, site_calibrate
 from radvigil.loop.rollout import Rollout
 from radvigil.loop.shadow import compare
 from radvigil.loop.triggers import check_triggers, load_policy
-from radvigil.store import AuditLog, FeedbackStore, PredictionStore, ReviewQueue
+from radvigil.store import AuditLog, FeedbackStore, PredictionRecord, PredictionStore, ReviewQueue
 
 review_app = typer.Typer(no_args_is_help=True, help="The review queue: list and label cases.")
 rollout_app = typer.Typer(no_args_is_help=True, help="Shadow, canary, promote, reject, rollback.")
@@ -38,15 +38,8 @@ def review_list(site: str | None = typer.Option(None), limit: int = typer.Option
         onboarding = site_onboarding(queue, settings, site, registry_thresholds(registry()))
     if onboarding is not None:
         for entry in onboarding.entries[:limit]:
-            r = entry.record
             table.add_row(
-                r.id,
-                f"{r.created_at:%Y-%m-%d %H:%M}",
-                r.predicted_class,
-                f"{r.confidence:.2f}",
-                "" if r.ood_score is None else f"{r.ood_score:.1f}",
-                r.site or "",
-                f"{entry.choice.policy}: {entry.choice.reason}"[:80],
+                *_queue_row(entry.record, f"{entry.choice.policy}: {entry.choice.reason}")
             )
         console.print(table)
         console.print(
@@ -56,17 +49,23 @@ def review_list(site: str | None = typer.Option(None), limit: int = typer.Option
         )
         return
     for r in queue.pending(site=site, max_confidence=settings.review_confidence, limit=limit):
-        table.add_row(
-            r.id,
-            f"{r.created_at:%Y-%m-%d %H:%M}",
-            r.predicted_class,
-            f"{r.confidence:.2f}",
-            "" if r.ood_score is None else f"{r.ood_score:.1f}",
-            r.site or "",
-            "; ".join(r.warnings)[:80],
-        )
+        table.add_row(*_queue_row(r, "; ".join(r.warnings)))
     console.print(table)
     console.print(f"{queue.size(site=site, max_confidence=settings.review_confidence)} waiting")
+
+
+def _queue_row(r: PredictionRecord, why: str) -> tuple[str, ...]:
+    """One review-queue line: the case and why it is offered (cut to 80 characters)."""
+    ood = "" if r.ood_score is None else f"{r.ood_score:.1f}"
+    return (
+        r.id,
+        f"{r.created_at:%Y-%m-%d %H:%M}",
+        r.predicted_class,
+        f"{r.confidence:.2f}",
+        ood,
+        r.site or "",
+        why[:80],
+    )
 
 
 @review_app.command("label")
