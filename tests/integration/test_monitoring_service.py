@@ -94,7 +94,7 @@ def post_all(client: httpx.Client, token: str, payloads: list[bytes]) -> None:
         assert response.status_code == 200, response.text
 
 
-def test_brighter_scanner_raises_drift_alerts(trained_home, bundled, tmp_path) -> None:
+def test_brighter_scanner_raises_drift_alerts(trained_home, bundled, tmp_path, monkeypatch) -> None:
     with serve(trained_home, tmp_path / "svc") as (client, tokens):
         post_all(client, tokens["service"], studies(bundled, "test", brightness=1.2))
         assert client.post("/v1/monitoring/run", headers=_h(tokens["clinician"])).status_code == 403
@@ -137,6 +137,9 @@ def test_brighter_scanner_raises_drift_alerts(trained_home, bundled, tmp_path) -
         report = client.get(results[0]["report_url"], headers=_h(tokens["service"]))
         assert report.status_code == 200 and report.headers["content-type"].startswith("text/html")
         assert b"Drifted Columns" in report.content
+        _another_replica_serves_the_stored_report(
+            client, tokens, results[0]["report_url"], report, monkeypatch
+        )
         missing = client.get("/v1/monitoring/reports/99999", headers=_h(tokens["service"]))
         assert missing.status_code == 404 and missing.json()["code"] == "not_found"
 
@@ -150,6 +153,23 @@ def test_brighter_scanner_raises_drift_alerts(trained_home, bundled, tmp_path) -
         events = AuditLog(tokens["state"].db).list(object_type="alert", limit=None)
         assert {"alert.open", "alert.acknowledge", "alert.resolve"} <= {e.action for e in events}
         _cli_status(trained_home, tmp_path / "svc")
+
+
+def _another_replica_serves_the_stored_report(client, tokens, url, first, monkeypatch) -> None:
+    """A replica whose report folder lacks the file serves the stored copy; it never rebuilds it."""
+    import radvigil.loop.monitoring as loop_monitoring
+
+    for html in Path(tokens["state"].monitoring.reports_dir).glob("*.html"):
+        html.unlink()  # this "replica" never wrote it
+
+    def rebuilt(*_: object) -> None:
+        raise AssertionError("the report was rebuilt instead of read from the database")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(loop_monitoring, "write_evidently_report", rebuilt)
+        again = client.get(url, headers=_h(tokens["admin"]))
+    assert again.status_code == 200, again.text
+    assert again.content == first.content
 
 
 def _cli_status(trained_home, root: Path) -> None:

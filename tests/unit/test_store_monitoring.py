@@ -170,3 +170,29 @@ def test_results_are_plain_json() -> None:
     assert cleaned == {"a": 1.5, "b": [None, None], "c": [0, 1]}
     with pytest.raises(ValueError):
         MonitorResultCreate(**window(0)[0].model_dump() | {"statistic": float("nan")})
+
+
+def test_a_window_report_is_kept_once_and_checked(db: Database) -> None:
+    """Replicas share one report: the first writer wins, a second write changes nothing,
+    a tampered copy is refused, and pruning the window deletes its report."""
+    from sqlalchemy import delete, update
+
+    from radvigil.errors import DataError
+    from radvigil.store.tables import MonitorReportRow, MonitorResultRow
+
+    store = MonitorResultStore(db)
+    first = store.add_window(window(0))[0]
+    assert store.load_report(first.id) is None
+    store.save_report(first.id, b"<html>replica A</html>")
+    store.save_report(first.id, b"<html>replica B</html>")
+    assert store.load_report(first.id) == b"<html>replica A</html>"
+
+    with db.transaction("tamper") as conn:
+        conn.execute(update(MonitorReportRow).values(sha256="0" * 64))
+    with pytest.raises(DataError, match="checksum"):
+        store.load_report(first.id)
+
+    with db.transaction("prune") as conn:
+        conn.execute(delete(MonitorResultRow))
+    with db.session("count") as session:
+        assert session.query(MonitorReportRow).count() == 0

@@ -12,7 +12,6 @@ import signal
 import threading
 from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
 
 import typer
 from rich.table import Table
@@ -29,6 +28,7 @@ from radvigil.loop.monitoring import (
     ensure_report,
     latest_results,
     resolve_alert,
+    stored_report,
 )
 from radvigil.loop.worker import SETTLE_S, MonitoringWorker
 from radvigil.monitoring import ReferenceProfile, load_monitor_config
@@ -329,12 +329,14 @@ def monitor_report(
         if not newest:
             raise NotFoundError("no monitor results yet; run `radvigil monitor run`")
         result = newest[0].id
-    row = stores.results.get(result)
-    if row.report_path and Path(row.report_path).is_file():
-        typer.echo(row.report_path)
+    folder = settings.reports_dir / "monitoring"
+    found = stored_report(stores, result, folder)
+    if found is not None:
+        typer.echo(str(found))
         return
+    row = stores.results.get(result)
     _, profile = _profile(f"{row.model_name}/{row.model_version}")
-    typer.echo(str(ensure_report(stores, profile, result, settings.reports_dir / "monitoring")))
+    typer.echo(str(ensure_report(stores, profile, result, folder)))
 
 
 def _register_export() -> None:

@@ -11,6 +11,7 @@ any group is still open (its older rows were already covered by the overall wind
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -387,6 +388,11 @@ def _update_alerts(stores: MonitoringStores, monitor: Monitor, run: MonitoringRu
         log.info("alert rule %s pending: %s", pending.rule, pending.message)
 
 
+def _report_file(reports_dir: Path, first: MonitorResultPublic) -> Path:
+    name = f"{slug(first.model_name)}-v{slug(first.model_version)}-{first.window_kind}-"
+    return reports_dir / f"{name}{slug(first.group)}-{first.id}.html"
+
+
 def _write_report(
     stores: MonitoringStores,
     profile: ReferenceProfile,
@@ -395,25 +401,43 @@ def _write_report(
     reports_dir: Path,
 ) -> Path | None:
     first = stored[0]
-    name = f"{slug(first.model_name)}-v{slug(first.model_version)}-{first.window_kind}-"
-    path = reports_dir / f"{name}{slug(first.group)}-{first.id}.html"
+    path = _report_file(reports_dir, first)
     try:
         write_evidently_report(profile, window.data, path)
     except (DataError, OSError) as exc:
         log.warning("no Evidently report for window %s: %s", window.label, exc)
         return None
+    stores.results.save_report(first.id, path.read_bytes())
     stores.results.set_report_path([r.id for r in stored], str(path))
+    return path
+
+
+def stored_report(stores: MonitoringStores, result_id: int, reports_dir: Path) -> Path | None:
+    """The report of ``result_id``'s window if any replica wrote it: a local file, or the
+    database's copy written to ``reports_dir``; None when it was never written."""
+    first = stores.results.window_of(result_id)[0]
+    if first.report_path and Path(first.report_path).is_file():
+        return Path(first.report_path)
+    html = stores.results.load_report(first.id)
+    if html is None:
+        return None
+    path = _report_file(reports_dir, first)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(f".{os.getpid()}.part")
+    partial.write_bytes(html)
+    partial.replace(path)
     return path
 
 
 def ensure_report(
     stores: MonitoringStores, profile: ReferenceProfile, result_id: int, reports_dir: Path
 ) -> Path:
-    """The Evidently report of the window of ``result_id``, written now if it is missing."""
+    """The Evidently report of the window of ``result_id``, written now if no replica has."""
+    found = stored_report(stores, result_id, reports_dir)
+    if found is not None:
+        return found
     rows = stores.results.window_of(result_id)
     first = rows[0]
-    if first.report_path and Path(first.report_path).is_file():
-        return Path(first.report_path)
     inclusive = timedelta(microseconds=1) if first.window_kind == "count" else timedelta()
     records = [
         r

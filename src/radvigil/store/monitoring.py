@@ -9,20 +9,23 @@ Deciding *whether* a transition is allowed is the monitoring library's job, not 
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from radvigil.errors import ConflictError, NotFoundError
+from radvigil.errors import ConflictError, DataError, NotFoundError
 from radvigil.store.audit import AuditLog
 from radvigil.store.db import Database
 from radvigil.store.schemas import utcnow
-from radvigil.store.tables import AlertRow, MonitorResultRow
+from radvigil.store.tables import AlertRow, MonitorReportRow, MonitorResultRow
 
 WindowKind = Literal["count", "time"]
 AlertStateName = Literal["open", "acknowledged", "resolved"]
@@ -271,6 +274,41 @@ class MonitorResultStore:
                 rows += session.scalars(query).all()
             rows.sort(key=lambda r: (r.window_end, r.id))
             return [MonitorResultPublic.model_validate(row) for row in rows]
+
+    def save_report(self, result_id: int, html: bytes) -> None:
+        """Keep a window's HTML report, keyed by its first result; the first writer wins.
+
+        Stored in the database (gzip) because a replica's report folder is its own: without
+        this, every replica behind the load balancer rebuilt the report on its first view.
+        """
+        insert = postgresql.insert if self.db.backend == "postgresql" else sqlite.insert
+        stmt = (
+            insert(MonitorReportRow)
+            .values(
+                result_id=result_id,
+                created_at=utcnow(),
+                sha256=hashlib.sha256(html).hexdigest(),
+                html_gzip=gzip.compress(html),
+            )
+            .on_conflict_do_nothing(index_elements=["result_id"])
+        )
+        with self.db.transaction("save a monitor report") as conn:
+            conn.execute(stmt)
+
+    def load_report(self, result_id: int) -> bytes | None:
+        """The stored HTML report of the window whose first result is ``result_id``, if any.
+
+        Raises:
+            DataError: the stored report does not match its SHA-256.
+        """
+        with self.db.session("read a monitor report") as session:
+            row = session.get(MonitorReportRow, result_id)
+            if row is None:
+                return None
+            html, digest = gzip.decompress(row.html_gzip), row.sha256
+        if hashlib.sha256(html).hexdigest() != digest:
+            raise DataError(f"the stored report of monitor result {result_id} fails its checksum")
+        return html
 
     def set_report_path(self, result_ids: Sequence[int], path: str) -> None:
         """Record where the Evidently report of a window was written."""

@@ -243,6 +243,20 @@ class MonitorResultRow(Base):
     report_path: Mapped[str | None] = mapped_column(String(1000))
 
 
+class MonitorReportRow(Base):
+    """The Evidently HTML report of one window, gzip-compressed and keyed by the window's first
+    result, so every replica serves the same report instead of rebuilding it (issue #30)."""
+
+    __tablename__ = "monitor_reports"
+
+    result_id: Mapped[int] = mapped_column(
+        ForeignKey("monitor_results.id", ondelete="CASCADE"), primary_key=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    sha256: Mapped[str] = mapped_column(String(64))
+    html_gzip: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class AlertRow(Base):
     """A monitoring alert and its life cycle; one active alert per rule and group at most."""
 

@@ -11,7 +11,12 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from radvigil.errors import NotFoundError
-from radvigil.loop.monitoring import acknowledge_alert, ensure_report, resolve_alert
+from radvigil.loop.monitoring import (
+    acknowledge_alert,
+    ensure_report,
+    resolve_alert,
+    stored_report,
+)
 from radvigil.monitoring import ReferenceProfile, WindowReport
 from radvigil.service.deps import MAX_DB_INT, Admin, Reader, State, requires
 from radvigil.service.paging import AFTER, next_page
@@ -169,9 +174,10 @@ async def report(
 
 def _report_path(state: ServiceState, result_id: int) -> FilePath:
     job = state.monitoring
+    found = stored_report(job.stores, result_id, job.reports_dir)
+    if found is not None:
+        return found
     row = job.stores.results.get(result_id)
-    if row.report_path and FilePath(row.report_path).is_file():
-        return FilePath(row.report_path)
     profile = _profile_of(state, row.model_name, row.model_version)
     return ensure_report(job.stores, profile, result_id, job.reports_dir)
 
