@@ -44,6 +44,8 @@ def resolve_columns(frame: pd.DataFrame | None, requested: Sequence[str] | None)
         ]
     if requested and frame is None:
         raise DataError(f"subgroup columns {list(requested)} need a metadata frame; none given")
+    if frame is None:
+        return []
     for column in requested:
         if column not in frame.columns:
             raise DataError(
@@ -119,7 +121,9 @@ def subgroup_metrics(
                     n=n,
                     status="ok",
                     label_counts=label_counts,
-                    accuracy=Estimate.of(accuracy.value, accuracy.low, accuracy.high),
+                    accuracy=Estimate.of(
+                        float(accuracy.value), float(accuracy.low), float(accuracy.high)
+                    ),
                     findings=rows,
                 )
             )

@@ -19,7 +19,7 @@ def augment(pixels: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) ->
     shift = (1 - 1 / scale) * size / 2
     dx, dy = rng.uniform(-shift, shift, size=2) if shift > 0 else (0.0, 0.0)
     matrix = cv2.getRotationMatrix2D((size / 2, size / 2), angle, scale)
-    matrix[:, 2] += (dx, dy)
+    matrix[:, 2] += np.array([dx, dy])
     out = cv2.warpAffine(
         out, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101
     )

@@ -15,7 +15,7 @@ import math
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -23,7 +23,7 @@ import torch
 from radvigil.errors import ModelError
 from radvigil.model.config import TrainConfig
 from radvigil.model.dataset import ArraySet
-from radvigil.model.network import build_classifier
+from radvigil.model.network import Classifier, build_classifier
 from radvigil.model.ray_runtime import ray_session
 from radvigil.model.train import (
     EarlyStopping,
@@ -100,7 +100,8 @@ def train_ray(
                 name=run_name,
                 storage_path=storage,
                 checkpoint_config=CheckpointConfig(num_to_keep=1),
-                logging_config=LoggingConfig(log_level="WARNING"),
+                # Ray's stubs describe the v1 RunConfig; the v2 one that runs takes this.
+                logging_config=LoggingConfig(log_level="WARNING"),  # type: ignore[call-arg]
             ),
         )
         try:
@@ -152,7 +153,7 @@ def _worker_loop(config: dict[str, Any]) -> None:
     model = ray.train.torch.prepare_model(
         network, parallel_strategy_kwargs={"find_unused_parameters": progressive}
     )
-    module = getattr(model, "module", model)
+    module = cast(Classifier, getattr(model, "module", model))
     per_worker = math.ceil(cfg.batch_size / world)
     shard_len = len(shard_order(np.arange(len(train_set)), 0, world))
     opt = optimisation(

@@ -51,6 +51,8 @@ def export_onnx(model: Classifier, temperature: float, size: int, path: Path) ->
             optimize=True,
             verbose=False,
         )
+        if program is None:
+            raise ModelError("the ONNX exporter returned no program")
         program.save(str(path))
     except Exception as exc:  # the exporter raises many unrelated types; all mean "cannot export"
         raise ModelError(f"ONNX export failed: {exc}") from exc

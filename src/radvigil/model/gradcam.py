@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import torch
 
+from radvigil.errors import ModelError
 from radvigil.model.network import Classifier
 from radvigil.model.preprocess import normalise, resize
 
@@ -19,12 +20,14 @@ def gradcam(model: Classifier, pixels: np.ndarray, size: int, class_index: int) 
     model.eval()
     x = torch.from_numpy(normalise(resize(pixels, size))[None, None])
     with torch.enable_grad():
-        features = model.backbone.forward_features(x)
+        features = model.api.forward_features(x)
         features.retain_grad()
-        embedding = model.backbone.forward_head(features, pre_logits=True)
-        logits = model.backbone.get_classifier()(embedding)
+        embedding = model.api.forward_head(features, pre_logits=True)
+        logits = model.api.get_classifier()(embedding)
         model.zero_grad(set_to_none=True)
         logits[0, class_index].backward()
+    if features.grad is None:
+        raise ModelError("Grad-CAM got no gradient for the last feature map")
     grads = features.grad[0]
     weights = grads.mean(dim=(1, 2), keepdim=True)
     cam = torch.relu((weights * features[0]).sum(dim=0)).detach().numpy().astype(np.float32)

@@ -10,6 +10,7 @@ from timm.models import group_parameters
 from torch import nn
 
 from radvigil.errors import ModelError
+from radvigil.model.timm_api import TimmModel, timm_api
 from radvigil.model.weights import WeightsRecord, load_weights
 
 
@@ -22,13 +23,18 @@ class Classifier(nn.Module):
         self.weights_record = weights
 
     @property
+    def api(self) -> TimmModel:
+        """The backbone through timm's API."""
+        return timm_api(self.backbone)
+
+    @property
     def embedding_dim(self) -> int:
-        return int(self.backbone.num_features)
+        return int(self.api.num_features)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        features = self.backbone.forward_features(x)
-        embedding = self.backbone.forward_head(features, pre_logits=True)
-        logits = self.backbone.get_classifier()(embedding)
+        features = self.api.forward_features(x)
+        embedding = self.api.forward_head(features, pre_logits=True)
+        logits = self.api.get_classifier()(embedding)
         return logits, embedding
 
     def train(self, mode: bool = True) -> Classifier:
@@ -47,7 +53,7 @@ class Classifier(nn.Module):
         return self
 
     def head_parameters(self) -> list[nn.Parameter]:
-        return list(self.backbone.get_classifier().parameters())
+        return list(self.api.get_classifier().parameters())
 
     def depth_groups(self) -> list[list[nn.Parameter]]:
         """Parameters from the head down: [head, top stage, ..., stem] (timm's coarse groups).
@@ -57,7 +63,7 @@ class Classifier(nn.Module):
         """
         head = {id(p) for p in self.head_parameters()}
         named = dict(self.backbone.named_parameters())
-        groups = group_parameters(self.backbone, self.backbone.group_matcher(coarse=True))
+        groups = group_parameters(self.backbone, self.api.group_matcher(coarse=True))
         body = [
             [named[n] for n in names if id(named[n]) not in head]
             for _, names in sorted(groups.items(), reverse=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 import pandas as pd
@@ -76,7 +76,7 @@ class Optimisation:
     @property
     def lr(self) -> float:
         """The head's learning rate (the largest, with discriminative rates)."""
-        return max(self.schedule.get_last_lr())
+        return float(max(self.schedule.get_last_lr()))
 
 
 class EarlyStopping:
@@ -84,7 +84,8 @@ class EarlyStopping:
 
     def __init__(self, cfg: TrainConfig) -> None:
         self.metric, self.patience = cfg.early_stop_metric, cfg.patience
-        self.best_score, self.best_state, self.best_epoch, self.stale = -np.inf, None, 0, 0
+        self.best_score, self.best_epoch, self.stale = -np.inf, 0, 0
+        self.best_state: dict[str, Any] | None = None
 
     def update(self, epoch: int, metrics: dict[str, float], model: nn.Module) -> bool:
         """Record ``epoch``; True when training should stop."""
@@ -261,7 +262,8 @@ def train(
         observer.epoch_done(epoch, metrics)
         if stopper.update(epoch, metrics, model):
             break
-    model.load_state_dict(stopper.best_state)
+    if stopper.best_state is not None:
+        model.load_state_dict(stopper.best_state)
     return calibrate(model, task, val_set, history, stopper.best_epoch)
 
 
@@ -336,7 +338,7 @@ def calibration_groups(frame: pd.DataFrame) -> list[np.ndarray]:
 
 def _classifier(model: nn.Module) -> Classifier:
     """The Classifier inside a DDP wrapper (or the model itself)."""
-    return getattr(model, "module", model)
+    return cast(Classifier, getattr(model, "module", model))
 
 
 def _warmup_cosine(warmup: int, total: int):

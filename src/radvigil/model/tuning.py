@@ -54,7 +54,10 @@ class Distribution(BaseModel):
         """Values that must all be valid for the field: the bounds or every choice."""
         if self.choice is not None:
             return list(self.choice)
-        low, high = self.uniform or self.loguniform or self.randint
+        bounds = self.uniform or self.loguniform or self.randint
+        if bounds is None:
+            raise ValueError("a search dimension needs a range or choices")
+        low, high = bounds
         return [low, high - 1] if self.randint else [low, high]
 
     def to_tune(self):
@@ -66,7 +69,7 @@ class Distribution(BaseModel):
             return tune.loguniform(*self.loguniform)
         if self.randint:
             return tune.randint(*self.randint)
-        return tune.choice(self.choice)
+        return tune.choice(list(self.choice or ()))
 
 
 class SearchSpace(BaseModel):
@@ -204,7 +207,7 @@ def tune_hyperparameters(
             grid = tuner.fit()
         except (ray.exceptions.RayError, tune.TuneError) as exc:
             raise ModelError(f"Ray Tune failed: {exc}") from exc
-    done = [_trial_of(result, space.metric) for result in grid]
+    done = [_trial_of(grid[i], space.metric) for i in range(len(grid))]
     finished = [t for t in done if t.status != "failed"]
     if not finished:
         raise ModelError(f"every tuning trial failed; first error: {done[0].error}")

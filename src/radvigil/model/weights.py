@@ -36,6 +36,7 @@ from torch import nn
 
 from radvigil.errors import ModelError
 from radvigil.model.preprocess import MEAN, STD
+from radvigil.model.timm_api import timm_api
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -212,7 +213,7 @@ def small_head(backbone: nn.Module) -> None:
     classes); on 1,280 pretrained features that gives logits of +-20 and a first epoch spent
     undoing them (training loss 16 instead of 0.5 on the bundled data).
     """
-    for module in backbone.get_classifier().modules():
+    for module in timm_api(backbone).get_classifier().modules():
         if isinstance(module, nn.Linear):
             nn.init.normal_(module.weight, std=0.01)
             nn.init.zeros_(module.bias)
@@ -268,5 +269,5 @@ def _read_state(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _head_keys(backbone: nn.Module) -> set[str]:
-    head = {id(p) for p in backbone.get_classifier().parameters()}
+    head = {id(p) for p in timm_api(backbone).get_classifier().parameters()}
     return {name for name, p in backbone.named_parameters() if id(p) in head}

@@ -96,19 +96,20 @@ class ReferenceProfile:
             full.labels.max() >= len(class_names) or full.labels.min() < UNLABELLED
         ):
             raise InputError(f"labels must be class indices below {len(class_names)} or -1")
-        projection = Projection.fit(full.embeddings, n_components, seed)
-        reduced = projection.reduce(full.embeddings)
+        vectors = full.embeddings
+        if vectors is None:
+            raise InputError("a reference profile needs the embeddings of its cases")
+        projection = Projection.fit(vectors, n_components, seed)
+        reduced = projection.reduce(vectors)
         # Cross-fitted scores stand for new cases. Row-level folds set the drifter threshold:
         # per-case routing favours sensitivity (patient-level folds lifted it until an adult
         # DICOM passed unflagged). Patient-level folds, where there are patients, say how often
         # new patients pass that threshold: the ood_rate test's null, and the reference's
         # OOD scores, so the monitors compare a window with what new patients look like.
-        unseen = cross_fitted_scores(full.embeddings, projection.n_components, seed)
+        unseen = cross_fitted_scores(vectors, projection.n_components, seed)
         ood = MahalanobisScorer.fit(reduced, ood_quantile, unseen)
         if full.groups is not None:
-            unseen = cross_fitted_scores(
-                full.embeddings, projection.n_components, seed, full.groups
-            )
+            unseen = cross_fitted_scores(vectors, projection.n_components, seed, full.groups)
             ood = dataclasses.replace(ood, n_above=int(np.count_nonzero(unseen > ood.threshold)))
         full = dataclasses.replace(full, embeddings=reduced, ood_scores=unseen)
         rng = np.random.default_rng(seed)
@@ -178,7 +179,7 @@ class ReferenceProfile:
         folder = Path(directory)
         folder.mkdir(parents=True, exist_ok=True)
         ref = self.reference
-        arrays: dict[str, np.ndarray] = {
+        arrays: dict[str, Any] = {
             "projection.mean": self.projection.mean,
             "projection.components": self.projection.components,
             "projection.explained_variance_ratio": self.projection.explained_variance_ratio,

@@ -37,6 +37,12 @@ class MicroBatcher:
     def depth(self) -> int:
         return self._queue.qsize() if self._queue else 0
 
+    @property
+    def queue(self) -> asyncio.Queue[_Item]:
+        if self._queue is None:
+            raise RuntimeError("the micro-batcher is not started")
+        return self._queue
+
     def start(self) -> None:
         self._queue = asyncio.Queue()
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="micro-batcher")
@@ -50,23 +56,23 @@ class MicroBatcher:
     async def submit(self, job: Any) -> Any:
         """Queue ``job``; resolves to its result (or raises its exception)."""
         future = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Item(job, future))
+        self.queue.put_nowait(_Item(job, future))
         return await future
 
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            items = [await self._queue.get()]
+            items = [await self.queue.get()]
             deadline = loop.time() + self.max_wait
             while len(items) < self.max_size:
-                if not self._queue.empty():
-                    items.append(self._queue.get_nowait())
+                if not self.queue.empty():
+                    items.append(self.queue.get_nowait())
                     continue
                 timeout = deadline - loop.time()
                 if timeout <= 0:
                     break
                 try:
-                    items.append(await asyncio.wait_for(self._queue.get(), timeout))
+                    items.append(await asyncio.wait_for(self.queue.get(), timeout))
                 except TimeoutError:
                     break
             await self._run(items)

@@ -69,6 +69,8 @@ def extractor_graph(size: int, cache_dir: Path) -> tuple[onnx.ModelProto, Extrac
                 optimize=True,
                 verbose=False,
             )
+            if program is None:
+                raise ModelError("the ONNX exporter returned no program")
             with tempfile.TemporaryDirectory(dir=cache_dir) as tmp:
                 program.save(str(Path(tmp) / "x.onnx"))
                 onnx.save(onnx.load(str(Path(tmp) / "x.onnx")), str(path))

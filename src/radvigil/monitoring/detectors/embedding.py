@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from pydantic import Field
@@ -164,17 +165,18 @@ class OODRateDetector(Detector):
         m = len(window.ood_scores)
         hits = int(np.count_nonzero(window.ood_scores > profile.ood.threshold))
         prior = profile.ood.exceedance_prior()
+        chance: Any  # a frozen scipy distribution: binomial, or beta-binomial with the prior
         if prior is None:
             expected = 1.0 - profile.ood.quantile
-            null = stats.binom(m, expected)
+            chance = stats.binom(m, expected)
         else:
             expected = prior[0] / (prior[0] + prior[1])
-            null = stats.betabinom(m, *prior)
+            chance = stats.betabinom(m, *prior)
         return Measurement(
             statistic=hits / m,
-            default_threshold=float(null.isf(self.params.alpha)) / m,
+            default_threshold=float(chance.isf(self.params.alpha)) / m,
             n_reference=len(profile.reference),
-            p_value=float(null.sf(hits - 1)),
+            p_value=float(chance.sf(hits - 1)),
             effect_size=hits / m - expected,
             null_centre=expected,
             details={

@@ -65,9 +65,15 @@ def _named(metrics: dict[str, object], names: tuple[str, ...]) -> dict[str, obje
     }
 
 
+def _number(value: object) -> float:
+    if not isinstance(value, int | float | np.number):
+        raise TypeError(f"expected a number, got {type(value).__name__}")
+    return float(value)
+
+
 def _realised(window: WindowData, n_classes: int) -> dict[str, object] | None:
     mask = window.labelled_mask()
-    if window.probs is None or not mask.any():
+    if window.probs is None or window.labels is None or not mask.any():
         return None
     labels, predicted = window.labels[mask], window.probs[mask].argmax(axis=1)
     return {
@@ -78,13 +84,14 @@ def _realised(window: WindowData, n_classes: int) -> dict[str, object] | None:
 
 def _inputs(
     profile: ReferenceProfile, window: WindowData
-) -> tuple[np.ndarray, np.ndarray] | Skipped:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | Skipped:
+    """The reference's probabilities and labels and the window's probabilities, or a skip."""
     labelled = profile.labelled_reference()
     if labelled is None:
         return Skipped("the reference has no labels")
     if window.probs is None or len(window.probs) == 0:
         return Skipped("no probabilities in the window")
-    return labelled
+    return (*labelled, window.probs)
 
 
 @register("cbpe")
@@ -107,18 +114,21 @@ class CBPEDetector(Detector):
         inputs = _inputs(profile, window)
         if isinstance(inputs, Skipped):
             return inputs
-        ref_probs, ref_labels = inputs
+        ref_probs, ref_labels, cur_probs = inputs
         n_classes = ref_probs.shape[1]
         reference = confusion_metrics(
             confusion_matrix(ref_labels, ref_probs.argmax(axis=1), n_classes)
         )
-        estimate = confusion_metrics(expected_confusion(window.probs))
+        estimate = confusion_metrics(expected_confusion(cur_probs))
         names = profile.class_names
-        details = {"estimated": _named(estimate, names), "reference": _named(reference, names)}
+        details: dict[str, object] = {
+            "estimated": _named(estimate, names),
+            "reference": _named(reference, names),
+        }
         realised = _realised(window, n_classes)
         if realised is not None:
             details["realised"] = _named(realised, names)
-        drop = float(reference["accuracy"]) - float(estimate["accuracy"])
+        drop = _number(reference["accuracy"]) - _number(estimate["accuracy"])
         return Measurement(
             statistic=drop,
             default_threshold=self.params.tolerance,
@@ -148,10 +158,10 @@ class ATCDetector(Detector):
         inputs = _inputs(profile, window)
         if isinstance(inputs, Skipped):
             return inputs
-        ref_probs, ref_labels = inputs
+        ref_probs, ref_labels, cur_probs = inputs
         correct = ref_probs.argmax(axis=1) == ref_labels
         cut = atc_threshold(atc_scores(ref_probs, self.params.score), correct)
-        estimate = atc_estimate(atc_scores(window.probs, self.params.score), cut)
+        estimate = atc_estimate(atc_scores(cur_probs, self.params.score), cut)
         reference = float(correct.mean())
         details: dict[str, object] = {
             "estimated_accuracy": estimate,

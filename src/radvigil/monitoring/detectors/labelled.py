@@ -16,6 +16,7 @@ probability reaches it (the model version's operating threshold) rather than by 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from pydantic import Field
@@ -107,11 +108,14 @@ class PerformanceDetector(Detector):
     ) -> Measurement | Skipped:
         ref_rows = _labelled(profile.reference.probs, profile.reference.labels, self.params)
         cur_rows = _labelled(window.probs, window.labels, self.params)
-        if isinstance(ref_rows, Skipped) or isinstance(cur_rows, Skipped):
-            return ref_rows if isinstance(ref_rows, Skipped) else cur_rows
+        if isinstance(ref_rows, Skipped):
+            return ref_rows
+        if isinstance(cur_rows, Skipped):
+            return cur_rows
         ref, cur = _rates(*ref_rows), _rates(*cur_rows)
         level = self.params.confidence
-        gaps, details = [], {}
+        gaps: list[tuple[float, float]] = []
+        details: dict[str, Any] = {}
         for metric, hits, total in (
             ("sensitivity", "tp", "positives"),
             ("specificity", "tn", "negatives"),
@@ -130,8 +134,11 @@ class PerformanceDetector(Detector):
         if not gaps:
             return Skipped("labelled cases hold neither positives nor negatives")
         k = self.params.positive_class
-        mask = window.labels >= 0
-        scores, truth = window.probs[mask, k], window.labels[mask] == k
+        probs, labels = window.probs, window.labels
+        if probs is None or labels is None:  # _labelled found labelled rows, so both exist
+            return Skipped("the window has no labelled probabilities")
+        mask = labels >= 0
+        scores, truth = probs[mask, k], labels[mask] == k
         interval = (float("nan"), float("nan"))
         if null and self.params.n_boot:
             interval = bootstrap_auc_interval(truth, scores, self.params.n_boot, level, rng)
@@ -165,8 +172,10 @@ class ConceptDriftDetector(Detector):
     ) -> Measurement | Skipped:
         ref_rows = _labelled(profile.reference.probs, profile.reference.labels, self.params)
         cur_rows = _labelled(window.probs, window.labels, self.params)
-        if isinstance(ref_rows, Skipped) or isinstance(cur_rows, Skipped):
-            return ref_rows if isinstance(ref_rows, Skipped) else cur_rows
+        if isinstance(ref_rows, Skipped):
+            return ref_rows
+        if isinstance(cur_rows, Skipped):
+            return cur_rows
         ref_errors = int((ref_rows[0] != ref_rows[1]).sum())
         cur_errors = int((cur_rows[0] != cur_rows[1]).sum())
         n_ref, n_cur = len(ref_rows[0]), len(cur_rows[0])

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from pydantic import Field
@@ -41,10 +42,14 @@ class LabelShiftParams(DetectorParams):
     )
 
 
-def _probs(profile: ReferenceProfile, window: WindowData) -> Skipped | None:
-    if profile.reference.probs is None or window.probs is None or len(window.probs) < 5:
+def _probs(
+    profile: ReferenceProfile, window: WindowData
+) -> Skipped | tuple[np.ndarray, np.ndarray]:
+    """The reference's and the window's probabilities, or why the detector must skip."""
+    ref, cur = profile.reference.probs, window.probs
+    if ref is None or cur is None or len(cur) < 5:
         return Skipped("needs probabilities for the reference and at least 5 in the window")
-    return None
+    return ref, cur
 
 
 @register("bbsd")
@@ -63,10 +68,10 @@ class BBSDDetector(Detector):
         null: bool,
         context: Mapping[str, DetectorResult],
     ) -> Measurement | Skipped:
-        missing = _probs(profile, window)
-        if missing is not None:
-            return missing
-        ref, cur = profile.reference.probs, window.probs
+        probs = _probs(profile, window)
+        if isinstance(probs, Skipped):
+            return probs
+        ref, cur = probs
         columns = [1] if ref.shape[1] == 2 else list(range(ref.shape[1]))
         tests = [stats.ks_2samp(ref[:, k], cur[:, k]) for k in columns]
         adjusted = adjust_pvalues(np.array([t.pvalue for t in tests]), "bonferroni")
@@ -100,26 +105,29 @@ class LabelShiftDetector(Detector):
         null: bool,
         context: Mapping[str, DetectorResult],
     ) -> Measurement | Skipped:
-        missing = _probs(profile, window)
+        probs = _probs(profile, window)
         labelled = profile.labelled_reference()
-        if missing is not None or labelled is None:
-            return missing or Skipped("the reference has no labels")
+        if isinstance(probs, Skipped):
+            return probs
+        if labelled is None:
+            return Skipped("the reference has no labels")
+        cur = probs[1]
         ref_probs, ref_labels = labelled
         n_classes = ref_probs.shape[1]
         joint = confusion_matrix(ref_labels, ref_probs.argmax(axis=1), n_classes) / len(ref_labels)
-        share = np.bincount(window.probs.argmax(axis=1), minlength=n_classes) / len(window.probs)
+        share = np.bincount(cur.argmax(axis=1), minlength=n_classes) / len(cur)
         estimate = bbse_prevalence(joint, share)
         prior = joint.sum(axis=1)
         distance = 0.5 * float(np.abs(estimate - prior).sum())
         names = profile.class_names
-        details = {
+        details: dict[str, Any] = {
             "estimated_prevalence": dict(zip(names, estimate.tolist(), strict=True)),
             "reference_prevalence": dict(zip(names, prior.tolist(), strict=True)),
             "predicted_share": dict(zip(names, share.tolist(), strict=True)),
             "confusion_condition": float(np.linalg.cond(joint)),
         }
         mask = window.labelled_mask()
-        if mask.any():
+        if mask.any() and window.labels is not None:
             true = np.bincount(window.labels[mask], minlength=n_classes) / mask.sum()
             details["labelled_prevalence"] = dict(zip(names, true.tolist(), strict=True))
             details["n_labelled"] = int(mask.sum())

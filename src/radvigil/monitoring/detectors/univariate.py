@@ -135,9 +135,11 @@ def _ks_columns(
         if r.size == 0 or c.size == 0:
             rows.append((0.0, 1.0, 0.0, 0.0))
             continue
-        result = stats.ks_2samp(r, c) if vectorised is None else None
-        ks = vectorised.statistic[j] if result is None else result.statistic
-        p = vectorised.pvalue[j] if result is None else result.pvalue
+        if vectorised is not None:
+            ks, p = vectorised.statistic[j], vectorised.pvalue[j]
+        else:
+            result = stats.ks_2samp(r, c)
+            ks, p = result.statistic, result.pvalue
         psi = shift = 0.0
         if effects:
             # A constant reference column (e.g. width) is scaled by 0.1% of its level instead.
