@@ -90,7 +90,7 @@ class Hl7Sender:
     timeout_s: float = 30.0
 
     def send(self, path: Path) -> None:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_bytes().decode("utf-8")  # not read_text: it turns the \r into \n
         control = str(hl7.parse(text).segment("MSH")[10])
         try:
             ack = asyncio.run(asyncio.wait_for(self._exchange(text), self.timeout_s))
