@@ -8,6 +8,7 @@ outboxes over one real PostgreSQL database, each on its own engine, as two liste
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,16 +18,18 @@ from prometheus_client import CollectorRegistry
 
 from radvigil.config import Settings
 from radvigil.pacs.metrics import PacsMetrics
-from radvigil.pacs.node import senders_from
+from radvigil.pacs.node import running_node, senders_from
 from radvigil.pacs.outbox import DEAD_LETTER_RULE, Outbox, RetryPolicy
 from radvigil.pacs.spool import DicomSpool
 from radvigil.reports import facts_from_prediction
 from radvigil.reports.fhir import IDENTIFIER_SYSTEM, bundle_json
 from radvigil.reports.hl7 import oru_r01
 from radvigil.reports.uids import derived_uid
+from radvigil.stack.processes import free_port
 from radvigil.store import AlertStore, Database
 from radvigil.store.migrate import upgrade_database
 from radvigil.store.pacs import InstanceCreate, OutboxCreate, PacsStore
+from tests.integration.test_pacs import CANARY, c_store, canary_radiograph, wait_for
 from tests.ris import FhirEndpoint, MllpListener
 
 pytestmark = [pytest.mark.integration]
@@ -156,8 +159,6 @@ def test_fhir_refusal_dead_letters_at_once_without_the_servers_text(
 def test_fhir_unreachable_is_retried_not_dead_lettered(
     sqlite_db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from radvigil.stack.processes import free_port
-
     spool = DicomSpool(tmp_path / "spool")
     url = f"http://127.0.0.1:{free_port()}/fhir"  # nothing listens there
     outbox = _outbox(sqlite_db, spool, _fhir_settings(tmp_path, url, monkeypatch))
@@ -197,7 +198,6 @@ def test_hl7_ar_dead_letters_at_once(sqlite_db: Database, tmp_path: Path) -> Non
         assert AlertStore(sqlite_db).list()[0].rule == DEAD_LETTER_RULE
 
 
-@pytest.mark.slow
 def test_two_listeners_share_one_postgres_outbox_and_deliver_each_result_once(
     pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -250,3 +250,37 @@ def test_an_expired_lease_passes_to_another_listener_and_fences_the_first(
     assert store.delivered(mine.id, "other") is True
     entry = next(e for e in store.entries() if e.id == mine.id)
     assert entry.state == "delivered" and entry.claimed_by is None
+
+
+@pytest.mark.slow
+def test_a_study_received_by_c_store_reaches_fhir_and_hl7_without_patient_data(
+    trained_home, bundled: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The listener's worker builds the bundle and the ORU^R01 from the real prediction."""
+    home, _ = trained_home
+    data, study_uid = canary_radiograph(bundled)
+    with FhirEndpoint(TOKEN, unavailable=1) as fhir, MllpListener(["AA"]) as ris:
+        settings = _fhir_settings(tmp_path, fhir.url, monkeypatch).model_copy(
+            update=dict(
+                batch_max_wait_ms=2.0,
+                dicom_port=free_port(),
+                dicom_allowed_aes=["PACS1"],
+                dicom_quiet_seconds=0.5,
+                hl7_host="127.0.0.1",
+                hl7_port=ris.port,
+                outbox_backoff_seconds=0.2,
+                outbox_backoff_max_seconds=0.5,
+            )
+        )
+        with running_node(settings, home.registry) as node:
+            assert c_store(settings.dicom_port, data, calling="PACS1") == 0x0000
+            wait_for(lambda: node.store.counts()["delivered"] == 2, what="FHIR + HL7 delivery")
+            entries = node.store.entries()
+            prediction_id = entries[0].prediction_id
+        assert {(e.kind, e.destination) for e in entries} == {("fhir", "fhir"), ("oru", "hl7")}
+        assert fhir.statuses == [503, 200] and fhir.posts == {prediction_id: 2}
+        (message,) = ris.received
+        assert str(message.segment("OBR")[3]) == prediction_id
+        sent = json.dumps(fhir.bodies) + str(message)
+    for secret in [*CANARY.values(), study_uid]:
+        assert secret not in sent
