@@ -9,6 +9,10 @@ outboxes over one real PostgreSQL database, each on its own engine, as two liste
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -284,3 +288,24 @@ def test_a_study_received_by_c_store_reaches_fhir_and_hl7_without_patient_data(
         sent = json.dumps(fhir.bodies) + str(message)
     for secret in [*CANARY.values(), study_uid]:
         assert secret not in sent
+
+
+def test_a_restarted_listener_takes_back_its_dead_predecessors_leases(
+    sqlite_db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = DicomSpool(tmp_path / "spool")
+    store = PacsStore(sqlite_db)
+    for name in ("req-dead", "req-remote", "req-alive"):
+        _record(store, spool, name, "fhir")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a real process id that no longer runs (a SIGKILLed listener)
+    host = socket.gethostname()[:40].replace(":", "-")
+    dead, remote = f"{host}:{gone.pid}:0001", f"elsewhere:{gone.pid}:0002"
+    alive = f"{host}:{os.getppid()}:0003"  # pytest's parent: a running process on this host
+    for holder in (dead, remote, alive):
+        assert len(store.claim(holder, lease_s=3600, limit=1)) == 1
+    settings = Settings(home=tmp_path / "home", fhir_url="http://127.0.0.1:9/fhir")
+    outbox = _outbox(sqlite_db, spool, settings, holder=f"{host}:{os.getpid()}:0004")
+    assert outbox.release_stale_local() == 1
+    held = {e.prediction_id: e.claimed_by for e in store.entries()}
+    assert held == {"req-dead": None, "req-remote": remote, "req-alive": alive}

@@ -114,6 +114,10 @@ class PacsNode:
     async def run(self, stop: threading.Event, ready: threading.Event | None = None) -> None:
         """Serve until ``stop`` is set: receive, then each tick handle studies and deliver."""
         self.state.start()
+        try:
+            await asyncio.to_thread(self.outbox.release_stale_local)
+        except RadvigilError as exc:  # database not there yet: the leases expire anyway
+            log.warning("could not release stale outbox leases: %s", exc.message)
         self.receiver.start()
         if ready is not None:
             ready.set()

@@ -113,7 +113,21 @@ class RetryPolicy:
 
 def holder_name() -> str:
     """A lease holder name unique to this process: host, pid and a random suffix."""
-    return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    return f"{_host()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _host() -> str:
+    return socket.gethostname()[:40].replace(":", "-")
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: it exists
+        return True
+    return True
 
 
 class Outbox:
@@ -155,6 +169,26 @@ class Outbox:
                 delivered += self._deliver(entry)
         self.refresh_gauge()
         return delivered
+
+    def release_stale_local(self) -> int:
+        """Give back leases of earlier listeners on this host that no longer run.
+
+        A restarted listener would otherwise wait out its own dead predecessor's lease. A
+        holder is stale when its process is gone, or has this process's pid under another
+        name (a container restarted as pid 1). Holders on other hosts are left to expire.
+        Returns how many rows were released.
+        """
+        released = 0
+        for holder in self.store.holders():
+            host, _, rest = holder.partition(":")
+            pid = rest.partition(":")[0]
+            if host != _host() or holder == self.holder or not pid.isdigit():
+                continue
+            if int(pid) == os.getpid() or not _running(int(pid)):
+                released += self.store.release(holder)
+        if released:
+            log.warning("released %d outbox row(s) leased by a listener that is gone", released)
+        return released
 
     def refresh_gauge(self) -> None:
         for state, count in self.store.counts().items():

@@ -205,6 +205,25 @@ class PacsStore:
                 )
             ).rowcount
 
+    def holders(self) -> list[str]:
+        """Names of the listeners holding leases on pending rows (expired ones included)."""
+        query = (
+            select(OutboxRow.claimed_by)
+            .where(OutboxRow.state == "pending", OutboxRow.claimed_by.is_not(None))
+            .distinct()
+        )
+        with self.db.session("read outbox leases") as session:
+            return [h for h in session.scalars(query).all() if h is not None]
+
+    def release(self, holder: str) -> int:
+        """Drop every lease ``holder`` has (a listener known to be gone); how many rows."""
+        with self.db.transaction("release outbox leases", immediate=True) as conn:
+            return conn.execute(
+                update(OutboxRow)
+                .where(OutboxRow.claimed_by == holder, OutboxRow.state == "pending")
+                .values(claimed_by=None, claimed_until=None)
+            ).rowcount
+
     def entries(self, state: OutboxState | None = None, limit: int = 100) -> list[OutboxEntry]:
         """Newest outbox rows first, optionally of one state."""
         query = select(OutboxRow).order_by(OutboxRow.id.desc()).limit(limit)
