@@ -21,7 +21,7 @@ DEV_AUDIT_KEY = "radvigil-development-audit-key"  # shipped default: refused in 
 OidcRole = Literal["clinician", "admin", "auditor", "service"]
 MIN_AUDIT_KEY_CHARS = 32  # a production audit key shorter than this is refused as guessable
 # Settings a deployment may read from a mounted file: RADVIGIL_<NAME>_FILE holds the path.
-SECRET_FILE_SETTINGS = ("audit_key", "database_url", "audit_keys_old")
+SECRET_FILE_SETTINGS = ("audit_key", "database_url", "audit_keys_old", "fhir_token")
 
 
 def audit_key_id(secret: str) -> str:
@@ -310,6 +310,33 @@ class Settings(BaseSettings):
     )
     pacs_username: str | None = Field(default=None, description="HTTP basic user for STOW-RS.")
     pacs_password: str | None = Field(default=None, description="HTTP basic password (STOW-RS).")
+    fhir_url: str | None = Field(
+        default=None,
+        description="FHIR R4B base URL of the RIS/EHR; set = each result is also POSTed there as "
+        "a transaction bundle (https only when RADVIGIL_ENV=production).",
+    )
+    fhir_token: SecretStr | None = Field(
+        default=None, description="Bearer token for the FHIR server (or RADVIGIL_FHIR_TOKEN_FILE)."
+    )
+    fhir_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="Give up one FHIR request after this long (then retry)."
+    )
+    hl7_host: str | None = Field(
+        default=None, description="Host of the RIS's HL7 v2 MLLP listener; set = send ORU^R01."
+    )
+    hl7_port: int = Field(default=2575, ge=1, le=65535, description="MLLP port of the RIS.")
+    hl7_receiving_app: str = Field(
+        default="RIS", max_length=180, description="MSH-5 receiving application of the ORU^R01."
+    )
+    hl7_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="Give up waiting for the HL7 ACK after this long."
+    )
+    outbox_lease_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="How long a listener holds the outbox rows it claimed; a crashed holder's "
+        "rows are taken by another listener after this.",
+    )
     outbox_max_attempts: int = Field(
         default=8, ge=1, description="Delivery attempts before a result is dead-lettered."
     )

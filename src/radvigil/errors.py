@@ -15,6 +15,7 @@
     ├── AuthError            no valid API key was presented
     ├── ForbiddenError       the key's role may not perform the action
     └── DeliveryError        a PACS or RIS did not take a result object (retried by the outbox)
+        └── DeliveryRejectedError  it refused the object for good (dead-lettered at once)
 
 The CLI turns these into one line on stderr and a non-zero exit code; the service turns them
 into an HTTP status and a JSON body ``{code, message}``. Third-party errors are mapped at the
@@ -90,6 +91,12 @@ class ForbiddenError(RadvigilError):
 
 class DeliveryError(RadvigilError):
     code = "delivery_failed"
+
+
+class DeliveryRejectedError(DeliveryError):
+    """The receiver refused the object itself (e.g. FHIR 400, HL7 AR): retrying cannot help."""
+
+    code = "delivery_rejected"
 
 
 class RadvigilWarning(UserWarning):

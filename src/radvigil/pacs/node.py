@@ -21,37 +21,44 @@ from radvigil.errors import ConfigError, RadvigilError
 from radvigil.pacs.metrics import PacsMetrics
 from radvigil.pacs.outbox import CStoreSender, Outbox, RetryPolicy, Sender, StowSender
 from radvigil.pacs.receiver import DicomReceiver, ReceiverConfig
+from radvigil.pacs.ris import FhirSender, Hl7Sender
 from radvigil.pacs.spool import DicomSpool
 from radvigil.pacs.worker import StudyWorker
 from radvigil.registry import Registry
 from radvigil.service.state import ServiceState
 from radvigil.store import AlertStore
-from radvigil.store.pacs import PacsStore
+from radvigil.store.pacs import Destination, PacsStore
 
 log = logging.getLogger(__name__)
 TICK_S = 0.25
 
 
-def senders_from(settings: Settings) -> dict[str, Sender]:
-    """The configured way results go back (none, C-STORE or STOW-RS)."""
+def senders_from(settings: Settings) -> dict[Destination, Sender]:
+    """The configured destinations: the PACS (none, C-STORE or STOW-RS), FHIR and HL7."""
+    senders: dict[Destination, Sender] = {}
     if settings.pacs_send == "cstore":
-        return {
-            "cstore": CStoreSender(
-                settings.pacs_ae_title,
-                settings.pacs_host,
-                settings.pacs_port,
-                calling_ae=settings.dicom_ae_title,
-            )
-        }
+        senders["cstore"] = CStoreSender(
+            settings.pacs_ae_title,
+            settings.pacs_host,
+            settings.pacs_port,
+            calling_ae=settings.dicom_ae_title,
+        )
     if settings.pacs_send == "stowrs":
         if not settings.pacs_stow_url:
             raise ConfigError("RADVIGIL_PACS_SEND=stowrs needs RADVIGIL_PACS_STOW_URL")
-        return {
-            "stowrs": StowSender(
-                settings.pacs_stow_url, settings.pacs_username, settings.pacs_password
-            )
-        }
-    return {}
+        senders["stowrs"] = StowSender(
+            settings.pacs_stow_url, settings.pacs_username, settings.pacs_password
+        )
+    if settings.fhir_url:
+        if settings.production and not settings.fhir_url.startswith("https://"):
+            raise ConfigError("RADVIGIL_ENV=production needs an https:// RADVIGIL_FHIR_URL")
+        token = settings.fhir_token.get_secret_value() if settings.fhir_token else None
+        senders["fhir"] = FhirSender(settings.fhir_url, token, settings.fhir_timeout_seconds)
+    if settings.hl7_host:
+        senders["hl7"] = Hl7Sender(
+            settings.hl7_host, settings.hl7_port, settings.hl7_timeout_seconds
+        )
+    return senders
 
 
 class PacsNode:
@@ -88,6 +95,7 @@ class PacsNode:
             destinations=tuple(senders),
             sites=settings.dicom_sites,
             quiet_s=settings.dicom_quiet_seconds,
+            hl7_receiving_app=settings.hl7_receiving_app,
         )
         self.outbox = Outbox(
             self.store,
@@ -100,11 +108,16 @@ class PacsNode:
             ),
             self.metrics,
             AlertStore(self.state.db, self.state.audit),
+            lease_s=settings.outbox_lease_seconds,
         )
 
     async def run(self, stop: threading.Event, ready: threading.Event | None = None) -> None:
         """Serve until ``stop`` is set: receive, then each tick handle studies and deliver."""
         self.state.start()
+        try:
+            await asyncio.to_thread(self.outbox.release_stale_local)
+        except RadvigilError as exc:  # database not there yet: the leases expire anyway
+            log.warning("could not release stale outbox leases: %s", exc.message)
         self.receiver.start()
         if ready is not None:
             ready.set()

@@ -2,8 +2,8 @@
 
 Files are named by hashes of their UIDs and the calling AE's hex, never by the UIDs themselves
 (a Study Instance UID identifies a patient), and written atomically (temp file + rename), so a
-crash leaves either a whole instance or none. ``outgoing/`` holds the built SR/SC files the
-outbox still has to deliver.
+crash leaves either a whole instance or none. ``outgoing/`` holds the built SR/SC files (and
+FHIR bundles, HL7 messages) the outbox still has to deliver.
 """
 
 from __future__ import annotations
@@ -101,10 +101,10 @@ class DicomSpool:
         with contextlib.suppress(OSError):  # other instances of the study are still there
             instance.path.parent.rmdir()
 
-    def put_outgoing(self, name: str, data: bytes) -> str:
+    def put_outgoing(self, name: str, data: bytes, suffix: str = ".dcm") -> str:
         """Store a built result object; returns the name the outbox row keeps."""
-        write_atomic(self.outgoing / f"{name}.dcm", data)
-        return f"{name}.dcm"
+        write_atomic(self.outgoing / f"{name}{suffix}", data)
+        return f"{name}{suffix}"
 
     def outgoing_path(self, name: str) -> Path:
         return self.outgoing / name

@@ -3,7 +3,8 @@
 DIMSE has no "study complete", so a study is taken once no instance of it arrived for the quiet
 period. Each radiograph then goes through :func:`radvigil.service.predicting.predict_items`
 (the route's own path: model routing, guards, monitoring, review routing, audit, prediction
-store), its SR and Secondary Capture are built and written to the spool's ``outgoing/``, and the
+store), its SR and Secondary Capture (for a PACS destination) and its FHIR bundle and ORU^R01
+(for the RIS destinations) are built and written to the spool's ``outgoing/``, and the
 instance plus its outbox rows are recorded in one transaction before the received file is
 dropped. An instance already handled under the current champion version is dropped unseen, so a
 re-sent study makes no second prediction.
@@ -17,6 +18,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from pydicom import Dataset, dcmread
 from pydicom.errors import InvalidDicomError
@@ -25,17 +27,23 @@ from radvigil.errors import InputError, RadvigilError
 from radvigil.model.gradcam import overlay
 from radvigil.pacs.metrics import PacsMetrics
 from radvigil.pacs.spool import DicomSpool, SpooledInstance
-from radvigil.reports import facts_from_prediction
+from radvigil.reports import ResultFacts, facts_from_prediction
 from radvigil.reports.dicom_sr import sr_bytes, sr_uids
+from radvigil.reports.fhir import bundle_json
+from radvigil.reports.hl7 import oru_r01
 from radvigil.reports.secondary_capture import sc_bytes, sc_uids
+from radvigil.reports.uids import derived_uid
 from radvigil.service.inference import Scored
+from radvigil.service.lifecycle import ServedModel
 from radvigil.service.predicting import predict_items
 from radvigil.service.schemas import PredictionOut, StudyMetadata
 from radvigil.service.state import ServiceState
-from radvigil.store.pacs import InstanceCreate, OutboxCreate, PacsStore
+from radvigil.store.pacs import Destination, InstanceCreate, OutboxCreate, OutboxKind, PacsStore
 
 log = logging.getLogger(__name__)
 NOT_SITE = re.compile(r"[^A-Za-z0-9._:-]")
+DICOM_DESTINATIONS = ("cstore", "stowrs")  # get the SR and SC; "fhir" and "hl7" get RIS objects
+Built = dict[OutboxKind, tuple[str, bytes]]  # kind -> (derived UID, payload)
 
 
 def site_for(calling_ae: str, sites: dict[str, str]) -> str:
@@ -51,9 +59,10 @@ class StudyWorker:
     spool: DicomSpool
     store: PacsStore
     metrics: PacsMetrics
-    destinations: tuple[str, ...] = ("cstore",)
+    destinations: tuple[Destination, ...] = ("cstore",)
     sites: dict[str, str] = field(default_factory=dict)
     quiet_s: float = 5.0
+    hl7_receiving_app: str = "RIS"
 
     async def run_once(self) -> int:
         """Handle every settled study; returns the number of instances handled."""
@@ -110,11 +119,12 @@ class StudyWorker:
     async def _deliverables(
         self, instance: SpooledInstance, header: Dataset, out: PredictionOut, scored: Scored
     ) -> list[OutboxCreate]:
-        """Build the SR (and the SC when an explanation can be made) into the outgoing spool."""
-        if not self.destinations:  # RADVIGIL_PACS_SEND=none: predict only, build nothing
+        """Build each destination's objects into the outgoing spool; their outbox rows."""
+        if not self.destinations:  # nothing configured to send to: predict only, build nothing
             return []
         models = self.state.models
-        served = models.challenger if out.served_by == "challenger" else models.champion
+        challenger = models.challenger if out.served_by == "challenger" else None
+        served = challenger or models.require_champion()
         facts = facts_from_prediction(
             out.request_id,
             out.model_name,
@@ -124,12 +134,38 @@ class StudyWorker:
             out.findings,
             out.thresholds,
         )
+        rows: list[OutboxCreate] = []
+        dicom = tuple(d for d in self.destinations if d in DICOM_DESTINATIONS)
+        if dicom:
+            target = served.classes.index(out.predicted_class)
+            built = await self._dicom_objects(instance, header, scored, facts, served, target)
+            rows += self._rows(instance, out, built, dicom, ".dcm")
+        if "fhir" in self.destinations:
+            bundle = bundle_json(facts).encode()
+            fhir: Built = {"fhir": (derived_uid(out.request_id, "fhir"), bundle)}
+            rows += self._rows(instance, out, fhir, ("fhir",), ".json")
+        if "hl7" in self.destinations:
+            now = datetime.now(UTC)
+            message = oru_r01(facts, now, receiving_app=self.hl7_receiving_app).encode()
+            oru: Built = {"oru": (derived_uid(out.request_id, "hl7"), message)}
+            rows += self._rows(instance, out, oru, ("hl7",), ".hl7")
+        return rows
+
+    async def _dicom_objects(
+        self,
+        instance: SpooledInstance,
+        header: Dataset,
+        scored: Scored,
+        facts: ResultFacts,
+        served: ServedModel,
+        target: int,
+    ) -> Built:
+        """The SR, and the SC when an explanation can be made (none when the header cannot)."""
         try:
-            built = {"sr": (sr_uids(header, facts)[1], sr_bytes(header, facts))}
+            built: Built = {"sr": (sr_uids(header, facts)[1], sr_bytes(header, facts))}
         except InputError as exc:  # the header cannot carry a result: predicted, nothing sent
             log.warning("no result objects for study %s: %s", instance.study_key[:8], exc.message)
-            return []
-        target = served.classes.index(out.predicted_class)
+            return {}
         try:
             heatmap = await asyncio.to_thread(served.explain, scored.image.pixels, target)
             overlaid = overlay(scored.image.pixels, heatmap)
@@ -138,9 +174,19 @@ class StudyWorker:
             log.warning(
                 "no Secondary Capture for study %s: %s", instance.study_key[:8], exc.message
             )
-        rows = []
+        return built
+
+    def _rows(
+        self,
+        instance: SpooledInstance,
+        out: PredictionOut,
+        built: Built,
+        destinations: tuple[Destination, ...],
+        suffix: str,
+    ) -> list[OutboxCreate]:
+        rows: list[OutboxCreate] = []
         for kind, (uid, payload) in built.items():
-            name = self.spool.put_outgoing(uid, payload)
+            name = self.spool.put_outgoing(uid, payload, suffix)
             rows.extend(
                 OutboxCreate(
                     prediction_id=out.request_id,
@@ -152,7 +198,7 @@ class StudyWorker:
                     sop_instance_uid=uid,
                     file=name,
                 )
-                for destination in self.destinations
+                for destination in destinations
             )
         return rows
 

@@ -465,7 +465,10 @@ class PacsInstanceRow(Base):
 
 
 class OutboxRow(Base):
-    """One result object (SR, SC) waiting for, or done with, delivery to the PACS."""
+    """One result object (SR, SC, FHIR bundle, ORU^R01) waiting for, or done with, delivery.
+
+    ``claimed_by``/``claimed_until`` are the lease of the listener sending it right now.
+    """
 
     __tablename__ = "pacs_outbox"
     __table_args__ = (
@@ -489,3 +492,5 @@ class OutboxRow(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     last_error: Mapped[str | None] = mapped_column(Text)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
