@@ -106,8 +106,8 @@ def gate_command(
     for row in rows:
         table.add_row(*(row[c] for c in columns), style="red" if row["result"] == "FAIL" else None)
     console.print(table)
-    for row in verdict.failures:
-        console.print(f"[red]FAIL[/red] {row.message}")
+    for failure in verdict.failures:
+        console.print(f"[red]FAIL[/red] {failure.message}")
     record_gate(reg, candidate, verdict, gate_criteria, actor=actor(), deployments=deployments(reg))
     raise typer.Exit(0 if verdict.passed else 1)
 

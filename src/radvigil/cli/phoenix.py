@@ -49,7 +49,7 @@ def export_phoenix(
     flagged = int(primary["window_drifted"].fillna(False).astype(bool).sum()) if records else 0
     console.print(
         f"{len(records)} predictions of {name}/{loaded.version} ({len(labels)} labelled, "
-        f"{flagged} in drifted windows) and {len(profile.reference.probs)} reference rows:"
+        f"{flagged} in drifted windows) and {len(profile.reference)} reference rows:"
     )
     for path in paths:
         console.print(f"  {path}")

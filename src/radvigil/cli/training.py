@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from radvigil.cli.admin import actor, cli_recorder, deployments
@@ -23,13 +23,14 @@ class RichObserver:
 
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
-        self.task = None
+        self.task: TaskID | None = None
 
     def epoch_started(self, epoch: int, batches: int) -> None:
         self.task = self.progress.add_task(f"epoch {epoch}", total=batches, loss=float("nan"))
 
     def batch_done(self, loss: float) -> None:
-        self.progress.update(self.task, advance=1, loss=loss)
+        if self.task is not None:
+            self.progress.update(self.task, advance=1, loss=loss)
 
     def epoch_done(self, epoch: int, metrics: dict[str, float]) -> None:
         self.progress.console.print(
@@ -116,7 +117,7 @@ def train_command(
     table.add_row("run", outcome.run_id)
     table.add_row("backend", "local" if ray is None else f"ray, {workers} workers")
     table.add_row("data version", card.training_data_version)
-    table.add_row("best epoch", str(outcome.result.best_epoch))
+    table.add_row("best epoch", str(outcome.result.best_epoch) if outcome.result else "-")
     table.add_row("temperature", f"{card.temperature:.3f}")
     table.add_row(
         "ECE before -> after",

@@ -14,6 +14,7 @@ from radvigil.data.qc_checks import QCConfig, image_issues, pixel_stats
 from radvigil.monitoring.drifters import is_drifter
 from radvigil.monitoring.features import image_stats
 from radvigil.monitoring.guards import check_guards
+from radvigil.monitoring.profile import ReferenceProfile
 from radvigil.monitoring.review_routing import ReviewPolicy, review_reasons
 from radvigil.service.lifecycle import ServedModel
 
@@ -79,7 +80,7 @@ def assess_batch(
                 quality_issues=quality_issues(image, stats["std"]),
             )
         )
-    profile = served.profile
+    profile = served.profile if isinstance(served.profile, ReferenceProfile) else None
     if profile is not None and len(images):
         reduced = profile.projection.reduce(embeddings)
         scores = profile.ood.score(reduced)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -106,13 +107,14 @@ def score(jobs: list[Job]) -> list[Scored | Exception]:
         groups.setdefault(id(jobs[i].served), []).append(i)
     for positions in groups.values():
         served = jobs[positions[0]].served
+        scored: Sequence[Scored | Exception]
         try:
             first = jobs[positions[0]]
             scored = _score_one_model(
                 served, [images[i] for i in positions], first.keep_review_png, first.review
             )
         except Exception as exc:  # the model's failure goes to every request of its batch
-            scored = [exc] * len(positions)
+            scored = [exc for _ in positions]
         for i, result in zip(positions, scored, strict=True):
             results[i] = result
     return results

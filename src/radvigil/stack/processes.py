@@ -82,6 +82,13 @@ class Service:
         return self
 
     @property
+    def running(self) -> subprocess.Popen:
+        """The started process (StackError before :meth:`start`)."""
+        if self.process is None:
+            raise StackError(f"{self.name} was never started")
+        return self.process
+
+    @property
     def exited(self) -> bool:
         return self.process is not None and self.process.poll() is not None
 

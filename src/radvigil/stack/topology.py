@@ -173,6 +173,8 @@ class Stack:
 
     def wait_replica(self, index: int, timeout: float = 180) -> None:
         service = self.replicas[index]
+        if service is None:
+            raise StackError(f"replica {index} is not running")
         wait_until(http_ok(f"{self.replica_url(index)}/health"), timeout, service.name, service)
 
     def stop_replica(self, index: int, *, kill: bool = False) -> None:
@@ -182,7 +184,7 @@ class Stack:
             return
         if kill:
             service.signal(signal.SIGKILL)
-            service.process.wait(timeout=10)
+            service.running.wait(timeout=10)
         else:
             service.stop()
 
@@ -237,7 +239,7 @@ class Stack:
             self.env(home),
         )
         service.start()
-        code = service.process.wait(timeout=300)
+        code = service.running.wait(timeout=300)
         if code != 0:
             raise StackError(f"radvigil {' '.join(args)} failed ({code}); log {service.log_path}")
 
@@ -257,7 +259,9 @@ class Stack:
         """Balance over these replicas only: rewrite nginx's config and reload it (graceful)."""
         root = self.root / "nginx"
         nginx.write_config(root, self.nginx_port, [self.replica_ports[i] for i in indices])
-        self.nginx.process.send_signal(signal.SIGHUP)  # the master only: it re-reads the config
+        if self.nginx is None:
+            raise StackError("nginx is not running")
+        self.nginx.running.send_signal(signal.SIGHUP)  # the master only: it re-reads the config
         time.sleep(1.0)  # new workers take over; old ones finish their requests
         wait_until(http_ok(f"{self.url}/health"), 30, "nginx after reload", self.nginx)
 
