@@ -94,6 +94,7 @@ def main() -> None:
                     cells.setdefault((repair, budget, policy), []).append(run)
     rows, payload = report(cells)
     payload.update(
+        name=args.name,
         model=args.model,
         data=args.data or "bundled stream test-folder",
         n_pool=len(pool),
