@@ -55,7 +55,13 @@ def main() -> None:
     parser.add_argument("--holdout-share", type=float, default=0.5)
     parser.add_argument("--audit-share", type=float, default=0.1)
     parser.add_argument("--components", type=int, default=16, help="PCA size of the embeddings")
-    parser.add_argument("--strength", type=float, default=10.0, help="site head's L2 penalty")
+    parser.add_argument(
+        "--strengths",
+        type=float,
+        nargs="+",
+        default=[1.0, 10.0, 100.0, 1000.0],
+        help="site head's L2 penalties; chosen per cell by 5-fold log loss on the labels",
+    )
     parser.add_argument("--resamples", type=int, default=500)
     parser.add_argument("--name", default="site_onboarding", help="stem of the JSON and PNG")
     parser.add_argument("--out", type=Path, default=common.DEFAULT_OUT)
@@ -103,7 +109,7 @@ def main() -> None:
         seeds=args.seeds,
         audit_share=args.audit_share,
         components=args.components,
-        strength=args.strength,
+        strengths=args.strengths,
         validation_threshold=validation_threshold,
         target_sensitivity=task.target_for(FINDING),
     )
@@ -201,7 +207,7 @@ def choose(pool, column, threshold, budget, policy, seed, args) -> list:
 def repaired(held, pool, chosen, repair, validation_threshold, task, args):
     """Held-out and pool probabilities of the finding after the repair, and its threshold."""
     from radvigil.metrics import threshold_for_sensitivity
-    from radvigil.model.site_head import fit_site_head, pool_threshold
+    from radvigil.model.site_head import choose_strength, fit_site_head, pool_threshold
 
     column = task.class_index(FINDING)
     target = task.target_for(FINDING)
@@ -214,12 +220,19 @@ def repaired(held, pool, chosen, repair, validation_threshold, task, args):
         if not positive.any():
             return base_held, base_pool, validation_threshold
         return base_held, base_pool, threshold_for_sensitivity(positive, base_pool[index], target)
+    strength = choose_strength(
+        base_pool[index],
+        pool["reduced"][index],
+        positive,
+        args.strengths,
+        reference=pool["reduced"],
+    )
     head = fit_site_head(
         base_pool[index],
         pool["reduced"][index],
         positive,
         reference=pool["reduced"],
-        strength=args.strength,
+        strength=strength,
     )
     pool_p = head.predict(base_pool, pool["reduced"])
     expected = pool_p.copy()

@@ -10,7 +10,7 @@ from sklearn.metrics import roc_auc_score
 
 from radvigil.errors import DataError
 from radvigil.metrics import threshold_for_sensitivity
-from radvigil.model.site_head import fit_site_head, pool_threshold
+from radvigil.model.site_head import choose_strength, fit_site_head, pool_threshold
 
 
 def _site(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -100,3 +100,19 @@ def test_near_threshold_labels_bias_their_own_threshold_but_not_the_pool_one() -
     (pool_low, labels_low), (_, labels_high) = fitted[0.3], fitted[0.6]
     assert labels_low[1] < pool_low[1] - 0.05
     assert labels_high[0] < 0.92
+
+
+def test_cross_validation_shrinks_a_head_that_few_labels_cannot_support() -> None:
+    """Pure-noise embeddings: out-of-fold log loss prefers the strongest penalty; with a real
+    signal in the embeddings it prefers a weaker one; too few positives keep the strongest."""
+    rng = np.random.default_rng(6)
+    probs = expit(rng.normal(size=120))
+    positive = rng.random(120) < probs
+    noise = rng.normal(size=(120, 16))
+    strengths = (0.1, 1.0, 1000.0)
+    assert choose_strength(probs, noise, positive, strengths) == 1000.0
+    signal_probs, signal, signal_positive = _site(120, seed=7)
+    assert choose_strength(signal_probs, signal, signal_positive, strengths) < 1000.0
+    few = np.zeros(120, bool)
+    few[:3] = True
+    assert choose_strength(probs, noise, few, strengths) == 1000.0

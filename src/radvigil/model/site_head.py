@@ -14,6 +14,7 @@ layer with an offset and a prior centred on the shipped model (scikit-learn shri
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -105,6 +106,37 @@ def fit_site_head(
     start[0] = 1.0
     theta = minimize(loss, start, jac=True, method="L-BFGS-B").x
     return SiteHead(float(theta[0]), float(theta[1]), theta[2:], mean, scale, int(y.size))
+
+
+def choose_strength(
+    probs: np.ndarray,
+    embeddings: np.ndarray,
+    positive: np.ndarray,
+    strengths: Sequence[float],
+    *,
+    reference: np.ndarray | None = None,
+    folds: int = 5,
+    seed: int = 0,
+) -> float:
+    """The embedding-weight penalty among ``strengths`` with the lowest out-of-fold log loss on
+    the labelled cases (stratified folds); the largest (the head nearest the shipped model)
+    when there are too few cases of a class to cross-validate."""
+    from sklearn.model_selection import StratifiedKFold
+
+    y = np.asarray(positive, dtype=bool)
+    options = sorted(strengths)
+    if min(int(y.sum()), int((~y).sum())) < folds:
+        return options[-1]
+    x = np.asarray(embeddings, dtype=float)
+    p = np.asarray(probs, dtype=float)
+    losses = np.zeros(len(options))
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for fit, judge in splitter.split(x, y):
+        for i, strength in enumerate(options):
+            head = fit_site_head(p[fit], x[fit], y[fit], reference=reference, strength=strength)
+            q = np.clip(head.predict(p[judge], x[judge]), _CLIP, 1 - _CLIP)
+            losses[i] -= float(np.sum(np.where(y[judge], np.log(q), np.log(1 - q))))
+    return options[int(np.argmin(losses))]
 
 
 def pool_threshold(scores: np.ndarray, positive_prob: np.ndarray, target: float) -> float:
