@@ -64,6 +64,7 @@ def main() -> None:
     )
     parser.add_argument("--resamples", type=int, default=500)
     parser.add_argument("--name", default="site_onboarding", help="stem of the JSON and PNG")
+    parser.add_argument("--note", default="", help="what the results page should say first")
     parser.add_argument("--out", type=Path, default=common.DEFAULT_OUT)
     args = parser.parse_args()
     common.quiet_libraries()
@@ -101,6 +102,7 @@ def main() -> None:
     rows, payload = report(cells)
     payload.update(
         name=args.name,
+        note=args.note,
         model=args.model,
         data=args.data or "bundled stream test-folder",
         n_pool=len(pool),

@@ -84,8 +84,10 @@ def site_onboarding(payload: dict[str, Any]) -> tuple[str, str]:
         for policy, targets in policies.items()
     ]
     png = f"{str(payload.get('written', ''))[:10]}-{payload.get('name', 'site_onboarding')}.png"
+    note = [payload["note"], ""] if payload.get("note") else []
     body = "\n".join(
         [
+            *note,
             f"Model `{payload['model']}` on `{payload['data']}`: the site's studies split by "
             f"patient into a pool of {payload['n_pool']} and {payload['n_held_out']} held-out "
             f"studies ({payload.get('held_out_positives', '?')} with pneumonia). Per cell the "
@@ -123,6 +125,7 @@ def site_onboarding(payload: dict[str, Any]) -> tuple[str, str]:
 RENDERERS: dict[str, Callable[[dict[str, Any]], tuple[str, str]]] = {
     "bootstrap_speed": bootstrap_speed,
     "site_onboarding": site_onboarding,
+    "site_onboarding_smoke": site_onboarding,
 }
 
 
