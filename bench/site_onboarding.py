@@ -3,15 +3,26 @@ selection policies on Kermany's test-folder batch (issue #29).
 
 The site's studies are split by patient (seed 0, the same for every cell) into a selection pool
 and a held-out evaluation set. For each budget x policy x seed, the policy
-(:mod:`radvigil.monitoring.label_selection`) picks which pool studies get labels; the repair
-re-chooses the operating threshold on those labels for the sensitivity target (the cheap repair:
-site calibration without retraining); the held-out patients judge it. Printed per cell: held-out
-sensitivity, specificity, AUC and ECE with 95 % bootstrap CIs (means over seeds), then the labels
-each policy needs to reach specificity 0.70 and 0.80 at sensitivity >= 0.97.
+(:mod:`radvigil.monitoring.label_selection`) picks which pool studies get labels and a repair
+uses them; the held-out patients judge it. Two repairs (``--repairs``):
 
-Full run (the home holding the imported shared Kermany set and the ``full`` champion):
+* ``head`` (default): a site head (:mod:`radvigil.model.site_head`), a logistic layer over the
+  model's logit and the reduced embeddings fitted on the chosen labels (the network frozen),
+  with the screening threshold fitted on the whole pool (labelled cases by their label,
+  unlabelled ones by the head's probability), so policy-chosen labels are judged fairly;
+* ``threshold``: the shipped scores, the threshold re-chosen on the chosen labels alone (site
+  calibration without retraining). Biased for the uncertainty policies: their positives are the
+  hard ones, so the threshold that catches them flags most normals. Kept for contrast.
 
-    RADVIGIL_HOME=... .venv/bin/python -m bench.site_onboarding --model chest-pneumonia@champion \
+With 0 labels both are the model as shipped, at its validation threshold. Printed per cell:
+held-out sensitivity, specificity, AUC and ECE with 95 % bootstrap CIs (means over seeds), the
+held-out specificity at the ROC point of sensitivity 0.97 (threshold-free), the audit-sample
+estimate; then the labels each policy needs to reach specificity 0.70 and 0.80 at held-out
+sensitivity >= 0.97.
+
+Full run (the home holding the imported shared Kermany set and the ``full`` model):
+
+    RADVIGIL_HOME=... .venv/bin/python -m bench.site_onboarding --model chest-pneumonia/1 \
         --data ds-... --budgets 0 25 50 100 150 200 --seeds 0 1 2
 
 Without ``--data`` the site is the bundled stream's test-folder studies (a smoke run).
@@ -28,7 +39,9 @@ from bench import common
 
 FINDING = "pneumonia"
 POLICIES = ("random", "uncertainty", "combined")
+REPAIRS = ("head", "threshold")
 TARGETS = (0.70, 0.80)
+REPORTED_SENSITIVITY = 0.97
 
 
 def main() -> None:
@@ -37,11 +50,21 @@ def main() -> None:
     parser.add_argument("--data", default=None, help="dataset version whose test split is the site")
     parser.add_argument("--budgets", type=int, nargs="+", default=[0, 25, 50, 100, 150, 200])
     parser.add_argument("--policies", nargs="+", default=list(POLICIES), choices=POLICIES)
+    parser.add_argument("--repairs", nargs="+", default=["head"], choices=REPAIRS)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--holdout-share", type=float, default=0.5)
     parser.add_argument("--audit-share", type=float, default=0.1)
     parser.add_argument("--components", type=int, default=16, help="PCA size of the embeddings")
+    parser.add_argument(
+        "--strengths",
+        type=float,
+        nargs="+",
+        default=[1.0, 10.0, 100.0, 1000.0],
+        help="site head's L2 penalties; chosen per cell by 5-fold log loss on the labels",
+    )
     parser.add_argument("--resamples", type=int, default=500)
+    parser.add_argument("--name", default="site_onboarding", help="stem of the JSON and PNG")
+    parser.add_argument("--note", default="", help="what the results page should say first")
     parser.add_argument("--out", type=Path, default=common.DEFAULT_OUT)
     args = parser.parse_args()
     common.quiet_libraries()
@@ -58,48 +81,69 @@ def main() -> None:
     )
     pool_scores = scored(model, pool, root, task)
     held_scores = scored(model, held_out, root, task)
-    embeddings = reduce(pool_scores["embeddings"], args.components)
+    pool_scores["reduced"], held_scores["reduced"] = reduce(
+        pool_scores["embeddings"], held_scores["embeddings"], args.components
+    )
     column = task.class_index(FINDING)
     validation_threshold = float(model.card["thresholds"][FINDING])
 
-    cells: dict[tuple[int, str], list[dict]] = {}
-    for budget in args.budgets:
-        for policy in args.policies:
-            for seed in args.seeds:
-                chosen = choose(
-                    pool_scores,
-                    embeddings,
-                    column,
-                    validation_threshold,
-                    budget,
-                    policy,
-                    seed,
-                    args,
-                )
-                cells.setdefault((budget, policy), []).append(
-                    judge(
-                        held_scores, pool_scores, chosen, column, validation_threshold, task, args
+    cells: dict[tuple[str, int, str], list[dict]] = {}
+    for repair in args.repairs:
+        for budget in args.budgets:
+            for policy in args.policies:
+                for seed in args.seeds:
+                    chosen = choose(
+                        pool_scores, column, validation_threshold, budget, policy, seed, args
                     )
-                )
-    rows, payload = report(cells, args)
+                    run = judge(
+                        held_scores, pool_scores, chosen, repair, validation_threshold, task, args
+                    )
+                    cells.setdefault((repair, budget, policy), []).append(run)
+    rows, payload = report(cells)
     payload.update(
-        model=args.model, data=args.data or "bundled stream test-folder", n_pool=len(pool)
+        name=args.name,
+        note=args.note,
+        model=args.model,
+        data=args.data or "bundled stream test-folder",
+        n_pool=len(pool),
+        n_held_out=len(held_out),
+        held_out_positives=int(sum(lab == FINDING for lab in held_scores["labels"])),
+        seeds=args.seeds,
+        audit_share=args.audit_share,
+        components=args.components,
+        strengths=args.strengths,
+        validation_threshold=validation_threshold,
+        target_sensitivity=task.target_for(FINDING),
     )
-    payload["n_held_out"] = len(held_out)
     common.table(
-        f"{args.model}: held-out site patients, threshold re-chosen on the labels for "
-        f"sensitivity {task.target_for(FINDING):.2f} (means over seeds {args.seeds}, 95% CIs)",
-        ["labels", "policy", "threshold", "sensitivity", "specificity", "AUC", "ECE"],
+        f"{args.model}: held-out site patients; threshold fitted for sensitivity "
+        f"{task.target_for(FINDING):.2f} (means over seeds {args.seeds}, 95% CIs)",
+        [
+            "repair",
+            "labels",
+            "policy",
+            "threshold",
+            "sensitivity",
+            "specificity",
+            "AUC",
+            "ECE",
+            "spec @ sens 0.97",
+            "audit spec",
+        ],
         rows,
     )
     reading = labels_to_reach(cells, args)
     common.table(
-        "labels needed for held-out specificity (sensitivity >= 0.97)",
-        ["policy", *(f"spec >= {t:.2f}" for t in TARGETS)],
-        [[p, *(reading[p][f"{t:.2f}"] or "not reached" for t in TARGETS)] for p in args.policies],
+        f"labels needed for held-out specificity (sensitivity >= {REPORTED_SENSITIVITY})",
+        ["repair", "policy", *(f"spec >= {t:.2f}" for t in TARGETS)],
+        [
+            [r, p, *(reading[r][p][f"{t:.2f}"] or "not reached" for t in TARGETS)]
+            for r in args.repairs
+            for p in args.policies
+        ],
     )
     payload["labels_to_reach"] = reading
-    common.write_json(args.out, "site_onboarding.json", payload)
+    common.write_json(args.out, f"{args.name}.json", payload)
     plot(cells, args, task.target_for(FINDING))
 
 
@@ -130,70 +174,117 @@ def scored(model, frame, root: Path, task) -> dict:
         p, e = engine.predict([read_image(path).pixels for path in paths[i : i + 32]])
         probs.append(p)
         embeddings.append(e.reshape(len(p), -1))
+    labels = task.targets(frame.to_dict("records"))
     return {
         "probs": np.concatenate(probs),
         "embeddings": np.concatenate(embeddings),
-        "labels": task.targets(frame.to_dict("records")),
+        "labels": labels,
+        "positive": np.array([lab == FINDING for lab in labels], dtype=bool),
         "patients": frame["patient_id"].astype(str).to_numpy(),
         "frame": frame,
     }
 
 
-def reduce(embeddings: np.ndarray, components: int) -> np.ndarray:
-    """PCA of the pool's embeddings, as the service stores reduced embeddings."""
+def reduce(pool: np.ndarray, held: np.ndarray, components: int) -> tuple[np.ndarray, np.ndarray]:
+    """PCA fitted on the pool's embeddings (unlabelled: no label leaks), applied to both, as
+    the service stores reduced embeddings."""
     from sklearn.decomposition import PCA
 
-    k = min(components, *embeddings.shape)
-    return PCA(n_components=k, random_state=0).fit_transform(embeddings)
+    pca = PCA(n_components=min(components, *pool.shape), random_state=0).fit(pool)
+    return pca.transform(pool), pca.transform(held)
 
 
-def choose(pool, embeddings, column, threshold, budget, policy, seed, args) -> list:
+def choose(pool, column, threshold, budget, policy, seed, args) -> list:
     """Which pool studies the policy labels with ``budget`` labels (audit share included)."""
     from radvigil.monitoring.label_selection import Budget, Candidates, select
 
     candidates = Candidates(
         ids=[str(i) for i in range(len(pool["labels"]))],
         margin=np.abs(pool["probs"][:, column] - threshold),
-        embeddings=embeddings,
+        embeddings=pool["reduced"],
     )
     return select(candidates, Budget.split(budget, args.audit_share), policy=policy, seed=seed)
 
 
-def judge(held, pool, chosen, column, validation_threshold, task, args) -> dict:
-    """Held-out rates at the threshold fitted on the chosen labels (the validation threshold
-    when they hold no positive case); with the cross-fitted estimate from the labels alone."""
-    from radvigil.evaluation.crossfit import crossfit_threshold
+def repaired(held, pool, chosen, repair, validation_threshold, task, args):
+    """Held-out and pool probabilities of the finding after the repair, and its threshold."""
+    from radvigil.metrics import threshold_for_sensitivity
+    from radvigil.model.site_head import choose_strength, fit_site_head, pool_threshold
+
+    column = task.class_index(FINDING)
+    target = task.target_for(FINDING)
+    index = np.array([c.index for c in chosen], dtype=int)
+    positive = pool["positive"][index]
+    base_pool, base_held = pool["probs"][:, column], held["probs"][:, column]
+    if index.size == 0:
+        return base_held, base_pool, validation_threshold
+    if repair == "threshold":
+        if not positive.any():
+            return base_held, base_pool, validation_threshold
+        return base_held, base_pool, threshold_for_sensitivity(positive, base_pool[index], target)
+    strength = choose_strength(
+        base_pool[index],
+        pool["reduced"][index],
+        positive,
+        args.strengths,
+        reference=pool["reduced"],
+    )
+    head = fit_site_head(
+        base_pool[index],
+        pool["reduced"][index],
+        positive,
+        reference=pool["reduced"],
+        strength=strength,
+    )
+    pool_p = head.predict(base_pool, pool["reduced"])
+    expected = pool_p.copy()
+    expected[index] = positive
+    threshold = pool_threshold(pool_p, expected, target)
+    return head.predict(base_held, held["reduced"]), pool_p, threshold
+
+
+def judge(held, pool, chosen, repair, validation_threshold, task, args) -> dict:
+    """Held-out rates of the repaired scores at the repair's threshold; the threshold-free
+    specificity at held-out sensitivity 0.97; the audit sample's own estimate."""
     from radvigil.evaluation.evaluator import evaluate
     from radvigil.evaluation.result import EvaluationOptions
     from radvigil.metrics import threshold_for_sensitivity
+    from radvigil.monitoring.label_selection import LabelledCase, audit_performance
 
-    target = task.target_for(FINDING)
-    index = np.array([c.index for c in chosen], dtype=int)
-    positive = np.array([lab == FINDING for lab in np.asarray(pool["labels"])[index]], dtype=bool)
-    scores = pool["probs"][index, column]
-    threshold, honest = validation_threshold, None
-    if positive.any():
-        threshold = threshold_for_sensitivity(positive, scores, target)
-        if np.unique(pool["patients"][index]).size >= 5 and positive.sum() >= 5:
-            honest = crossfit_threshold(
-                positive, scores, pool["patients"][index], target_sensitivity=target
-            ).specificity
-    thresholds = {FINDING: threshold}
+    held_p, pool_p, threshold = repaired(
+        held, pool, chosen, repair, validation_threshold, task, args
+    )
+    probs = held["probs"].copy()
+    column = task.class_index(FINDING)
+    probs[:, column] = held_p
+    probs[:, 1 - column] = 1.0 - held_p  # a binary task: the other class takes the rest
     result = evaluate(
         held["labels"],
-        held["probs"],
+        probs,
         task.classes,
         task.findings,
-        thresholds,
+        {FINDING: threshold},
         held["frame"],
-        options=EvaluationOptions(n_resamples=args.resamples),
+        options=EvaluationOptions(n_resamples=args.resamples, subgroup_columns=[]),
     )
     f = result.finding(FINDING)
+    positive = held["positive"]
+    cut = threshold_for_sensitivity(positive, held_p, REPORTED_SENSITIVITY)
+    _, audit_spec = audit_performance(
+        [
+            LabelledCase(
+                bool(pool["positive"][c.index]), bool(pool_p[c.index] >= threshold), c.policy
+            )
+            for c in chosen
+        ]
+    )
     return {
         "threshold": threshold,
-        "labels": len(index),
+        "labels": len(chosen),
         "audit": sum(c.audit for c in chosen),
-        "crossfit_specificity": honest,
+        "positives_labelled": int(sum(pool["positive"][c.index] for c in chosen)),
+        "spec_at_sens_097": float(np.mean(held_p[~positive] < cut)),
+        "audit_specificity": {"value": audit_spec.value, "n": audit_spec.n},
         **{
             name: {"value": e.value, "low": e.low, "high": e.high}
             for name, e in (
@@ -212,22 +303,29 @@ def _mean(runs: list[dict], key: str, part: str = "value") -> float | None:
     return float(np.mean(values)) if values else None
 
 
-def report(cells, args) -> tuple[list, dict]:
+def report(cells) -> tuple[list, dict]:
     rows, out = [], {"cells": []}
-    for (budget, policy), runs in cells.items():
+    for (repair, budget, policy), runs in cells.items():
         means = {
             k: {p: _mean(runs, k, p) for p in ("value", "low", "high")}
             for k in ("sensitivity", "specificity", "auc", "ece")
         }
+        means["spec_at_sens_097"] = {"value": _mean(runs, "spec_at_sens_097")}
+        means["audit_specificity"] = {"value": _mean(runs, "audit_specificity")}
         rows.append(
             [
+                repair,
                 budget,
                 policy,
                 _mean(runs, "threshold"),
                 *(_ci(means[k]) for k in ("sensitivity", "specificity", "auc", "ece")),
+                means["spec_at_sens_097"]["value"],
+                means["audit_specificity"]["value"],
             ]
         )
-        out["cells"].append({"budget": budget, "policy": policy, "means": means, "runs": runs})
+        out["cells"].append(
+            {"repair": repair, "budget": budget, "policy": policy, "means": means, "runs": runs}
+        )
     return rows, out
 
 
@@ -238,45 +336,63 @@ def _ci(m: dict) -> str:
 
 
 def labels_to_reach(cells, args) -> dict:
-    """Per policy and target, the smallest budget whose mean held-out specificity reaches the
-    target with mean sensitivity >= 0.97 (None: no budget in the grid does)."""
-    reading = {}
-    for policy in args.policies:
-        reading[policy] = {}
-        for target in TARGETS:
-            reached = [
-                b
-                for (b, p), runs in sorted(cells.items())
-                if p == policy
-                and (_mean(runs, "specificity") or 0) >= target
-                and (_mean(runs, "sensitivity") or 0) >= 0.97
-            ]
-            reading[policy][f"{target:.2f}"] = min(reached) if reached else None
+    """Per repair, policy and target, the smallest budget whose mean held-out specificity
+    reaches the target with mean held-out sensitivity >= 0.97 (None: no budget does)."""
+    reading: dict = {}
+    for repair in args.repairs:
+        for policy in args.policies:
+            per = reading.setdefault(repair, {}).setdefault(policy, {})
+            for target in TARGETS:
+                reached = [
+                    b
+                    for (r, b, p), runs in sorted(cells.items())
+                    if (r, p) == (repair, policy)
+                    and (_mean(runs, "specificity") or 0) >= target
+                    and (_mean(runs, "sensitivity") or 0) >= REPORTED_SENSITIVITY
+                ]
+                per[f"{target:.2f}"] = min(reached) if reached else None
     return reading
 
 
 def plot(cells, args, target_sensitivity: float) -> Path:
-    """Held-out specificity against labels, one curve per policy (with the mean CI band)."""
+    """Held-out specificity against labels, one curve per repair and policy (mean CI band)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for policy in args.policies:
-        budgets = sorted(b for b, p in cells if p == policy)
-        value = [_mean(cells[(b, policy)], "specificity") for b in budgets]
-        low = [_mean(cells[(b, policy)], "specificity", "low") for b in budgets]
-        high = [_mean(cells[(b, policy)], "specificity", "high") for b in budgets]
-        ax.plot(budgets, value, marker="o", label=policy)
-        ax.fill_between(budgets, low, high, alpha=0.15)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
+    for repair in args.repairs:
+        style = "-" if repair == "head" else "--"
+        for policy in args.policies:
+            budgets = sorted(b for r, b, p in cells if (r, p) == (repair, policy))
+            runs = [cells[(repair, b, policy)] for b in budgets]
+            for ax, key in zip(axes, ("specificity", "auc"), strict=True):
+                line = ax.plot(
+                    budgets,
+                    [_mean(r, key) for r in runs],
+                    style,
+                    marker="o",
+                    label=f"{policy} ({repair})",
+                )[0]
+                ax.fill_between(
+                    budgets,
+                    [_mean(r, key, "low") for r in runs],
+                    [_mean(r, key, "high") for r in runs],
+                    alpha=0.1,
+                    color=line.get_color(),
+                )
     for target in TARGETS:
-        ax.axhline(target, color="grey", linestyle=":", linewidth=1)
-    ax.set_xlabel("labels spent at the site")
-    ax.set_ylabel(f"held-out specificity (threshold for sensitivity {target_sensitivity:.2f})")
-    ax.legend()
+        axes[0].axhline(target, color="grey", linestyle=":", linewidth=1)
+    axes[1].axhline(0.97, color="grey", linestyle=":", linewidth=1)
+    axes[0].set_ylabel(f"held-out specificity (threshold for sensitivity {target_sensitivity:.2f})")
+    axes[1].set_ylabel("held-out AUC")
+    for ax in axes:
+        ax.set_xlabel("labels spent at the site")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"{args.model} on {args.data or 'the bundled test-folder stream'}", fontsize=9)
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "site_onboarding.png"
+    path = args.out / f"{args.name}.png"
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -60,8 +60,72 @@ def bootstrap_speed(payload: dict[str, Any]) -> tuple[str, str]:
     return "Bootstrap CI speed (`bench/bootstrap_speed.py`)", body
 
 
+def _ci(m: dict[str, Any]) -> str:
+    if m.get("value") is None:
+        return "-"
+    if m.get("low") is None:
+        return f"{m['value']:.3f}"
+    return f"{m['value']:.3f} ({m['low']:.3f}-{m['high']:.3f})"
+
+
+def site_onboarding(payload: dict[str, Any]) -> tuple[str, str]:
+    """``bench/site_onboarding.py``: held-out site performance per label budget and policy."""
+    rows = [
+        f"| {c.get('repair', 'threshold')} | {c['budget']} | {c['policy']} | "
+        + " | ".join(_ci(c["means"][k]) for k in ("sensitivity", "specificity", "auc", "ece"))
+        + f" | {_ci(c['means'].get('spec_at_sens_097', {}))} |"
+        for c in payload["cells"]
+    ]
+    reading = [
+        f"| {repair} | {policy} | "
+        + " | ".join(str(v) if v is not None else "not reached" for v in targets.values())
+        + " |"
+        for repair, policies in payload["labels_to_reach"].items()
+        for policy, targets in policies.items()
+    ]
+    png = f"{str(payload.get('written', ''))[:10]}-{payload.get('name', 'site_onboarding')}.png"
+    note = [payload["note"], ""] if payload.get("note") else []
+    body = "\n".join(
+        [
+            *note,
+            f"Model `{payload['model']}` on `{payload['data']}`: the site's studies split by "
+            f"patient into a pool of {payload['n_pool']} and {payload['n_held_out']} held-out "
+            f"studies ({payload.get('held_out_positives', '?')} with pneumonia). Per cell the "
+            "policy picks the pool studies to label (an audit share of "
+            f"{payload.get('audit_share', '?')} apart), the repair uses them and the held-out "
+            "patients judge it; means over seeds "
+            f"{payload.get('seeds', '?')} of each figure and of its 95 % bootstrap CI bounds. "
+            "`head`: a logistic site head over the model's logit and "
+            f"{payload.get('components', '?')} PCA components of the embeddings (network "
+            "frozen), threshold fitted on the whole pool (labels where given, the head's "
+            "probability elsewhere) for sensitivity "
+            f"{payload.get('target_sensitivity', '?')}; `threshold`: the shipped scores with the "
+            "threshold fitted on the chosen labels alone. 0 labels: the model as shipped at its "
+            "validation threshold. Last column: specificity at the held-out ROC point of "
+            "sensitivity 0.97 (threshold-free, no CI).",
+            "",
+            f"![learning curves]({png})",
+            "",
+            "| repair | labels | policy | sensitivity | specificity | AUC | ECE "
+            "| spec at sens 0.97 |",
+            "| --- | --: | --- | --- | --- | --- | --- | --: |",
+            *rows,
+            "",
+            "Labels needed for held-out specificity 0.70 / 0.80 with held-out sensitivity "
+            ">= 0.97 (means over seeds):",
+            "",
+            "| repair | policy | spec >= 0.70 | spec >= 0.80 |",
+            "| --- | --- | --: | --: |",
+            *reading,
+        ]
+    )
+    return "site onboarding on a label budget (`bench/site_onboarding.py`)", body
+
+
 RENDERERS: dict[str, Callable[[dict[str, Any]], tuple[str, str]]] = {
     "bootstrap_speed": bootstrap_speed,
+    "site_onboarding": site_onboarding,
+    "site_onboarding_smoke": site_onboarding,
 }
 
 

@@ -366,6 +366,11 @@ class Settings(BaseSettings):
         "labels are reported apart (unbiased site performance).",
     )
     label_seed: int = Field(default=0, description="Seed of the audit sample and random policy.")
+    onboarding_curve: Path | None = Field(
+        default=None,
+        description="JSON written by bench/site_onboarding.py: the learning curve the dashboard "
+        "shows for a budgeted site before the site has labels of its own.",
+    )
 
     @model_validator(mode="after")
     def _oidc_complete(self) -> Settings:

@@ -5,6 +5,7 @@ the queue follows the selection policy, stays within the budget and records who 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import httpx
@@ -23,7 +24,24 @@ BUDGET = 12
 
 def test_budgeted_queue_follows_the_policy(trained_home, tmp_path, pg_url, bundled: Path) -> None:
     home, outcome = trained_home
+    bench_json = tmp_path / "site_onboarding.json"
+    bench_json.write_text(
+        json.dumps(
+            {
+                "cells": [
+                    {
+                        "repair": "head",
+                        "budget": budget,
+                        "policy": "uncertainty",
+                        "means": {"specificity": {"value": spec, "low": spec - 0.1, "high": 0.9}},
+                    }
+                    for budget, spec in ((0, 0.42), (100, 0.73))
+                ]
+            }
+        )
+    )
     settings = Settings(
+        onboarding_curve=bench_json,
         home=tmp_path / "home",
         database_url=pg_url,
         label_budgets={"north": BUDGET},
@@ -81,6 +99,14 @@ def test_budgeted_queue_follows_the_policy(trained_home, tmp_path, pg_url, bundl
         south = client.get("/v1/review", headers=clinician, params={"site": "south"}).json()
         assert south["label_budget"] is None and all(i["policy"] is None for i in south["items"])
 
+        # Before any label the dashboard shows the benchmark's curve for the site's policy.
+        with httpx.Client(base_url=server.url, timeout=60) as browser:
+            before = _dashboard_review(browser, clinician["X-API-Key"])
+        assert "no site labels yet; held-out specificity the benchmark measured" in before
+        assert "<td>100</td><td>73.0 % [63.0 %, 90.0 %]</td>" in before
+        assert 'points="20.0,68.0 310.0,37.0"' in before
+        assert before.count("no label yet") == 2
+
         # Labels spend the budget; each records the policy that offered the case.
         for item in (chosen[0], chosen[1], audit[0]):
             response = client.post(
@@ -98,12 +124,25 @@ def test_budgeted_queue_follows_the_policy(trained_home, tmp_path, pg_url, bundl
 
         # The dashboard's review page shows the same queue, the budget and the audit estimate.
         with httpx.Client(base_url=server.url, timeout=60) as browser:
-            browser.get("/dashboard/login")
-            csrf = browser.cookies["radvigil_login_csrf"]
-            browser.post("/dashboard/login", data={"csrf": csrf, "api_key": clinician["X-API-Key"]})
-            page = browser.get("/dashboard/review", params={"site": "north"}).text
+            page = _dashboard_review(browser, clinician["X-API-Key"])
         assert "Onboarding of north" in page and "3</strong> spent (1 on the audit sample)" in page
         assert all(i["request_id"] in page for i in after["items"])
         assert "uncertainty: uncertain:" in page
         # One audit label: an estimate with its interval for its class's rate, none for the other.
         assert page.count("no audit label yet") == 1 and "on 1 case</li>" in page
+        # Measured on all three labels (apart from the audit estimate), and the site's own curve
+        # (audit estimate after 1, 2 and 3 labels, the audit label given last) replaces the
+        # benchmark's.
+        assert "Learning curve: specificity estimated on the audit sample" in page
+        measured = page.split('id="measured"')[1].split("</ul>")[0]
+        assert sum(int(n) for n in re.findall(r" on (\d+) case", measured)) == 3
+        curve = page.split('id="learning-curve"')[1].split("</table>")[0]
+        assert [row.split("</td>")[0] for row in curve.split("<tr><td>")[1:]] == ["1", "2", "3"]
+
+
+def _dashboard_review(browser: httpx.Client, key: str) -> str:
+    """The review page of site north, signed in with ``key``."""
+    browser.get("/dashboard/login")
+    csrf = browser.cookies["radvigil_login_csrf"]
+    browser.post("/dashboard/login", data={"csrf": csrf, "api_key": key})
+    return browser.get("/dashboard/review", params={"site": "north"}).text

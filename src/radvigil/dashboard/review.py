@@ -11,6 +11,7 @@ from radvigil.dashboard.rendering import PageRoute, render
 from radvigil.dashboard.session import PREFIX, Form, SignedIn
 from radvigil.errors import InputError, NotFoundError
 from radvigil.loop.onboarding import registry_thresholds, site_onboarding
+from radvigil.monitoring.onboarding_curve import CurvePoint
 from radvigil.service.deps import State
 from radvigil.service.explanations import explain_stored_capped
 from radvigil.service.routes.review import post_feedback
@@ -57,12 +58,25 @@ def queue(
         total=total,
         cap=COUNT_CAP,
         onboarding=onboarding,
+        curve_points=curve_points(onboarding.curve) if onboarding else "",
         choices={e.record.id: e.choice for e in onboarding.entries} if onboarding else {},
         site=site,
         after=after,
         next_after=items[-1].id if len(items) == PAGE_SIZE else None,
         threshold=threshold,
         labelled=labelled,
+    )
+
+
+def curve_points(curve: list[CurvePoint]) -> str:
+    """SVG polyline points of specificity against labels (a 290 x 100 plot at (20, 10))."""
+    known = [p for p in curve if p.specificity.value is not None]
+    if not known:
+        return ""
+    most = max(p.labels for p in known) or 1
+    return " ".join(
+        f"{20 + 290 * p.labels / most:.1f},{110 - 100 * (p.specificity.value or 0.0):.1f}"
+        for p in known
     )
 
 

@@ -26,6 +26,12 @@ from radvigil.monitoring.label_selection import (
     select,
     spent_by_policy,
 )
+from radvigil.monitoring.onboarding_curve import (
+    CurvePoint,
+    bench_curve,
+    measured_performance,
+    site_curve,
+)
 from radvigil.store import PredictionRecord, ReviewQueue
 
 # (model name, version) -> the version's operating threshold per finding.
@@ -44,7 +50,9 @@ class QueueEntry:
 
 @dataclass(frozen=True)
 class SiteOnboarding:
-    """A site's label budget, what it spent, the queue it is offered and its audit estimate."""
+    """A site's label budget, what it spent, the queue it is offered, its audit estimate (unbiased),
+    the rates on every label (biased toward hard cases) and its learning curve (``curve_source``:
+    ``site`` from its own labels, ``benchmark`` from the bench JSON, None without either)."""
 
     site: str
     budget: int
@@ -56,6 +64,10 @@ class SiteOnboarding:
     entries: list[QueueEntry]
     sensitivity: Rate
     specificity: Rate
+    measured_sensitivity: Rate
+    measured_specificity: Rate
+    curve: list[CurvePoint]
+    curve_source: str | None
     by_policy: Mapping[str, int] = field(default_factory=dict)
 
     @property
@@ -135,6 +147,8 @@ def site_onboarding(
         for r, label, policy in labelled
     ]
     sensitivity, specificity = audit_performance(cases)
+    measured_sensitivity, measured_specificity = measured_performance(cases)
+    curve, curve_source = learning_curve(cases, settings)
     return SiteOnboarding(
         site=site,
         budget=total,
@@ -147,7 +161,24 @@ def site_onboarding(
         sensitivity=sensitivity,
         specificity=specificity,
         by_policy=spent_by_policy(policies),
+        measured_sensitivity=measured_sensitivity,
+        measured_specificity=measured_specificity,
+        curve=curve,
+        curve_source=curve_source,
     )
+
+
+def learning_curve(
+    cases: list[LabelledCase], settings: Settings
+) -> tuple[list[CurvePoint], str | None]:
+    """The site's own curve (audit estimate as labels were given) once it has labels, else the
+    benchmark's curve for the configured policy when ``settings.onboarding_curve`` names one."""
+    if cases:
+        return site_curve(cases), "site"
+    if settings.onboarding_curve is None:
+        return [], None
+    curve = bench_curve(settings.onboarding_curve, settings.label_policy)
+    return curve, ("benchmark" if curve else None)
 
 
 def registry_thresholds(registry) -> ThresholdsOf:
