@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from radvigil.errors import DataError
 from radvigil.monitoring import ReferenceProfile
 from radvigil.store import MonitorResultPublic, PredictionRecord
 from radvigil.store.monitoring import OVERALL
@@ -93,6 +94,8 @@ def _numeric(stats: Mapping[str, Any]) -> dict[str, float]:
 def reference_frame(profile: ReferenceProfile) -> pd.DataFrame:
     """The reference profile's rows: reduced embeddings, predicted and true labels, statistics."""
     ref, classes = profile.reference, list(profile.class_names)
+    if ref.probs is None:
+        raise DataError("the reference profile holds no probabilities to export")
     n = len(ref.probs)
     predicted = ref.probs.argmax(axis=1)
     frame = pd.DataFrame(

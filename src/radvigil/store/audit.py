@@ -26,10 +26,10 @@ import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from pydantic import ValidationError
-from sqlalchemy import Connection, insert, select, text, update
+from sqlalchemy import Connection, Table, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from radvigil.config import DEV_AUDIT_KEY, audit_key_id, get_settings
@@ -75,8 +75,8 @@ HASHED_FIELDS = (  # what a version-1 record's hash covers (key_id NULL, before 
     "prev_hash",
 )
 HASHED_FIELDS_V2 = (*HASHED_FIELDS, "key_id")  # records that name their key
-_table = AuditEventRow.__table__
-_anchors = AuditAnchorRow.__table__
+_table = cast(Table, AuditEventRow.__table__)
+_anchors = cast(Table, AuditAnchorRow.__table__)
 _append_lock = threading.Lock()
 
 
@@ -330,7 +330,7 @@ class AuditLog:
             if not rows:
                 break
             for row in rows:
-                problem = _check(row, prev_id, prev_hash, self.keys)
+                problem = _check(dict(row), prev_id, prev_hash, self.keys)
                 if problem is not None:
                     bad_id, reason = problem
                     return VerifyResult(
@@ -387,7 +387,7 @@ class AuditLog:
         )
         if row is None or row["hash"] != anchor["head_hash"]:
             return 0, GENESIS
-        if _check(row, row["id"] - 1, row["prev_hash"], self.keys) is not None:
+        if _check(dict(row), row["id"] - 1, row["prev_hash"], self.keys) is not None:
             return 0, GENESIS
         return row["id"], row["hash"]
 
@@ -428,7 +428,7 @@ def _check(
     key_id = row.get("key_id")
     secret = keys.get(LEGACY_KEY_ID if key_id is None else key_id)
     if secret is None and key_id is None:
-        secret = keys[next(reversed(keys))]  # the current key signed the pre-0007 records
+        secret = keys[list(keys)[-1]]  # the current key signed the pre-0007 records
     if secret is None:
         return row["id"], (
             f"record {row['id']} is signed by key id {key_id!r}, which is not configured "

@@ -12,9 +12,9 @@ import hmac
 import secrets
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Literal, get_args
+from typing import Any, Literal, cast, get_args
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.exc import IntegrityError
 
 from radvigil.errors import ConflictError, ForbiddenError, InputError, NotFoundError
@@ -56,7 +56,7 @@ TOKEN_PREFIX = "rvk"
 def _check_role(role: str) -> Role:
     if role not in ROLES:
         raise InputError(f"unknown role {role!r}; valid roles: {', '.join(ROLES)}")
-    return role  # type: ignore[return-value]
+    return role
 
 
 def allowed(role: str, action: str) -> bool:
@@ -164,11 +164,12 @@ class KeyStore:
     def revoke(self, name: str, *, actor: str = "system") -> ApiKeyPublic:
         """Revoke a key by name from now on (audited); revoking twice keeps the first time."""
         with self.db.session("revoke API key") as session:
-            revoked = session.execute(
+            result = session.execute(
                 update(ApiKeyRow)
                 .where(ApiKeyRow.name == name, ApiKeyRow.revoked_at.is_(None))
                 .values(revoked_at=utcnow())
-            ).rowcount
+            )
+            revoked = cast(CursorResult[Any], result).rowcount
         key = self.get(name)
         if revoked:
             AuditLog(self.db).append(
