@@ -123,6 +123,8 @@ def test_mlflow_alone_cannot_change_the_champion(
     )
     name, run_id = outcome.name, outcome.run_id
     v1 = home.registry.load(f"{name}/{outcome.version}")
+    # trained against the server and read back from its artifact store, with its lineage
+    assert v1.onnx_path.exists() and v1.card["training_data_version"] == home.data_version
     ungated = _register_copy(home.registry, name, run_id, v1.folder / "model", "model-v2")
     tampered = _register_copy(home.registry, name, run_id, v1.folder / "model", "model-v3")
 
