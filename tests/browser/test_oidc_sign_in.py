@@ -13,7 +13,7 @@ from radvigil.config import Settings
 from radvigil.service.app import create_app
 from radvigil.stack.processes import free_port
 from tests.browser.conftest import shot
-from tests.helpers import LiveServer
+from tests.helpers import LiveServer, mlflow_store
 from tests.idp import CALLBACK, ROLE_MAP, SECRETS, running_provider
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
@@ -41,6 +41,7 @@ def site(tmp_path_factory) -> Iterator[Site]:
             oidc_scopes="openid profile groups",
             oidc_role_map=ROLE_MAP,
         )
+        mlflow_store(settings.home_dir / "mlflow.db")
         app = create_app(settings)
         with LiveServer(app, port=port):
             yield Site(url, issuer, app.state.radvigil)

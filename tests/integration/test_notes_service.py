@@ -31,7 +31,7 @@ from radvigil.store import (
     PredictionStore,
     upgrade_database,
 )
-from tests.helpers import LiveServer
+from tests.helpers import LiveServer, mlflow_store
 from tests.unit.test_notes_desk import _record
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -61,7 +61,7 @@ def chat_server(mode: dict[str, str]) -> FastAPI:
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
     root = tmp_path_factory.mktemp("notes-home")
-    registry = Registry(f"sqlite:///{root / 'mlflow.db'}", root / "mlartifacts", root / "cache")
+    registry = Registry(mlflow_store(root / "mlflow.db"), root / "mlartifacts", root / "cache")
     mode = {"mode": "good"}
     with LiveServer(chat_server(mode)) as llm:
         settings = Settings(

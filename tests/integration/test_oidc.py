@@ -21,7 +21,7 @@ from radvigil.service.app import create_app
 from radvigil.service.oidc import LEEWAY_SECONDS, NoRoleError, OidcClient
 from radvigil.stack.processes import free_port
 from radvigil.store.keys import hash_token
-from tests.helpers import LiveServer
+from tests.helpers import LiveServer, mlflow_store
 from tests.idp import (
     CALLBACK,
     ROLE_MAP,
@@ -57,6 +57,7 @@ def signin(tmp_path_factory) -> Iterator[Signin]:
             oidc_scopes="openid profile groups",
             oidc_role_map=ROLE_MAP,
         )
+        mlflow_store(settings.home_dir / "mlflow.db")
         app = create_app(settings)
         with LiveServer(app, port=port):
             yield Signin(url, issuer, app.state.radvigil, elsewhere)
@@ -206,7 +207,7 @@ def test_sign_in_starts_are_charged_to_the_client_address(signin, tmp_path) -> N
         oidc_redirect_url=signin.elsewhere,
         oidc_role_map=ROLE_MAP,
     )
-    registry = Registry(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "art", tmp_path / "c")
+    registry = Registry(mlflow_store(tmp_path / "mlflow.db"), tmp_path / "art", tmp_path / "c")
     with LiveServer(create_app(settings, registry=registry)) as live, httpx.Client() as browser:
         codes = [
             browser.get(f"{live.url}/dashboard/oidc/login", follow_redirects=False).status_code

@@ -91,6 +91,11 @@ def _send(port: int, ds: pydicom.Dataset, calling: str = CALLER) -> str:
     return "no response" if "Status" not in status else f"0x{int(status.Status):04X}"
 
 
+# Slow: some 300 associations (176 pydicom files, as they are and as CR), each waited on by
+# pynetdicom's polling threads (time.sleep loops), so the wall time follows scheduler latency:
+# 796 s on the loaded 2-core machine for under 40 s of the pytest process's CPU. `make test`
+# runs it; `make check` leaves it out.
+@pytest.mark.slow
 def test_hostile_corpus_gets_clear_statuses_and_the_receiver_stays_up(
     receiver, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -32,7 +32,7 @@ from radvigil.registry import Registry
 from radvigil.service.app import create_app
 from radvigil.stack.processes import free_port
 from radvigil.store import AlertStore, AuditLog, Database, KeyStore, upgrade_database
-from tests.helpers import LiveServer, make_home, tiny_config
+from tests.helpers import LiveServer, make_home, mlflow_store, tiny_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 KEY = "integration-test-audit-key"
@@ -54,7 +54,7 @@ def _mlflow(tmp_path: Path, *args: str, env: dict[str, str] | None = None):
             "--port",
             str(port),
             "--backend-store-uri",
-            f"sqlite:///{tmp_path / 'server.db'}",
+            mlflow_store(tmp_path / "server.db"),
             "--artifacts-destination",
             str(artifacts),
             "--workers",
@@ -123,6 +123,8 @@ def test_mlflow_alone_cannot_change_the_champion(
     )
     name, run_id = outcome.name, outcome.run_id
     v1 = home.registry.load(f"{name}/{outcome.version}")
+    # trained against the server and read back from its artifact store, with its lineage
+    assert v1.onnx_path.exists() and v1.card["training_data_version"] == home.data_version
     ungated = _register_copy(home.registry, name, run_id, v1.folder / "model", "model-v2")
     tampered = _register_copy(home.registry, name, run_id, v1.folder / "model", "model-v3")
 

@@ -19,14 +19,14 @@ from radvigil.registry import Registry
 from radvigil.service.app import create_app
 from radvigil.store import KeyStore, PredictionStore
 from radvigil.store.leases import LeaseStore
-from tests.helpers import LiveServer
+from tests.helpers import LiveServer, mlflow_store
 from tests.unit.test_notes_desk import _record
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def _service(root, trusted: list[str]):
-    registry = Registry(f"sqlite:///{root / 'mlflow.db'}", root / "mlartifacts", root / "cache")
+    registry = Registry(mlflow_store(root / "mlflow.db"), root / "mlartifacts", root / "cache")
     settings = Settings(home=root, trusted_proxies=trusted, invalid_key_rate_limit=3)
     app = create_app(settings, registry=registry)
     keys = KeyStore(app.state.radvigil.db)

@@ -18,7 +18,7 @@ from radvigil.registry import Registry
 from radvigil.service.app import create_app
 from radvigil.stack.processes import free_port
 from radvigil.store import KeyStore
-from tests.helpers import LiveServer
+from tests.helpers import LiveServer, mlflow_store
 from tests.idp import CALLBACK, ROLE_MAP, SECRETS, log_in_at_provider, running_provider
 
 pytestmark = pytest.mark.integration
@@ -42,7 +42,7 @@ def _replica(pg_url: str, home, issuer: str, callback: str, registry: Registry):
 def test_a_session_works_on_every_replica_and_survives_a_restart(pg_url, tmp_path) -> None:
     port_a = free_port()
     callback = f"http://127.0.0.1:{port_a}{CALLBACK}"  # the one public URL, as behind a proxy
-    registry = Registry(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "art", tmp_path / "cache")
+    registry = Registry(mlflow_store(tmp_path / "mlflow.db"), tmp_path / "art", tmp_path / "cache")
     with running_provider([callback]) as issuer, ExitStack() as stack:
         app_a = _replica(pg_url, tmp_path / "a", issuer, callback, registry)
         app_b = _replica(pg_url, tmp_path / "b", issuer, callback, registry)

@@ -1,14 +1,14 @@
-"""Real training on bundled images, a real MLflow store (SQLite and a real `mlflow server`)."""
+"""Real training on bundled images and a real MLflow store (SQLite).
+
+Training against a real `mlflow server` is test_registry_trust.py's first step (the version it
+trains there is loaded back from the server and served), so it is not repeated here.
+"""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -19,7 +19,6 @@ from radvigil.loop.training import run_training
 from radvigil.model.dataset import load_split
 from radvigil.model.engine import OnnxEngine
 from radvigil.registry import Registry
-from radvigil.stack.processes import free_port
 from radvigil.task import load_task
 from tests.helpers import make_home, tiny_config
 
@@ -92,53 +91,3 @@ def test_unreachable_tracking_server_fails_fast(tmp_path: Path) -> None:
     with pytest.raises(RegistryError, match="unreachable"):
         Registry("http://127.0.0.1:9", tmp_path, tmp_path)
     assert time.monotonic() - start < 10
-
-
-def test_training_against_a_real_mlflow_server(tmp_path: Path) -> None:
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--backend-store-uri",
-            f"sqlite:///{tmp_path / 'server.db'}",
-            "--artifacts-destination",
-            str(tmp_path / "server-artifacts"),
-            "--workers",
-            "1",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "MLFLOW_ENABLE_TELEMETRY": "false"},
-    )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("mlflow server did not start within 90 s")
-        home = make_home(tmp_path / "home", tracking_uri=url)
-        outcome = run_training(
-            tiny_config(epochs=1, max_train_images=64),
-            home.data_version,
-            home.catalog,
-            home.registry,
-        )
-        home.registry.set_alias(outcome.name, "champion", outcome.version, "t", "server test")
-        loaded = home.registry.load("chest-pneumonia@champion")
-        assert loaded.onnx_path.exists()
-        assert loaded.card["training_data_version"] == home.data_version
-    finally:
-        server.terminate()
-        server.wait(timeout=20)

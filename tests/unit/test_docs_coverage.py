@@ -15,6 +15,7 @@ from starlette.routing import Mount
 from radvigil.cli import COMMANDS, load_command
 from radvigil.config import Settings
 from radvigil.service.app import create_app
+from tests.helpers import mlflow_store
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 PARAM = re.compile(r"\{[^}]*\}")
@@ -50,6 +51,7 @@ def command_paths() -> list[str]:
 
 def route_lines(tmp_path: Path) -> list[str]:
     """``METHOD /path`` for every route of the app, path parameters written as ``{}``."""
+    mlflow_store(tmp_path / "home" / "mlflow.db")
     app = create_app(Settings(home=tmp_path / "home"))
     lines = []
     for context in iter_route_contexts(app.routes):

@@ -69,8 +69,9 @@ def test_settings_reach_the_ort_session(tmp_path: Path, setting) -> None:
 def test_the_service_passes_its_setting_to_the_model_manager(tmp_path: Path) -> None:
     from radvigil.registry import Registry
     from radvigil.service.state import ServiceState
+    from tests.helpers import mlflow_store
 
     settings = Settings(home=tmp_path, ort_threads=3)
     settings.ensure_home()
-    registry = Registry(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "art", tmp_path / "c")
+    registry = Registry(mlflow_store(tmp_path / "mlflow.db"), tmp_path / "art", tmp_path / "c")
     assert ServiceState.build(settings, registry).models.threads == 3

@@ -17,6 +17,7 @@ from radvigil.config import Settings
 from radvigil.registry import Registry
 from radvigil.store import AuditLog, Database, FeedbackCreate, FeedbackStore, upgrade_database
 from radvigil.store.audit import record_hash
+from tests.helpers import mlflow_store
 
 app = typer.Typer(cls=ErrorHandlingGroup)
 app.add_typer(admin.audit_app, name="audit")
@@ -37,6 +38,7 @@ def registered(home: Settings) -> tuple[Registry, Database]:
     """Three registered versions (no training needed): 1 passed its gate, 2 failed, 3 none."""
     db = Database.from_settings(home)
     upgrade_database(db)
+    mlflow_store(home.home_dir / "mlflow.db")  # where the CLI under test finds the store
     registry = Registry(home.resolved_tracking_uri, home.artifacts_dir, home.home_dir / "cache")
     registry.client.create_registered_model(NAME)
     for verdict in (True, False, None):
@@ -148,6 +150,7 @@ def test_promotion_and_rollback_file_a_change_control_record(home: Settings) -> 
 
     from radvigil.loop.rollout import Rollout
 
+    mlflow_store(home.home_dir / "mlflow.db")  # where the CLI under test finds the store
     registry = Registry(home.resolved_tracking_uri, home.artifacts_dir, home.home_dir / "cache")
     experiment = registry.experiment_id("chest-pneumonia")
     registry.client.create_registered_model(NAME)

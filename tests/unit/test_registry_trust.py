@@ -25,6 +25,7 @@ from radvigil.loop.rollout import Rollout, RolloutState, read_state
 from radvigil.registry import Registry
 from radvigil.store import AlertStore, AuditLog, Database, upgrade_database
 from radvigil.store.tables import GateRecordRow
+from tests.helpers import mlflow_store
 
 KEY = "unit-test-audit-key"
 NAME = "trust-model"
@@ -53,7 +54,7 @@ def graph(tmp_path: Path) -> Path:
 def store(tmp_path_factory: pytest.TempPathFactory) -> Registry:
     """One real MLflow registry (local SQLite store) for the module: creating one is slow."""
     root = tmp_path_factory.mktemp("mlflow")
-    return Registry(f"sqlite:///{root / 'mlflow.db'}", root / "art", root / "cache")
+    return Registry(mlflow_store(root / "mlflow.db"), root / "art", root / "cache")
 
 
 @pytest.fixture()
@@ -240,6 +241,7 @@ def test_cli_moves_aliases_through_the_database_and_restores_mlflow(
 
     monkeypatch.setenv("RADVIGIL_REGISTRY_TRUST", "enforce")
     reset_settings()
+    mlflow_store(home.home_dir / "mlflow.db")  # the store context.registry() opens
     cli = typer.Typer(cls=ErrorHandlingGroup)
     cli.add_typer(models.app, name="models")
     cli.add_typer(admin.db_app, name="db")

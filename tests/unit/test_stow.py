@@ -20,6 +20,7 @@ from radvigil.pacs.spool import DicomSpool
 from radvigil.registry import Registry
 from radvigil.service.app import create_app
 from radvigil.store import KeyStore
+from tests.helpers import mlflow_store
 
 BOUNDARY = "radvigil-test-boundary"
 
@@ -40,7 +41,7 @@ def _bytes(ds: pydicom.Dataset) -> bytes:
 @pytest.fixture()
 def client(tmp_path: Path):
     settings = Settings(home=tmp_path / "home")
-    registry = Registry(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "art", tmp_path / "cache")
+    registry = Registry(mlflow_store(tmp_path / "mlflow.db"), tmp_path / "art", tmp_path / "cache")
     app = create_app(settings, registry=registry)
     token = KeyStore(app.state.radvigil.db).create("pacs", "clinician")[0]
     with TestClient(app) as test_client:
