@@ -130,14 +130,21 @@ def test_the_retraining_set_is_selected_by_sql_with_the_latest_label(tmp_path: P
             record(1, id="no-image", routed_to_review=True, review_image=None),
             record(2, id="calm", routed_to_review=False, review_image=image),
             record(3, id="unlabelled", routed_to_review=True, review_image=image),
+            record(4, id="budgeted", routed_to_review=False, review_image=image),
         ]
     )
     feedback = FeedbackStore(db)
     for pid, label in [("drifter", "NORMAL"), ("drifter", "VIRAL"), ("no-image", "NORMAL")]:
         feedback.add(FeedbackCreate(prediction_id=pid, label=label), reviewer="dr")
     feedback.add(FeedbackCreate(prediction_id="calm", label="NORMAL"), reviewer="dr")
+    # not routed, but a site's budgeted queue offered it: a clinician was asked for this label
+    budgeted = FeedbackCreate(prediction_id="budgeted", label="NORMAL", policy="combined")
+    feedback.add(budgeted, reviewer="dr")
     cases = labelled_drifters(store, feedback)
-    assert [(c.prediction_id, c.label, c.png) for c in cases] == [("drifter", "VIRAL", image)]
+    assert sorted((c.prediction_id, c.label, c.png) for c in cases) == [
+        ("budgeted", "NORMAL", image),
+        ("drifter", "VIRAL", image),
+    ]
     db.dispose()
 
 

@@ -28,7 +28,7 @@ from radvigil.evaluation.decision import (
 )
 from radvigil.model.preprocess import to_batch
 from radvigil.monitoring.review_routing import ReviewPolicy
-from radvigil.service.assessment import QC, Assessment, assess_batch
+from radvigil.service.assessment import QC, Assessment, assess_batch, review_png
 from radvigil.service.contract import refusal
 from radvigil.service.errors import ApiError
 from radvigil.service.lifecycle import ServedModel
@@ -66,6 +66,9 @@ class Job:
     max_decoded_bytes: int = 64 * 1024 * 1024
     keep_review_png: bool = False
     review: ReviewPolicy | None = None
+    # The study's site has a label budget: its budgeted queue may offer any of its studies, not
+    # only routed ones, so the review image is kept for every study (with keep_review_png).
+    keep_unrouted_png: bool = False
 
 
 @dataclass
@@ -117,6 +120,10 @@ def score(jobs: list[Job]) -> list[Scored | Exception]:
             scored = [exc for _ in positions]
         for i, result in zip(positions, scored, strict=True):
             results[i] = result
+    for job, result in zip(jobs, results, strict=True):
+        keep = job.keep_review_png and job.keep_unrouted_png
+        if keep and isinstance(result, Scored) and result.assessment.review_png is None:
+            result.assessment.review_png = review_png(result.image.pixels)
     return results
 
 
@@ -211,6 +218,6 @@ def build(
         study_hash=key_hash,
         routed_to_review=assessment.routed,
         served_by=served_by,
-        review_image=assessment.review_png if assessment.routed else None,
+        review_image=assessment.review_png,
     )
     return out, record

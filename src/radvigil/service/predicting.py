@@ -23,7 +23,9 @@ from radvigil.store import PredictionRecord
 log = logging.getLogger(__name__)
 
 
-def _job(state: ServiceState, served: ServedModel, data: bytes, filename: str) -> inference.Job:
+def _job(
+    state: ServiceState, served: ServedModel, data: bytes, filename: str, site: str | None
+) -> inference.Job:
     return inference.Job(
         served,
         data,
@@ -32,6 +34,7 @@ def _job(state: ServiceState, served: ServedModel, data: bytes, filename: str) -
         max_decoded_bytes=state.settings.max_decoded_bytes,
         keep_review_png=state.settings.store_review_images,
         review=review_policy(state),
+        keep_unrouted_png=site is not None and site in state.settings.label_budgets,
     )
 
 
@@ -61,7 +64,7 @@ async def predict_items(
         routed.append((digest, *state.models.route(digest)))
     scored = await asyncio.gather(
         *(
-            state.batcher.submit(_job(state, served, data, name))
+            state.batcher.submit(_job(state, served, data, name, meta.site))
             for (data, name), (_, served, _) in zip(items, routed, strict=True)
         ),
         return_exceptions=True,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import undefer
 
@@ -74,8 +74,9 @@ class FeedbackStore:
             return int(session.scalar(query) or 0)
 
     def labelled_drifters(self) -> list[tuple[PredictionRow, str]]:
-        """Answered drifters (routed to review) with a stored image, each with its latest
-        label, selected by the database: the retraining set, not every labelled case."""
+        """Answered cases a clinician was asked to label (routed to review, or offered by a
+        site's budgeted queue: the label records its policy) with a stored image, each with its
+        latest label, selected by the database: the retraining set, not every labelled case."""
         latest = select(func.max(FeedbackRow.id)).group_by(FeedbackRow.prediction_id)
         t = PredictionRow
         query = (
@@ -83,7 +84,7 @@ class FeedbackStore:
             .join(FeedbackRow, FeedbackRow.prediction_id == t.id)
             .where(
                 FeedbackRow.id.in_(latest),
-                t.routed_to_review.is_(True),
+                or_(t.routed_to_review.is_(True), FeedbackRow.policy.is_not(None)),
                 t.served_by != "shadow",
                 t.review_image.is_not(None),
             )
