@@ -74,3 +74,31 @@ def test_review_png_is_encoded_only_when_it_will_be_stored(keep: bool) -> None:
     assert result.drifter and any("not_radiograph" in r for r in result.reasons)
     assert (result.review_png is not None) is keep
     assert assessment.review_pngs_encoded - before == int(keep)
+
+
+def _calm_radiograph() -> Image:
+    """A grey film no check flags: not routed to review (no profile, no quality issue)."""
+    pixels = np.tile(np.linspace(40, 200, 256, dtype=np.uint8), (256, 1))
+    return Image(pixels, ImageMeta("png", 256, 256, 8, 1, colorfulness=0.0))
+
+
+@pytest.mark.parametrize("budgeted", [False, True])
+def test_a_budgeted_sites_unrouted_study_keeps_its_review_image(budgeted: bool) -> None:
+    """A budgeted queue may offer any of the site's studies, so their image is kept even when
+    they are not routed; other sites keep routed studies' images only."""
+    from radvigil.service import inference
+
+    served = SimpleNamespace(
+        profile=None,
+        classes=["normal", "pneumonia"],
+        findings=["pneumonia"],
+        thresholds={"pneumonia": 0.5},
+        size=8,
+        run=lambda batch: (np.array([[0.9, 0.1]], np.float32), np.zeros((1, 8), np.float32)),
+    )
+    job = inference.Job(
+        served, image=_calm_radiograph(), keep_review_png=True, keep_unrouted_png=budgeted
+    )
+    (scored,) = inference.score([job])
+    assert isinstance(scored, inference.Scored) and not scored.assessment.routed
+    assert (scored.assessment.review_png is not None) is budgeted
