@@ -58,6 +58,9 @@ _LAYOUT = 64
 # so they read a central crop at most this many pixels a side, its offset a multiple of 8 so that
 # a JPEG's block grid keeps its phase.
 _CROP = 256
+# A thumbnail (e.g. 28 px MedMNIST) holds no processing information: noise and edge estimates
+# on it are dominated by anatomy and resampling, so it gets constant values instead.
+_MIN_CROP = 64
 _NOISE_KERNEL = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float64)
 
 
@@ -103,13 +106,14 @@ def processing_stats(pixels: np.ndarray) -> dict[str, float]:
     added noise leaves it about where it was (so the noise guard, not this one, catches noise);
     ``blockiness``: mean
     absolute step across 8x8 block boundaries over the step inside blocks (about 1 unless the
-    film was JPEG-compressed hard enough to show blocks).
+    film was JPEG-compressed hard enough to show blocks). Images under 64 px a side get
+    constant values (0, 0, 1).
     """
     height, width = pixels.shape
     top = ((height - min(height, _CROP)) // 2) // 8 * 8
     left = ((width - min(width, _CROP)) // 2) // 8 * 8
     x = pixels[top : top + _CROP, left : left + _CROP].astype(np.float64)
-    if min(x.shape) < 16:
+    if min(x.shape) < _MIN_CROP:
         return {"noise_sigma": 0.0, "hf_ratio": 0.0, "blockiness": 1.0}
     residual = np.abs(ndimage.convolve(x, _NOISE_KERNEL, mode="nearest")[1:-1, 1:-1])
     gradient = np.hypot(ndimage.sobel(x, 0), ndimage.sobel(x, 1))[1:-1, 1:-1]
