@@ -195,3 +195,28 @@ def test_every_suite_signature_matches_itself_and_a_small_move_matches_none() ->
     assert all(match_signature(s.change, scale) is not None for s in strong)
     ref = profile.reference.stats
     assert match_signature(median_change(ref, ref), scale) is None
+
+
+@pytest.mark.slow
+def test_the_monitoring_page_reads_the_stored_harm_of_the_newest_window() -> None:
+    """Stored as the runner stores it, read back as the dashboard's drift page reads it."""
+    from datetime import UTC, datetime
+
+    from radvigil.dashboard.monitors import harm_reading
+    from radvigil.loop.monitoring_data import to_results
+    from radvigil.store import MonitorResultPublic
+
+    report = _monitor().run(_window("sharpen", amount=2.0))
+    end = datetime(2026, 12, 7, tzinfo=UTC)
+    created = to_results(
+        report, model_name="m", model_version="1", kind="count", start=end, end=end
+    )
+    rows = [
+        MonitorResultPublic(id=i, created_at=end, **r.model_dump()) for i, r in enumerate(created)
+    ]
+    reading = harm_reading(rows, "all")
+    assert reading is not None
+    assert reading["summary"].startswith("looks like strong sharpening, estimated ")
+    assert reading["explained_by"]["shift"] == "sharpen"
+    assert reading["moved_most"]["statistic"]["name"]
+    assert harm_reading(rows, "site=B") is None
