@@ -126,7 +126,12 @@ def main() -> None:
         for params in [item.mild if level == "mild" else item.strong]
     ]
     refs = args.model or [f"{MODEL_NAME}@champion"]
-    results: dict[str, Any] = {"studies": len(labels), "seed": seed, "max_drop": max_drop}
+    results: dict[str, Any] = {
+        "studies": len(labels),
+        "seed": seed,
+        "max_drop": max_drop,
+        "config": args.config.name if args.fast else None,
+    }
     trained = common.bench_home(args.home, args.config, quick=args.quick)
     with trained if args.fast else _cli_home() as home:
         for ref in refs:
