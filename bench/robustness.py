@@ -8,6 +8,7 @@ bootstrap intervals, and the share of studies the per-case checks flag (guards, 
 reader sees both what processing costs the model and whether the service would have warned.
 
     python -m bench.robustness --fast                 # trains the fast model in a temp home
+    python -m bench.robustness --fast --config configs/demo.yaml --home /tmp/demo-home
     RADVIGIL_HOME=.radvigil python -m bench.robustness --model chest-pneumonia/1 \\
         --model chest-pneumonia@champion    # the demo champions, after make demo
 
@@ -26,6 +27,7 @@ import numpy as np
 from bench import common
 from bench.common import (
     DEFAULT_OUT,
+    FAST_CONFIG,
     MODEL_NAME,
     REPO,
     console,
@@ -99,7 +101,11 @@ def _judge(loaded: Any, labels: list[str], pixels: list[np.ndarray]) -> dict[str
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--fast", action="store_true", help="train the fast model in a temp home")
+    parser.add_argument(
+        "--fast", action="store_true", help="train --config's model in a home (temp unless --home)"
+    )
+    parser.add_argument("--config", type=Path, default=FAST_CONFIG, help="with --fast: its config")
+    parser.add_argument("--home", type=Path, default=None, help="with --fast: reuse/keep this home")
     parser.add_argument("--model", action="append", help="REF (repeatable); default champion")
     parser.add_argument("--studies", type=int, default=200)
     parser.add_argument("--criteria", type=Path, default=REPO / "configs" / "gates.yaml")
@@ -120,8 +126,14 @@ def main() -> None:
         for params in [item.mild if level == "mild" else item.strong]
     ]
     refs = args.model or [f"{MODEL_NAME}@champion"]
-    results: dict[str, Any] = {"studies": len(labels), "seed": seed, "max_drop": max_drop}
-    with common.bench_home(None, quick=args.quick) if args.fast else _cli_home() as home:
+    results: dict[str, Any] = {
+        "studies": len(labels),
+        "seed": seed,
+        "max_drop": max_drop,
+        "config": args.config.name if args.fast else None,
+    }
+    trained = common.bench_home(args.home, args.config, quick=args.quick)
+    with trained if args.fast else _cli_home() as home:
         for ref in refs:
             loaded = home.registry.load(ref)
             rows, record = [], {}

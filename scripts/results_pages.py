@@ -122,10 +122,50 @@ def site_onboarding(payload: dict[str, Any]) -> tuple[str, str]:
     return "site onboarding on a label budget (`bench/site_onboarding.py`)", body
 
 
+def _ci_triple(values: list[float]) -> str:
+    """``[value, low, high]`` as text."""
+    value, low, high = values
+    return f"{value:.3f} ({low:.3f}-{high:.3f})"
+
+
+def robustness(payload: dict[str, Any]) -> tuple[str, str]:
+    """``bench/robustness.py``: each model version, clean vs every perturbation of the suite."""
+    parts = [
+        f"{payload.get('studies', '?')} studies of the site's other acquisition batch (Kermany's "
+        f"test folder), clean and under each perturbation of the robustness suite (seed "
+        f"{payload.get('seed', '?')}), scored at each version's own operating threshold with 95 % "
+        'bootstrap intervals. "flagged": the share the service would route to review (guards '
+        f"or OOD). The gate's bounds on the mild strengths: {payload.get('max_drop', '?')}. "
+        f"Model config: {payload.get('config') or 'see the command'}. Timings are not reported.",
+    ]
+    for name, model in payload.items():
+        if not isinstance(model, dict) or "arms" not in model:
+            continue
+        arms = model["arms"]
+        base = arms["clean"]["specificity"][0]
+        rows = [
+            f"| {arm} | {_ci_triple(a['sensitivity'])} | {_ci_triple(a['specificity'])} | "
+            f"{a['specificity'][0] - base:+.3f} | {_ci_triple(a['auc'])} | {a['flag_rate']:.3f} |"
+            for arm, a in arms.items()
+        ]
+        parts += [
+            "",
+            f"## {name} (threshold {model.get('threshold')})",
+            "",
+            "| perturbation | sensitivity | specificity | Δ spec | AUC | flagged |",
+            "| --- | --- | --- | --: | --- | --: |",
+            *rows,
+        ]
+    return "Robustness to image processing (`bench/robustness.py`)", "\n".join(parts)
+
+
 RENDERERS: dict[str, Callable[[dict[str, Any]], tuple[str, str]]] = {
     "bootstrap_speed": bootstrap_speed,
     "site_onboarding": site_onboarding,
     "site_onboarding_smoke": site_onboarding,
+
+
+    "robustness": robustness,
 }
 
 

@@ -47,9 +47,10 @@ def _flagged(cases: list[np.ndarray], bands, change) -> pd.DataFrame:
     return guard_table(image_stats_frame([change(p) for p in cases]), bands)
 
 
-def test_unshifted_cases_are_rarely_flagged(cases, bands) -> None:
-    flagged = _flagged(cases, bands, lambda p: p)
-    assert flagged.to_numpy().any(axis=1).mean() <= 0.08
+def test_unshifted_cases_are_rarely_flagged(bundled: Path, bands) -> None:
+    """All guards together on the whole unprocessed development hold-out: at most 5 %."""
+    flagged = _flagged(_pixels(bundled, "test"), bands, lambda p: p)
+    assert flagged.to_numpy().any(axis=1).mean() <= 0.05
 
 
 def test_inverted_polarity_is_caught(cases, bands) -> None:
@@ -102,17 +103,46 @@ STRONG_PROCESSING = {
 )
 def test_strong_processing_raises_its_own_guard(cases, bands, guard, shift) -> None:
     flagged = _flagged(cases, bands, lambda p: apply_shift(p, shift, seed=3))
-    assert flagged[guard].mean() >= 0.9
-    assert flagged.to_numpy().any(axis=1).mean() >= 0.9
+    assert flagged[guard].mean() >= 0.8
+    assert flagged.to_numpy().any(axis=1).mean() >= 0.8
+
+
+MILD_PROCESSING = [
+    get_shift("gaussian_noise", sigma=3),
+    get_shift("speckle", sigma=0.03),
+    get_shift("sharpen", amount=0.5),
+    get_shift("jpeg", quality=60),
+]
+
+
+@pytest.mark.parametrize("shift", MILD_PROCESSING, ids=lambda s: s.name)
+def test_mild_processing_is_not_routed_wholesale(cases, bands, shift) -> None:
+    """The suite's mild strengths (what a hospital routinely does) stay mostly inside the bands
+    (the band floors); without them 62-100 % of these studies were flagged."""
+    flagged = _flagged(cases, bands, lambda p: apply_shift(p, shift, seed=3))
+    assert flagged[["noise", "sharpening", "compression"]].to_numpy().any(axis=1).mean() <= 0.2
+
+
+def test_added_noise_does_not_pass_for_sharpening(cases, bands) -> None:
+    """``hf_ratio`` discounts what white noise explains, so mild noise raises no guard."""
+    noisy = _flagged(cases, bands, lambda p: apply_shift(p, get_shift("gaussian_noise", sigma=3)))
+    assert noisy["sharpening"].mean() <= 0.02
+
+
+def test_band_floors_sit_above_clean_reference_films(bands) -> None:
+    assert bands["noise_sigma"][1] >= 5.0  # a 5 grey-level noise floor over 0.5-level films
+    assert bands["hf_ratio"][1] > 1.15 * 1.3 and bands["blockiness"][1] > 1.6
 
 
 def test_processing_guards_rarely_flag_the_other_acquisition_batch(bundled: Path, bands) -> None:
-    """The site's unprocessed films (Kermany's test folder) are not mistaken for processed ones."""
+    """The site's unprocessed films (Kermany's test folder) are not mistaken for processed ones:
+    every guard together flags at most 5 % of them, as of the development hold-out."""
     stream = pd.read_csv(bundled / "stream.csv")
     paths = stream.loc[stream["acquisition_batch"] == "test-folder", "path"][::2]
     films = [np.asarray(PILImage.open(bundled / p).convert("L")) for p in paths]
     flagged = guard_table(image_stats_frame(films), bands)
-    assert flagged[["noise", "sharpening", "compression"]].to_numpy().any(axis=1).mean() <= 0.05
+    assert flagged[["noise", "sharpening", "compression"]].to_numpy().any(axis=1).mean() <= 0.02
+    assert flagged.to_numpy().any(axis=1).mean() <= 0.05
 
 
 def test_processing_guard_reason_names_the_statistic(cases, bands) -> None:

@@ -39,6 +39,7 @@ class MonitorView:
     windows: list[dict[str, Any]] = field(default_factory=list)
     alerts: list[AlertPublic] = field(default_factory=list)
     ranking: list[dict[str, Any]] = field(default_factory=list)
+    harm: dict[str, Any] | None = None
     error: str | None = None
 
 
@@ -142,6 +143,24 @@ def ranking(rows: list[MonitorResultPublic], group: str) -> list[dict[str, Any]]
     return sorted(out, key=lambda x: -(x["times_threshold"] or float("-inf")))
 
 
+def harm_reading(rows: list[MonitorResultPublic], group: str) -> dict[str, Any] | None:
+    """The ``harm`` detector on the newest window of ``group``: its summary, the estimated
+    changes at the served threshold, what moved most and the perturbation that explains it."""
+    mine = [r for r in rows if r.detector == "harm" and r.group == group and not r.skipped]
+    if not mine:
+        return None
+    newest = max(mine, key=lambda r: r.window_end)
+    details = newest.details
+    return {
+        "summary": details.get("summary"),
+        "change": details.get("change", {}),
+        "threshold": details.get("decision_threshold"),
+        "moved_most": details.get("moved_most", {}),
+        "explained_by": details.get("explained_by"),
+        "drift": newest.drift,
+    }
+
+
 def monitor_view(state: ServiceState, *, detector: str | None, group: str | None) -> MonitorView:
     """The timeline of one detector on one group (defaults: the newest alert's, else first)."""
     try:
@@ -194,6 +213,7 @@ def monitor_view(state: ServiceState, *, detector: str | None, group: str | None
         windows=windows,
         alerts=mine,
         ranking=ranking(rows, group),
+        harm=harm_reading(rows, group),
     )
 
 

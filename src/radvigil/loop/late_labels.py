@@ -27,20 +27,21 @@ from radvigil.store import MonitorResultCreate, MonitorResultPublic, PredictionR
 from radvigil.store.monitoring import OVERALL
 
 LABELLED = ("performance", "concept")
+AT_THRESHOLD = (*LABELLED, "harm")  # detectors that decide at the served threshold
 LABELS_KEY = "labels_at_run"  # stored in a labelled row's details: labelled cases it saw
 
 
 def at_served_threshold(
     config: MonitorConfig, classes: Sequence[str], thresholds: Mapping[str, float] | None
 ) -> MonitorConfig:
-    """``config`` with the labelled detectors deciding at the served threshold of the task's
-    one finding (settings given in the monitoring YAML win)."""
+    """``config`` with the labelled detectors and ``harm`` deciding at the served threshold of
+    the task's one finding (settings given in the monitoring YAML win)."""
     findings = [c for c in classes if c in (thresholds or {})]
     if thresholds is None or len(findings) != 1:
         return config
     finding = findings[0]
     detectors = dict(config.detectors)
-    for name in LABELLED:
+    for name in AT_THRESHOLD:
         if name in detectors:
             params = {
                 "positive_class": list(classes).index(finding),

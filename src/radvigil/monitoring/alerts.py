@@ -185,6 +185,7 @@ def _open(
     where = f" on {group}" if group else ""
     effect = "" if last.effect_size is None else f"; effect size {last.effect_size:.3g}"
     verdict = last.details.get("verdict")
+    harm = recent[-1].result("harm")
     return Alert(
         rule=rule.key,
         detector=rule.detector,
@@ -201,8 +202,26 @@ def _open(
             + ("" if times is None else f" ({times:.3g}x threshold)")
             + effect
             + (f"; verdict {verdict}: {last.details.get('why', '')}" if verdict else "")
+            + harm_note(harm)
         ),
     )
+
+
+def harm_note(harm: DetectorResult | None) -> str:
+    """The ``harm`` detector's reading of the window, for an alert: what moved most, what it
+    looks like and the estimated change at the served threshold ('' when it did not run)."""
+    if harm is None or harm.skipped or "summary" not in harm.details:
+        return ""
+    moved = harm.details.get("moved_most", {})
+    parts = []
+    if "detector" in moved:
+        d = moved["detector"]
+        parts.append(f"detector {d['name']} ({d['times_threshold']:.3g}x threshold)")
+    if "statistic" in moved:
+        st = moved["statistic"]
+        parts.append(f"image statistic {st['name']} ({st['reference_sds']:.3g} reference SDs)")
+    most = f"; moved most: {', '.join(parts)}" if parts else ""
+    return f"; harm: {harm.details['summary']}{most}"
 
 
 def _pending(

@@ -96,6 +96,7 @@ DEFAULT_DETECTORS = (
     "estimate_check",
     "performance",
     "concept",
+    "harm",
 )
 
 

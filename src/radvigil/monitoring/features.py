@@ -58,6 +58,9 @@ _LAYOUT = 64
 # so they read a central crop at most this many pixels a side, its offset a multiple of 8 so that
 # a JPEG's block grid keeps its phase.
 _CROP = 256
+# A thumbnail (e.g. 28 px MedMNIST) holds no processing information: noise and edge estimates
+# on it are dominated by anatomy and resampling, so it gets constant values instead.
+_MIN_CROP = 64
 _NOISE_KERNEL = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float64)
 
 
@@ -98,23 +101,37 @@ def processing_stats(pixels: np.ndarray) -> dict[str, float]:
 
     ``noise_sigma``: Immerkaer's fast noise estimate (grey levels) over the flatter half of the
     crop, so anatomy edges do not count as noise (raised by added or multiplicative noise);
-    ``hf_ratio``: mean absolute Laplacian over mean absolute band-pass detail (image minus a
-    sigma-2 blur): a sharpening kernel raises it, smoothing lowers it; ``blockiness``: mean
+    ``hf_ratio``: RMS Laplacian over RMS band-pass detail (image minus a sigma-2 blur), both
+    less the share white noise explains: a sharpening kernel raises it, smoothing lowers it,
+    added noise leaves it about where it was (so the noise guard, not this one, catches noise);
+    ``blockiness``: mean
     absolute step across 8x8 block boundaries over the step inside blocks (about 1 unless the
-    film was JPEG-compressed hard enough to show blocks).
+    film was JPEG-compressed hard enough to show blocks). Images under 64 px a side get
+    constant values (0, 0, 1).
     """
     height, width = pixels.shape
     top = ((height - min(height, _CROP)) // 2) // 8 * 8
     left = ((width - min(width, _CROP)) // 2) // 8 * 8
     x = pixels[top : top + _CROP, left : left + _CROP].astype(np.float64)
-    if min(x.shape) < 16:
+    if min(x.shape) < _MIN_CROP:
         return {"noise_sigma": 0.0, "hf_ratio": 0.0, "blockiness": 1.0}
     residual = np.abs(ndimage.convolve(x, _NOISE_KERNEL, mode="nearest")[1:-1, 1:-1])
     gradient = np.hypot(ndimage.sobel(x, 0), ndimage.sobel(x, 1))[1:-1, 1:-1]
     flat = gradient <= np.median(gradient)
     noise = float(np.sqrt(np.pi / 2) * residual[flat].mean() / 6)
-    detail = np.abs(x - ndimage.gaussian_filter(x, 2.0)).mean()
-    hf_ratio = float(np.abs(ndimage.laplace(x, mode="nearest")).mean() / (detail + 1e-6))
+    # White noise of variance v adds 20 v to the mean squared Laplacian (kernel weights 4 and
+    # four 1s) and about v to the band-pass detail; removing both keeps added noise out of the
+    # sharpening statistic. v is estimated over the whole crop (speckle is signal-dependent).
+    # Pixels near black fill (a rotated or shrunken field) are left out: the fill's hard edge
+    # is not processing, and squared sums would let it dominate.
+    keep = ~ndimage.binary_dilation(x == 0, np.ones((3, 3), bool), iterations=6)[1:-1, 1:-1]
+    if keep.sum() < 64:
+        keep[:] = True
+    v = float((residual[keep] ** 2).mean() / 36)
+    laplacian = ndimage.laplace(x, mode="nearest")[1:-1, 1:-1][keep]
+    detail = (x - ndimage.gaussian_filter(x, 2.0))[1:-1, 1:-1][keep]
+    edges = max(float((laplacian**2).mean()) - 20 * v, 1e-9)
+    hf_ratio = float(np.sqrt(edges / max(float((detail**2).mean()) - v, 1e-9)))
     dx, dy = np.abs(np.diff(x, axis=1)), np.abs(np.diff(x, axis=0))
     inner_x, inner_y = np.ones(dx.shape[1], bool), np.ones(dy.shape[0], bool)
     inner_x[7::8], inner_y[7::8] = False, False

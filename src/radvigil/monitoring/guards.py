@@ -25,7 +25,8 @@ Guards (flag name: what it catches):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -101,8 +102,21 @@ class GuardFlag(BaseModel):
     reason: str
 
 
+# The least the upper edge of a processing statistic's band may be, from the reference median
+# m. Bands of very clean reference films (the bundled ones are resized JPEGs with 0.5 grey
+# levels of noise) are so narrow that the mild processing a hospital really does (the suite's
+# mild strengths) would fall outside and route every study to review; these floors sit between
+# the suite's mild and strong strengths on real films (measured in docs/robustness.md).
+MIN_HIGH: dict[str, Callable[[float], float]] = {
+    "noise_sigma": lambda m: math.hypot(m, 5.0),  # as if noise of 5 grey levels were added
+    "hf_ratio": lambda m: 1.2 * m,  # 20 % more edge gain than the median reference film
+    "blockiness": lambda m: 1.4 * m,  # block edges 40 % stronger than the median film's
+}
+
+
 def guard_bands(reference: pd.DataFrame, margin: float = 0.25) -> dict[str, tuple[float, float]]:
-    """Per guarded column: the reference's 1st-99th percentile band, widened by ``margin``."""
+    """Per guarded column: the reference's 1st-99th percentile band, widened by ``margin``;
+    the upper edge of a processing statistic is at least its :data:`MIN_HIGH` floor."""
     bands = {}
     for column in {c.column for g in GUARDS for c in g.checks}:
         if column not in reference:
@@ -112,7 +126,10 @@ def guard_bands(reference: pd.DataFrame, margin: float = 0.25) -> dict[str, tupl
         if values.size < 10:
             continue
         q01, q50, q99 = np.quantile(values, [0.01, 0.5, 0.99])
-        bands[column] = (q01 - margin * (q50 - q01), q99 + margin * (q99 - q50))
+        high = q99 + margin * (q99 - q50)
+        floor = MIN_HIGH.get(column)
+        low = q01 - margin * (q50 - q01)
+        bands[column] = (low, high if floor is None else max(high, floor(float(q50))))
     return bands
 
 

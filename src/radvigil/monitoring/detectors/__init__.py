@@ -2,10 +2,19 @@
 
 Keys: ``image_stats``, ``metadata`` (univariate), ``mmd``, ``domain_classifier``, ``ood_rate``
 (embeddings), ``bbsd``, ``label_shift`` (outputs), ``cbpe``, ``atc`` (label-free performance),
-``performance``, ``concept`` (labelled feedback). :func:`describe_detectors` lists their defaults.
+``performance``, ``concept`` (labelled feedback), ``harm`` (the estimated cost of a shift at
+the served threshold and the suite perturbation that explains it). :func:`describe_detectors`
+lists their defaults.
 """
 
-from radvigil.monitoring.detectors import embedding, estimation, labelled, outputs, univariate
+from radvigil.monitoring.detectors import (
+    embedding,
+    estimation,
+    harm,
+    labelled,
+    outputs,
+    univariate,
+)
 from radvigil.monitoring.detectors.base import (
     Detector,
     DetectorParams,
@@ -26,6 +35,7 @@ __all__ = [
     "detector_names",
     "embedding",
     "estimation",
+    "harm",
     "labelled",
     "make_detector",
     "outputs",
