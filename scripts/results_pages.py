@@ -163,8 +163,6 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], tuple[str, str]]] = {
     "bootstrap_speed": bootstrap_speed,
     "site_onboarding": site_onboarding,
     "site_onboarding_smoke": site_onboarding,
-
-
     "robustness": robustness,
 }
 
