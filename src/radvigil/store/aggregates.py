@@ -1,21 +1,25 @@
 """Aggregates computed by the database: traffic buckets and labelled outcomes.
 
 Pages and query routes ask for counts and percentiles, not rows, so their cost is the size of
-the answer, not of the history. PostgreSQL computes latency percentiles with
+the answer, not of the history. Buckets of whole hours and labelled outcomes are read from the
+rollup tables (``store/rollups.py``); finer traffic buckets from the rows. PostgreSQL computes latency percentiles with
 ``percentile_cont``; SQLite, which lacks it, with window functions and the same linear
 interpolation (NumPy's default), so both backends answer alike.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import TextClause, bindparam, func, select, text
+import numpy as np
+from sqlalchemy import TextClause, bindparam, func, literal, select, text
 
 from radvigil.store.db import Database
-from radvigil.store.tables import FeedbackRow, PredictionRow, UTCDateTime
+from radvigil.store.rollups import bin_value, hour_of
+from radvigil.store.tables import LabelDayRow, LatencyHourRow, PredictionHourRow, PredictionRow, UTCDateTime
 
 PERCENTILES = (0.5, 0.95, 0.99)
 
@@ -112,44 +116,90 @@ def labelled_outcomes(
     *,
     model_version: str | None = None,
     origin: datetime | None = None,
-    bucket_seconds: int | None = None,
+    bucket_days: int | None = None,
 ) -> list[OutcomeCount]:
     """Answered predictions with a clinician's label (the latest), counted per model version,
-    predicted class, label and (with ``origin`` and ``bucket_seconds``) time bucket."""
-    bucket = "0"
-    params: dict[str, Any] = {}
-    if bucket_seconds is not None and origin is not None:
-        cast = (
-            "floor({} / :width)" if db.backend == "postgresql" else "CAST({} / :width AS INTEGER)"
-        )
-        bucket = cast.format(f"({_epoch(db, 'p.created_at')} - :origin)")
-        params = {"origin": origin.timestamp(), "width": float(bucket_seconds)}
-    version = ""
+    predicted class, label and (with ``origin`` and ``bucket_days``) bucket of prediction days
+    from ``origin``'s day: read from the ``label_days`` rollup, a row per day and cell."""
+    t = LabelDayRow
+    bucket: Any = literal(0)
+    if bucket_days is not None and origin is not None:
+        bucket = (t.day - hour_of(origin) // 24) // bucket_days  # never before the origin
+    query = select(t.model_version, t.predicted_class, t.label, bucket, func.sum(t.n))
     if model_version is not None:
-        version = "AND p.model_version = :version "
-        params["version"] = model_version
-    sql = (
-        f"SELECT p.model_version, p.predicted_class, f.label, {bucket} AS b, count(*) "
-        "FROM feedback f JOIN predictions p ON p.id = f.prediction_id "
-        "WHERE f.id IN (SELECT max(id) FROM feedback GROUP BY prediction_id) "
-        f"AND p.served_by != 'shadow' {version}"
-        "GROUP BY p.model_version, p.predicted_class, f.label, b"
+        query = query.where(t.model_version == model_version)
+    query = query.group_by(t.model_version, t.predicted_class, t.label, bucket).having(
+        func.sum(t.n) > 0
     )
     with db.session("aggregate labelled outcomes") as session:
-        rows = session.execute(text(sql), params).all()
+        rows = session.execute(query).all()
     return [OutcomeCount(v, pr, lab, int(b), int(n)) for v, pr, lab, b, n in rows]
 
 
 def labelled_span(db: Database, model_version: str) -> tuple[datetime, datetime] | None:
-    """First and last prediction time among one version's labelled, answered predictions."""
-    t = PredictionRow
-    labelled = select(FeedbackRow.id).where(FeedbackRow.prediction_id == t.id).exists()
-    query = select(func.min(t.created_at), func.max(t.created_at)).where(
-        t.served_by != "shadow", t.model_version == model_version, labelled
+    """Start of the first and of the last day holding one version's labelled, answered
+    predictions (from the ``label_days`` rollup)."""
+    t = LabelDayRow
+    query = select(func.min(t.day), func.max(t.day)).where(
+        t.model_version == model_version, t.n > 0
     )
     with db.session("find labelled span") as session:
         low, high = session.execute(query).one()
-    return None if low is None else (low, high)
+    if low is None:
+        return None
+    return _day_start(int(low)), _day_start(int(high))
+
+
+def _day_start(day: int) -> datetime:
+    return datetime.fromtimestamp(day * 86400, UTC)
+
+
+def rollup_traffic(
+    db: Database, *, start: datetime, until: datetime, bucket_hours: int
+) -> list[BucketStats]:
+    """Like :func:`traffic_buckets` for buckets of whole hours from ``start`` (an hour
+    boundary), read from the hourly rollups: counts exactly, latency percentiles from the
+    5 % histogram bins (within 2.5 % of the exact value)."""
+    first, end = hour_of(start), math.ceil(until.timestamp() / 3600)  # hours before until
+    h, lat = PredictionHourRow, LatencyHourRow
+    counts = (
+        select((h.hour - first) // bucket_hours, func.sum(h.n))
+        .where(h.served_by != "shadow", h.hour >= first, h.hour < end)
+        .group_by((h.hour - first) // bucket_hours)
+    )
+    bins = (
+        select((lat.hour - first) // bucket_hours, lat.bin, func.sum(lat.n))
+        .where(lat.hour >= first, lat.hour < end)
+        .group_by((lat.hour - first) // bucket_hours, lat.bin)
+        .order_by((lat.hour - first) // bucket_hours, lat.bin)
+    )
+    with db.session("aggregate traffic rollup") as session:
+        totals = {int(b): int(n) for b, n in session.execute(counts) if n}
+        histograms: dict[int, list[tuple[int, int]]] = {}
+        for b, index, n in session.execute(bins):
+            histograms.setdefault(int(b), []).append((int(index), int(n)))
+    return [
+        BucketStats(b, totals[b], *_percentiles(histograms.get(b, [])))
+        for b in sorted(totals)
+    ]
+
+
+def _percentiles(histogram: list[tuple[int, int]]) -> tuple[float, float, float]:
+    """p50/p95/p99 of a latency histogram, NumPy's linear interpolation between the ranks,
+    each rank valued at its bin's middle (NaN when empty)."""
+    if not histogram:
+        return (float("nan"),) * 3
+    indexes = np.array([i for i, _ in histogram])
+    ends = np.cumsum([n for _, n in histogram])  # rank r lies in the first bin with end > r
+    out = []
+    for p in PERCENTILES:
+        rank = p * (ends[-1] - 1)
+        low, high = (
+            bin_value(int(indexes[np.searchsorted(ends, r, side="right")]))
+            for r in (np.floor(rank), np.ceil(rank))
+        )
+        out.append(low + (high - low) * (rank - np.floor(rank)))
+    return out[0], out[1], out[2]
 
 
 def _text(sql: str) -> TextClause:

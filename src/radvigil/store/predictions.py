@@ -13,6 +13,7 @@ from sqlalchemy.orm import undefer
 
 from radvigil.errors import NotFoundError
 from radvigil.store.db import Database
+from radvigil.store.rollups import count_predictions
 from radvigil.store.schemas import PredictionRecord, ServedBy
 from radvigil.store.tables import PredictionRow
 
@@ -60,7 +61,8 @@ class PredictionStore:
 
         Replaying the same records is harmless: existing ids are skipped by the database
         (``ON CONFLICT DO NOTHING``), so concurrent writers cannot duplicate a prediction, and
-        the ids returned are exactly those this call stored (e.g. to audit each once).
+        the ids returned are exactly those this call stored (e.g. to audit each once). The
+        hourly rollups count exactly those rows, in the same transaction.
         """
         rows = list({r.id: self._to_row(r) for r in records}.values())
         if not rows:
@@ -72,7 +74,10 @@ class PredictionStore:
             .returning(PredictionRow.id)
         )
         with self.db.transaction("write predictions") as conn:  # Core executemany, no ORM unit
-            return list(conn.execute(stmt, rows).scalars())
+            stored = list(conn.execute(stmt, rows).scalars())
+            new = set(stored)
+            count_predictions(conn, [row for row in rows if row["id"] in new])
+            return stored
 
     def existing_ids(self, request_ids: Sequence[str]) -> set[str]:
         """Which of these request ids are stored already."""
