@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import TextClause, bindparam, func, literal, select, text
+from sqlalchemy import TextClause, bindparam, func, literal_column, select, text
 
 from radvigil.store.db import Database
 from radvigil.store.rollups import bin_value, hour_of
@@ -122,15 +122,18 @@ def labelled_outcomes(
     predicted class, label and (with ``origin`` and ``bucket_days``) bucket of prediction days
     from ``origin``'s day: read from the ``label_days`` rollup, a row per day and cell."""
     t = LabelDayRow
-    bucket: Any = literal(0)
+    keys: list[Any] = [t.model_version, t.predicted_class, t.label]
+    bucket: Any = literal_column("0")
     if bucket_days is not None and origin is not None:
-        bucket = (t.day - hour_of(origin) // 24) // bucket_days  # never before the origin
+        # never before the origin; integers inlined as in :func:`rollup_traffic`
+        bucket = literal_column(
+            f"(label_days.day - {hour_of(origin) // 24}) / {int(bucket_days)}"
+        )
+        keys.append(bucket)
     query = select(t.model_version, t.predicted_class, t.label, bucket, func.sum(t.n))
     if model_version is not None:
         query = query.where(t.model_version == model_version)
-    query = query.group_by(t.model_version, t.predicted_class, t.label, bucket).having(
-        func.sum(t.n) > 0
-    )
+    query = query.group_by(*keys).having(func.sum(t.n) > 0)
     with db.session("aggregate labelled outcomes") as session:
         rows = session.execute(query).all()
     return [OutcomeCount(v, pr, lab, int(b), int(n)) for v, pr, lab, b, n in rows]
@@ -162,16 +165,21 @@ def rollup_traffic(
     5 % histogram bins (within 2.5 % of the exact value)."""
     first, end = hour_of(start), math.ceil(until.timestamp() / 3600)  # hours before until
     h, lat = PredictionHourRow, LatencyHourRow
+    # Integers inlined, not bound: PostgreSQL matches GROUP BY to the select list by text.
+    hour_bucket, latency_bucket = (
+        literal_column(f"({table}.hour - {int(first)}) / {int(bucket_hours)}")
+        for table in ("prediction_hours", "latency_hours")
+    )
     counts = (
-        select((h.hour - first) // bucket_hours, func.sum(h.n))
+        select(hour_bucket, func.sum(h.n))
         .where(h.served_by != "shadow", h.hour >= first, h.hour < end)
-        .group_by((h.hour - first) // bucket_hours)
+        .group_by(hour_bucket)
     )
     bins = (
-        select((lat.hour - first) // bucket_hours, lat.bin, func.sum(lat.n))
+        select(latency_bucket, lat.bin, func.sum(lat.n))
         .where(lat.hour >= first, lat.hour < end)
-        .group_by((lat.hour - first) // bucket_hours, lat.bin)
-        .order_by((lat.hour - first) // bucket_hours, lat.bin)
+        .group_by(latency_bucket, lat.bin)
+        .order_by(latency_bucket, lat.bin)
     )
     with db.session("aggregate traffic rollup") as session:
         totals = {int(b): int(n) for b, n in session.execute(counts) if n}
