@@ -4,8 +4,11 @@ the writer and the label path keep equals the raw aggregate, and the traffic vie
 from __future__ import annotations
 
 from radvigil.store import Database, upgrade_database
-from tests.unit.test_rollups import check_rollups_match, check_traffic_reads_the_rollup
-from tests.unit.test_rollups import write_history
+from tests.unit.test_rollups import (
+    check_rollups_match,
+    check_traffic_reads_the_rollup,
+    write_history,
+)
 
 
 def test_rollups_equal_the_raw_aggregate_on_postgres(pg_url: str) -> None:

@@ -15,8 +15,13 @@ import pytest
 from sqlalchemy import select
 
 from radvigil.service.traffic import traffic
-from radvigil.store import Database, FeedbackCreate, FeedbackStore, PredictionStore
-from radvigil.store import upgrade_database
+from radvigil.store import (
+    Database,
+    FeedbackCreate,
+    FeedbackStore,
+    PredictionStore,
+    upgrade_database,
+)
 from radvigil.store.aggregates import labelled_outcomes
 from radvigil.store.rollups import HOURS, LABELS, LATENCY, bin_value, latency_bin, rebuild
 from tests.unit.test_store_predictions import record
@@ -48,9 +53,10 @@ def write_history(db: Database, seed: int = 0) -> list[float]:
     store = PredictionStore(db)
     feedback = FeedbackStore(db)
     n = 300
-    times = [NOW - timedelta(hours=72) + timedelta(minutes=float(m)) for m in np.sort(
-        rng.uniform(0, 72 * 60, n)
-    )]
+    times = [
+        NOW - timedelta(hours=72) + timedelta(minutes=float(m))
+        for m in np.sort(rng.uniform(0, 72 * 60, n))
+    ]
     records = [
         record(
             0,
@@ -76,9 +82,7 @@ def write_history(db: Database, seed: int = 0) -> list[float]:
     for i in range(0, n, 12):  # ...and a correction back
         feedback.add(FeedbackCreate(prediction_id=f"p{i:03d}", label="NORMAL"), reviewer="dr")
     last_hour = NOW - timedelta(hours=1)
-    return [
-        r.latency_ms for r in records if r.created_at >= last_hour and r.served_by != "shadow"
-    ]
+    return [r.latency_ms for r in records if r.created_at >= last_hour and r.served_by != "shadow"]
 
 
 def check_rollups_match(db: Database) -> None:

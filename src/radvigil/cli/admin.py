@@ -27,8 +27,8 @@ from radvigil.store import (
     head_revision,
     upgrade_database,
 )
-from radvigil.store.keys import DEFAULT_RATE_LIMIT
 from radvigil.store.archive_audit import verify_archive_against_audit
+from radvigil.store.keys import DEFAULT_RATE_LIMIT
 from radvigil.store.retention import MANIFEST, prune, verify_archive
 
 if TYPE_CHECKING:

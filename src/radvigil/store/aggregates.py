@@ -2,9 +2,10 @@
 
 Pages and query routes ask for counts and percentiles, not rows, so their cost is the size of
 the answer, not of the history. Buckets of whole hours and labelled outcomes are read from the
-rollup tables (``store/rollups.py``); finer traffic buckets from the rows. PostgreSQL computes latency percentiles with
-``percentile_cont``; SQLite, which lacks it, with window functions and the same linear
-interpolation (NumPy's default), so both backends answer alike.
+rollup tables (``store/rollups.py``); finer traffic buckets from the rows. For those,
+PostgreSQL computes latency percentiles with ``percentile_cont``; SQLite, which lacks it,
+with window functions and the same linear interpolation (NumPy's default), so both backends
+answer alike.
 """
 
 from __future__ import annotations
@@ -19,7 +20,13 @@ from sqlalchemy import TextClause, bindparam, func, literal_column, select, text
 
 from radvigil.store.db import Database
 from radvigil.store.rollups import bin_value, hour_of
-from radvigil.store.tables import LabelDayRow, LatencyHourRow, PredictionHourRow, PredictionRow, UTCDateTime
+from radvigil.store.tables import (
+    LabelDayRow,
+    LatencyHourRow,
+    PredictionHourRow,
+    PredictionRow,
+    UTCDateTime,
+)
 
 PERCENTILES = (0.5, 0.95, 0.99)
 
@@ -126,9 +133,7 @@ def labelled_outcomes(
     bucket: Any = literal_column("0")
     if bucket_days is not None and origin is not None:
         # never before the origin; integers inlined as in :func:`rollup_traffic`
-        bucket = literal_column(
-            f"(label_days.day - {hour_of(origin) // 24}) / {int(bucket_days)}"
-        )
+        bucket = literal_column(f"(label_days.day - {hour_of(origin) // 24}) / {int(bucket_days)}")
         keys.append(bucket)
     query = select(t.model_version, t.predicted_class, t.label, bucket, func.sum(t.n))
     if model_version is not None:
@@ -166,9 +171,11 @@ def rollup_traffic(
     first, end = hour_of(start), math.ceil(until.timestamp() / 3600)  # hours before until
     h, lat = PredictionHourRow, LatencyHourRow
     # Integers inlined, not bound: PostgreSQL matches GROUP BY to the select list by text.
-    hour_bucket, latency_bucket = (
-        literal_column(f"({table}.hour - {int(first)}) / {int(bucket_hours)}")
-        for table in ("prediction_hours", "latency_hours")
+    hour_bucket: Any = literal_column(
+        f"(prediction_hours.hour - {int(first)}) / {int(bucket_hours)}"
+    )
+    latency_bucket: Any = literal_column(
+        f"(latency_hours.hour - {int(first)}) / {int(bucket_hours)}"
     )
     counts = (
         select(hour_bucket, func.sum(h.n))
@@ -186,10 +193,7 @@ def rollup_traffic(
         histograms: dict[int, list[tuple[int, int]]] = {}
         for b, index, n in session.execute(bins):
             histograms.setdefault(int(b), []).append((int(index), int(n)))
-    return [
-        BucketStats(b, totals[b], *_percentiles(histograms.get(b, [])))
-        for b in sorted(totals)
-    ]
+    return [BucketStats(b, totals[b], *_percentiles(histograms.get(b, []))) for b in sorted(totals)]
 
 
 def _percentiles(histogram: list[tuple[int, int]]) -> tuple[float, float, float]:

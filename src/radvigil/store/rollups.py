@@ -18,20 +18,27 @@ import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Connection, Table, delete, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from radvigil.store.tables import LabelDayRow, LatencyHourRow, PredictionHourRow
 
-HOURS = PredictionHourRow.__table__
-LATENCY = LatencyHourRow.__table__
-LABELS = LabelDayRow.__table__
+HOURS = cast(Table, PredictionHourRow.__table__)
+LATENCY = cast(Table, LatencyHourRow.__table__)
+LABELS = cast(Table, LabelDayRow.__table__)
 LATENCY_RATIO = 1.05  # histogram bins 5 % wide: a percentile read from them is within 2.5 %
 MIN_LATENCY_MS = 0.01  # a zero or negative latency falls in the lowest bin
 # The prediction columns a label's rollup cell is keyed by.
-ROLLUP_FIELDS = ("created_at", "model_name", "model_version", "site", "predicted_class", "served_by")
+ROLLUP_FIELDS = (
+    "created_at",
+    "model_name",
+    "model_version",
+    "site",
+    "predicted_class",
+    "served_by",
+)
 
 
 def hour_of(moment: datetime) -> int:
@@ -86,9 +93,7 @@ def count_predictions(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> No
     _upsert(conn, LATENCY, latency)
 
 
-def move_label(
-    conn: Connection, prediction: Mapping[str, Any], old: str | None, new: str
-) -> None:
+def move_label(conn: Connection, prediction: Mapping[str, Any], old: str | None, new: str) -> None:
     """Count ``prediction`` under its new latest label ``new`` (and no longer under ``old``).
     Shadow predictions are not counted: the performance page judges answered cases only."""
     if prediction["served_by"] == "shadow" or old == new:
@@ -116,9 +121,7 @@ def _hour_sql(dialect: str, column: str) -> str:
 def _bin_sql(dialect: str) -> str:
     """SQL for :func:`latency_bin` (SQLite needs its math functions, 3.35 or later)."""
     low = "greatest" if dialect == "postgresql" else "max"
-    return (
-        f"CAST(floor(ln({low}(latency_ms, {MIN_LATENCY_MS})) / ln({LATENCY_RATIO})) AS INTEGER)"
-    )
+    return f"CAST(floor(ln({low}(latency_ms, {MIN_LATENCY_MS})) / ln({LATENCY_RATIO})) AS INTEGER)"
 
 
 def rebuild(conn: Connection) -> None:

@@ -24,7 +24,6 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-
 def _columns() -> list[sa.Column[str]]:
     """The model, version, site and class columns both counting tables are keyed by."""
     return [
