@@ -30,6 +30,7 @@ from radvigil.store import (
 from radvigil.store.archive_audit import verify_archive_against_audit
 from radvigil.store.keys import DEFAULT_RATE_LIMIT
 from radvigil.store.retention import MANIFEST, prune, verify_archive
+from radvigil.store.rollups import rebuild
 
 if TYPE_CHECKING:
     from radvigil.loop.deployment import Deployments
@@ -247,6 +248,15 @@ def db_prune(
         console.print(f"{name}: {count:,} deleted, {report.kept.get(name, 0):,} older kept")
     if folder is not None:
         console.print(f"archive: {folder} ({len(report.files)} new file(s), {MANIFEST})")
+
+
+@db_app.command("rebuild-rollups")
+def db_rebuild_rollups() -> None:
+    """Recount the rollup tables (predictions and latency per hour, latest labels per day)
+    from the raw rows, e.g. after rows were loaded around the writer. Writers wait meanwhile."""
+    with database().transaction("rebuild rollups") as conn:
+        rebuild(conn)
+    console.print("rollups rebuilt from the predictions and labels in the database")
 
 
 @db_app.command("verify-archive")
