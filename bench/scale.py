@@ -14,6 +14,9 @@ audit record per prediction and label (computed with the log's own ``record_hash
   that database (p50/p95 of sequential requests, after one warm-up);
 - audit verification, the retraining-set build, and a full monitor re-run (results deleted).
 
+The service and the monitor run with ``RADVIGIL_REGISTRY_TRUST=off``: the fresh database holds
+no signed gate record for the bench's champion, and trust costs nothing per page anyway.
+
 The COPY goes around the prediction writer, so the rollup tables are then recounted in SQL
 (``radvigil db rebuild-rollups``, the migration's backfill; its time is in the table) and the
 database is vacuumed, as autovacuum would have left a year-old table.
@@ -444,6 +447,7 @@ def monitor_child(url: str, home: Any, work: Path) -> dict[str, Any]:
         "RADVIGIL_DATABASE_URL": url,
         "MLFLOW_TRACKING_URI": home.registry.tracking_uri,
         "RADVIGIL_MODEL_NAME": "chest-pneumonia",
+        "RADVIGIL_REGISTRY_TRUST": "off",  # see the module docstring
         "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"),
     }
     args = [sys.executable, "-m", "radvigil", "monitor", "run", "--json", "--settle", "0"]
@@ -484,6 +488,7 @@ def time_routes(url: str, home: Any, work: Path, sample: str, requests: int) -> 
 
     db = Database(url)
     settings = Settings(
+        registry_trust="off",  # see the module docstring
         home=work / "service",
         database_url=url,
         model_poll_seconds=3600,
@@ -525,7 +530,9 @@ def time_routes(url: str, home: Any, work: Path, sample: str, requests: int) -> 
         clients = {}
         for role, token in tokens.items():
             client = httpx.Client(base_url=server.url, headers={"X-API-Key": token}, timeout=900)
-            client.cookies.set(SESSION_COOKIE, state.sessions.create(token))
+            client.cookies.set(
+                SESSION_COOKIE, state.sessions.create_for_person(f"bench-{role}", role)
+            )
             clients[role] = client
         for name, (role, path) in routes.items():
             client = clients[role]

@@ -39,6 +39,15 @@ class PredictionKey(NamedTuple):
     view_position: str | None
 
 
+class PredictionPoint(NamedTuple):
+    """What the drift page plots of a prediction: its reduced embedding, image statistics and
+    whether it was routed to review."""
+
+    embedding: list[float] | None
+    image_stats: dict[str, Any]
+    routed_to_review: bool
+
+
 class PredictionStore:
     """Reads and writes the ``predictions`` table.
 
@@ -125,6 +134,23 @@ class PredictionStore:
         query = query.order_by(order, PredictionRow.id).offset(offset).limit(limit)
         with self.db.session("list predictions") as session:
             return [self._to_record(row) for row in session.scalars(query)]
+
+    def points(self, *, model_version: str, limit: int) -> list[PredictionPoint]:
+        """The newest answered (not shadow) predictions of a version, three columns each: the
+        drift page's points, read from the (version, time) index without the other columns."""
+        t = PredictionRow
+        query = (
+            select(t.embedding, t.image_stats, t.routed_to_review)
+            .where(t.model_version == model_version, t.served_by != "shadow")
+            .order_by(t.created_at.desc(), t.id.desc())
+            .limit(limit)
+        )
+        with self.db.session("read drift points") as session:
+            rows = session.execute(query).all()
+        return [
+            PredictionPoint(unpack_embedding(blob), stats or {}, bool(flag))
+            for blob, stats, flag in rows
+        ]
 
     def keys(
         self,
