@@ -159,11 +159,99 @@ def robustness(payload: dict[str, Any]) -> tuple[str, str]:
     return "Robustness to image processing (`bench/robustness.py`)", "\n".join(parts)
 
 
+def _cell(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}" if abs(value) < 100 else f"{value:,.0f}"
+    return str(value)
+
+
+def scale(payload: dict[str, Any]) -> tuple[str, str]:
+    """``bench/scale.py``: a year of a hospital network at 10k, 100k and 1M predictions."""
+    sizes = sorted(payload["sizes"], key=int)
+    runs = [payload["sizes"][n] for n in sizes]
+    head = "| measure | " + " | ".join(f"{int(n):,}" for n in sizes) + " |"
+    rule = "| --- |" + " --: |" * len(sizes)
+
+    def row(name: str, get: Callable[[dict[str, Any]], Any], digits: int = 2) -> str:
+        cells = []
+        for run in runs:
+            try:
+                cells.append(_cell(get(run), digits))
+            except (KeyError, TypeError):
+                cells.append("—")
+        return f"| {name} | " + " | ".join(cells) + " |"
+
+    first = runs[0]
+    measures = [
+        row("fill: predictions/s (COPY)", lambda r: r["fill_predictions_per_s"], 0),
+        row("rollup rebuild in SQL (s)", lambda r: r["rollup_rebuild_s"]),
+        row("database size (MB)", lambda r: r["database_mb"], 0),
+        row("incremental monitor run: wall (s)", lambda r: r["incremental_run"]["wall_s"], 1),
+        row(
+            "incremental run: x smallest wall",
+            lambda r: r["incremental_run"]["wall_s"] / first["incremental_run"]["wall_s"],
+        ),
+        row("incremental run: peak RSS (MB)", lambda r: r["incremental_run"]["peak_rss_mb"], 0),
+        row(
+            "incremental run: x smallest RSS",
+            lambda r: r["incremental_run"]["peak_rss_mb"] / first["incremental_run"]["peak_rss_mb"],
+        ),
+        row("incremental run: windows", lambda r: r["incremental_run"]["windows"]),
+        row("full re-run: wall (s)", lambda r: r["full_rerun"]["wall_s"], 1),
+        row("full re-run: peak RSS (MB)", lambda r: r["full_rerun"]["peak_rss_mb"], 0),
+        row("audit verify --full (s)", lambda r: r["audit_verify_s"]),
+        row(
+            "audit verify from checkpoint after 500 labels (s)",
+            lambda r: r["audit_verify_incremental_s"],
+        ),
+        row("retrain set build (s)", lambda r: r["retrain_set_s"]),
+        row("retrain set cases", lambda r: r["retrain_cases"]),
+    ]
+    routes = []
+    for route in first["routes"]:
+        cells = []
+        for run in runs:
+            found = run["routes"].get(route)
+            cells.append(
+                "—"
+                if found is None
+                else f"{found['p50_ms']:.0f} / {found['p95_ms']:.0f} ({found['status']})"
+            )
+        routes.append(f"| {route} | " + " | ".join(cells) + " |")
+    body = "\n".join(
+        [
+            "A fresh PostgreSQL database per size, filled by COPY with a year-like history (ten "
+            "sites, three model versions, labels on 10 %, monitor results, HMAC-chained audit "
+            "records), then a day of new traffic; see `bench/scale.py` and "
+            "[docs/scale.md](../scale.md). The machine was shared with other jobs (see the load "
+            "average above), so wall times are inflated and noisy: compare sizes with each other.",
+            "",
+            head,
+            rule,
+            *measures,
+            "",
+            "p50 / p95 ms (HTTP status) of sequential requests to a real uvicorn server:",
+            "",
+            head.replace("measure", "route"),
+            rule,
+            *routes,
+        ]
+    )
+    return "a year of data at scale (`bench/scale.py`)", body
+
+
 RENDERERS: dict[str, Callable[[dict[str, Any]], tuple[str, str]]] = {
     "bootstrap_speed": bootstrap_speed,
     "site_onboarding": site_onboarding,
     "site_onboarding_smoke": site_onboarding,
     "robustness": robustness,
+    "scale": scale,
 }
 
 

@@ -1,4 +1,5 @@
-"""The scale paths on the real PostgreSQL: traffic percentiles by ``percentile_cont``, key
+"""The scale paths on the real PostgreSQL: traffic percentiles by ``percentile_cont`` (and
+from the hourly rollup), key
 pages of the review queue, the labelled outcomes, and a prune with its archive."""
 
 from __future__ import annotations
@@ -57,7 +58,15 @@ def test_traffic_key_pages_outcomes_and_prune_on_postgres(pg_url: str, tmp_path:
     assert out.total == sum(1 for i in range(60) if i // 2 >= 9)  # the last 31 days
     day = next(b for b in out.buckets if b.count == 2)
     index = (day.start - (NOW - timedelta(days=40))).days * 2
+    # whole-day buckets come from the hourly rollup: percentiles within the 5 % bins
     assert day.latency_p95_ms == pytest.approx(
+        np.percentile(latencies[index : index + 2], 95), rel=0.026
+    )
+    half_hours = traffic(store, hours=24 * 31, bucket_seconds=1800, now=NOW)
+    assert half_hours.total == out.total
+    pair = next(b for b in half_hours.buckets if b.count == 2)  # from the rows: exact
+    index = round((pair.start - (NOW - timedelta(days=40))).total_seconds() / 86400) * 2
+    assert pair.latency_p95_ms == pytest.approx(
         np.percentile(latencies[index : index + 2], 95), abs=0.01
     )
 

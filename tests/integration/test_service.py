@@ -71,6 +71,27 @@ def test_the_metrics_role_reads_metrics_and_readiness_only(service) -> None:
     assert client.get("/v1/audit", headers=_h(tokens["auditor"])).status_code == 200
 
 
+def test_the_audit_log_pages_by_key(service) -> None:
+    """``/v1/audit?after=ID``: pages in a row are the newest records, none twice or missing."""
+    client, tokens, state = service
+    for i in range(7):
+        state.audit.append(actor="pager", action="page.test", object_type="test", object_id=str(i))
+    auditor = _h(tokens["auditor"])
+    seen, after = [], None
+    while True:
+        params = {"action": "page.test", "limit": 3, **({"after": after} if after else {})}
+        response = client.get("/v1/audit", headers=auditor, params=params)
+        seen += [e["object_id"] for e in response.json()]
+        after = response.headers.get("X-Next-After")
+        if after is None:
+            break
+    assert seen == [str(i) for i in reversed(range(7))]
+    page = client.get(
+        "/dashboard/audit", headers=auditor, params={"action": "page.test", "limit": 3}
+    )
+    assert 'id="audit-next"' in page.text and "after=" in page.text
+
+
 def test_predict_png_returns_documented_fields(service, bundled: Path) -> None:
     client, tokens, state = service
     response = client.post(

@@ -142,3 +142,24 @@ def test_verification_is_incremental_from_the_signed_checkpoint(db: Database) ->
     assert (full.ok, full.first_bad_id) == (False, 2)  # ...re-reads it
     sql(db, "UPDATE audit_events SET actor = 'x' WHERE id = 8")  # the checkpoint's own record
     assert log.verify(full=False).from_id == 0  # a broken checkpoint falls back to a full walk
+
+
+def test_incremental_verification_checks_the_labels_after_the_checkpoint(db: Database) -> None:
+    log = AuditLog(db, secret=NEW)
+    _predict(db, log, "p1", "p2", "p3")
+    store, feedback = PredictionStore(db), FeedbackStore(db)
+    label_case(store, feedback, log, "p1", "normal", "dr-ana")
+    assert log.verify(full=False).ok
+    label_case(store, feedback, log, "p2", "pneumonia", "dr-ana")
+    sql(db, "UPDATE feedback SET label = 'normal' WHERE prediction_id = 'p2'")
+    edited = log.verify(full=False)  # a label given after the checkpoint, edited
+    assert not edited.ok and "the label was edited" in (edited.reason or "")
+    sql(db, "UPDATE feedback SET label = 'pneumonia' WHERE prediction_id = 'p2'")
+    assert log.verify(full=False).ok
+    sql(
+        db,
+        "INSERT INTO feedback (prediction_id, label, reviewer, created_at) "
+        "VALUES ('p3', 'normal', 'mallory', '2026-01-01 00:00:00.000000')",
+    )
+    behind = log.verify(full=False)  # a row inserted behind the log after the checkpoint
+    assert not behind.ok and "inserted behind the log" in (behind.reason or "")

@@ -1,5 +1,5 @@
 """Key pagination (``after=KEY``) on SQLite: pages in a row equal one long page, with no
-item twice or missing, for the review queue, monitor results and alerts."""
+item twice or missing, for the review queue, monitor results, alerts and the audit log."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from radvigil.errors import NotFoundError
 from radvigil.store import (
     AlertCreate,
     AlertStore,
+    AuditLog,
     Database,
     MonitorResultCreate,
     MonitorResultStore,
@@ -101,3 +102,15 @@ def test_monitor_results_and_alerts_page_by_key_newest_first(db) -> None:
     assert [a.id for a in _walk(lambda after, n: alerts.list(limit=n, after=after), 2)] == [
         a.id for a in every
     ]
+
+
+def test_audit_records_page_by_id_with_their_filters(db: Database) -> None:
+    log = AuditLog(db)
+    for i in range(9):
+        log.append(actor="a", action="even" if i % 2 == 0 else "odd", object_type="t")
+    every = log.list(limit=None, action="even")
+    assert [
+        e.id for e in _walk(lambda after, n: log.list(limit=n, after=after, action="even"), 2)
+    ] == [e.id for e in every]
+    oldest = _walk(lambda after, n: log.list(limit=n, after=after, newest_first=False), 4)
+    assert [e.id for e in oldest] == list(range(1, 10))

@@ -27,8 +27,10 @@ from radvigil.store import (
     head_revision,
     upgrade_database,
 )
+from radvigil.store.archive_audit import verify_archive_against_audit
 from radvigil.store.keys import DEFAULT_RATE_LIMIT
 from radvigil.store.retention import MANIFEST, prune, verify_archive
+from radvigil.store.rollups import rebuild
 
 if TYPE_CHECKING:
     from radvigil.loop.deployment import Deployments
@@ -248,14 +250,39 @@ def db_prune(
         console.print(f"archive: {folder} ({len(report.files)} new file(s), {MANIFEST})")
 
 
+@db_app.command("rebuild-rollups")
+def db_rebuild_rollups() -> None:
+    """Recount the rollup tables (predictions and latency per hour, latest labels per day)
+    from the raw rows, e.g. after rows were loaded around the writer. Writers wait meanwhile."""
+    with database().transaction("rebuild rollups") as conn:
+        rebuild(conn)
+    console.print("rollups rebuilt from the predictions and labels in the database")
+
+
 @db_app.command("verify-archive")
 def db_verify_archive(
     archive: Path = typer.Argument(..., help="A folder `radvigil db prune` archived into."),
+    manifest_only: bool = typer.Option(
+        False,
+        "--manifest-only",
+        help="Check the files against manifest.json only, without the database.",
+    ),
 ) -> None:
-    """Check every archived file against the manifest's SHA-256 and row count (exit 1 if not)."""
-    problems = verify_archive(archive)
+    """Prove an archive against the audit chain: the files and checksums the db.prune records
+    name, the pruned prediction ids, each archived prediction's audited outputs (exit 1 if
+    not). The manifest's SHA-256 and row counts are checked first."""
+    if manifest_only:
+        problems = verify_archive(archive)
+    else:
+        problems = verify_archive_against_audit(archive, AuditLog(database()))
     for problem in problems:
         err_console.print(problem)
     if problems:
         raise typer.Exit(1)
-    console.print(f"{archive}: every file matches its checksum")
+    if manifest_only:
+        console.print(f"{archive}: every file matches its checksum")
+    else:
+        console.print(
+            f"{archive}: every file matches its checksum and its db.prune audit record; "
+            "the archived predictions are the pruned set, with their audited outputs"
+        )

@@ -1,4 +1,5 @@
-"""Audit: the filterable audit log, its CSV export, and the hash-chain verification."""
+"""Audit: the filterable audit log (pages by key: ``after`` the last id shown), its CSV
+export, and the hash-chain verification from the signed checkpoint."""
 
 from __future__ import annotations
 
@@ -6,12 +7,13 @@ import csv
 import io
 from datetime import UTC, datetime
 from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from radvigil.dashboard.rendering import PageRoute, render
 from radvigil.dashboard.session import SignedIn
-from radvigil.service.deps import State
+from radvigil.service.deps import MAX_DB_INT, State
 from radvigil.store import AuditEvent
 from radvigil.store.audit import HASHED_FIELDS, canonical_json
 
@@ -56,9 +58,12 @@ def audit_page(
     viewer: SignedIn,
     filters: Filters,
     limit: int = Query(100, ge=1, le=5000),
+    after: int | None = Query(None, ge=1, le=MAX_DB_INT),
 ) -> Response:
     viewer.require("read_audit")
-    events = state.audit.list(limit=limit, **filters)
+    events = state.audit.list(limit=limit, after=after, **filters)
+    following = {k: v for k, v in {**filters, "limit": str(limit)}.items() if v}
+    next_after = events[-1].id if len(events) == limit else None
     return render(
         request,
         "audit.html",
@@ -66,6 +71,9 @@ def audit_page(
         events=events,
         filters=filters,
         limit=limit,
+        after=after,
+        first_query=urlencode(following),
+        next_query=urlencode({**following, "after": next_after}) if next_after else None,
         verified=state.audit.verify(full=False),  # from the signed checkpoint, not record 1
         known_actions=KNOWN_ACTIONS,
         query=str(request.url.query),

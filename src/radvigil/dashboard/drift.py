@@ -24,7 +24,8 @@ from radvigil.service.deps import MAX_DB_INT, State
 from radvigil.service.lifecycle import ServedModel
 from radvigil.service.routes import monitoring
 from radvigil.service.state import ServiceState
-from radvigil.store import AlertPublic, PredictionRecord
+from radvigil.store import AlertPublic
+from radvigil.store.predictions import PredictionPoint
 
 router = APIRouter(route_class=PageRoute)
 STATS = (
@@ -45,13 +46,13 @@ REPORT_CSP = "; ".join(
 )
 
 
-def recent(state: ServiceState, version: str, limit: int = CURRENT_LIMIT) -> list[PredictionRecord]:
-    """The newest answered predictions of one model version (shadow scoring excluded)."""
-    rows = state.predictions.list(model_version=version, limit=limit * 2, newest_first=True)
-    return [r for r in rows if r.served_by != "shadow"][:limit]
+def recent(state: ServiceState, version: str, limit: int = CURRENT_LIMIT) -> list[PredictionPoint]:
+    """The newest answered predictions of one model version (shadow scoring excluded), only
+    the columns the map and histograms plot."""
+    return state.predictions.points(model_version=version, limit=limit)
 
 
-def embedding_map(served: ServedModel, rows: list[PredictionRecord]) -> dict[str, Any] | None:
+def embedding_map(served: ServedModel, rows: list[PredictionPoint]) -> dict[str, Any] | None:
     """Reference vs current points on the profile's first two principal axes."""
     profile = served.profile
     reference = getattr(getattr(profile, "reference", None), "embeddings", None)
@@ -73,7 +74,7 @@ def embedding_map(served: ServedModel, rows: list[PredictionRecord]) -> dict[str
     return charts.scatter(datasets, x_title=axis[0], y_title=axis[1])
 
 
-def stat_histograms(served: ServedModel, rows: list[PredictionRecord]) -> list[dict[str, Any]]:
+def stat_histograms(served: ServedModel, rows: list[PredictionPoint]) -> list[dict[str, Any]]:
     """Reference vs current histogram of each image statistic both sides have."""
     stats = getattr(getattr(served.profile, "reference", None), "stats", None)
     found = []

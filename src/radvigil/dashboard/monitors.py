@@ -1,7 +1,9 @@
 """Monitor results and alerts as the dashboard shows them: timelines, window tables, alerts.
 
-Reads the service's monitoring stores (``state.monitoring.stores``) for the champion's version;
-all chart building is left to :mod:`radvigil.dashboard.charts`.
+Reads the service's monitoring stores (``state.monitoring.stores``) for the champion's version,
+one detector and group at a time and the newest :data:`TIMELINE_WINDOWS` windows, so a page
+costs the same after a year of windows; all chart building is left to
+:mod:`radvigil.dashboard.charts`.
 """
 
 from __future__ import annotations
@@ -15,9 +17,13 @@ from radvigil.errors import RadvigilError
 from radvigil.monitoring.config import DEFAULT_DETECTORS
 from radvigil.service.state import ServiceState
 from radvigil.store import AlertPublic, MonitorResultPublic
+from radvigil.store.monitoring import WindowKind
 
 OVERALL = "all"
-RESULTS_LIMIT = 5000
+# Windows a timeline shows: the newest, about a month of 5,000 predictions a day in windows
+# of 300; older ones are in GET /v1/monitoring/results.
+TIMELINE_WINDOWS = 500
+RANKING_WINDOWS = 20  # windows looked through for the newest one that was not skipped
 # Detector order on the page: the defaults' order (inputs, then outputs, then performance).
 ORDER = DEFAULT_DETECTORS
 
@@ -67,18 +73,55 @@ def open_alerts(state: ServiceState, limit: int = 10) -> AlertsView:
     return AlertsView(items=found[:limit], total=len(found))
 
 
-def champion_results(state: ServiceState) -> list[MonitorResultPublic]:
-    """The champion version's stored results, oldest window first, of one window kind
-    (count windows when there are any, else time windows)."""
+def champion_kind(state: ServiceState) -> WindowKind | None:
+    """The champion's window kind on the pages: count windows when it has any, else time
+    windows; None when it has no results (or no champion)."""
+    champion = state.models.champion
+    if champion is None:
+        return None
+    results = state.monitoring.stores.results
+    for kind in ("count", "time"):
+        found = results.list(
+            model_name=champion.name, model_version=champion.version, window_kind=kind, limit=1
+        )
+        if found:
+            return kind
+    return None
+
+
+def champion_results(
+    state: ServiceState, kind: WindowKind, *, detector: str, group: str, windows: int
+) -> list[MonitorResultPublic]:
+    """The champion's newest ``windows`` results of one detector and group, oldest first:
+    an index range, whatever the history holds."""
     champion = state.models.champion
     if champion is None:
         return []
     rows = state.monitoring.stores.results.list(
-        model_name=champion.name, model_version=champion.version, limit=RESULTS_LIMIT
+        model_name=champion.name,
+        model_version=champion.version,
+        window_kind=kind,
+        detector=detector,
+        group=group,
+        limit=windows,
     )
-    kinds = {r.window_kind for r in rows}
-    kind = "count" if "count" in kinds else "time"
-    return [r for r in reversed(rows) if r.window_kind == kind]
+    return rows[::-1]
+
+
+def newest_windows(
+    state: ServiceState, kind: WindowKind, group: str, rows: int
+) -> list[MonitorResultPublic]:
+    """The champion's newest ``rows`` results of one group, every detector."""
+    champion = state.models.champion
+    if champion is None:
+        return []
+    return state.monitoring.stores.results.list(
+        model_name=champion.name,
+        model_version=champion.version,
+        window_kind=kind,
+        group=group,
+        limit=rows,
+    )
 
 
 def _rank(name: str) -> tuple[int, str]:
@@ -163,30 +206,35 @@ def harm_reading(rows: list[MonitorResultPublic], group: str) -> dict[str, Any] 
 
 def monitor_view(state: ServiceState, *, detector: str | None, group: str | None) -> MonitorView:
     """The timeline of one detector on one group (defaults: the newest alert's, else first)."""
+    champion = state.models.champion
     try:
-        rows = champion_results(state)
-        champion = state.models.champion
-        alerts = (
-            state.monitoring.stores.alerts.list(
-                model_name=champion.name, model_version=champion.version, limit=None
-            )
-            if champion
-            else []
+        kind = champion_kind(state)
+        if champion is None or kind is None:
+            return MonitorView()
+        pairs = state.monitoring.stores.results.dimensions(champion.name, champion.version, kind)
+        alerts = state.monitoring.stores.alerts.list(
+            model_name=champion.name, model_version=champion.version, limit=None
         )
     except RadvigilError as exc:
         return MonitorView(error=f"monitor results could not be read: {exc.message}")
-    if not rows:
+    if not pairs:
         return MonitorView()
-    detectors = sorted({r.detector for r in rows}, key=_rank)
-    groups = sorted({r.group for r in rows}, key=lambda g: (g != OVERALL, g))
+    detectors = sorted({d for d, _ in pairs}, key=_rank)
+    groups = sorted({g for _, g in pairs}, key=lambda g: (g != OVERALL, g))
     active = [a for a in alerts if a.active]
     if detector not in detectors:
         detector = active[0].detector if active else detectors[0]
     if group not in groups:  # the overall timeline is the longest; else the alert's group
-        overall = any(r.detector == detector and r.group == OVERALL for r in rows)
+        overall = (detector, OVERALL) in pairs
         alerted = [a.group for a in active if a.detector == detector]
         group = OVERALL if overall or not alerted else alerted[0]
-    picked = [r for r in rows if r.detector == detector and r.group == group]
+    try:
+        picked = champion_results(
+            state, kind, detector=detector, group=group, windows=TIMELINE_WINDOWS
+        )
+        recent = newest_windows(state, kind, group, RANKING_WINDOWS * len(detectors))
+    except RadvigilError as exc:
+        return MonitorView(error=f"monitor results could not be read: {exc.message}")
     mine = [a for a in alerts if a.detector == detector and a.group == group]
     windows = [
         {
@@ -212,8 +260,8 @@ def monitor_view(state: ServiceState, *, detector: str | None, group: str | None
         chart=timeline(picked, mine, detector) if picked else None,
         windows=windows,
         alerts=mine,
-        ranking=ranking(rows, group),
-        harm=harm_reading(rows, group),
+        ranking=ranking(recent, group),
+        harm=harm_reading(recent, group),
     )
 
 
@@ -230,12 +278,19 @@ def performance_view(state: ServiceState) -> PerformanceView:
     """Per overall window: CBPE and ATC accuracy estimates beside the realised and reference
     accuracy, and the performance detector's sensitivity/specificity with their intervals."""
     try:
-        rows = [r for r in champion_results(state) if r.group == OVERALL]
+        kind = champion_kind(state)
+        by = (
+            {
+                detector: champion_results(
+                    state, kind, detector=detector, group=OVERALL, windows=TIMELINE_WINDOWS
+                )
+                for detector in ("cbpe", "atc", "performance")
+            }
+            if kind is not None
+            else {}
+        )
     except RadvigilError as exc:
         return PerformanceView(error=f"monitor results could not be read: {exc.message}")
-    by: dict[str, list[MonitorResultPublic]] = {}
-    for row in rows:
-        by.setdefault(row.detector, []).append(row)
     view = PerformanceView()
     cbpe, atc = by.get("cbpe", []), by.get("atc", [])
     if cbpe or atc:

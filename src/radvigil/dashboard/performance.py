@@ -1,8 +1,9 @@
 """Performance: accuracy from clinicians' labels over time (Wilson CIs), beside the monitors'
 labelled metrics and their label-free estimates (CBPE, ATC) per window.
 
-The database counts labelled cases per (version, predicted class, label, time bucket), so the
-page costs the number of classes and buckets, not the number of labels."""
+Labelled cases are counted per (version, predicted class, label, day) in the ``label_days``
+rollup, kept as labels are written, so the page costs the number of classes and days, not the
+number of labels."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from radvigil.store import Database
 from radvigil.store.aggregates import OutcomeCount, labelled_outcomes, labelled_span
 
 router = APIRouter(route_class=PageRoute)
+DAY = 86400
 
 
 @dataclass(frozen=True)
@@ -66,10 +68,12 @@ def accuracy_chart(db: Database, version: str, target: int = 12) -> dict[str, An
     span = labelled_span(db, version)
     if span is None:
         return None
-    width = bucket_for(span[1] - span[0], target)
+    # The rollup counts whole days, so a bucket is a day or more.
+    width = max(bucket_for(span[1] - span[0], target), DAY)
     origin = datetime.fromtimestamp(span[0].timestamp() // width * width, UTC)
     groups: dict[int, list[OutcomeCount]] = {}
-    for case in labelled_outcomes(db, model_version=version, origin=origin, bucket_seconds=width):
+    days = width // DAY
+    for case in labelled_outcomes(db, model_version=version, origin=origin, bucket_days=days):
         groups.setdefault(case.bucket, []).append(case)
     if len(groups) < 2:  # one point draws no line or band; the table above has the numbers
         return None

@@ -1,7 +1,9 @@
 """Traffic over time: stored predictions counted per time bucket, with latency percentiles.
 
-The database counts and takes percentiles per bucket (:mod:`radvigil.store.aggregates`);
-:func:`fill` lays its non-empty buckets on the full range. The number of buckets is capped
+The database counts and takes percentiles per bucket (:mod:`radvigil.store.aggregates`):
+buckets of whole hours from the hourly rollups (whole buckets, latency percentiles from a
+histogram with 5 % bins), finer ones from the rows (exact, from ``since``). :func:`fill` lays
+the non-empty buckets on the full range. The number of buckets is capped
 (:data:`MAX_BUCKETS`), so one request costs at most a bounded answer.
 """
 
@@ -15,7 +17,12 @@ from pydantic import BaseModel
 
 from radvigil.errors import InputError
 from radvigil.store import PredictionStore
-from radvigil.store.aggregates import BucketStats, first_answered, traffic_buckets
+from radvigil.store.aggregates import (
+    BucketStats,
+    first_answered,
+    rollup_traffic,
+    traffic_buckets,
+)
 
 # Bucket widths a chart can label plainly, from one second to one day.
 NICE_BUCKETS = (1, 5, 10, 30, 60, 300, 900, 1800, 3600, 6 * 3600, 86400)
@@ -72,12 +79,17 @@ def fill(
             TrafficBucket(
                 start=start + timedelta(seconds=i * bucket_seconds),
                 count=stats.count if stats else 0,
-                latency_p50_ms=round(stats.p50, 2) if stats else None,
-                latency_p95_ms=round(stats.p95, 2) if stats else None,
-                latency_p99_ms=round(stats.p99, 2) if stats else None,
+                latency_p50_ms=_ms(stats.p50) if stats else None,
+                latency_p95_ms=_ms(stats.p95) if stats else None,
+                latency_p99_ms=_ms(stats.p99) if stats else None,
             )
         )
     return buckets
+
+
+def _ms(value: float) -> float | None:
+    """A latency for the answer: 2 decimals, None when unknown (no histogram for the bucket)."""
+    return None if np.isnan(value) else round(value, 2)
 
 
 def buckets_between(start: datetime, until: datetime, bucket_seconds: int) -> int:
@@ -111,9 +123,14 @@ def traffic(
         bucket_seconds = bucket_for(until - since)
     start = _floor(since, bucket_seconds)
     buckets_between(start, until, bucket_seconds)  # refuse before querying
-    found = traffic_buckets(
-        predictions.db, since=since, until=until, origin=start, bucket_seconds=bucket_seconds
-    )
+    if bucket_seconds % 3600 == 0:  # whole hours: the rollups, whole buckets from ``start``
+        found = rollup_traffic(
+            predictions.db, start=start, until=until, bucket_hours=bucket_seconds // 3600
+        )
+    else:
+        found = traffic_buckets(
+            predictions.db, since=since, until=until, origin=start, bucket_seconds=bucket_seconds
+        )
     buckets = fill(found, since=since, until=until, bucket_seconds=bucket_seconds)
     return TrafficOut(
         bucket_seconds=bucket_seconds,

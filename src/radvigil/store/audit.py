@@ -262,9 +262,13 @@ class AuditLog:
         object_type: str | None = None,
         object_id: str | None = None,
         newest_first: bool = True,
+        after: int | None = None,
     ) -> list[AuditEvent]:
-        """Records matching the filters, newest first by default."""
+        """Records matching the filters, newest first by default; ``after`` (the previous
+        page's last id) continues in that order from the primary key, as cheap as page 1."""
         query = select(_table).order_by(_table.c.id.desc() if newest_first else _table.c.id)
+        if after is not None:
+            query = query.where(_table.c.id < after if newest_first else _table.c.id > after)
         for column, value in (
             (_table.c.action, action),
             (_table.c.actor, actor),
@@ -284,8 +288,9 @@ class AuditLog:
 
         The walk ends at the signed head (missing records at the end show as truncation).
         With ``full=False`` it starts at the signed ``verified`` checkpoint, when that still
-        matches its record, and predictions are cross-checked only after it; a successful
-        walk moves the checkpoint. Feedback and API keys are cross-checked in full either way.
+        matches its record, and predictions and labels are cross-checked only after it (labels
+        with a small overlap); a successful walk moves the checkpoint. API keys are
+        cross-checked in full either way.
 
         Args:
             expected_head: a head hash saved elsewhere; if it is no longer in the chain,
@@ -353,7 +358,7 @@ class AuditLog:
         )
         problem = (
             _head_problem(head, prev_id, prev_hash, signed_records)
-            or check_feedback(conn)
+            or check_feedback(conn, start_id)
             or check_predictions(conn, start_id)
             or check_api_keys(conn)
         )

@@ -35,6 +35,7 @@ FEEDBACK_FIELDS = ("id", "prediction_id", "label", "reviewer", "comment", "polic
 API_KEY_FIELDS = ("id", "name", "role", "prefix", "key_hash", "rate_limit", "created_at")
 _audit = AuditEventRow.__table__
 _BATCH = 500
+LABEL_OVERLAP = 100  # label records before a checkpoint an incremental check reads again
 
 
 def _value(value: Any) -> Any:
@@ -138,17 +139,31 @@ def check_predictions(conn: Connection, after_id: int = 0) -> tuple[int, str] | 
     return None
 
 
-def check_feedback(conn: Connection) -> tuple[int, str] | None:
-    """(audit id, reason) for the first feedback row that differs from its audit record."""
+def check_feedback(conn: Connection, after_id: int = 0) -> tuple[int, str] | None:
+    """(audit id, reason) for the first feedback row that differs from its audit record.
+
+    Read in full (``after_id`` 0), every feedback row is checked. From a checkpoint, the rows
+    from the oldest feedback id that the label records after it, or the last
+    :data:`LABEL_OVERLAP` before it, name are checked, so a view costs the new labels only:
+    labels given concurrently are audited in either order, and the overlap covers that.
+    """
+    query = select(_audit.c.id, _audit.c.details).where(_audit.c.action == "label")
+    since = None
+    if after_id:
+        overlap = conn.execute(
+            query.where(_audit.c.id <= after_id).order_by(_audit.c.id.desc()).limit(LABEL_OVERLAP)
+        ).all()
+        since = min((audit_id for audit_id, _ in overlap), default=after_id + 1)
+        query = query.where(_audit.c.id >= since)
     audited: dict[int, tuple[int, dict[str, Any]]] = {}
-    rows = conn.execute(
-        select(_audit.c.id, _audit.c.details).where(_audit.c.action == "label")
-    ).all()
-    for audit_id, details in rows:
+    for audit_id, details in conn.execute(query).all():
         details = _details(details)
         if isinstance(details.get("feedback_id"), int):
             audited[details["feedback_id"]] = (audit_id, details)
-    for row in conn.execute(select(FeedbackRow.__table__).order_by(FeedbackRow.id)).mappings():
+    rows = select(FeedbackRow.__table__).order_by(FeedbackRow.id)
+    if since is not None and audited:
+        rows = rows.where(FeedbackRow.id >= min(audited))
+    for row in conn.execute(rows).mappings():
         if row["id"] not in audited:
             return 0, f"feedback {row['id']} has no audit record: inserted behind the log"
         audit_id, details = audited[row["id"]]

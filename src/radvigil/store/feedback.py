@@ -11,6 +11,7 @@ from sqlalchemy.orm import undefer
 
 from radvigil.errors import NotFoundError
 from radvigil.store.db import Database
+from radvigil.store.rollups import ROLLUP_FIELDS, move_label
 from radvigil.store.schemas import FeedbackCreate, FeedbackPublic, utcnow
 from radvigil.store.tables import FeedbackRow, PredictionRow
 
@@ -37,8 +38,16 @@ class FeedbackStore:
             policy=feedback.policy,
         )
         with self.db.session("write feedback", immediate=True) as session:
-            if session.get(PredictionRow, feedback.prediction_id) is None:
+            # Row lock: two labels of one prediction move its rollup count one after the other.
+            prediction = session.get(PredictionRow, feedback.prediction_id, with_for_update=True)
+            if prediction is None:
                 raise NotFoundError(f"no prediction with request id {feedback.prediction_id!r}")
+            previous = session.scalar(
+                select(FeedbackRow.label)
+                .where(FeedbackRow.prediction_id == feedback.prediction_id)
+                .order_by(FeedbackRow.id.desc())
+                .limit(1)
+            )
             session.add(row)
             try:
                 session.flush()
@@ -46,6 +55,12 @@ class FeedbackStore:
                 raise NotFoundError(
                     f"no prediction with request id {feedback.prediction_id!r}"
                 ) from exc
+            move_label(
+                session.connection(),
+                {c: getattr(prediction, c) for c in ROLLUP_FIELDS},
+                previous,
+                row.label,
+            )
             return FeedbackPublic.model_validate(row)
 
     def list(

@@ -214,6 +214,23 @@ class MonitorResultStore:
             rows = session.scalars(query.order_by(*order).limit(limit))
             return [MonitorResultPublic.model_validate(row) for row in rows]
 
+    def dimensions(
+        self, model_name: str, model_version: str, window_kind: WindowKind
+    ) -> set[tuple[str, str]]:
+        """The (detector, group) pairs one version has results for, without reading them."""
+        t = MonitorResultRow
+        query = (
+            select(t.detector, t.group)
+            .where(
+                t.model_name == model_name,
+                t.model_version == model_version,
+                t.window_kind == window_kind,
+            )
+            .distinct()
+        )
+        with self.db.session("list monitor dimensions") as session:
+            return {(detector, group) for detector, group in session.execute(query)}
+
     def window_of(self, result_id: int) -> list[MonitorResultPublic]:
         """Every detector row of the window that result ``result_id`` belongs to."""
         one = self.get(result_id)

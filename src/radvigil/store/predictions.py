@@ -13,6 +13,7 @@ from sqlalchemy.orm import undefer
 
 from radvigil.errors import NotFoundError
 from radvigil.store.db import Database
+from radvigil.store.rollups import count_predictions
 from radvigil.store.schemas import PredictionRecord, ServedBy
 from radvigil.store.tables import PredictionRow
 
@@ -38,6 +39,15 @@ class PredictionKey(NamedTuple):
     view_position: str | None
 
 
+class PredictionPoint(NamedTuple):
+    """What the drift page plots of a prediction: its reduced embedding, image statistics and
+    whether it was routed to review."""
+
+    embedding: list[float] | None
+    image_stats: dict[str, Any]
+    routed_to_review: bool
+
+
 class PredictionStore:
     """Reads and writes the ``predictions`` table.
 
@@ -60,7 +70,8 @@ class PredictionStore:
 
         Replaying the same records is harmless: existing ids are skipped by the database
         (``ON CONFLICT DO NOTHING``), so concurrent writers cannot duplicate a prediction, and
-        the ids returned are exactly those this call stored (e.g. to audit each once).
+        the ids returned are exactly those this call stored (e.g. to audit each once). The
+        hourly rollups count exactly those rows, in the same transaction.
         """
         rows = list({r.id: self._to_row(r) for r in records}.values())
         if not rows:
@@ -72,7 +83,10 @@ class PredictionStore:
             .returning(PredictionRow.id)
         )
         with self.db.transaction("write predictions") as conn:  # Core executemany, no ORM unit
-            return list(conn.execute(stmt, rows).scalars())
+            stored = list(conn.execute(stmt, rows).scalars())
+            new = set(stored)
+            count_predictions(conn, [row for row in rows if row["id"] in new])
+            return stored
 
     def existing_ids(self, request_ids: Sequence[str]) -> set[str]:
         """Which of these request ids are stored already."""
@@ -120,6 +134,23 @@ class PredictionStore:
         query = query.order_by(order, PredictionRow.id).offset(offset).limit(limit)
         with self.db.session("list predictions") as session:
             return [self._to_record(row) for row in session.scalars(query)]
+
+    def points(self, *, model_version: str, limit: int) -> list[PredictionPoint]:
+        """The newest answered (not shadow) predictions of a version, three columns each: the
+        drift page's points, read from the (version, time) index without the other columns."""
+        t = PredictionRow
+        query = (
+            select(t.embedding, t.image_stats, t.routed_to_review)
+            .where(t.model_version == model_version, t.served_by != "shadow")
+            .order_by(t.created_at.desc(), t.id.desc())
+            .limit(limit)
+        )
+        with self.db.session("read drift points") as session:
+            rows = session.execute(query).all()
+        return [
+            PredictionPoint(unpack_embedding(blob), stats or {}, bool(flag))
+            for blob, stats, flag in rows
+        ]
 
     def keys(
         self,

@@ -494,3 +494,53 @@ class OutboxRow(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     claimed_by: Mapped[str | None] = mapped_column(String(64))
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class PredictionHourRow(Base):
+    """Rollup: predictions per hour and (model, version, site, class, served by, review flag),
+    kept by the prediction writer in the insert's transaction (``store/rollups.py``).
+
+    ``hour`` counts hours since the Unix epoch (UTC); ``site`` is ``''`` when unknown (a key
+    column cannot be NULL). Pruned predictions stay counted: traffic history outlives rows.
+    """
+
+    __tablename__ = "prediction_hours"
+
+    hour: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    model_version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    site: Mapped[str] = mapped_column(String(100), primary_key=True)
+    predicted_class: Mapped[str] = mapped_column(String(100), primary_key=True)
+    served_by: Mapped[str] = mapped_column(String(16), primary_key=True)
+    routed_to_review: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    n: Mapped[int] = mapped_column(Integer)
+
+
+class LatencyHourRow(Base):
+    """Rollup: answered (not shadow) predictions per hour and latency bin, the histogram the
+    traffic view's percentiles come from; bin ``b`` holds ``[1.05^b, 1.05^(b+1))`` ms."""
+
+    __tablename__ = "latency_hours"
+
+    hour: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bin: Mapped[int] = mapped_column(Integer, primary_key=True)
+    n: Mapped[int] = mapped_column(Integer)
+
+
+class LabelDayRow(Base):
+    """Rollup: answered predictions' latest labels per day of prediction time and
+    (model, version, site, predicted class, label): the performance page's confusion counts.
+
+    Kept by :meth:`FeedbackStore.add` in the label's transaction: a correction moves its
+    prediction from the old label's cell to the new one, so ``n`` may reach 0.
+    """
+
+    __tablename__ = "label_days"
+
+    day: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    model_version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    site: Mapped[str] = mapped_column(String(100), primary_key=True)
+    predicted_class: Mapped[str] = mapped_column(String(100), primary_key=True)
+    label: Mapped[str] = mapped_column(String(100), primary_key=True)
+    n: Mapped[int] = mapped_column(Integer)
