@@ -14,7 +14,8 @@
     ├── ConflictError        the object already exists (e.g. an API key name is taken)
     ├── AuthError            no valid API key was presented
     ├── ForbiddenError       the key's role may not perform the action
-    └── DeliveryError        a PACS or RIS did not take a result object (retried by the outbox)
+    ├── DeliveryError        a PACS or RIS did not take a result object (retried by the outbox)
+    └── PacsUnavailableError a PACS could not be searched or read in pull mode (next poll retries)
 
 The CLI turns these into one line on stderr and a non-zero exit code; the service turns them
 into an HTTP status and a JSON body ``{code, message}``. Third-party errors are mapped at the
@@ -90,6 +91,10 @@ class ForbiddenError(RadvigilError):
 
 class DeliveryError(RadvigilError):
     code = "delivery_failed"
+
+
+class PacsUnavailableError(RadvigilError):
+    code = "pacs_unavailable"
 
 
 class RadvigilWarning(UserWarning):

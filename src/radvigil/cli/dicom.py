@@ -1,6 +1,8 @@
-"""``radvigil dicom``: the DICOM receiver (listen), the outbox (status), dead letters (retry)."""
+"""``radvigil dicom``: receiver (listen), pull mode (pull), outbox (status), retry."""
 
 from __future__ import annotations
+
+import asyncio
 
 import typer
 from rich.table import Table
@@ -28,6 +30,47 @@ def listen_command() -> None:
         f"{settings.dicom_port}, results by {settings.pacs_send}"
     )
     node.serve()
+
+
+@app.command("pull")
+def pull_command(
+    source: list[str] = typer.Option(
+        None, "--source", help="Poll only this pull source (repeatable; default: all)."
+    ),
+    every: float | None = typer.Option(
+        None,
+        min=1.0,
+        help="Keep polling every this many seconds until interrupted (default: poll once).",
+    ),
+) -> None:
+    """Ask the PACSs in RADVIGIL_DICOM_PULL_SOURCES for new CR/DX studies and predict them.
+
+    QIDO-RS search since each source's checkpoint, WADO-RS retrieve of what was not pulled
+    before, then the same spool, worker and outbox as `radvigil dicom listen`; see docs/pacs.md.
+    """
+    from radvigil.cli.context import registry
+    from radvigil.config import get_settings
+    from radvigil.errors import PacsUnavailableError
+    from radvigil.pacs.node import PacsNode
+
+    settings = get_settings()
+    node = PacsNode(settings, registry())
+    if every is not None:
+        node.poll(source or [])  # an unknown --source fails here, before the loop starts
+        console.print(f"polling {', '.join(source or node.pullers)} every {every:g} s")
+        node.serve(receive=False, pull_every=every)
+        return
+    outcomes = asyncio.run(node.pull_once(source or []))
+    table = Table("source", "studies", "fetched", "stored", "ignored", "refused", "already")
+    for o in outcomes:
+        if o.report is not None:
+            r = o.report
+            counts = (r.studies, r.fetched, r.stored, r.ignored, r.refused, r.skipped)
+            table.add_row(o.source, *(str(n) for n in counts))
+    console.print(table)
+    failed = [o.error for o in outcomes if o.error]
+    if failed:
+        raise PacsUnavailableError("; ".join(failed))
 
 
 @app.command("status")

@@ -3,7 +3,9 @@
 The state is the service's own :class:`~radvigil.service.state.ServiceState` (model manager,
 micro-batcher, prediction writer, audit sink, metrics), built once here, so DICOM studies take
 the same path as HTTP uploads. :func:`running_node` runs it on a background thread for tests,
-the demo and benchmarks; :meth:`PacsNode.serve` runs it in the foreground for the CLI.
+the demo and benchmarks; :meth:`PacsNode.serve` runs it in the foreground for the CLI. Pull
+sources (``RADVIGIL_DICOM_PULL_SOURCES``) feed the same spool: :meth:`PacsNode.pull_once` polls
+them once and handles what came, ``serve(pull_every=...)`` polls them on an interval.
 """
 
 from __future__ import annotations
@@ -11,15 +13,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from prometheus_client import start_http_server
 
 from radvigil.config import Settings
-from radvigil.errors import ConfigError, RadvigilError
+from radvigil.errors import ConfigError, PacsUnavailableError, RadvigilError, StoreError
 from radvigil.pacs.metrics import PacsMetrics
 from radvigil.pacs.outbox import CStoreSender, Outbox, RetryPolicy, Sender, StowSender
+from radvigil.pacs.pull import Puller, PullReport
 from radvigil.pacs.receiver import DicomReceiver, ReceiverConfig
 from radvigil.pacs.spool import DicomSpool
 from radvigil.pacs.worker import StudyWorker
@@ -27,9 +32,19 @@ from radvigil.registry import Registry
 from radvigil.service.state import ServiceState
 from radvigil.store import AlertStore
 from radvigil.store.pacs import PacsStore
+from radvigil.store.pacs_pull import PullStore
 
 log = logging.getLogger(__name__)
 TICK_S = 0.25
+
+
+@dataclass(frozen=True)
+class PollOutcome:
+    """One source's poll: its report, or the PHI-free error that stopped it."""
+
+    source: str
+    report: PullReport | None = None
+    error: str | None = None
 
 
 def senders_from(settings: Settings) -> dict[str, Sender]:
@@ -69,6 +84,17 @@ class PacsNode:
         self.spool = DicomSpool(settings.dicom_spool_dir)
         self.store = PacsStore(self.state.db)
         senders = senders_from(settings)
+        pulled_sites = {s.name: s.site for s in settings.dicom_pull_sources if s.site}
+        self.pullers = {
+            source.name: Puller(
+                source,
+                self.spool,
+                PullStore(self.state.db),
+                settings.max_upload_bytes,
+                settings.dicom_pull_lookback_days,
+            )
+            for source in settings.dicom_pull_sources
+        }
         self.receiver = DicomReceiver(
             ReceiverConfig(
                 settings.dicom_ae_title,
@@ -86,7 +112,7 @@ class PacsNode:
             self.store,
             self.metrics,
             destinations=tuple(senders),
-            sites=settings.dicom_sites,
+            sites={**settings.dicom_sites, **pulled_sites},
             quiet_s=settings.dicom_quiet_seconds,
         )
         self.outbox = Outbox(
@@ -102,19 +128,64 @@ class PacsNode:
             AlertStore(self.state.db, self.state.audit),
         )
 
-    async def run(self, stop: threading.Event, ready: threading.Event | None = None) -> None:
-        """Serve until ``stop`` is set: receive, then each tick handle studies and deliver."""
+    async def run(
+        self,
+        stop: threading.Event,
+        ready: threading.Event | None = None,
+        *,
+        receive: bool = True,
+        pull_every: float | None = None,
+    ) -> None:
+        """Serve until ``stop`` is set: receive (and/or poll the pull sources every
+        ``pull_every`` seconds), and each tick handle settled studies and deliver."""
         self.state.start()
-        self.receiver.start()
+        if receive:
+            self.receiver.start()
         if ready is not None:
             ready.set()
+        next_poll = time.monotonic()
         try:
             while not stop.is_set():
+                if pull_every is not None and time.monotonic() >= next_poll:
+                    await asyncio.to_thread(self.poll)
+                    next_poll = time.monotonic() + pull_every
                 await self.tick()
                 await asyncio.sleep(TICK_S)
         finally:
-            self.receiver.stop()
+            if receive:
+                self.receiver.stop()
             await self.state.stop()
+
+    def poll(self, names: Sequence[str] = ()) -> list[PollOutcome]:
+        """Poll the pull sources (all, or ``names``) once; a failing source never stops the rest."""
+        unknown = sorted(set(names) - set(self.pullers))
+        if unknown:
+            known = ", ".join(self.pullers) or "none configured"
+            raise ConfigError(f"unknown pull source(s) {', '.join(unknown)}; known: {known}")
+        outcomes = []
+        for name, puller in self.pullers.items():
+            if names and name not in names:
+                continue
+            try:
+                outcomes.append(PollOutcome(name, report=puller.poll()))
+            except (PacsUnavailableError, StoreError) as exc:
+                log.warning("poll of %s failed, retried next poll: %s", name, exc.message)
+                outcomes.append(PollOutcome(name, error=exc.message))
+        return outcomes
+
+    async def pull_once(self, names: Sequence[str] = ()) -> list[PollOutcome]:
+        """Poll once, predict what came (a pulled study is whole: no quiet period), deliver."""
+        if not self.pullers:
+            raise ConfigError("no pull source configured: set RADVIGIL_DICOM_PULL_SOURCES")
+        self.state.start()
+        try:
+            outcomes = await asyncio.to_thread(self.poll, names)
+            if await self.worker.run_once(quiet_s=0.0):
+                await asyncio.to_thread(self.state.writer.flush)
+            await asyncio.to_thread(self.outbox.deliver_due)
+        finally:
+            await self.state.stop()
+        return outcomes
 
     async def tick(self) -> None:
         """One round: settled studies to predictions, then due outbox rows to the PACS."""
@@ -125,8 +196,8 @@ class PacsNode:
         except RadvigilError as exc:  # a database outage: keep serving, retry next tick
             log.warning("PACS round failed, retrying: %s", exc.message)
 
-    def serve(self) -> None:
-        """Run in the foreground until interrupted (``radvigil dicom listen``)."""
+    def serve(self, *, receive: bool = True, pull_every: float | None = None) -> None:
+        """Run in the foreground until interrupted (``dicom listen``, ``dicom pull --every``)."""
         if self.settings.dicom_metrics_port:
             start_http_server(
                 self.settings.dicom_metrics_port,
@@ -135,7 +206,7 @@ class PacsNode:
             )
         stop = threading.Event()
         try:
-            asyncio.run(self.run(stop))
+            asyncio.run(self.run(stop, receive=receive, pull_every=pull_every))
         except KeyboardInterrupt:
             stop.set()
 

@@ -55,10 +55,11 @@ class StudyWorker:
     sites: dict[str, str] = field(default_factory=dict)
     quiet_s: float = 5.0
 
-    async def run_once(self) -> int:
-        """Handle every settled study; returns the number of instances handled."""
+    async def run_once(self, quiet_s: float | None = None) -> int:
+        """Handle every settled study (``quiet_s`` overrides the quiet period); returns the
+        number of instances handled."""
         handled = 0
-        for study in self.spool.settled(self.quiet_s):
+        for study in self.spool.settled(self.quiet_s if quiet_s is None else quiet_s):
             for instance in study.instances:
                 if await self._handle(instance):
                     handled += 1
