@@ -109,8 +109,12 @@ def status_command(
 def retry_command(
     ids: list[int] = typer.Argument(None, help="Outbox ids to retry (default: every dead letter)."),
 ) -> None:
-    """Put dead-lettered results back in the queue; the running listener sends them."""
+    """Put dead-lettered results back in the queue (audited); the running listener sends them."""
+    from radvigil.cli.admin import actor
+    from radvigil.loop.pacs import retry_dead_letters
+    from radvigil.store import AuditLog
     from radvigil.store.pacs import PacsStore
 
-    count = PacsStore(database()).retry(ids or [])
+    db = database()
+    count = retry_dead_letters(PacsStore(db), AuditLog(db), actor(), ids or [])
     console.print(f"{count} dead-lettered result(s) queued again")

@@ -19,6 +19,7 @@ from radvigil.config import Settings
 from radvigil.dashboard.rendering import PageRoute, render
 from radvigil.dashboard.session import PREFIX, Form, SignedIn
 from radvigil.errors import InputError
+from radvigil.loop.pacs import retry_dead_letters
 from radvigil.service.deps import State
 from radvigil.store.pacs import OutboxState, PacsStore
 from radvigil.store.pacs_pull import PullStore
@@ -116,16 +117,8 @@ def _ids(form: dict[str, str]) -> list[int]:
 
 
 @router.post("/pacs/retry")
-def retry_dead_letters(state: State, viewer: SignedIn, form: Form) -> Response:
+def retry_action(state: State, viewer: SignedIn, form: Form) -> Response:
     """Put dead-lettered results (all, or the posted ids) back in the queue, audited."""
     viewer.require("manage_pacs")
-    ids = _ids(form)
-    count = PacsStore(state.db).retry(ids)
-    state.audit.append(
-        actor=viewer.name,
-        action="pacs_retry",
-        object_type="pacs_outbox",
-        object_id="all" if not ids else str(ids[0]) if len(ids) == 1 else f"{len(ids)} rows",
-        details={"requeued": count, "ids": ids or "all dead-lettered"},
-    )
+    count = retry_dead_letters(PacsStore(state.db), state.audit, viewer.name, _ids(form))
     return RedirectResponse(f"{PREFIX}/pacs?retried={count}&show=pending", status_code=303)
