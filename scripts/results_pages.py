@@ -60,8 +60,41 @@ def bootstrap_speed(payload: dict[str, Any]) -> tuple[str, str]:
     return "Bootstrap CI speed (`bench/bootstrap_speed.py`)", body
 
 
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def pacs_throughput(payload: dict[str, Any]) -> tuple[str, str]:
+    """``bench/pacs_throughput.py``: studies per minute and C-STORE-to-SR latency."""
+    rows = [
+        f"| {r['senders']} | {r['studies']} | {r['delivered']} | {r['wall_s']:.1f} | "
+        f"{r['studies_per_min']:.1f} | {_seconds(r['p50_s'])} | {_seconds(r['p95_s'])} | "
+        f"{_seconds(r['max_s'])} |"
+        for r in payload["rows"]
+    ]
+    model = "a 1-epoch model (128 images)" if payload.get("quick_model") else "configs/fast.yaml"
+    body = "\n".join(
+        [
+            "Studies per minute and latency from C-STORE into radvigil's receiver to the SR being "
+            "stored in a real Orthanc (its C-STORE success, `pacs_outbox.delivered_at`), with 1 "
+            "and 4 concurrent senders. Each study is one CR instance (the bundled chest "
+            "radiograph with fresh UIDs); each result is an SR plus a Grad-CAM Secondary Capture. "
+            f"Model: {model}. Quiet period {payload.get('quiet_s', '?')} s (part of every "
+            "latency). The study worker handles one instance at a time, so more senders queue "
+            "behind it rather than raise throughput.",
+            "",
+            "| senders | studies | SRs stored | wall (s) | studies/min | p50 (s) | p95 (s) "
+            "| max (s) |",
+            "| --: | --: | --: | --: | --: | --: | --: | --: |",
+            *rows,
+        ]
+    )
+    return "PACS throughput (`bench/pacs_throughput.py`)", body
+
+
 RENDERERS: dict[str, Callable[[dict[str, Any]], tuple[str, str]]] = {
     "bootstrap_speed": bootstrap_speed,
+    "pacs_throughput": pacs_throughput,
 }
 
 
