@@ -78,9 +78,10 @@ def status_command(
     limit: int = typer.Option(20, help="Newest outbox rows to list."),
     state: str | None = typer.Option(None, help="Only rows in this state: pending|delivered|dead."),
 ) -> None:
-    """The outbox per state, per-AE traffic, and the newest outbox rows."""
+    """The outbox per state, per-AE traffic, pull sources' checkpoints, the newest outbox rows."""
     from radvigil.errors import InputError
     from radvigil.store.pacs import PacsStore
+    from radvigil.store.pacs_pull import PullStore
 
     if state not in (None, "pending", "delivered", "dead"):
         raise InputError(f"--state must be pending, delivered or dead, not {state!r}")
@@ -91,6 +92,14 @@ def status_command(
     for (ae, outcome), n in sorted(store.instance_counts().items()):
         traffic.add_row(ae, outcome, str(n))
     console.print(traffic)
+    polls = PullStore(store.db).checkpoints()
+    if polls:
+        sources = Table("pull source", "checkpoint", "last poll", "last error")
+        for c in polls:
+            since = c.since.isoformat() if c.since else "-"
+            when = c.polled_at.isoformat(timespec="seconds")
+            sources.add_row(c.source, since, when, c.last_error or "")
+        console.print(sources)
     rows = Table("id", "kind", "to", "state", "attempts", "next attempt", "last error")
     for e in store.entries(state, limit):
         rows.add_row(
