@@ -85,7 +85,7 @@ def upload(orthanc: Orthanc, data: bytes) -> None:
 
 def pull(settings: Settings, registry):
     """One ``radvigil dicom pull``: a fresh node, one poll, predictions, deliveries."""
-    node = PacsNode(settings, registry)
+    node = PacsNode(settings, registry, receive=False)
     return node, asyncio.run(node.pull_once())
 
 

@@ -54,11 +54,11 @@ def pull_command(
     from radvigil.pacs.node import PacsNode
 
     settings = get_settings()
-    node = PacsNode(settings, registry())
+    node = PacsNode(settings, registry(), receive=False)
     if every is not None:
-        node.poll(source or [])  # an unknown --source fails here, before the loop starts
+        node.check_sources(source or [])
         console.print(f"polling {', '.join(source or node.pullers)} every {every:g} s")
-        node.serve(receive=False, pull_every=every)
+        node.serve(pull_every=every, pull_sources=source or [])
         return
     outcomes = asyncio.run(node.pull_once(source or []))
     table = Table("source", "studies", "fetched", "stored", "ignored", "refused", "already")

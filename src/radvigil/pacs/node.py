@@ -72,13 +72,14 @@ def senders_from(settings: Settings) -> dict[str, Sender]:
 class PacsNode:
     """Receiver + worker + outbox over one :class:`ServiceState`."""
 
-    def __init__(self, settings: Settings, registry: Registry) -> None:
-        if settings.production and not settings.dicom_allowed_aes:
+    def __init__(self, settings: Settings, registry: Registry, *, receive: bool = True) -> None:
+        """``receive`` False: a pulling node (``dicom pull``) that never opens the DICOM port."""
+        if receive and settings.production and not settings.dicom_allowed_aes:
             raise ConfigError(
                 "RADVIGIL_ENV=production needs RADVIGIL_DICOM_ALLOWED_AES (the PACS AE titles)"
             )
         settings.ensure_home()
-        self.settings = settings
+        self.settings, self.receive = settings, receive
         self.state = ServiceState.build(settings, registry)
         self.metrics = PacsMetrics(self.state.metrics.registry)
         self.spool = DicomSpool(settings.dicom_spool_dir)
@@ -133,13 +134,13 @@ class PacsNode:
         stop: threading.Event,
         ready: threading.Event | None = None,
         *,
-        receive: bool = True,
         pull_every: float | None = None,
+        pull_sources: Sequence[str] = (),
     ) -> None:
         """Serve until ``stop`` is set: receive (and/or poll the pull sources every
         ``pull_every`` seconds), and each tick handle settled studies and deliver."""
         self.state.start()
-        if receive:
+        if self.receive:
             self.receiver.start()
         if ready is not None:
             ready.set()
@@ -147,21 +148,27 @@ class PacsNode:
         try:
             while not stop.is_set():
                 if pull_every is not None and time.monotonic() >= next_poll:
-                    await asyncio.to_thread(self.poll)
+                    await asyncio.to_thread(self.poll, pull_sources)
                     next_poll = time.monotonic() + pull_every
                 await self.tick()
                 await asyncio.sleep(TICK_S)
         finally:
-            if receive:
+            if self.receive:
                 self.receiver.stop()
             await self.state.stop()
 
-    def poll(self, names: Sequence[str] = ()) -> list[PollOutcome]:
-        """Poll the pull sources (all, or ``names``) once; a failing source never stops the rest."""
+    def check_sources(self, names: Sequence[str]) -> None:
+        """Refuse pull source names that are not configured (before a loop starts)."""
+        if not self.pullers:
+            raise ConfigError("no pull source configured: set RADVIGIL_DICOM_PULL_SOURCES")
         unknown = sorted(set(names) - set(self.pullers))
         if unknown:
-            known = ", ".join(self.pullers) or "none configured"
+            known = ", ".join(self.pullers)
             raise ConfigError(f"unknown pull source(s) {', '.join(unknown)}; known: {known}")
+
+    def poll(self, names: Sequence[str] = ()) -> list[PollOutcome]:
+        """Poll the pull sources (all, or ``names``) once; a failing source never stops the rest."""
+        self.check_sources(names)
         outcomes = []
         for name, puller in self.pullers.items():
             if names and name not in names:
@@ -175,8 +182,7 @@ class PacsNode:
 
     async def pull_once(self, names: Sequence[str] = ()) -> list[PollOutcome]:
         """Poll once, predict what came (a pulled study is whole: no quiet period), deliver."""
-        if not self.pullers:
-            raise ConfigError("no pull source configured: set RADVIGIL_DICOM_PULL_SOURCES")
+        self.check_sources(names)
         self.state.start()
         try:
             outcomes = await asyncio.to_thread(self.poll, names)
@@ -196,7 +202,7 @@ class PacsNode:
         except RadvigilError as exc:  # a database outage: keep serving, retry next tick
             log.warning("PACS round failed, retrying: %s", exc.message)
 
-    def serve(self, *, receive: bool = True, pull_every: float | None = None) -> None:
+    def serve(self, *, pull_every: float | None = None, pull_sources: Sequence[str] = ()) -> None:
         """Run in the foreground until interrupted (``dicom listen``, ``dicom pull --every``)."""
         if self.settings.dicom_metrics_port:
             start_http_server(
@@ -206,7 +212,7 @@ class PacsNode:
             )
         stop = threading.Event()
         try:
-            asyncio.run(self.run(stop, receive=receive, pull_every=pull_every))
+            asyncio.run(self.run(stop, pull_every=pull_every, pull_sources=pull_sources))
         except KeyboardInterrupt:
             stop.set()
 

@@ -170,11 +170,13 @@ class Puller:
         return report
 
     def _study(self, client: DICOMwebClient, study_uid: str, report: PullReport) -> None:
-        for series in self._call(client.search_for_series, study_uid):
+        for series in self._call(client.search_for_series, study_uid, get_remaining=True):
             series_uid = _value(series, SERIES_UID)
             if not series_uid or _value(series, MODALITY) not in self.source.modalities:
                 continue  # radvigil's own SR and SC series (and anything else) stay put
-            instances = self._call(client.search_for_instances, study_uid, series_uid)
+            instances = self._call(
+                client.search_for_instances, study_uid, series_uid, get_remaining=True
+            )
             sops = {uid_key(sop): sop for i in instances if (sop := _value(i, SOP_UID))}
             done = self.store.pulled(self.source.name, sops)
             report.skipped += len(done)
