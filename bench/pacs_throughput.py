@@ -16,6 +16,7 @@ Grad-CAM Secondary Capture and the delivery. Prints a table and writes ``pacs_th
 from __future__ import annotations
 
 import argparse
+import copy
 import tempfile
 import threading
 import time
@@ -44,7 +45,7 @@ DRAIN_TIMEOUT_S = 900.0
 
 def new_study(template: pydicom.Dataset) -> tuple[pydicom.Dataset, str]:
     """The template with fresh study, series and instance UIDs; the dataset and its study UID."""
-    ds = template.copy()
+    ds = copy.deepcopy(template)
     ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
     return ds, str(ds.StudyInstanceUID)
