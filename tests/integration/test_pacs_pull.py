@@ -34,8 +34,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 SOURCE = "MAIN-PACS"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture()
 def orthanc(tmp_path_factory):
+    """An Orthanc per test: each test's home must see only its own studies."""
     server = Orthanc(tmp_path_factory.mktemp("orthanc-pull"))
     server.start()
     try:
