@@ -107,7 +107,12 @@ def test_pull_predicts_once_and_the_sr_and_sc_land_in_orthanc(
     (record,) = node.state.predictions.list()
     assert record.site == "ward-9"
     (traffic,) = ae_traffic(node.state.db)
-    assert (traffic.calling_ae, traffic.studies, traffic.predicted) == (SOURCE, 1, 1)
+    assert (traffic.calling_ae, traffic.received, traffic.studies, traffic.predicted) == (
+        SOURCE,
+        1,
+        1,
+        1,
+    )
 
     # A second poll: the CR is already pulled, our SR and SC are not CR/DX. Nothing new.
     again, (second,) = pull(settings, home.registry)

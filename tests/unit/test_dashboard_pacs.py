@@ -4,6 +4,7 @@ an audited, admin-only, CSRF-checked "retry now", and per-AE traffic computed in
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from radvigil.service.app import create_app
 from radvigil.store import KeyStore
 from radvigil.store.pacs import InstanceCreate, OutboxCreate, PacsStore
 from radvigil.store.pacs_pull import PullStore
+from radvigil.store.pacs_traffic import add_intake_counts
 
 SECRETS = ("pull-password-XYZ", "stow-password-QRS", "embedded-pw")
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -70,6 +72,9 @@ def app(tmp_path: Path):
     store.failed(entries[0].id, "no association with ORTHANC@pacs:4242", None)  # dead
     store.failed(entries[1].id, "no association with ORTHANC@pacs:4242", None)  # dead
     store.delivered(entries[2].id)
+    seen = datetime(2026, 12, 7, 1, 0, tzinfo=UTC)
+    add_intake_counts(db, {("ORTHANC", "stored"): (3, seen), ("ORTHANC", "ignored"): (2, seen)})
+    add_intake_counts(db, {("ORTHANC", "refused"): (1, seen), ("ORTHANC", "stored"): (1, seen)})
     PullStore(db).polled("MAIN-PACS", None, "pull source MAIN-PACS: unreachable (ConnectionError)")
     return app
 
@@ -113,7 +118,8 @@ def test_page_shows_connections_outbox_and_traffic_without_secrets(app) -> None:
     traffic = re.search(r'<tr data-ae="ORTHANC">(.*?)</tr>', html, re.S)
     assert traffic is not None
     cells = re.findall(r"<td>(.*?)</td>", traffic.group(1))
-    assert cells[1:5] == ["2", "3", "2", "1"]  # studies, instances, predicted, refused
+    # received, ignored, refused at intake | studies, predicted, refused by the worker
+    assert cells[1:7] == ["7", "2", "1", "2", "2", "1"]
     assert 'data-ae="MAIN-PACS"' in html
     assert "Retry now" not in html  # clinicians see no retry buttons
 

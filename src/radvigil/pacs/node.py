@@ -11,6 +11,7 @@ them once and handles what came, ``serve(pull_every=...)`` polls them on an inte
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -33,6 +34,7 @@ from radvigil.service.state import ServiceState
 from radvigil.store import AlertStore
 from radvigil.store.pacs import PacsStore
 from radvigil.store.pacs_pull import PullStore
+from radvigil.store.pacs_traffic import add_intake_counts
 
 log = logging.getLogger(__name__)
 TICK_S = 0.25
@@ -93,6 +95,7 @@ class PacsNode:
                 PullStore(self.state.db),
                 settings.max_upload_bytes,
                 settings.dicom_pull_lookback_days,
+                count=self.metrics.count_intake,
             )
             for source in settings.dicom_pull_sources
         }
@@ -155,6 +158,8 @@ class PacsNode:
         finally:
             if self.receive:
                 self.receiver.stop()
+            with contextlib.suppress(RadvigilError):  # the database is down: counts only
+                self.save_intake_counts()
             await self.state.stop()
 
     def check_sources(self, names: Sequence[str]) -> None:
@@ -186,6 +191,7 @@ class PacsNode:
         self.state.start()
         try:
             outcomes = await asyncio.to_thread(self.poll, names)
+            await asyncio.to_thread(self.save_intake_counts)
             if await self.worker.run_once(quiet_s=0.0):
                 await asyncio.to_thread(self.state.writer.flush)
             await asyncio.to_thread(self.outbox.deliver_due)
@@ -193,9 +199,19 @@ class PacsNode:
             await self.state.stop()
         return outcomes
 
-    async def tick(self) -> None:
-        """One round: settled studies to predictions, then due outbox rows to the PACS."""
+    def save_intake_counts(self) -> None:
+        """Move the receiver's and pullers' intake counts into the database (kept on failure)."""
+        counts = self.metrics.tally.drain()
         try:
+            add_intake_counts(self.state.db, counts)
+        except StoreError:
+            self.metrics.tally.restore(counts)
+            raise
+
+    async def tick(self) -> None:
+        """One round: intake counts saved, settled studies predicted, due outbox rows sent."""
+        try:
+            await asyncio.to_thread(self.save_intake_counts)
             if await self.worker.run_once():
                 await asyncio.to_thread(self.state.writer.flush)
             await asyncio.to_thread(self.outbox.deliver_due)

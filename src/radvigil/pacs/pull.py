@@ -92,11 +92,12 @@ class Puller:
         max_bytes: int,
         lookback_days: int = 1,
         client: DICOMwebClient | None = None,
-        timeout_s: float = 30.0,
+        count: Callable[[str, str], None] | None = None,
     ) -> None:
+        """``count(source, outcome)`` is told each intake outcome (the per-AE traffic)."""
         self.source, self.spool, self.store = source, spool, store
         self.max_bytes, self.lookback_days = max_bytes, lookback_days
-        self._client, self.timeout_s = client, timeout_s
+        self._client, self._count = client, count
         redact_library_logs()
 
     def poll(self, today: date | None = None) -> PullReport:
@@ -205,6 +206,8 @@ class Puller:
         if intake.comment == SPOOL_FAILED:  # ours, not the instance's: fetch it again next poll
             log.error("pull source %s: could not spool an instance", self.source.name)
             return
+        if self._count is not None:
+            self._count(self.source.name, intake.outcome)
         self.store.mark(
             self.source.name, uid_key(sop_uid), uid_key(study_uid), intake.outcome, intake.comment
         )

@@ -505,3 +505,17 @@ class PullCheckpointRow(Base):
     since: Mapped[date | None] = mapped_column(Date)
     polled_at: Mapped[datetime] = mapped_column(UTCDateTime())
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class IntakeCountRow(Base):
+    """Instances received per calling AE (or pull source) and intake outcome, and when last."""
+
+    __tablename__ = "pacs_intake_counts"
+    __table_args__ = (
+        CheckConstraint("outcome IN ('stored', 'ignored', 'refused')", name="outcome"),
+    )
+
+    calling_ae: Mapped[str] = mapped_column(String(16), primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(16), primary_key=True)
+    instances: Mapped[int] = mapped_column(Integer)
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -1,4 +1,4 @@
-"""PACS pull mode: what was fetched from each source (hashed UIDs) and each source's checkpoint.
+"""PACS pull mode (what was fetched from each source, hashed; checkpoints) and intake counts per AE.
 
 Revision ID: 0014
 Revises: 0012
@@ -45,8 +45,21 @@ def upgrade() -> None:
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("source", name=op.f("pk_pacs_pull_checkpoints")),
     )
+    op.create_table(
+        "pacs_intake_counts",
+        sa.Column("calling_ae", sa.String(16), nullable=False),
+        sa.Column("outcome", sa.String(16), nullable=False),
+        sa.Column("instances", sa.Integer(), nullable=False),
+        sa.Column("last_seen", TIMESTAMP, nullable=False),
+        sa.CheckConstraint(
+            "outcome IN ('stored', 'ignored', 'refused')",
+            name=op.f("ck_pacs_intake_counts_outcome"),
+        ),
+        sa.PrimaryKeyConstraint("calling_ae", "outcome", name=op.f("pk_pacs_intake_counts")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("pacs_intake_counts")
     op.drop_table("pacs_pull_checkpoints")
     op.drop_table("pacs_pulled")
