@@ -1,4 +1,4 @@
-"""Pull mode's parts: source settings, the pulled-instance record and checkpoint, UID redaction."""
+"""Pull mode's parts (source settings, pulled record, checkpoint, UID redaction), intake counts."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ import pytest
 from pydantic import ValidationError
 
 from radvigil.config import PullSource, Settings
+from radvigil.pacs.metrics import IntakeTally
 from radvigil.pacs.pull import UidRedactor, redact_library_logs
 from radvigil.store import Database, upgrade_database
 from radvigil.store.pacs_pull import PullStore
+from radvigil.store.pacs_traffic import add_intake_counts, ae_traffic
 
 STUDY_UID = "1.2.826.0.1.3680043.8.498.12345678901234567890"
 
@@ -76,3 +78,23 @@ def test_library_log_records_lose_their_uids_but_keep_addresses(
     assert STUDY_UID not in caplog.text
     assert 'study "<uid>"' in caplog.text and "127.0.0.1:8042" in caplog.text
     assert "/studies/<uid>/series" in caplog.text
+
+
+def test_intake_tally_drains_and_restores_without_losing_counts(store: PullStore) -> None:
+    tally = IntakeTally()
+    for outcome in ("stored", "stored", "ignored"):
+        tally.count("ORTHANC", outcome)
+    drained = tally.drain()
+    assert {k: n for k, (n, _) in drained.items()} == {
+        ("ORTHANC", "stored"): 2,
+        ("ORTHANC", "ignored"): 1,
+    }
+    assert tally.drain() == {}
+    tally.count("ORTHANC", "stored")
+    tally.restore(drained)  # the database write failed: counts go back, none lost
+    again = tally.drain()
+    assert again[("ORTHANC", "stored")][0] == 3
+    add_intake_counts(store.db, again)
+    add_intake_counts(store.db, {("ORTHANC", "refused"): (1, again[("ORTHANC", "stored")][1])})
+    (row,) = ae_traffic(store.db)
+    assert (row.received, row.ignored, row.refused_at_intake, row.predicted) == (5, 1, 1, 0)
