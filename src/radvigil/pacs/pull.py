@@ -162,7 +162,6 @@ class Puller:
                 found = self._call(
                     client.search_for_studies,
                     search_filters={"StudyDate": f"{start:%Y%m%d}-", "ModalitiesInStudy": modality},
-                    get_remaining=True,
                 )
                 studies.update((uid, None) for s in found if (uid := _value(s, STUDY_UID)))
             report.studies = len(studies)
@@ -171,13 +170,11 @@ class Puller:
         return report
 
     def _study(self, client: DICOMwebClient, study_uid: str, report: PullReport) -> None:
-        for series in self._call(client.search_for_series, study_uid, get_remaining=True):
+        for series in self._call(client.search_for_series, study_uid):
             series_uid = _value(series, SERIES_UID)
             if not series_uid or _value(series, MODALITY) not in self.source.modalities:
                 continue  # radvigil's own SR and SC series (and anything else) stay put
-            instances = self._call(
-                client.search_for_instances, study_uid, series_uid, get_remaining=True
-            )
+            instances = self._call(client.search_for_instances, study_uid, series_uid)
             sops = {uid_key(sop): sop for i in instances if (sop := _value(i, SOP_UID))}
             done = self.store.pulled(self.source.name, sops)
             report.skipped += len(done)
