@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_AUDIT_KEY = "radvigil-development-audit-key"  # shipped default: refused in production
@@ -22,6 +22,23 @@ OidcRole = Literal["clinician", "admin", "auditor", "service"]
 MIN_AUDIT_KEY_CHARS = 32  # a production audit key shorter than this is refused as guessable
 # Settings a deployment may read from a mounted file: RADVIGIL_<NAME>_FILE holds the path.
 SECRET_FILE_SETTINGS = ("audit_key", "database_url", "audit_keys_old", "fhir_token")
+
+
+class PullSource(BaseModel):
+    """A PACS that radvigil asks for new CR/DX studies (QIDO-RS + WADO-RS), and its site.
+
+    ``name`` stands where a calling AE title stands for pushed studies (traffic, audit actor
+    ``dicom:<name>``), so it keeps an AE title's 16-character limit.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=16, pattern=r"^[A-Za-z0-9._-]+$")
+    url: str = Field(min_length=1, description="DICOMweb base URL (…/dicom-web).")
+    username: str | None = None
+    password: SecretStr | None = None
+    site: str | None = Field(default=None, max_length=64)
+    modalities: tuple[str, ...] = ("CR", "DX")
 
 
 def audit_key_id(secret: str) -> str:
@@ -337,6 +354,18 @@ class Settings(BaseSettings):
         description="How long a listener holds the outbox rows it claimed; a crashed holder's "
         "rows are taken by another listener after this.",
     )
+    dicom_pull_sources: list[PullSource] = Field(
+        default_factory=list,
+        description="PACSs `radvigil dicom pull` asks for new studies (JSON list of "
+        '{"name", "url", "username", "password", "site", "modalities"}); see docs/pacs.md.',
+    )
+    dicom_pull_lookback_days: int = Field(
+        default=1,
+        ge=0,
+        le=3650,
+        description="A poll searches studies dated from its last successful poll (first poll: "
+        "today) minus this many days, so late arrivals are still found.",
+    )
     outbox_max_attempts: int = Field(
         default=8, ge=1, description="Delivery attempts before a result is dead-lettered."
     )
@@ -371,6 +400,13 @@ class Settings(BaseSettings):
         description="JSON written by bench/site_onboarding.py: the learning curve the dashboard "
         "shows for a budgeted site before the site has labels of its own.",
     )
+
+    @model_validator(mode="after")
+    def _pull_names_unique(self) -> Settings:
+        names = [source.name for source in self.dicom_pull_sources]
+        if len(set(names)) != len(names):
+            raise ValueError("RADVIGIL_DICOM_PULL_SOURCES: each source needs its own name")
+        return self
 
     @model_validator(mode="after")
     def _oidc_complete(self) -> Settings:

@@ -14,8 +14,9 @@
     ├── ConflictError        the object already exists (e.g. an API key name is taken)
     ├── AuthError            no valid API key was presented
     ├── ForbiddenError       the key's role may not perform the action
-    └── DeliveryError        a PACS or RIS did not take a result object (retried by the outbox)
-        └── DeliveryRejectedError  it refused the object for good (dead-lettered at once)
+    ├── DeliveryError        a PACS or RIS did not take a result object (retried by the outbox)
+    │   └── DeliveryRejectedError  it refused the object for good (dead-lettered at once)
+    └── PacsUnavailableError a PACS could not be searched or read in pull mode (next poll retries)
 
 The CLI turns these into one line on stderr and a non-zero exit code; the service turns them
 into an HTTP status and a JSON body ``{code, message}``. Third-party errors are mapped at the
@@ -97,6 +98,10 @@ class DeliveryRejectedError(DeliveryError):
     """The receiver refused the object itself (e.g. FHIR 400, HL7 AR): retrying cannot help."""
 
     code = "delivery_rejected"
+
+
+class PacsUnavailableError(RadvigilError):
+    code = "pacs_unavailable"
 
 
 class RadvigilWarning(UserWarning):

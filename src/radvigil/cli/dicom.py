@@ -1,6 +1,8 @@
-"""``radvigil dicom``: the DICOM receiver (listen), the outbox (status), dead letters (retry)."""
+"""``radvigil dicom``: receiver (listen), pull mode (pull), outbox (status), retry."""
 
 from __future__ import annotations
+
+import asyncio
 
 import typer
 from rich.table import Table
@@ -30,14 +32,56 @@ def listen_command() -> None:
     node.serve()
 
 
+@app.command("pull")
+def pull_command(
+    source: list[str] = typer.Option(
+        None, "--source", help="Poll only this pull source (repeatable; default: all)."
+    ),
+    every: float | None = typer.Option(
+        None,
+        min=1.0,
+        help="Keep polling every this many seconds until interrupted (default: poll once).",
+    ),
+) -> None:
+    """Ask the PACSs in RADVIGIL_DICOM_PULL_SOURCES for new CR/DX studies and predict them.
+
+    QIDO-RS search since each source's checkpoint, WADO-RS retrieve of what was not pulled
+    before, then the same spool, worker and outbox as `radvigil dicom listen`; see docs/pacs.md.
+    """
+    from radvigil.cli.context import registry
+    from radvigil.config import get_settings
+    from radvigil.errors import PacsUnavailableError
+    from radvigil.pacs.node import PacsNode
+
+    settings = get_settings()
+    node = PacsNode(settings, registry(), receive=False)
+    if every is not None:
+        node.check_sources(source or [])
+        console.print(f"polling {', '.join(source or node.pullers)} every {every:g} s")
+        node.serve(pull_every=every, pull_sources=source or [])
+        return
+    outcomes = asyncio.run(node.pull_once(source or []))
+    table = Table("source", "studies", "fetched", "stored", "ignored", "refused", "already")
+    for o in outcomes:
+        if o.report is not None:
+            r = o.report
+            counts = (r.studies, r.fetched, r.stored, r.ignored, r.refused, r.skipped)
+            table.add_row(o.source, *(str(n) for n in counts))
+    console.print(table)
+    failed = [o.error for o in outcomes if o.error]
+    if failed:
+        raise PacsUnavailableError("; ".join(failed))
+
+
 @app.command("status")
 def status_command(
     limit: int = typer.Option(20, help="Newest outbox rows to list."),
     state: str | None = typer.Option(None, help="Only rows in this state: pending|delivered|dead."),
 ) -> None:
-    """The outbox per state, per-AE traffic, and the newest outbox rows."""
+    """The outbox per state, per-AE traffic, pull sources' checkpoints, the newest outbox rows."""
     from radvigil.errors import InputError
     from radvigil.store.pacs import PacsStore
+    from radvigil.store.pacs_pull import PullStore
 
     if state not in (None, "pending", "delivered", "dead"):
         raise InputError(f"--state must be pending, delivered or dead, not {state!r}")
@@ -48,6 +92,14 @@ def status_command(
     for (ae, outcome), n in sorted(store.instance_counts().items()):
         traffic.add_row(ae, outcome, str(n))
     console.print(traffic)
+    polls = PullStore(store.db).checkpoints()
+    if polls:
+        sources = Table("pull source", "checkpoint", "last poll", "last error")
+        for c in polls:
+            since = c.since.isoformat() if c.since else "-"
+            when = c.polled_at.isoformat(timespec="seconds")
+            sources.add_row(c.source, since, when, c.last_error or "")
+        console.print(sources)
     rows = Table("id", "kind", "to", "state", "attempts", "next attempt", "last error")
     for e in store.entries(state, limit):
         rows.add_row(
@@ -66,8 +118,12 @@ def status_command(
 def retry_command(
     ids: list[int] = typer.Argument(None, help="Outbox ids to retry (default: every dead letter)."),
 ) -> None:
-    """Put dead-lettered results back in the queue; the running listener sends them."""
+    """Put dead-lettered results back in the queue (audited); the running listener sends them."""
+    from radvigil.cli.admin import actor
+    from radvigil.loop.pacs import retry_dead_letters
+    from radvigil.store import AuditLog
     from radvigil.store.pacs import PacsStore
 
-    count = PacsStore(database()).retry(ids or [])
+    db = database()
+    count = retry_dead_letters(PacsStore(db), AuditLog(db), actor(), ids or [])
     console.print(f"{count} dead-lettered result(s) queued again")

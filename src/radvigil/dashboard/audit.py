@@ -29,6 +29,7 @@ KNOWN_ACTIONS = (
     "dashboard_sign_in",
     "dashboard_sign_out",
     "audit_export",
+    "pacs_retry",
 )
 CSV_COLUMNS = (*HASHED_FIELDS, "hash")
 

@@ -55,6 +55,7 @@ PAGES = (
     ("/performance", "Performance", "read_predictions"),
     ("/review", "Review", "label"),
     ("/models", "Models", "read_predictions"),
+    ("/pacs", "PACS", "read_predictions"),
     ("/audit", "Audit", "read_audit"),
 )
 

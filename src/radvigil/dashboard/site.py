@@ -17,6 +17,7 @@ from radvigil.dashboard import (
     notes,
     oidc,
     overview,
+    pacs,
     performance,
     review,
 )
@@ -113,5 +114,5 @@ def root() -> Response:
     return RedirectResponse(f"{PREFIX}/", status_code=307)
 
 
-for module in (overview, drift, performance, review, notes, models, audit, oidc):
+for module in (overview, drift, performance, review, notes, models, pacs, audit, oidc):
     router.include_router(module.router)

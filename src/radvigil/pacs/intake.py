@@ -25,6 +25,7 @@ from radvigil.pacs.receiver import (
 from radvigil.pacs.spool import DicomSpool
 
 UNSUPPORTED_SYNTAX = 0xC122  # PS3.18: referenced transfer syntax not supported
+SPOOL_FAILED = "spool write failed"  # the only refusal that is ours, not the instance's
 
 
 @dataclass(frozen=True)
@@ -60,5 +61,5 @@ def admit(data: bytes, spool: DicomSpool, source: str, max_bytes: int) -> Intake
     try:
         spool.put(data, study, sop, source)
     except OSError:
-        return Intake("refused", OUT_OF_RESOURCES, "spool write failed", sop_class, sop)
+        return Intake("refused", OUT_OF_RESOURCES, SPOOL_FAILED, sop_class, sop)
     return Intake("stored", SUCCESS, None, sop_class, sop)

@@ -135,7 +135,7 @@ class DicomReceiver:
         """Handle one C-STORE: spool a radiograph, ignore other classes, refuse the malformed."""
         calling = event.assoc.requestor.ae_title.strip()
         outcome, status = self._store(event, calling)
-        self.metrics.received.labels(calling, outcome).inc()
+        self.metrics.count_intake(calling, outcome)
         return status
 
     def _store(self, event: evt.Event, calling: str) -> tuple[str, Dataset]:

@@ -64,10 +64,11 @@ class StudyWorker:
     quiet_s: float = 5.0
     hl7_receiving_app: str = "RIS"
 
-    async def run_once(self) -> int:
-        """Handle every settled study; returns the number of instances handled."""
+    async def run_once(self, quiet_s: float | None = None) -> int:
+        """Handle every settled study (``quiet_s`` overrides the quiet period); returns the
+        number of instances handled."""
         handled = 0
-        for study in self.spool.settled(self.quiet_s):
+        for study in self.spool.settled(self.quiet_s if quiet_s is None else quiet_s):
             for instance in study.instances:
                 if await self._handle(instance):
                     handled += 1

@@ -33,6 +33,7 @@ Action = Literal[
     "manage_models",
     "manage_keys",
     "read_metrics",
+    "manage_pacs",
 ]
 ROLES: tuple[Role, ...] = get_args(Role)
 ACTIONS: tuple[Action, ...] = get_args(Action)

@@ -6,13 +6,14 @@ PostgreSQL, timestamps are always UTC-aware, embeddings are little-endian float3
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     Boolean,
     CheckConstraint,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -544,3 +545,46 @@ class LabelDayRow(Base):
     predicted_class: Mapped[str] = mapped_column(String(100), primary_key=True)
     label: Mapped[str] = mapped_column(String(100), primary_key=True)
     n: Mapped[int] = mapped_column(Integer)
+
+
+class PulledInstanceRow(Base):
+    """One instance pull mode fetched from a PACS (hashed UIDs), so a re-poll never fetches it."""
+
+    __tablename__ = "pacs_pulled"
+    __table_args__ = (
+        UniqueConstraint("source", "sop_key"),
+        CheckConstraint("outcome IN ('stored', 'ignored', 'refused')", name="outcome"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    pulled_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    source: Mapped[str] = mapped_column(String(16))
+    sop_key: Mapped[str] = mapped_column(String(64))
+    study_key: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
+class PullCheckpointRow(Base):
+    """Per pull source: the date its last successful poll started, and the last poll's error."""
+
+    __tablename__ = "pacs_pull_checkpoints"
+
+    source: Mapped[str] = mapped_column(String(16), primary_key=True)
+    since: Mapped[date | None] = mapped_column(Date)
+    polled_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class IntakeCountRow(Base):
+    """Instances received per calling AE (or pull source) and intake outcome, and when last."""
+
+    __tablename__ = "pacs_intake_counts"
+    __table_args__ = (
+        CheckConstraint("outcome IN ('stored', 'ignored', 'refused')", name="outcome"),
+    )
+
+    calling_ae: Mapped[str] = mapped_column(String(16), primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(16), primary_key=True)
+    instances: Mapped[int] = mapped_column(Integer)
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -1,7 +1,7 @@
 """Rollup tables: predictions and latency per hour, latest labels per day (pages at scale).
 
 Revision ID: 0015
-Revises: 0013
+Revises: 0014
 Create Date: 2026-12-07
 
 The backfill runs :func:`radvigil.store.rollups.rebuild`, the same SQL as
@@ -19,7 +19,7 @@ from alembic import op
 from radvigil.store.rollups import rebuild
 
 revision: str = "0015"
-down_revision: str | Sequence[str] | None = "0013"
+down_revision: str | Sequence[str] | None = "0014"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
