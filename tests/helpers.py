@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from radvigil.data.catalog import DatasetCatalog
 from radvigil.data.importers import from_csv
@@ -11,8 +12,11 @@ from radvigil.model.config import TrainConfig
 from radvigil.registry import Registry
 from radvigil.service.background import BackgroundServer as LiveServer
 
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
 REPO = Path(__file__).resolve().parents[1]
-__all__ = ["REPO", "Home", "LiveServer", "make_home", "tiny_config"]
+__all__ = ["REPO", "Home", "LiveServer", "make_home", "mlflow_client", "tiny_config"]
 
 
 def tiny_config(**overrides) -> TrainConfig:
@@ -54,3 +58,12 @@ def make_home(root: Path, tracking_uri: str | None = None) -> Home:
         root / "model-cache",
     )
     return Home(root, catalog, registry, vid)
+
+
+def mlflow_client(registry: Registry) -> MlflowClient:
+    """A plain MLflow client on the registry's store, for a test that plays someone working in
+    MLflow directly (seeding versions without artifacts, moving an alias behind radvigil's back).
+    """
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=registry.tracking_uri, registry_uri=registry.tracking_uri)

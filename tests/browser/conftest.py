@@ -25,7 +25,7 @@ from radvigil.config import Settings
 from radvigil.data.io import read_image
 from radvigil.data.shifts import apply_shift, compose, get_shift
 from radvigil.loop.monitoring import run_monitors
-from radvigil.loop.rollout import STATE_TAG
+from radvigil.registry import Tag
 from radvigil.service.app import create_app
 from radvigil.store import KeyStore
 from tests.helpers import LiveServer, tiny_config
@@ -70,7 +70,7 @@ def _train_challenger(home) -> str:
     outcome = run_training(tiny_config(seed=11), home.data_version, home.catalog, home.registry)
     home.registry.set_alias(MODEL, "challenger", outcome.version, "seed", "retrained for the test")
     home.registry.set_version_tag(
-        MODEL, outcome.version, "radvigil.gate", json.dumps({"passed": True, "failed": []})
+        MODEL, outcome.version, Tag.GATE, json.dumps({"passed": True, "failed": []})
     )
     return outcome.version
 
@@ -162,11 +162,11 @@ def _restore_registry(home, champion: str) -> None:
     """Leave the session's shared registry as the fixture found it: v1 champion, no rollout."""
     registry = home.registry
     registry.set_alias(MODEL, "champion", champion, "seed", "browser tests done")
-    aliases = registry.client.get_registered_model(MODEL).aliases
+    aliases = registry.aliases(MODEL)
     for alias in ("challenger", "previous"):
         if alias in aliases:
             registry.remove_alias(MODEL, alias, "seed", "browser tests done")
-    registry.client.delete_registered_model_tag(MODEL, STATE_TAG)
+    registry.delete_model_tag(MODEL, Tag.ROLLOUT)
 
 
 @pytest.fixture(scope="module")

@@ -30,6 +30,7 @@ from radvigil.loop.rollout import Rollout
 from radvigil.loop.site_calibration import recalibrate
 from radvigil.loop.training import run_training
 from radvigil.model.byom.spec import ModelSpec
+from radvigil.registry import Tag
 from radvigil.service.app import create_app
 from radvigil.store import AuditLog, KeyStore
 from tests.helpers import LiveServer, make_home, tiny_config
@@ -130,7 +131,7 @@ def test_outside_model_through_the_whole_loop(byom, bundled: Path) -> None:
     assert any("declared source" in line for line in lineage["not_verified"])
     assert card["embedding_dim"] == 64 and card["metrics"]["onnx_parity_max_abs_diff"] < 1e-4
     tags = home.registry.resolve(f"{NAME}/{first.version}").tags
-    assert '"passed": true' in tags["radvigil.gate"] and tags["radvigil.imported"]
+    assert '"passed": true' in tags[Tag.GATE] and tags[Tag.IMPORTED]
     assert first.report.is_file()
 
     # rollout like any challenger: shadow, canary, promote

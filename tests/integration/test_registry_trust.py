@@ -32,7 +32,7 @@ from radvigil.registry import Registry
 from radvigil.service.app import create_app
 from radvigil.stack.processes import free_port
 from radvigil.store import AlertStore, AuditLog, Database, KeyStore, upgrade_database
-from tests.helpers import LiveServer, make_home, tiny_config
+from tests.helpers import LiveServer, make_home, mlflow_client, tiny_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 KEY = "integration-test-audit-key"
@@ -101,9 +101,10 @@ def _wait(condition: Callable[[], bool], seconds: float, message: str) -> None:
 
 def _register_copy(registry: Registry, name: str, run_id: str, folder: Path, path: str) -> str:
     """Register the graph in ``folder`` again as a new version, under its own artifact path."""
-    registry.client.log_artifacts(run_id, str(folder), path)
-    uri = registry.client.get_run(run_id).info.artifact_uri
-    return str(registry.client.create_model_version(name, f"{uri}/{path}", run_id=run_id).version)
+    mlflow = mlflow_client(registry)
+    mlflow.log_artifacts(run_id, str(folder), path)
+    uri = mlflow.get_run(run_id).info.artifact_uri
+    return str(mlflow.create_model_version(name, f"{uri}/{path}", run_id=run_id).version)
 
 
 def _png(bundled: Path) -> bytes:
@@ -253,7 +254,7 @@ def test_the_registry_client_signs_in_to_mlflow_basic_auth(
         monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
         monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "a-long-test-password")
         registry = Registry(url, tmp_path / "a", tmp_path / "c")
-        registry.client.create_registered_model("behind-basic-auth")
+        mlflow_client(registry).create_registered_model("behind-basic-auth")
         registry.set_model_tag("behind-basic-auth", "radvigil.rollout", '{"mode": "off"}')
         assert [m.name for m in registry.registered_models()] == ["behind-basic-auth"]
         assert registry.model_tags("behind-basic-auth")["radvigil.rollout"] == '{"mode": "off"}'

@@ -27,7 +27,7 @@ from radvigil.loop.evaluation import evaluate_version, gate_version, record_gate
 from radvigil.loop.site_calibration import recalibrate
 from radvigil.loop.training import run_training
 from radvigil.model.config import TrainConfig
-from radvigil.registry import CARD_DIR, LoadedModel, Registry
+from radvigil.registry import CARD_DIR, LoadedModel, Registry, Tag
 from radvigil.store import FeedbackStore, PredictionStore
 
 if TYPE_CHECKING:
@@ -168,10 +168,10 @@ def feedback_data(
     data_id = catalog.save(data, name=f"retrain-{digest}")
     problem_id = catalog.save(problems, name=f"problem-cases-{digest}")
     tags = {
-        "radvigil.parent_version": parent.id,
-        "radvigil.problem_cases": problem_id,
-        "radvigil.retrained_from": f"{champion.name}/{champion.version}",
-        "radvigil.feedback_ids": ",".join(c.prediction_id for c in cases)[:4900],
+        Tag.PARENT_VERSION: parent.id,
+        Tag.PROBLEM_CASES: problem_id,
+        Tag.RETRAINED_FROM: f"{champion.name}/{champion.version}",
+        Tag.FEEDBACK_IDS: ",".join(c.prediction_id for c in cases)[:4900],
     }
     return FeedbackData(data_id, problem_id, len(cases), tags)
 

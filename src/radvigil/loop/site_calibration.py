@@ -24,10 +24,8 @@ from radvigil.model.config import TrainConfig
 from radvigil.model.dataset import load_split
 from radvigil.model.network import build_classifier
 from radvigil.model.train import calibrate
-from radvigil.registry import LoadedModel, Registry
+from radvigil.registry import LoadedModel, Registry, Tag
 from radvigil.task import Task
-
-CHANGE_TAG = "radvigil.site_calibration"
 
 
 def recalibrate(
@@ -70,8 +68,8 @@ def recalibrate(
         "crossfit": crossfit_estimates(task, val_set.targets, val_set.frame, result.val_probs),
     }
     tags = {
-        "radvigil.recalibrated_from": f"{champion.name}/{champion.version}",
-        CHANGE_TAG: json.dumps(change),
+        Tag.RECALIBRATED_FROM: f"{champion.name}/{champion.version}",
+        Tag.SITE_CALIBRATION: json.dumps(change),
         **(extra_tags or {}),
     }
     run = open_run(registry, cfg, task, size, version, tags, {"backend": "site_calibration"})
@@ -90,7 +88,9 @@ def recalibrate(
     except BaseException:
         run.finish("FAILED")
         raise
-    registry.set_version_tag(outcome.name, outcome.version, CHANGE_TAG, json.dumps(change))
+    registry.set_version_tag(
+        outcome.name, outcome.version, Tag.SITE_CALIBRATION, json.dumps(change)
+    )
     return outcome
 
 
@@ -106,7 +106,7 @@ def _recalibrate_imported(
     from radvigil.loop.model_import import recalibrate_imported
 
     tags = {
-        "radvigil.recalibrated_from": f"{champion.name}/{champion.version}",
+        Tag.RECALIBRATED_FROM: f"{champion.name}/{champion.version}",
         **(extra_tags or {}),
     }
     name, version, card = recalibrate_imported(
@@ -125,7 +125,7 @@ def _recalibrate_imported(
         },
         "calibrated_on": data_ref,
     }
-    registry.set_version_tag(name, version, CHANGE_TAG, json.dumps(change))
+    registry.set_version_tag(name, version, Tag.SITE_CALIBRATION, json.dumps(change))
     run_id = registry.resolve(f"{name}/{version}").run_id
     return TrainOutcome(name, version, run_id, card, None)
 
