@@ -144,7 +144,7 @@ def champion_of(home: Any) -> Champion:
     return Champion(
         loaded.name,
         loaded.version,
-        str(loaded.card["task"]["name"]),
+        str(loaded.card.task.name),
         list(profile.class_names),
         np.asarray(ref.embeddings, dtype=np.float32),
         np.asarray(ref.probs, dtype=np.float64),

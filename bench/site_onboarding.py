@@ -60,7 +60,7 @@ def main() -> None:
     held_scores = scored(model, held_out, root, task)
     embeddings = reduce(pool_scores["embeddings"], args.components)
     column = task.class_index(FINDING)
-    validation_threshold = float(model.card["thresholds"][FINDING])
+    validation_threshold = float(model.card.thresholds[FINDING])
 
     cells: dict[tuple[int, str], list[dict]] = {}
     for budget in args.budgets:

@@ -24,8 +24,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 import httpx
+from pydantic import ValidationError
 
 from radvigil.errors import ModelError, NotFoundError, RadvigilError, RegistryError
+from radvigil.model.card import ModelCard
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -237,7 +239,7 @@ class LoadedModel:
     version: str
     run_id: str
     onnx_path: Path
-    card: dict[str, Any]
+    card: ModelCard
     folder: Path
     profile_dir: Path | None
     precision: Precision = "fp32"
@@ -251,7 +253,7 @@ class LoadedModel:
         if not path.is_file():
             how = (
                 "imported versions are served in fp32 only"
-                if self.card.get("imported")
+                if self.card.imported is not None
                 else "train it with quantize: true"
             )
             raise ModelError(f"{self.name}/{self.version} has no int8 graph ({how})")
@@ -388,7 +390,10 @@ class Registry:
                 folder.mkdir(parents=True, exist_ok=True)
                 self._download(mv, folder)
                 (folder / "done").touch()
-        card = json.loads((folder / CARD_DIR / "card.json").read_text())
+        try:
+            card = ModelCard.model_validate_json((folder / CARD_DIR / "card.json").read_bytes())
+        except (OSError, ValidationError) as exc:
+            raise ModelError(f"{mv.name}/{mv.version} has no readable model card: {exc}") from exc
         profile = folder / CARD_DIR / "profile"
         return LoadedModel(
             mv.name,

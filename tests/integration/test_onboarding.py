@@ -36,7 +36,7 @@ def test_budgeted_queue_follows_the_policy(trained_home, tmp_path, pg_url, bundl
     keys = KeyStore(state.db)
     service = keys.create("service-key", "service", rate_limit=10_000)[0]
     clinician = {"X-API-Key": keys.create("clinician-key", "clinician", rate_limit=10_000)[0]}
-    thresholds = home.registry.load(f"{outcome.name}@champion").card["thresholds"]
+    thresholds = home.registry.load(f"{outcome.name}@champion").card.operating_thresholds()
     frame = pd.read_csv(bundled / "stream.csv")
     with LiveServer(app) as server, httpx.Client(base_url=server.url, timeout=120) as client:
         for site, rows in (("north", frame.head(30)), ("south", frame.iloc[30:36])):

@@ -132,8 +132,8 @@ def test_ray_train_on_a_cluster_registers_a_version_with_per_epoch_metrics(
     assert ray_run.parent == data_home.home_dir / "ray"
     assert list(ray_run.glob("checkpoint_*/best.pt"))
     loaded = reg.load(f"{name}/{version}")
-    assert loaded.card["metrics"]["onnx_parity_max_abs_diff"] < 1e-4
-    assert set(loaded.card["thresholds"]) == {"pneumonia"}
+    assert loaded.card.metrics["onnx_parity_max_abs_diff"] < 1e-4
+    assert set(loaded.card.thresholds) == {"pneumonia"}
 
 
 def test_too_many_workers_fails_with_one_message(

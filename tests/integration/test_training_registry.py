@@ -39,9 +39,9 @@ def test_registered_version_has_lineage_and_card(trained_home) -> None:
     history = home.registry.metric_history(mv.run_id, "val_macro_f1")
     assert [step for step, _ in history] == [1, 2]
     loaded = home.registry.load("chest-pneumonia@champion")
-    assert loaded.card["training_data_version"] == home.data_version
-    assert set(loaded.card["thresholds"]) == {"pneumonia"}
-    assert loaded.card["metrics"]["onnx_parity_max_abs_diff"] < 1e-4
+    assert loaded.card.training_data_version == home.data_version
+    assert set(loaded.card.thresholds) == {"pneumonia"}
+    assert loaded.card.metrics["onnx_parity_max_abs_diff"] < 1e-4
 
 
 def test_registry_model_reproduces_run_probabilities(trained_home) -> None:
@@ -137,7 +137,7 @@ def test_training_against_a_real_mlflow_server(tmp_path: Path) -> None:
         home.registry.set_alias(outcome.name, "champion", outcome.version, "t", "server test")
         loaded = home.registry.load("chest-pneumonia@champion")
         assert loaded.onnx_path.exists()
-        assert loaded.card["training_data_version"] == home.data_version
+        assert loaded.card.training_data_version == home.data_version
     finally:
         server.terminate()
         server.wait(timeout=20)

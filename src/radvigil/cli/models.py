@@ -142,7 +142,7 @@ def sync_registry(
 def card(ref: str = typer.Argument(..., help="NAME[@alias] or NAME/VERSION")) -> None:
     """Print the model card (JSON) of a version."""
     loaded = registry().load(ref)
-    typer.echo(json.dumps(loaded.card, indent=2))
+    typer.echo(json.dumps(loaded.card.model_dump(mode="json"), indent=2))
 
 
 @app.command("import")
@@ -192,10 +192,10 @@ def import_(
         deployments=deployments(reg),
     )
     card_ = outcome.card
+    sha = card_.imported.file_sha256[:12] if card_.imported else "?"  # an import always has one
     console.print(
         f"registered [bold]{outcome.name}/{outcome.version}[/bold] from {file.name} "
-        f"(sha256 {card_.imported.file_sha256[:12]}), temperature {card_.temperature:.3f}, "
-        f"thresholds {card_.thresholds}"
+        f"(sha256 {sha}), temperature {card_.temperature:.3f}, thresholds {card_.thresholds}"
     )
     if outcome.verdict is not None:
         status = "PASS" if outcome.verdict.passed else "FAIL"

@@ -62,7 +62,7 @@ class Scored:
 
 
 def task_of(loaded: LoadedModel) -> Task:
-    return Task.model_validate(loaded.card["task"])
+    return loaded.card.task
 
 
 def score(
@@ -101,7 +101,7 @@ def score(
         np.concatenate(probs),
         part,
         paths,
-        {k: float(v) for k, v in loaded.card["thresholds"].items()},
+        loaded.card.operating_thresholds(),
     )
 
 

@@ -307,7 +307,7 @@ def recalibrate_imported(
     """Site calibration of an imported version: the same graph with temperature and thresholds
     refitted on ``data_ref``'s validation split, registered as a new version (name, number,
     card). The vendor's file, spec and lineage carry over unchanged."""
-    card = ModelCard.model_validate(champion.card)
+    card = champion.card
     version = catalog.load(data_ref)
     val_set = load_split(version, "val", card.task, card.input.size)
     if len(val_set) == 0:

@@ -160,7 +160,7 @@ def feedback_data(
 ) -> FeedbackData:
     """The champion's data + the labelled drifters (split by content), and the problem cases."""
     cases = labelled_drifters(predictions, feedback)
-    parent = catalog.load(champion.card["training_data_version"])
+    parent = catalog.load(champion.card.training_data_version)
     digest = hashlib.sha256(",".join(c.prediction_id for c in cases).encode()).hexdigest()[:12]
     data, problems = build_versions(
         parent, cases, catalog.folder / f"feedback-{digest}", holdout_share, seed, calibration_share
@@ -246,7 +246,7 @@ def retrain(
     whatever the CPU's rounding, where a full run from ImageNet weights does not (see
     :func:`warm_start_config`).
     """
-    if champion.card.get("imported"):
+    if champion.card.imported is not None:
         raise ModelError(
             f"{champion.name}/{champion.version} is an imported model: radvigil has neither its "
             "training code nor its weights, so it cannot be retrained. Refit its calibration on "
@@ -256,7 +256,7 @@ def retrain(
     data = feedback_data(
         champion, predictions, feedback, catalog, holdout_share, calibration_share, seed
     )
-    cfg = TrainConfig.model_validate(champion.card["config"])
+    cfg = TrainConfig.model_validate(champion.card.config)
     tags = dict(data.tags)
     if warm_start_epochs is not None:
         cfg = warm_start_config(cfg, champion, warm_start_epochs)

@@ -42,11 +42,11 @@ def recalibrate(
         DataError: the validation split is empty.
         ModelError: the champion has no weights to recalibrate.
     """
-    if champion.card.get("imported"):
+    if champion.card.imported is not None:
         return _recalibrate_imported(champion, data_ref, catalog, registry, extra_tags)
-    cfg = TrainConfig.model_validate(champion.card["config"])
-    task = Task.model_validate(champion.card["task"])
-    size = int(champion.card["input"]["size"])
+    cfg = TrainConfig.model_validate(champion.card.config)
+    task = champion.card.task
+    size = champion.card.input.size
     version = catalog.load(data_ref)
     val_set = load_split(version, "val", task, size)
     if len(val_set) == 0:
@@ -59,9 +59,9 @@ def recalibrate(
     result = replace(calibrate(model.eval(), task, val_set, [{}], 1), history=[])
     change = {
         "from_version": champion.version,
-        "temperature": [champion.card["temperature"], result.temperature],
+        "temperature": [champion.card.temperature, result.temperature],
         "thresholds": {
-            k: [champion.card["thresholds"].get(k), v] for k, v in result.thresholds.items()
+            k: [champion.card.thresholds.get(k), v] for k, v in result.thresholds.items()
         },
         "calibrated_on": version.id,
         "validation_cases": len(val_set),
@@ -119,10 +119,8 @@ def _recalibrate_imported(
     )
     change = {
         "from_version": champion.version,
-        "temperature": [champion.card["temperature"], card.temperature],
-        "thresholds": {
-            k: [champion.card["thresholds"].get(k), v] for k, v in card.thresholds.items()
-        },
+        "temperature": [champion.card.temperature, card.temperature],
+        "thresholds": {k: [champion.card.thresholds.get(k), v] for k, v in card.thresholds.items()},
         "calibrated_on": data_ref,
     }
     registry.set_version_tag(name, version, Tag.SITE_CALIBRATION, json.dumps(change))
