@@ -457,6 +457,7 @@ def time_routes(url: str, home: Any, work: Path, sample: str, requests: int) -> 
 
     from radvigil.config import Settings
     from radvigil.dashboard.session import SESSION_COOKIE
+    from radvigil.dashboard.site import mount
     from radvigil.service.app import create_app
     from radvigil.store import Database, KeyStore
 
@@ -467,7 +468,7 @@ def time_routes(url: str, home: Any, work: Path, sample: str, requests: int) -> 
         model_poll_seconds=3600,
         monitor_interval_seconds=0,
     )
-    app = create_app(settings, registry=home.registry, db=db)
+    app = create_app(settings, registry=home.registry, db=db, mounts=[mount])
     state = app.state.radvigil
     keys = KeyStore(db)
     tokens = {

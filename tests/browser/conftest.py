@@ -22,6 +22,7 @@ import pytest
 from PIL import Image as PILImage
 
 from radvigil.config import Settings
+from radvigil.dashboard.site import mount as dashboard_mount
 from radvigil.data.io import read_image
 from radvigil.data.shifts import apply_shift, compose, get_shift
 from radvigil.loop.monitoring import run_monitors
@@ -112,7 +113,7 @@ def seeded(trained_home, tmp_path_factory, bundled: Path, shared_data: Path) -> 
         monitor_interval_seconds=0,
         model_poll_seconds=3600,
     )
-    app = create_app(settings, registry=home.registry)
+    app = create_app(settings, registry=home.registry, mounts=[dashboard_mount])
     state = app.state.radvigil
     keys = KeyStore(state.db)
     tokens = {

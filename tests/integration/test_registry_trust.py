@@ -25,6 +25,7 @@ import pytest
 from PIL import Image as PILImage
 
 from radvigil.config import Settings
+from radvigil.dashboard.site import mount as dashboard_mount
 from radvigil.errors import RegistryError
 from radvigil.loop.deployment import CONFLICT_RULE, Deployments
 from radvigil.loop.training import run_training
@@ -149,7 +150,7 @@ def test_mlflow_alone_cannot_change_the_champion(
                 batch_max_wait_ms=2.0,
             )
             registry = Registry(url, root / "mlartifacts", root / "model-cache")
-            app = create_app(settings, registry=registry)
+            app = create_app(settings, registry=registry, mounts=[dashboard_mount])
             server = stack.enter_context(LiveServer(app))
             client = stack.enter_context(
                 httpx.Client(base_url=server.url, headers={"X-API-Key": token}, timeout=60)

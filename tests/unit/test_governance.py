@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from radvigil.cli import admin, loop, models
 from radvigil.cli.common import ErrorHandlingGroup
 from radvigil.config import Settings
+from radvigil.errors import ForbiddenError
 from radvigil.registry import Registry, Tag
 from radvigil.store import AuditLog, Database, FeedbackCreate, FeedbackStore, upgrade_database
 from radvigil.store.audit import record_hash
@@ -82,6 +83,23 @@ def test_rollout_of_a_failed_challenger_needs_force_with_a_reason(registered) ->
     assert [(e.details["gate"], e.details["forced"], e.actor) for e in events] == [
         ("failed", True, f"cli:{getpass.getuser()}")
     ]
+
+
+def test_rollout_moves_by_name_as_the_api_and_the_dashboard_ask(registered) -> None:
+    from radvigil.loop.rollout import Rollout
+
+    registry, _ = registered
+    registry.set_alias(NAME, "champion", "1", "test", "first")
+    registry.set_alias(NAME, "challenger", "3", "test", "no verdict yet")
+    recorded: list[str] = []
+    rollout = Rollout(registry, NAME, lambda action, *_: recorded.append(action))
+    with pytest.raises(ForbiddenError, match="no gate verdict"):
+        rollout.move("canary", "alice", "try it")
+    assert rollout.move("canary", "alice", "try it, forced", force=True) == "3"
+    assert (rollout.state().mode, rollout.state().canary_share) == ("canary", 0.1)
+    assert rollout.move("reject", "alice", "worse on site B") == "3"
+    assert "challenger" not in registry.aliases(NAME) and rollout.state().mode == "off"
+    assert recorded == ["rollout_canary", "reject"]
 
 
 def test_rewritten_chain_without_the_key_is_caught_without_head(home: Settings) -> None:

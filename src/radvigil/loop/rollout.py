@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from radvigil.store.deployments import DeploymentState
 
 Mode = Literal["off", "shadow", "canary"]
+Action = Literal["shadow", "canary", "promote", "reject", "rollback"]
 
 
 class RolloutState(BaseModel):
@@ -241,3 +242,24 @@ class Rollout:
             self._tag(current, "rolled_back", actor, reason)
         self.record("rollback", actor, previous, {"from": current, "reason": reason, **filed})
         return previous
+
+    def move(
+        self,
+        action: Action,
+        actor: str,
+        reason: str,
+        *,
+        share: float | None = None,
+        force: bool = False,
+    ) -> str | None:
+        """One rollout step by name, as the API and the dashboard ask for it; returns the
+        version it moved (a canary without ``share`` sends 10%)."""
+        if action == "shadow":
+            return self.shadow(actor, reason, force=force).challenger
+        if action == "canary":
+            return self.canary(share or 0.1, actor, reason, force=force).challenger
+        if action == "promote":
+            return self.promote(actor, reason, force=force)
+        if action == "reject":
+            return self.reject(actor, reason)
+        return self.rollback(actor, reason)
