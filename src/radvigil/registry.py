@@ -194,6 +194,7 @@ def _mapped(
     MLflow raises outside its own exception tree too (requests, OSError, cloud SDKs when
     downloading artifacts), so anything but radvigil's own errors is mapped.
     """
+    _mlflow()  # MLflow's environment defaults are set before its first import
     from mlflow.exceptions import MlflowException
 
     try:

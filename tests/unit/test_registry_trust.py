@@ -17,12 +17,12 @@ from pydantic import ValidationError
 from sqlalchemy import update
 
 from radvigil.config import Settings, get_settings, reset_settings
-from radvigil.errors import ForbiddenError, InputError, RegistryError
+from radvigil.errors import ForbiddenError, InputError, NotFoundError, RegistryError
 from radvigil.loop.deployment import CONFLICT_RULE, Deployments
 from radvigil.loop.gate_records import key_id, sign_gate, verify_gate
 from radvigil.loop.governance import move_alias
 from radvigil.loop.rollout import Rollout, RolloutState, read_state
-from radvigil.registry import Registry, Tag
+from radvigil.registry import AliasEvent, Registry, Tag, VersionInfo
 from radvigil.store import AlertStore, AuditLog, Database, upgrade_database
 from radvigil.store.tables import GateRecordRow
 from tests.helpers import mlflow_client
@@ -84,6 +84,29 @@ def _sign(db: Database, audit: AuditLog, graph: Path, version: str = "1", verdic
 
 def _check(db: Database, graph: Path, secret: str = KEY, version: str = "1"):
     return verify_gate(db, secret, name=NAME, version=version, onnx_path=graph)
+
+
+def test_the_registry_hands_out_its_own_types_and_maps_mlflow_errors_by_code(registry) -> None:
+    mv = registry.resolve(f"{NAME}/2")
+    assert isinstance(mv, VersionInfo) and (mv.name, mv.version) == (NAME, "2")
+    assert mv.created.tzinfo is not None and mv.run_id
+    with pytest.raises(NotFoundError, match=f"no model version {NAME}@champion"):
+        registry.resolve(f"{NAME}@champion")
+    with pytest.raises(NotFoundError, match=f"no model version {NAME}/9"):
+        registry.resolve(f"{NAME}/9")
+    with pytest.raises(NotFoundError, match="no registered model 'ghost'"):
+        registry.aliases("ghost")
+    with pytest.raises(RegistryError, match=f"cannot tag {NAME}/x"):
+        registry.set_version_tag(NAME, "x", Tag.GATE, "{}")
+    registry.set_alias(NAME, "champion", "2", "tester", "first")
+    [event] = registry.alias_history(NAME)
+    assert isinstance(event, AliasEvent)
+    assert (event.alias, event.version, event.previous, event.actor) == (
+        "champion",
+        "2",
+        None,
+        "tester",
+    )
 
 
 def test_signed_gate_verifies_and_is_audited(db, audit, graph) -> None:
