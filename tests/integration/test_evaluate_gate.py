@@ -107,7 +107,8 @@ def test_copy_of_champion_passes_non_inferiority(cli_home, tmp_path: Path) -> No
 def test_model_missing_sensitivity_floor_fails_with_evidence(trained_home) -> None:
     home, _ = trained_home
     loaded = home.registry.load("chest-pneumonia@champion")
-    strict = dataclasses.replace(loaded, card={**loaded.card, "thresholds": {"pneumonia": 0.999}})
+    strict_card = loaded.card.model_copy(update={"thresholds": {"pneumonia": 0.999}})
+    strict = dataclasses.replace(loaded, card=strict_card)
     criteria = criteria_from_dict(
         {"n_resamples": 300, "gates": [{"kind": "min_sensitivity", "default": 0.98}]}
     )
