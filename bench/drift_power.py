@@ -317,7 +317,7 @@ def per_case(pools: list[Pool], profiles: dict, task, card) -> list[dict]:
 
     finding = task.findings[0]
     k = task.class_index(finding)
-    threshold = float(card["thresholds"][finding])
+    threshold = float(card.thresholds[finding])
     rows = []
     for pool in pools:
         profile = profiles[pool.reference]
@@ -360,7 +360,7 @@ def downstream(pools: list[Pool], profile, task, card) -> list[dict]:
         if pool.labels is None or pool.reference != "kermany":
             continue
         positive = pool.labels == k
-        flagged = pool.probs[:, k] >= float(card["thresholds"][finding])
+        flagged = pool.probs[:, k] >= float(card.thresholds[finding])
         window = WindowData(embeddings=pool.reduced, probs=pool.probs, labels=pool.labels)
         cbpe = make_detector("cbpe").run(profile, window).details
         atc = make_detector("atc").run(profile, window).details
@@ -417,7 +417,7 @@ def main() -> None:
     config = monitor_config_from_dict({"detectors": detectors, "alerts": []})
     with common.bench_home(args.home, quick=args.quick) as home:
         loaded = home.load()
-        task = load_task(loaded.card["task"]["name"])
+        task = load_task(loaded.card.task.name)
         engine = OnnxEngine(loaded.onnx_path, threads=2)
         limit = threadpool_limits(args.blas_threads) if args.blas_threads else nullcontext()
         limit.__enter__()
@@ -448,7 +448,7 @@ def main() -> None:
         "quick": args.quick,
         "machine": common.machine(),
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "model": {"backbone": loaded.card["backbone"], "input_size": loaded.card["input"]["size"]},
+        "model": {"backbone": loaded.card.backbone, "input_size": loaded.card.input.size},
         "notes": notes,
         "pools": [
             {"scenario": p.key, "label": p.label, "kind": p.kind, "images": len(p)} for p in pools

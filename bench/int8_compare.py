@@ -75,7 +75,7 @@ def main() -> None:
             ["set", "graph", "n", "threshold", "sensitivity", "specificity", "AUC", "ECE"],
             rows,
         )
-        size = int(fp32.card["input"]["size"])
+        size = int(fp32.card.input.size)
         speed = [
             [model.precision, batch, throughput(model.onnx_path, size, batch)]
             for batch in (1, 16)

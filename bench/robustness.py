@@ -84,7 +84,7 @@ def _judge(loaded: Any, labels: list[str], pixels: list[np.ndarray]) -> dict[str
         embeddings.append(e)
     p, e = np.concatenate(probs), np.concatenate(embeddings)
     y = encode_labels(labels, task.classes)
-    cuts = threshold_vector(loaded.card["thresholds"], task.findings)
+    cuts = threshold_vector(loaded.card.thresholds, task.findings)
     stats = estimate(
         finding_statistic(y, p, finding_indices(task.classes, task.findings), cuts),
         y.size,
@@ -157,12 +157,12 @@ def main() -> None:
                 )
                 console.print(f"{ref}: {arm} done")
             results[f"{loaded.name}/{loaded.version}"] = {
-                "threshold": loaded.card["thresholds"],
+                "threshold": loaded.card.thresholds,
                 "arms": record,
             }
             table(
                 f"{loaded.name}/{loaded.version} on {len(labels)} site studies, threshold "
-                f"{loaded.card['thresholds']} (mild gated at drops {max_drop}, strong reported)",
+                f"{loaded.card.thresholds} (mild gated at drops {max_drop}, strong reported)",
                 ["perturbation", "sensitivity", "specificity", "Δ spec", "AUC", "flagged"],
                 rows,
             )

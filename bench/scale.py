@@ -152,7 +152,7 @@ def champion_of(home: Any) -> Champion:
     return Champion(
         loaded.name,
         loaded.version,
-        str(loaded.card["task"]["name"]),
+        str(loaded.card.task.name),
         list(profile.class_names),
         np.asarray(ref.embeddings, dtype=np.float32),
         np.asarray(ref.probs, dtype=np.float64),
@@ -483,6 +483,7 @@ def time_routes(url: str, home: Any, work: Path, sample: str, requests: int) -> 
 
     from radvigil.config import Settings
     from radvigil.dashboard.session import SESSION_COOKIE
+    from radvigil.dashboard.site import mount
     from radvigil.service.app import create_app
     from radvigil.store import Database, KeyStore
 
@@ -494,7 +495,7 @@ def time_routes(url: str, home: Any, work: Path, sample: str, requests: int) -> 
         model_poll_seconds=3600,
         monitor_interval_seconds=0,
     )
-    app = create_app(settings, registry=home.registry, db=db)
+    app = create_app(settings, registry=home.registry, db=db, mounts=[mount])
     state = app.state.radvigil
     keys = KeyStore(db)
     tokens = {

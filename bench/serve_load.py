@@ -224,9 +224,9 @@ def naive_app(loaded):
     from radvigil.model.preprocess import to_batch
 
     card = loaded.card
-    classes = list(card["task"]["classes"])
-    size, temperature = int(card["input"]["size"]), float(card["temperature"])
-    model = build_classifier(card["backbone"], len(classes))
+    classes = list(card.task.classes)
+    size, temperature = int(card.input.size), float(card.temperature)
+    model = build_classifier(card.backbone, len(classes))
     weights = loaded.folder / "radvigil" / "weights.pt"
     model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     model.eval()
@@ -490,8 +490,8 @@ def run(args: argparse.Namespace) -> dict:
     load_after = os.getloadavg()
     return {
         "model": {
-            "backbone": loaded.card["backbone"],
-            "input_size": loaded.card["input"]["size"],
+            "backbone": loaded.card.backbone,
+            "input_size": loaded.card.input.size,
             "version": loaded.version,
             "config": str(args.config),
         },

@@ -85,7 +85,7 @@ def main() -> None:
         pool_scores["embeddings"], held_scores["embeddings"], args.components
     )
     column = task.class_index(FINDING)
-    validation_threshold = float(model.card["thresholds"][FINDING])
+    validation_threshold = float(model.card.thresholds[FINDING])
 
     cells: dict[tuple[str, int, str], list[dict]] = {}
     for repair in args.repairs:

@@ -22,10 +22,11 @@ import pytest
 from PIL import Image as PILImage
 
 from radvigil.config import Settings
+from radvigil.dashboard.site import mount as dashboard_mount
 from radvigil.data.io import read_image
 from radvigil.data.shifts import apply_shift, compose, get_shift
 from radvigil.loop.monitoring import run_monitors
-from radvigil.loop.rollout import STATE_TAG
+from radvigil.registry import Tag
 from radvigil.service.app import create_app
 from radvigil.store import KeyStore
 from tests.helpers import LiveServer, tiny_config
@@ -70,7 +71,7 @@ def _train_challenger(home) -> str:
     outcome = run_training(tiny_config(seed=11), home.data_version, home.catalog, home.registry)
     home.registry.set_alias(MODEL, "challenger", outcome.version, "seed", "retrained for the test")
     home.registry.set_version_tag(
-        MODEL, outcome.version, "radvigil.gate", json.dumps({"passed": True, "failed": []})
+        MODEL, outcome.version, Tag.GATE, json.dumps({"passed": True, "failed": []})
     )
     return outcome.version
 
@@ -112,7 +113,7 @@ def seeded(trained_home, tmp_path_factory, bundled: Path, shared_data: Path) -> 
         monitor_interval_seconds=0,
         model_poll_seconds=3600,
     )
-    app = create_app(settings, registry=home.registry)
+    app = create_app(settings, registry=home.registry, mounts=[dashboard_mount])
     state = app.state.radvigil
     keys = KeyStore(state.db)
     tokens = {
@@ -162,11 +163,11 @@ def _restore_registry(home, champion: str) -> None:
     """Leave the session's shared registry as the fixture found it: v1 champion, no rollout."""
     registry = home.registry
     registry.set_alias(MODEL, "champion", champion, "seed", "browser tests done")
-    aliases = registry.client.get_registered_model(MODEL).aliases
+    aliases = registry.aliases(MODEL)
     for alias in ("challenger", "previous"):
         if alias in aliases:
             registry.remove_alias(MODEL, alias, "seed", "browser tests done")
-    registry.client.delete_registered_model_tag(MODEL, STATE_TAG)
+    registry.delete_model_tag(MODEL, Tag.ROLLOUT)
 
 
 @pytest.fixture(scope="module")

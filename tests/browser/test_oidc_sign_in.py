@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from radvigil.config import Settings
+from radvigil.dashboard.site import mount as dashboard_mount
 from radvigil.service.app import create_app
 from radvigil.stack.processes import free_port
 from tests.browser.conftest import shot
@@ -42,7 +43,7 @@ def site(tmp_path_factory) -> Iterator[Site]:
             oidc_role_map=ROLE_MAP,
         )
         mlflow_store(settings.home_dir / "mlflow.db")
-        app = create_app(settings)
+        app = create_app(settings, mounts=[dashboard_mount])
         with LiveServer(app, port=port):
             yield Site(url, issuer, app.state.radvigil)
 

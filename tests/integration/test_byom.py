@@ -30,6 +30,7 @@ from radvigil.loop.rollout import Rollout
 from radvigil.loop.site_calibration import recalibrate
 from radvigil.loop.training import run_training
 from radvigil.model.byom.spec import ModelSpec
+from radvigil.registry import Tag
 from radvigil.service.app import create_app
 from radvigil.store import AuditLog, KeyStore
 from tests.helpers import LiveServer, make_home, tiny_config
@@ -122,15 +123,16 @@ def test_outside_model_through_the_whole_loop(byom, bundled: Path) -> None:
     assert first.verdict is not None and first.verdict.passed, first.verdict.summary()
     assert {r.gate for r in first.verdict.rows if r.status != "skipped"} == {"non_inferiority"}
     card = home.registry.load(f"{NAME}/{first.version}").card
-    assert card["input"]["size"] == byom_outside.SIZE != ours.card.input.size
-    lineage = card["imported"]
-    assert lineage["source"] == "ACME Imaging, model X" and len(lineage["file_sha256"]) == 64
-    assert lineage["validation_data_version"] == home.data_version
-    assert lineage["embedding_from"] == "the model's own tensor 'features'"
-    assert any("declared source" in line for line in lineage["not_verified"])
-    assert card["embedding_dim"] == 64 and card["metrics"]["onnx_parity_max_abs_diff"] < 1e-4
+    assert card.input.size == byom_outside.SIZE != ours.card.input.size
+    lineage = card.imported
+    assert lineage is not None
+    assert lineage.source == "ACME Imaging, model X" and len(lineage.file_sha256) == 64
+    assert lineage.validation_data_version == home.data_version
+    assert lineage.embedding_from == "the model's own tensor 'features'"
+    assert any("declared source" in line for line in lineage.not_verified)
+    assert card.embedding_dim == 64 and card.metrics["onnx_parity_max_abs_diff"] < 1e-4
     tags = home.registry.resolve(f"{NAME}/{first.version}").tags
-    assert '"passed": true' in tags["radvigil.gate"] and tags["radvigil.imported"]
+    assert '"passed": true' in tags[Tag.GATE] and tags[Tag.IMPORTED]
     assert first.report.is_file()
 
     # rollout like any challenger: shadow, canary, promote

@@ -15,6 +15,7 @@ from radvigil.config import reset_settings
 from radvigil.errors import DataError
 from radvigil.evaluation import criteria_from_dict
 from radvigil.loop.evaluation import gate_version, score
+from radvigil.registry import Tag
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -45,7 +46,7 @@ def test_evaluate_writes_report_matching_sklearn(cli_home, tmp_path: Path) -> No
     scored = score(loaded, home.catalog.load(home.data_version), "test")
     expected = roc_auc_score([label == "pneumonia" for label in scored.labels], scored.probs[:, 1])
     assert json.dumps(numbers).count(f"{expected:.6f}"[:6]) >= 1
-    artifacts = home.registry.client.list_artifacts(loaded.run_id, "evaluation")
+    artifacts = home.registry.artifacts(loaded.run_id, "evaluation")
     assert artifacts, "report not logged to the model's run"
 
 
@@ -78,7 +79,7 @@ def test_gate_fails_with_exit_1_and_names_the_finding(cli_home, tmp_path: Path) 
     assert result.exit_code == 1, result.output
     assert "FAIL" in result.output and "pneumonia" in result.output
     mv = home.registry.resolve("chest-pneumonia@champion")
-    assert json.loads(mv.tags["radvigil.gate"])["passed"] is False
+    assert json.loads(mv.tags[Tag.GATE])["passed"] is False
 
 
 def test_copy_of_champion_passes_non_inferiority(cli_home, tmp_path: Path) -> None:
@@ -106,7 +107,8 @@ def test_copy_of_champion_passes_non_inferiority(cli_home, tmp_path: Path) -> No
 def test_model_missing_sensitivity_floor_fails_with_evidence(trained_home) -> None:
     home, _ = trained_home
     loaded = home.registry.load("chest-pneumonia@champion")
-    strict = dataclasses.replace(loaded, card={**loaded.card, "thresholds": {"pneumonia": 0.999}})
+    strict_card = loaded.card.model_copy(update={"thresholds": {"pneumonia": 0.999}})
+    strict = dataclasses.replace(loaded, card=strict_card)
     criteria = criteria_from_dict(
         {"n_resamples": 300, "gates": [{"kind": "min_sensitivity", "default": 0.98}]}
     )

@@ -12,9 +12,9 @@ import pytest
 from radvigil.errors import ModelError
 from radvigil.evaluation import criteria_from_dict
 from radvigil.loop.evaluation import evaluate_version, gate_version, verdict_tag
-from radvigil.loop.governance import gate_status, gate_tag
+from radvigil.loop.governance import gate_status
 from radvigil.loop.training import run_training
-from radvigil.registry import INT8_FILE
+from radvigil.registry import INT8_FILE, Tag
 from radvigil.service.lifecycle import load_served
 from tests.helpers import make_home, tiny_config
 
@@ -65,7 +65,7 @@ def test_int8_is_served_only_after_its_own_gate_passed(quantized) -> None:
     verdict = gate_version(criteria_from_dict(LENIENT), int8, None, data, "test")
     assert verdict.passed
     home.registry.set_version_tag(
-        "chest-pneumonia", version, gate_tag("int8"), verdict_tag(verdict)
+        "chest-pneumonia", version, Tag.gate("int8"), verdict_tag(verdict)
     )
     assert gate_status(home.registry, "chest-pneumonia", version, "int8") == "passed"
     assert gate_status(home.registry, "chest-pneumonia", version) == "none"  # fp32 untouched

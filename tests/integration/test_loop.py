@@ -19,6 +19,7 @@ from radvigil.loop.retrain import retrain
 from radvigil.loop.rollout import Rollout
 from radvigil.loop.traffic import TrafficSimulator, load_studies, png_bytes
 from radvigil.loop.training import run_training
+from radvigil.registry import Tag
 from radvigil.service.app import create_app
 from radvigil.service.harness import LocalService
 from radvigil.store import AuditLog, KeyStore
@@ -131,7 +132,7 @@ def test_closed_loop(loop, bundled: Path) -> None:
         "tester",
     )
     assert not failed.passed
-    assert "challenger" not in home.registry.client.get_registered_model("chest-pneumonia").aliases
+    assert "challenger" not in home.registry.aliases("chest-pneumonia")
     assert (
         client.post(
             "/v1/admin/rollout/promote", headers=admin, json={"reason": "should not"}
@@ -152,9 +153,9 @@ def test_closed_loop(loop, bundled: Path) -> None:
     )
     assert passed.passed and passed.feedback_cases >= 30
     run = home.registry.run(home.registry.resolve(f"chest-pneumonia/{passed.version}").run_id)
-    assert run.data.tags["radvigil.parent_version"] == home.data_version
-    assert run.data.tags["radvigil.problem_cases"] == passed.problem_cases_version
-    assert first in run.data.tags["radvigil.feedback_ids"]
+    assert run.tags[Tag.PARENT_VERSION] == home.data_version
+    assert run.tags[Tag.PROBLEM_CASES] == passed.problem_cases_version
+    assert first in run.tags[Tag.FEEDBACK_IDS]
 
     shadow = client.post("/v1/admin/rollout/shadow", headers=admin, json={"reason": "compare"})
     assert shadow.status_code == 200, shadow.text

@@ -16,7 +16,7 @@ from radvigil.config import Settings
 from radvigil.registry import _fluent_uri, _mlflow
 from radvigil.service.app import create_app
 from radvigil.store import KeyStore
-from tests.helpers import LiveServer
+from tests.helpers import LiveServer, mlflow_client
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -31,7 +31,7 @@ def _register_copy(home, outcome, root: Path, corrupt: bool) -> str:
         )
     if corrupt:
         (folder / "model.onnx").write_bytes(b"\x08\x07garbage, not a protobuf graph" * 100)
-    mv = home.registry.client.create_model_version(
+    mv = mlflow_client(home.registry).create_model_version(
         outcome.name, source=str(folder), run_id=outcome.run_id
     )
     return str(mv.version)
@@ -87,5 +87,5 @@ def test_corrupt_champion_keeps_the_old_one_and_the_poller_alive(
             assert f"champion version {broken} failed to load" in body["fallback"]
     finally:
         registry.set_alias(name, "champion", outcome.version, "test", "restore the fixture")
-        registry.client.delete_registered_model_alias(name, "previous")
+        mlflow_client(registry).delete_registered_model_alias(name, "previous")
         shutil.rmtree(tmp_path / "svc", ignore_errors=True)

@@ -20,6 +20,7 @@ from fastapi import FastAPI, Request
 
 from radvigil.config import Settings
 from radvigil.dashboard.session import SESSION_COOKIE, csrf_for
+from radvigil.dashboard.site import mount as dashboard_mount
 from radvigil.loop.notes import NoteDesk
 from radvigil.registry import Registry
 from radvigil.service.app import create_app
@@ -71,7 +72,7 @@ def service(tmp_path_factory):
             notes_model="stand-in",
             notes_timeout_seconds=TIMEOUT,
         )
-        app = create_app(settings, registry=registry)
+        app = create_app(settings, registry=registry, mounts=[dashboard_mount])
         keys = KeyStore(app.state.radvigil.db)
         tokens = {r: keys.create(f"{r}-key", r)[0] for r in ("clinician", "service", "auditor")}
         with LiveServer(app) as server, httpx.Client(base_url=server.url, timeout=60) as client:

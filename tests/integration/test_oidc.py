@@ -16,6 +16,7 @@ import pytest
 
 from radvigil.config import Settings
 from radvigil.dashboard.session import csrf_for
+from radvigil.dashboard.site import mount as dashboard_mount
 from radvigil.errors import AuthError
 from radvigil.service.app import create_app
 from radvigil.service.oidc import LEEWAY_SECONDS, NoRoleError, OidcClient
@@ -58,7 +59,7 @@ def signin(tmp_path_factory) -> Iterator[Signin]:
             oidc_role_map=ROLE_MAP,
         )
         mlflow_store(settings.home_dir / "mlflow.db")
-        app = create_app(settings)
+        app = create_app(settings, mounts=[dashboard_mount])
         with LiveServer(app, port=port):
             yield Signin(url, issuer, app.state.radvigil, elsewhere)
 
@@ -208,7 +209,10 @@ def test_sign_in_starts_are_charged_to_the_client_address(signin, tmp_path) -> N
         oidc_role_map=ROLE_MAP,
     )
     registry = Registry(mlflow_store(tmp_path / "mlflow.db"), tmp_path / "art", tmp_path / "c")
-    with LiveServer(create_app(settings, registry=registry)) as live, httpx.Client() as browser:
+    with (
+        LiveServer(create_app(settings, registry=registry, mounts=[dashboard_mount])) as live,
+        httpx.Client() as browser,
+    ):
         codes = [
             browser.get(f"{live.url}/dashboard/oidc/login", follow_redirects=False).status_code
             for _ in range(3)

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from radvigil.config import Settings
+from radvigil.dashboard.site import mount as dashboard_mount
 from radvigil.loop.traffic import TrafficSimulator, load_studies
 from radvigil.service.app import create_app
 from radvigil.store import KeyStore
@@ -49,12 +50,12 @@ def test_budgeted_queue_follows_the_policy(trained_home, tmp_path, pg_url, bundl
         label_audit_share=0.25,
         review_audit_share=0.0,
     )
-    app = create_app(settings, registry=home.registry)
+    app = create_app(settings, registry=home.registry, mounts=[dashboard_mount])
     state = app.state.radvigil
     keys = KeyStore(state.db)
     service = keys.create("service-key", "service", rate_limit=10_000)[0]
     clinician = {"X-API-Key": keys.create("clinician-key", "clinician", rate_limit=10_000)[0]}
-    thresholds = home.registry.load(f"{outcome.name}@champion").card["thresholds"]
+    thresholds = home.registry.load(f"{outcome.name}@champion").card.operating_thresholds()
     frame = pd.read_csv(bundled / "stream.csv")
     with LiveServer(app) as server, httpx.Client(base_url=server.url, timeout=120) as client:
         for site, rows in (("north", frame.head(30)), ("south", frame.iloc[30:36])):

@@ -20,9 +20,9 @@ from typer.testing import CliRunner
 from radvigil.cli import app
 from radvigil.config import Settings
 from radvigil.model.config import load_config
-from radvigil.registry import Registry
+from radvigil.registry import Registry, Tag
 from radvigil.stack.processes import free_port
-from tests.helpers import REPO
+from tests.helpers import REPO, mlflow_client
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 runner = CliRunner()
@@ -123,17 +123,17 @@ def test_ray_train_on_a_cluster_registers_a_version_with_per_epoch_metrics(
     reg = _registry(data_home)
     mv = reg.resolve(f"{name}/{version}")
     run = reg.run(mv.run_id)
-    assert run.data.params["backend"] == "ray" and run.data.params["ray.workers"] == "2"
-    history = reg.client.get_metric_history(mv.run_id, "val_macro_f1")
-    assert [m.step for m in history] == [1, 2]  # each epoch reported, none lost or None
-    assert all(0 <= m.value <= 1 for m in history)
+    assert run.params["backend"] == "ray" and run.params["ray.workers"] == "2"
+    history = reg.metric_history(mv.run_id, "val_macro_f1")
+    assert [step for step, _ in history] == [1, 2]  # each epoch reported, none lost or None
+    assert all(0 <= value <= 1 for _, value in history)
     # the checkpoint Ray kept is where the run says, under RADVIGIL_HOME/ray
-    ray_run = Path(run.data.tags["radvigil.ray_run"])
+    ray_run = Path(run.tags[Tag.RAY_RUN])
     assert ray_run.parent == data_home.home_dir / "ray"
     assert list(ray_run.glob("checkpoint_*/best.pt"))
     loaded = reg.load(f"{name}/{version}")
-    assert loaded.card["metrics"]["onnx_parity_max_abs_diff"] < 1e-4
-    assert set(loaded.card["thresholds"]) == {"pneumonia"}
+    assert loaded.card.metrics["onnx_parity_max_abs_diff"] < 1e-4
+    assert set(loaded.card.thresholds) == {"pneumonia"}
 
 
 def test_too_many_workers_fails_with_one_message(
@@ -167,7 +167,7 @@ def test_tune_on_a_local_instance_logs_nested_trials_and_writes_a_trainable_best
     assert header.startswith("# Best of 2 trials by validation macro_f1")
 
     reg = _registry(data_home)
-    runs = reg.client.search_runs([reg.experiment_id("chest-pneumonia")])
+    runs = mlflow_client(reg).search_runs([reg.experiment_id("chest-pneumonia")])
     parent = next(r for r in runs if r.data.tags.get("radvigil.kind") == "tuning")
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert len(children) == 2
@@ -178,6 +178,4 @@ def test_tune_on_a_local_instance_logs_nested_trials_and_writes_a_trainable_best
         c for c in children if c.info.run_name == f"trial-{parent.data.tags['radvigil.best_trial']}"
     )
     assert float(winner.data.params["lr"]) == pytest.approx(chosen["lr"])
-    assert all(
-        len(reg.client.get_metric_history(c.info.run_id, "val_macro_f1")) >= 1 for c in children
-    )
+    assert all(len(reg.metric_history(c.info.run_id, "val_macro_f1")) >= 1 for c in children)

@@ -25,6 +25,7 @@ import pytest
 from PIL import Image as PILImage
 
 from radvigil.config import Settings
+from radvigil.dashboard.site import mount as dashboard_mount
 from radvigil.errors import RegistryError
 from radvigil.loop.deployment import CONFLICT_RULE, Deployments
 from radvigil.loop.training import run_training
@@ -32,7 +33,7 @@ from radvigil.registry import Registry
 from radvigil.service.app import create_app
 from radvigil.stack.processes import free_port
 from radvigil.store import AlertStore, AuditLog, Database, KeyStore, upgrade_database
-from tests.helpers import LiveServer, make_home, mlflow_store, tiny_config
+from tests.helpers import LiveServer, make_home, mlflow_client, mlflow_store, tiny_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 KEY = "integration-test-audit-key"
@@ -101,9 +102,10 @@ def _wait(condition: Callable[[], bool], seconds: float, message: str) -> None:
 
 def _register_copy(registry: Registry, name: str, run_id: str, folder: Path, path: str) -> str:
     """Register the graph in ``folder`` again as a new version, under its own artifact path."""
-    registry.client.log_artifacts(run_id, str(folder), path)
-    uri = registry.client.get_run(run_id).info.artifact_uri
-    return str(registry.client.create_model_version(name, f"{uri}/{path}", run_id=run_id).version)
+    mlflow = mlflow_client(registry)
+    mlflow.log_artifacts(run_id, str(folder), path)
+    uri = mlflow.get_run(run_id).info.artifact_uri
+    return str(mlflow.create_model_version(name, f"{uri}/{path}", run_id=run_id).version)
 
 
 def _png(bundled: Path) -> bytes:
@@ -124,7 +126,7 @@ def test_mlflow_alone_cannot_change_the_champion(
     name, run_id = outcome.name, outcome.run_id
     v1 = home.registry.load(f"{name}/{outcome.version}")
     # trained against the server and read back from its artifact store, with its lineage
-    assert v1.onnx_path.exists() and v1.card["training_data_version"] == home.data_version
+    assert v1.onnx_path.exists() and v1.card.training_data_version == home.data_version
     ungated = _register_copy(home.registry, name, run_id, v1.folder / "model", "model-v2")
     tampered = _register_copy(home.registry, name, run_id, v1.folder / "model", "model-v3")
 
@@ -150,7 +152,7 @@ def test_mlflow_alone_cannot_change_the_champion(
                 batch_max_wait_ms=2.0,
             )
             registry = Registry(url, root / "mlartifacts", root / "model-cache")
-            app = create_app(settings, registry=registry)
+            app = create_app(settings, registry=registry, mounts=[dashboard_mount])
             server = stack.enter_context(LiveServer(app))
             client = stack.enter_context(
                 httpx.Client(base_url=server.url, headers={"X-API-Key": token}, timeout=60)
@@ -255,7 +257,7 @@ def test_the_registry_client_signs_in_to_mlflow_basic_auth(
         monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
         monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "a-long-test-password")
         registry = Registry(url, tmp_path / "a", tmp_path / "c")
-        registry.client.create_registered_model("behind-basic-auth")
+        mlflow_client(registry).create_registered_model("behind-basic-auth")
         registry.set_model_tag("behind-basic-auth", "radvigil.rollout", '{"mode": "off"}')
         assert [m.name for m in registry.registered_models()] == ["behind-basic-auth"]
         assert registry.model_tags("behind-basic-auth")["radvigil.rollout"] == '{"mode": "off"}'

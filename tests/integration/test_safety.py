@@ -21,6 +21,7 @@ import pytest
 from PIL import Image as PILImage
 
 from radvigil.config import Settings
+from radvigil.dashboard.site import mount as dashboard_mount
 from radvigil.service.app import create_app
 from radvigil.store import KeyStore
 from tests.helpers import LiveServer
@@ -37,7 +38,7 @@ def server(trained_home, tmp_path_factory):
     settings = Settings(
         home=root, batch_max_wait_ms=2.0, explain_queue=16, store_review_images=True
     )
-    app = create_app(settings, registry=home.registry)
+    app = create_app(settings, registry=home.registry, mounts=[dashboard_mount])
     state = app.state.radvigil
     token = KeyStore(state.db).create("tester", "clinician", rate_limit=100_000)[0]
     with LiveServer(app) as live, httpx.Client(base_url=live.url, timeout=120) as client:
@@ -68,7 +69,7 @@ def test_parallel_explain_leaves_the_server_up(server, bundled: Path) -> None:
 def test_explain_has_its_own_concurrency_limit(trained_home, tmp_path, bundled: Path) -> None:
     home, _ = trained_home
     settings = Settings(home=tmp_path, explain_queue=0, explain_concurrency=1)
-    app = create_app(settings, registry=home.registry)
+    app = create_app(settings, registry=home.registry, mounts=[dashboard_mount])
     token = KeyStore(app.state.radvigil.db).create("t", "clinician", rate_limit=100_000)[0]
     data = _xray(bundled)
     with LiveServer(app) as live, httpx.Client(base_url=live.url, timeout=120) as client:

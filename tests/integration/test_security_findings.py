@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from radvigil.config import Settings
+from radvigil.dashboard.site import mount as dashboard_mount
 from radvigil.registry import Registry
 from radvigil.service.app import create_app
 from radvigil.store import KeyStore, PredictionStore
@@ -28,7 +29,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 def _service(root, trusted: list[str]):
     registry = Registry(mlflow_store(root / "mlflow.db"), root / "mlartifacts", root / "cache")
     settings = Settings(home=root, trusted_proxies=trusted, invalid_key_rate_limit=3)
-    app = create_app(settings, registry=registry)
+    app = create_app(settings, registry=registry, mounts=[dashboard_mount])
     keys = KeyStore(app.state.radvigil.db)
     tokens = {
         "admin": keys.create("admin-key", "admin")[0],

@@ -15,6 +15,7 @@ import pytest
 from PIL import Image as PILImage
 
 from radvigil.config import Settings
+from radvigil.dashboard.site import mount as dashboard_mount
 from radvigil.service import assessment
 from radvigil.service.app import create_app
 from radvigil.store import AuditLog, Database, KeyStore, PredictionStore
@@ -28,7 +29,7 @@ def service(trained_home, tmp_path_factory):
     home, _ = trained_home
     root = tmp_path_factory.mktemp("service-home")
     settings = Settings(home=root, batch_max_wait_ms=2.0)
-    app = create_app(settings, registry=home.registry)
+    app = create_app(settings, registry=home.registry, mounts=[dashboard_mount])
     keys = KeyStore(app.state.radvigil.db)
     tokens = {
         role: keys.create(f"{role}-key", role)[0]

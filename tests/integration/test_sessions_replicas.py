@@ -14,6 +14,7 @@ import pytest
 
 from radvigil.config import Settings
 from radvigil.dashboard.session import csrf_for
+from radvigil.dashboard.site import mount as dashboard_mount
 from radvigil.registry import Registry
 from radvigil.service.app import create_app
 from radvigil.stack.processes import free_port
@@ -36,7 +37,7 @@ def _replica(pg_url: str, home, issuer: str, callback: str, registry: Registry):
         oidc_scopes="openid profile groups",
         oidc_role_map=ROLE_MAP,
     )
-    return create_app(settings, registry=registry)
+    return create_app(settings, registry=registry, mounts=[dashboard_mount])
 
 
 def test_a_session_works_on_every_replica_and_survives_a_restart(pg_url, tmp_path) -> None:

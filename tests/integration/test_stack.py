@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import text
 
 from radvigil.loop.training import run_training
+from radvigil.registry import Tag
 from radvigil.stack import Stack, StackConfig
 from radvigil.stack.topology import HTTP_TIMEOUT
 from radvigil.store import Database, KeyStore
@@ -106,7 +107,7 @@ def live(tmp_path_factory: pytest.TempPathFactory):
         home.registry.set_alias(name, "champion", v1, "test", "stack fixture")
         home.registry.set_alias(name, "challenger", v2, "test", "stack fixture")
         # The verdict `radvigil gate` records on a passing version (the seam named above).
-        home.registry.set_version_tag(name, v2, "radvigil.gate", json.dumps({"passed": True}))
+        home.registry.set_version_tag(name, v2, Tag.GATE, json.dumps({"passed": True}))
         stack.start_serving()
         db = Database(stack.database_url)
         store = KeyStore(db)

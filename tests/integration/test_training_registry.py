@@ -18,7 +18,7 @@ from radvigil.errors import RegistryError
 from radvigil.loop.training import run_training
 from radvigil.model.dataset import load_split
 from radvigil.model.engine import OnnxEngine
-from radvigil.registry import Registry
+from radvigil.registry import Registry, Tag
 from radvigil.task import load_task
 from tests.helpers import make_home, tiny_config
 
@@ -28,20 +28,19 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 def test_registered_version_has_lineage_and_card(trained_home) -> None:
     home, outcome = trained_home
     mv = home.registry.resolve("chest-pneumonia@champion")
-    assert str(mv.version) == outcome.version
-    assert mv.tags["radvigil.data_version"] == home.data_version
+    assert mv.version == outcome.version
+    assert mv.tags[Tag.DATA_VERSION] == home.data_version
     run = home.registry.run(mv.run_id)
-    contexts = sorted(t.value for d in run.inputs.dataset_inputs for t in d.tags)
-    assert contexts == ["training", "validation"]
-    assert {d.dataset.name for d in run.inputs.dataset_inputs} == {home.data_version}
-    assert run.data.params["backbone"] == "resnet10t"
-    assert "val_macro_f1" in run.data.metrics and "val_ece_after" in run.data.metrics
-    history = home.registry.client.get_metric_history(mv.run_id, "val_macro_f1")
-    assert [m.step for m in history] == [1, 2]
+    assert sorted(d.context for d in run.datasets) == ["training", "validation"]
+    assert {d.name for d in run.datasets} == {home.data_version}
+    assert run.params["backbone"] == "resnet10t"
+    assert "val_macro_f1" in run.metrics and "val_ece_after" in run.metrics
+    history = home.registry.metric_history(mv.run_id, "val_macro_f1")
+    assert [step for step, _ in history] == [1, 2]
     loaded = home.registry.load("chest-pneumonia@champion")
-    assert loaded.card["training_data_version"] == home.data_version
-    assert set(loaded.card["thresholds"]) == {"pneumonia"}
-    assert loaded.card["metrics"]["onnx_parity_max_abs_diff"] < 1e-4
+    assert loaded.card.training_data_version == home.data_version
+    assert set(loaded.card.thresholds) == {"pneumonia"}
+    assert loaded.card.metrics["onnx_parity_max_abs_diff"] < 1e-4
 
 
 def test_registry_model_reproduces_run_probabilities(trained_home) -> None:

@@ -26,6 +26,7 @@ from radvigil.model.dataset import ArraySet, load_split
 from radvigil.model.engine import OnnxEngine
 from radvigil.model.preprocess import normalise
 from radvigil.task import load_task
+from tests.helpers import small_card
 from tests.unit.byom_graphs import spec_dict, tiny_classifier
 
 LIMIT = 1 << 20
@@ -249,9 +250,8 @@ def test_retraining_an_imported_champion_is_refused_before_any_work(tmp_path) ->
     from radvigil.loop.retrain import retrain
     from radvigil.registry import LoadedModel
 
-    champion = LoadedModel(
-        "chest-pneumonia", "3", "run", tmp_path / "m.onnx", {"imported": {"x": 1}}, tmp_path, None
-    )
+    card = small_card(imported=True)
+    champion = LoadedModel("chest-pneumonia", "3", "run", tmp_path / "m.onnx", card, tmp_path, None)
     with pytest.raises(ModelError, match=r"retrain --calibration-only\) or import the vendor"):
         retrain(champion, None, None, None, None, None, tmp_path, None, "tester")  # type: ignore[arg-type]
     with pytest.raises(ModelError, match="imported versions are served in fp32 only"):

@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from radvigil.config import Settings
+from radvigil.dashboard.site import mount as dashboard_mount
 from radvigil.service.app import create_app
 from radvigil.store import KeyStore
 from radvigil.store.pacs import InstanceCreate, OutboxCreate, PacsStore
@@ -41,7 +42,7 @@ def app(tmp_path: Path):
         pacs_username="stow-user",
         pacs_password=SECRETS[1],
     )
-    app = create_app(settings)
+    app = create_app(settings, mounts=[dashboard_mount])
     db = app.state.radvigil.db
     store = PacsStore(db)
     for n, (ae, state) in enumerate(

@@ -14,6 +14,7 @@ from radvigil.dashboard.audit import to_csv
 from radvigil.dashboard.lineage import gate, promoted
 from radvigil.dashboard.session import check_csrf, csrf_for
 from radvigil.errors import ForbiddenError
+from radvigil.registry import AliasEvent, Tag
 from radvigil.service.traffic import bucket_for
 from radvigil.store import AuditEvent
 
@@ -95,17 +96,18 @@ def test_csrf_token_is_bound_to_the_key() -> None:
 
 def test_gate_tag_and_alias_history_reading() -> None:
     assert gate({}) == {"state": "none", "failed": []}
-    assert gate({"radvigil.gate": '{"passed": false, "failed": ["min_auc:pneumonia"]}'}) == {
+    assert gate({Tag.GATE: '{"passed": false, "failed": ["min_auc:pneumonia"]}'}) == {
         "state": "failed",
         "failed": ["min_auc:pneumonia"],
     }
-    assert gate({"radvigil.gate": "not json"})["state"] == "unreadable"
+    assert gate({Tag.GATE: "not json"})["state"] == "unreadable"
     history = [
-        {"alias": "champion", "version": "1", "actor": "a", "time": "t1"},
-        {"alias": "champion", "version": "2", "actor": "b", "time": "t2"},
-        {"alias": "champion", "version": "1", "actor": "c", "time": "t3"},
+        AliasEvent(alias="champion", version="1", actor="a", time="t1"),
+        AliasEvent(alias="champion", version="2", actor="b", time="t2"),
+        AliasEvent(alias="champion", version="1", actor="c", time="t3"),
     ]
-    assert promoted(history, "champion", "1")["actor"] == "c"
+    found = promoted(history, "champion", "1")
+    assert found is not None and found.actor == "c"
     assert promoted(history, "challenger", "1") is None
 
 

@@ -14,6 +14,7 @@ from starlette.routing import Mount
 
 from radvigil.cli import COMMANDS, load_command
 from radvigil.config import Settings
+from radvigil.dashboard.site import mount as dashboard_mount
 from radvigil.service.app import create_app
 from tests.helpers import mlflow_store
 
@@ -52,7 +53,7 @@ def command_paths() -> list[str]:
 def route_lines(tmp_path: Path) -> list[str]:
     """``METHOD /path`` for every route of the app, path parameters written as ``{}``."""
     mlflow_store(tmp_path / "home" / "mlflow.db")
-    app = create_app(Settings(home=tmp_path / "home"))
+    app = create_app(Settings(home=tmp_path / "home"), mounts=[dashboard_mount])
     lines = []
     for context in iter_route_contexts(app.routes):
         path = PARAM.sub("{}", context.path or "")

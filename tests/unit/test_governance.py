@@ -14,10 +14,11 @@ from typer.testing import CliRunner
 from radvigil.cli import admin, loop, models
 from radvigil.cli.common import ErrorHandlingGroup
 from radvigil.config import Settings
-from radvigil.registry import Registry
+from radvigil.errors import ForbiddenError
+from radvigil.registry import Registry, Tag
 from radvigil.store import AuditLog, Database, FeedbackCreate, FeedbackStore, upgrade_database
 from radvigil.store.audit import record_hash
-from tests.helpers import mlflow_store
+from tests.helpers import mlflow_client, mlflow_store
 
 app = typer.Typer(cls=ErrorHandlingGroup)
 app.add_typer(admin.audit_app, name="audit")
@@ -40,12 +41,13 @@ def registered(home: Settings) -> tuple[Registry, Database]:
     upgrade_database(db)
     mlflow_store(home.home_dir / "mlflow.db")  # where the CLI under test finds the store
     registry = Registry(home.resolved_tracking_uri, home.artifacts_dir, home.home_dir / "cache")
-    registry.client.create_registered_model(NAME)
+    mlflow = mlflow_client(registry)
+    mlflow.create_registered_model(NAME)
     for verdict in (True, False, None):
-        mv = registry.client.create_model_version(NAME, source=str(home.home_dir))
+        mv = mlflow.create_model_version(NAME, source=str(home.home_dir))
         if verdict is not None:
             tag = json.dumps({"passed": verdict})
-            registry.set_version_tag(NAME, str(mv.version), "radvigil.gate", tag)
+            registry.set_version_tag(NAME, str(mv.version), Tag.GATE, tag)
     return registry, db
 
 
@@ -56,7 +58,7 @@ def test_champion_needs_a_passing_gate_or_force_with_a_reason(registered) -> Non
     run("models", "alias", NAME, "champion", "3", code=2)  # no verdict at all
     _, err = run("models", "alias", NAME, "champion", "2", "--force", code=2)
     assert "needs a reason" in err
-    assert "champion" not in registry.client.get_registered_model(NAME).aliases
+    assert "champion" not in registry.aliases(NAME)
     run("models", "alias", NAME, "champion", "1")
     run("models", "alias", NAME, "champion", "2", "--force", "--reason", "incident 42 hotfix")
     events = AuditLog(db).list(action="alias.set", newest_first=False)
@@ -77,11 +79,28 @@ def test_rollout_of_a_failed_challenger_needs_force_with_a_reason(registered) ->
     run("rollout", "shadow", "--force", "--reason", "incident 43: shadow only, no patient sees it")
     _, err = run("rollout", "promote", "--reason", "go", code=2)
     assert "failed gate verdict" in err
-    assert str(registry.client.get_registered_model(NAME).aliases["champion"]) == "1"
+    assert registry.aliases(NAME)["champion"] == "1"
     events = AuditLog(db).list(action="rollout_shadow", newest_first=False)
     assert [(e.details["gate"], e.details["forced"], e.actor) for e in events] == [
         ("failed", True, f"cli:{getpass.getuser()}")
     ]
+
+
+def test_rollout_moves_by_name_as_the_api_and_the_dashboard_ask(registered) -> None:
+    from radvigil.loop.rollout import Rollout
+
+    registry, _ = registered
+    registry.set_alias(NAME, "champion", "1", "test", "first")
+    registry.set_alias(NAME, "challenger", "3", "test", "no verdict yet")
+    recorded: list[str] = []
+    rollout = Rollout(registry, NAME, lambda action, *_: recorded.append(action))
+    with pytest.raises(ForbiddenError, match="no gate verdict"):
+        rollout.move("canary", "alice", "try it")
+    assert rollout.move("canary", "alice", "try it, forced", force=True) == "3"
+    assert (rollout.state().mode, rollout.state().canary_share) == ("canary", 0.1)
+    assert rollout.move("reject", "alice", "worse on site B") == "3"
+    assert "challenger" not in registry.aliases(NAME) and rollout.state().mode == "off"
+    assert recorded == ["rollout_canary", "reject"]
 
 
 def test_rewritten_chain_without_the_key_is_caught_without_head(home: Settings) -> None:
@@ -153,14 +172,13 @@ def test_promotion_and_rollback_file_a_change_control_record(home: Settings) -> 
     mlflow_store(home.home_dir / "mlflow.db")  # where the CLI under test finds the store
     registry = Registry(home.resolved_tracking_uri, home.artifacts_dir, home.home_dir / "cache")
     experiment = registry.experiment_id("chest-pneumonia")
-    registry.client.create_registered_model(NAME)
+    mlflow = mlflow_client(registry)
+    mlflow.create_registered_model(NAME)
     for lr in ("0.001", "0.003"):
-        run = registry.client.create_run(experiment)
-        registry.client.log_param(run.info.run_id, "lr", lr)
-        mv = registry.client.create_model_version(
-            NAME, source=str(home.home_dir), run_id=run.info.run_id
-        )
-        registry.set_version_tag(NAME, str(mv.version), "radvigil.gate", '{"passed": true}')
+        run = mlflow.create_run(experiment)
+        mlflow.log_param(run.info.run_id, "lr", lr)
+        mv = mlflow.create_model_version(NAME, source=str(home.home_dir), run_id=run.info.run_id)
+        registry.set_version_tag(NAME, str(mv.version), Tag.GATE, '{"passed": true}')
     registry.set_alias(NAME, "champion", "1", "test", "first")
     registry.set_alias(NAME, "challenger", "2", "test", "retrained")
     recorded: list[tuple[str, dict]] = []
@@ -187,7 +205,7 @@ def test_promotion_and_rollback_file_a_change_control_record(home: Settings) -> 
     assert record["verification"]["shadow"]["agreement"] == 0.97
     assert "rollback" in record["rollback_plan"] and path.with_suffix(".html").exists()
     run_id = registry.resolve(f"{NAME}/2").run_id
-    logged = [a.path for a in registry.client.list_artifacts(run_id, "change_control")]
+    logged = registry.artifacts(run_id, "change_control")
     assert f"change_control/{details['change_record']}" in logged
     rollout.rollback("bob", "alert on site B")
     assert recorded[-1][0] == "rollback" and "change_record_sha256" in recorded[-1][1]

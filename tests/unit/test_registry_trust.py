@@ -17,15 +17,15 @@ from pydantic import ValidationError
 from sqlalchemy import update
 
 from radvigil.config import Settings, get_settings, reset_settings
-from radvigil.errors import ForbiddenError, InputError, RegistryError
-from radvigil.loop.deployment import CONFLICT_RULE, ROLLOUT_TAG, Deployments
+from radvigil.errors import ForbiddenError, InputError, NotFoundError, RegistryError
+from radvigil.loop.deployment import CONFLICT_RULE, Deployments
 from radvigil.loop.gate_records import key_id, sign_gate, verify_gate
 from radvigil.loop.governance import move_alias
 from radvigil.loop.rollout import Rollout, RolloutState, read_state
-from radvigil.registry import Registry
+from radvigil.registry import AliasEvent, Registry, Tag, VersionInfo
 from radvigil.store import AlertStore, AuditLog, Database, upgrade_database
 from radvigil.store.tables import GateRecordRow
-from tests.helpers import mlflow_store
+from tests.helpers import mlflow_client, mlflow_store
 
 KEY = "unit-test-audit-key"
 NAME = "trust-model"
@@ -60,14 +60,13 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Registry:
 @pytest.fixture()
 def registry(store: Registry) -> Iterator[Registry]:
     """The module's registry with a fresh NAME of three versions (no artifacts needed)."""
-    store.client.create_registered_model(NAME)
-    run = store.client.create_run(store.experiment_id("trust"))
+    mlflow = mlflow_client(store)
+    mlflow.create_registered_model(NAME)
+    run = mlflow.create_run(store.experiment_id("trust"))
     for _ in range(3):
-        store.client.create_model_version(
-            NAME, f"{run.info.artifact_uri}/model", run_id=run.info.run_id
-        )
+        mlflow.create_model_version(NAME, f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
     yield store
-    store.client.delete_registered_model(NAME)
+    mlflow.delete_registered_model(NAME)
 
 
 def _sign(db: Database, audit: AuditLog, graph: Path, version: str = "1", verdict="passed"):
@@ -85,6 +84,29 @@ def _sign(db: Database, audit: AuditLog, graph: Path, version: str = "1", verdic
 
 def _check(db: Database, graph: Path, secret: str = KEY, version: str = "1"):
     return verify_gate(db, secret, name=NAME, version=version, onnx_path=graph)
+
+
+def test_the_registry_hands_out_its_own_types_and_maps_mlflow_errors_by_code(registry) -> None:
+    mv = registry.resolve(f"{NAME}/2")
+    assert isinstance(mv, VersionInfo) and (mv.name, mv.version) == (NAME, "2")
+    assert mv.created.tzinfo is not None and mv.run_id
+    with pytest.raises(NotFoundError, match=f"no model version {NAME}@champion"):
+        registry.resolve(f"{NAME}@champion")
+    with pytest.raises(NotFoundError, match=f"no model version {NAME}/9"):
+        registry.resolve(f"{NAME}/9")
+    with pytest.raises(NotFoundError, match="no registered model 'ghost'"):
+        registry.aliases("ghost")
+    with pytest.raises(RegistryError, match=f"cannot tag {NAME}/x"):
+        registry.set_version_tag(NAME, "x", Tag.GATE, "{}")
+    registry.set_alias(NAME, "champion", "2", "tester", "first")
+    [event] = registry.alias_history(NAME)
+    assert isinstance(event, AliasEvent)
+    assert (event.alias, event.version, event.previous, event.actor) == (
+        "champion",
+        "2",
+        None,
+        "tester",
+    )
 
 
 def test_signed_gate_verifies_and_is_audited(db, audit, graph) -> None:
@@ -142,7 +164,7 @@ def test_alias_moves_are_written_here_first_and_mirrored(db, audit, registry) ->
 def test_an_alias_moved_in_mlflow_is_one_conflict_alert_and_audit(db, audit, registry) -> None:
     deployments = _aged(Deployments(db, registry, audit))
     deployments.set_alias(NAME, "champion", "1", actor="tester", reason="first")
-    registry.client.set_registered_model_alias(NAME, "champion", "2")  # straight into MLflow
+    mlflow_client(registry).set_registered_model_alias(NAME, "champion", "2")  # behind our back
     held = deployments.state(NAME)
     problems = deployments.conflicts(NAME, held)
     assert problems == ["@champion is 2 in MLflow, 1 in radvigil"]
@@ -161,12 +183,12 @@ def test_an_alias_moved_in_mlflow_is_one_conflict_alert_and_audit(db, audit, reg
 def test_a_canary_share_over_the_cap_in_mlflow_is_a_conflict(db, audit, registry) -> None:
     deployments = _aged(Deployments(db, registry, audit))
     deployments.set_alias(NAME, "champion", "1", actor="tester", reason="first")
-    registry.set_model_tag(NAME, ROLLOUT_TAG, '{"mode": "canary", "canary_share": 0.9}')
+    registry.set_model_tag(NAME, Tag.ROLLOUT, '{"mode": "canary", "canary_share": 0.9}')
     [problem] = deployments.conflicts(NAME, deployments.state(NAME))
     assert "canary at share 0.9 (over the 0.5 cap) in MLflow, off at share 0 in radvigil" in (
         problem
     )
-    registry.set_model_tag(NAME, ROLLOUT_TAG, "not json")
+    registry.set_model_tag(NAME, Tag.ROLLOUT, "not json")
     assert deployments.conflicts(NAME, deployments.state(NAME)) == [
         "the radvigil.rollout tag in MLflow is unreadable"
     ]
@@ -175,7 +197,7 @@ def test_a_canary_share_over_the_cap_in_mlflow_is_a_conflict(db, audit, registry
 def test_changes_made_just_now_are_not_conflicts_while_being_mirrored(db, audit, registry) -> None:
     deployments = Deployments(db, registry, audit, timedelta(hours=1))
     deployments.set_alias(NAME, "champion", "1", actor="tester", reason="first")
-    registry.client.set_registered_model_alias(NAME, "champion", "2")
+    mlflow_client(registry).set_registered_model_alias(NAME, "champion", "2")
     assert deployments.conflicts(NAME, deployments.state(NAME)) == []
 
 
@@ -201,7 +223,7 @@ def test_rollout_lives_in_the_database_and_caps_the_canary(db, audit, registry, 
 
 def test_governance_reads_the_signed_record_not_the_mlflow_tag(db, audit, registry) -> None:
     deployments = Deployments(db, registry, audit)
-    registry.set_version_tag(NAME, "3", "radvigil.gate", '{"passed": true, "failed": []}')
+    registry.set_version_tag(NAME, "3", Tag.GATE, '{"passed": true, "failed": []}')
     with pytest.raises(ForbiddenError, match="no gate verdict"):
         move_alias(
             registry,
@@ -219,7 +241,7 @@ def test_governance_reads_the_signed_record_not_the_mlflow_tag(db, audit, regist
 def test_canary_share_is_capped_in_every_shape_of_the_state(registry) -> None:
     with pytest.raises(ValidationError):
         RolloutState(mode="canary", canary_share=0.9)
-    registry.set_model_tag(NAME, ROLLOUT_TAG, '{"mode": "canary", "canary_share": 0.9}')
+    registry.set_model_tag(NAME, Tag.ROLLOUT, '{"mode": "canary", "canary_share": 0.9}')
     with pytest.raises(RegistryError, match="tag of trust-model is invalid"):
         read_state(registry, NAME)
 
@@ -252,12 +274,11 @@ def test_cli_moves_aliases_through_the_database_and_restores_mlflow(
 
     assert run("db", "upgrade").exit_code == 0
     reg = context.registry()
-    reg.client.create_registered_model(NAME)
-    run_info = reg.client.create_run(reg.experiment_id("trust")).info
+    mlflow = mlflow_client(reg)
+    mlflow.create_registered_model(NAME)
+    run_info = mlflow.create_run(reg.experiment_id("trust")).info
     for _ in range(2):
-        reg.client.create_model_version(
-            NAME, f"{run_info.artifact_uri}/model", run_id=run_info.run_id
-        )
+        mlflow.create_model_version(NAME, f"{run_info.artifact_uri}/model", run_id=run_info.run_id)
     db = admin.database()
     graph = tmp_path / "model.onnx"
     graph.write_bytes(b"graph")
@@ -269,7 +290,7 @@ def test_cli_moves_aliases_through_the_database_and_restores_mlflow(
     refused = run("models", "alias", NAME, "champion", "2", "--reason", "ungated")
     assert refused.exit_code != 0 and "no gate verdict" in refused.stderr
 
-    reg.client.set_registered_model_alias(NAME, "champion", "2")  # straight into MLflow
+    mlflow.set_registered_model_alias(NAME, "champion", "2")  # straight into MLflow
     synced = run("models", "sync-registry", NAME, "--reason", "undo")
     assert synced.exit_code == 0 and "restored champion" in synced.stdout
     assert reg.aliases(NAME) == {"champion": "1"}

@@ -20,6 +20,7 @@ from radvigil.loop.retrain import LabelledCase, build_versions, content_order, w
 from radvigil.model.config import TrainConfig
 from radvigil.model.network import build_classifier
 from radvigil.registry import CARD_DIR, LoadedModel
+from tests.helpers import small_card
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -68,7 +69,7 @@ def test_a_calibration_share_joins_validation_and_stays_out_of_the_problem_cases
 
 def test_a_warm_start_continues_from_the_champions_own_weights(tmp_path: Path) -> None:
     cfg = TrainConfig(backbone="resnet10t", input_size=64, epochs=5, lr=0.003, unfreeze_epochs=1)
-    champion = LoadedModel("m", "1", "run", tmp_path / "model.onnx", {}, tmp_path, None)
+    champion = LoadedModel("m", "1", "run", tmp_path / "model.onnx", small_card(), tmp_path, None)
     with pytest.raises(DataError, match="no saved weights"):
         warm_start_config(cfg, champion, 2)
     trained = build_classifier("resnet10t", 2)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import typer
@@ -16,15 +16,13 @@ from radvigil.cli.context import catalog, registry
 from radvigil.config import get_settings
 from radvigil.errors import ConfigError
 from radvigil.loop.governance import move_alias
-from radvigil.registry import ModelRef
+from radvigil.registry import ModelRef, Tag
 
 app = typer.Typer(no_args_is_help=True, help="Registered model versions, aliases and lineage.")
 
 
-def _when(ms: int | None) -> str:
-    if not ms:
-        return ""
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds")
+def _when(moment: datetime | None) -> str:
+    return moment.isoformat(timespec="seconds") if moment else ""
 
 
 @app.command("list")
@@ -34,16 +32,16 @@ def list_(name: str | None = typer.Argument(None, help="Registered model name.")
     aliases: dict[tuple[str, str], list[str]] = {}
     for model in reg.registered_models():
         for alias, version in model.aliases.items():
-            aliases.setdefault((model.name, str(version)), []).append(alias)
+            aliases.setdefault((model.name, version), []).append(alias)
     table = Table("name", "version", "aliases", "created", "data version", "gate")
     for mv in reg.versions(name):
         table.add_row(
             mv.name,
-            str(mv.version),
-            ",".join(aliases.get((mv.name, str(mv.version)), [])),
-            _when(mv.creation_timestamp),
-            mv.tags.get("radvigil.data_version", ""),
-            mv.tags.get("radvigil.gate", "-"),
+            mv.version,
+            ",".join(aliases.get((mv.name, mv.version), [])),
+            _when(mv.created),
+            mv.tags.get(Tag.DATA_VERSION, ""),
+            mv.tags.get(Tag.GATE, "-"),
         )
     console.print(table)
 
@@ -57,24 +55,22 @@ def show(ref: str = typer.Argument(..., help="NAME[@alias] or NAME/VERSION")) ->
     parsed = ModelRef.parse(ref)
     tree = Tree(f"[bold]{mv.name}[/bold] version {mv.version}  ({parsed})")
     data = tree.add("data")
-    data.add(f"dataset version {mv.tags.get('radvigil.data_version', '?')}")
-    for ds_input in run.inputs.dataset_inputs:
-        context = next((t.value for t in ds_input.tags if t.key == "mlflow.data.context"), "")
+    data.add(f"dataset version {mv.tags.get(Tag.DATA_VERSION, '?')}")
+    for dataset in run.datasets:
         data.add(
-            f"MLflow dataset input {ds_input.dataset.name} ({context}, digest "
-            f"{ds_input.dataset.digest})"
+            f"MLflow dataset input {dataset.name} ({dataset.context}, digest {dataset.digest})"
         )
-    for key in ("radvigil.feedback_ids", "radvigil.parent_version"):
-        if key in run.data.tags:
-            data.add(f"{key.split('.')[-1]}: {run.data.tags[key]}")
-    r = tree.add(f"run {mv.run_id} ({run.info.status}, {_when(run.info.start_time)})")
-    r.add(f"code commit {run.data.tags.get('radvigil.code_commit', '?')}")
-    params = run.data.params
+    for key in (Tag.FEEDBACK_IDS, Tag.PARENT_VERSION):
+        if key in run.tags:
+            data.add(f"{key.removeprefix(Tag.PREFIX)}: {run.tags[key]}")
+    r = tree.add(f"run {mv.run_id} ({run.status}, {_when(run.started)})")
+    r.add(f"code commit {run.tags.get(Tag.CODE_COMMIT, '?')}")
+    params = run.params
     r.add(
         f"backbone {params.get('backbone')}, input {params.get('input_size')} px, seed "
         f"{params.get('seed')}, epochs {params.get('epochs')}"
     )
-    metrics = run.data.metrics
+    metrics = run.metrics
     keys = (
         "val_macro_f1",
         "val_ece_before",
@@ -83,15 +79,13 @@ def show(ref: str = typer.Argument(..., help="NAME[@alias] or NAME/VERSION")) ->
         "onnx_parity_max_abs_diff",
     )
     r.add(", ".join(f"{k} {metrics[k]:.4g}" for k in keys if k in metrics))
-    version = tree.add(f"model version {mv.version} (created {_when(mv.creation_timestamp)})")
-    for key, value in sorted(mv.tags.items()):
-        if key.startswith("radvigil."):
-            version.add(f"{key.removeprefix('radvigil.')}: {value[:200]}")
+    version = tree.add(f"model version {mv.version} (created {_when(mv.created)})")
+    for key, value in sorted(mv.radvigil_tags.items()):
+        version.add(f"{key}: {value[:200]}")
     history = tree.add("alias history")
     for event in reg.alias_history(mv.name):
         history.add(
-            f"{event['time']}  {event['alias']} -> {event.get('version')}  by "
-            f"{event.get('actor')}: {event.get('reason')}"
+            f"{event.time}  {event.alias} -> {event.version}  by {event.actor}: {event.reason}"
         )
     console.print(tree)
 
@@ -148,7 +142,7 @@ def sync_registry(
 def card(ref: str = typer.Argument(..., help="NAME[@alias] or NAME/VERSION")) -> None:
     """Print the model card (JSON) of a version."""
     loaded = registry().load(ref)
-    typer.echo(json.dumps(loaded.card, indent=2))
+    typer.echo(json.dumps(loaded.card.model_dump(mode="json"), indent=2))
 
 
 @app.command("import")
@@ -198,10 +192,10 @@ def import_(
         deployments=deployments(reg),
     )
     card_ = outcome.card
+    sha = card_.imported.file_sha256[:12] if card_.imported else "?"  # an import always has one
     console.print(
         f"registered [bold]{outcome.name}/{outcome.version}[/bold] from {file.name} "
-        f"(sha256 {card_.imported.file_sha256[:12]}), temperature {card_.temperature:.3f}, "
-        f"thresholds {card_.thresholds}"
+        f"(sha256 {sha}), temperature {card_.temperature:.3f}, thresholds {card_.thresholds}"
     )
     if outcome.verdict is not None:
         status = "PASS" if outcome.verdict.passed else "FAIL"

@@ -13,10 +13,11 @@ def serve_command(
     port: int | None = typer.Option(None, help="Port (RADVIGIL_PORT, default 8000)."),
 ) -> None:
     """Serve the champion of RADVIGIL_MODEL_NAME over HTTP (OpenAPI docs at /docs)."""
+    from radvigil.dashboard.site import mount
     from radvigil.service.app import create_app
 
     settings = get_settings()
-    app = create_app(settings)
+    app = create_app(settings, mounts=[mount])
     uvicorn.run(
         app,
         host=host or settings.host,

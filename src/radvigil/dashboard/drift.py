@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 
 import numpy as np
 from fastapi import APIRouter, Path, Query, Request, Response
-from fastapi.responses import RedirectResponse
+from fastapi.responses import FileResponse, RedirectResponse
 from pydantic import ValidationError
 
 from radvigil.dashboard import charts
@@ -22,7 +22,7 @@ from radvigil.dashboard.session import PREFIX, Form, SignedIn
 from radvigil.errors import InputError
 from radvigil.service.deps import MAX_DB_INT, State
 from radvigil.service.lifecycle import ServedModel
-from radvigil.service.routes import monitoring
+from radvigil.service.schemas import ResolveIn
 from radvigil.service.state import ServiceState
 from radvigil.store import AlertPublic
 from radvigil.store.predictions import PredictionPoint
@@ -120,10 +120,12 @@ async def evidently_report(
     """The window's Evidently HTML, shown inline in a sandbox: its own inline scripts run,
     nothing is fetched from anywhere, and it cannot reach the dashboard's origin."""
     viewer.require("read_predictions")
-    response = await monitoring.report(state, viewer.key, result_id)
-    response.headers["Content-Disposition"] = "inline"
-    response.headers["Content-Security-Policy"] = REPORT_CSP
-    return response
+    path = await state.run_heavy(state.monitoring.report_path, result_id)
+    return FileResponse(
+        path,
+        media_type="text/html",
+        headers={"Content-Disposition": "inline", "Content-Security-Policy": REPORT_CSP},
+    )
 
 
 @router.post("/drift/alerts/{alert_id}/acknowledge")
@@ -131,7 +133,7 @@ def acknowledge_alert(
     state: State, viewer: SignedIn, _: Form, alert_id: int = Path(..., ge=1, le=MAX_DB_INT)
 ) -> Response:
     viewer.require("manage_alerts")
-    alert = monitoring.acknowledge(state, viewer.key, alert_id)
+    alert = state.monitoring.acknowledge(alert_id, viewer.name)
     return _back_to(alert)
 
 
@@ -141,10 +143,10 @@ def resolve_alert(
 ) -> Response:
     viewer.require("manage_models")
     try:
-        body = monitoring.ResolveIn(reason=form.get("reason", "").strip())
+        body = ResolveIn(reason=form.get("reason", "").strip())
     except ValidationError as exc:
         raise InputError(f"reason: {exc.errors()[0]['msg']}") from exc
-    alert = monitoring.resolve(state, viewer.key, body, alert_id)
+    alert = state.monitoring.resolve(alert_id, viewer.name, body.reason)
     return _back_to(alert)
 
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import UTC, datetime
+from collections.abc import Mapping
 from typing import Any
 
+from radvigil.errors import RadvigilError
+from radvigil.registry import AliasEvent, Tag
 from radvigil.service.lifecycle import ServedModel
 from radvigil.service.state import ServiceState
 
@@ -22,43 +24,43 @@ def _problem(what: str, exc: Exception) -> str:
     return f"the model registry could not be read ({what}): {exc}"
 
 
-def alias_history(state: ServiceState) -> tuple[list[dict[str, Any]], str | None]:
+def alias_history(state: ServiceState) -> tuple[list[AliasEvent], str | None]:
     """Alias events (oldest first) and an error message when the registry failed."""
     try:
         return state.models.registry.alias_history(state.settings.model_name), None
-    except Exception as exc:  # MLflow raises its own exception types, not only ours
+    except RadvigilError as exc:
         return [], _problem("alias history", exc)
 
 
-def promoted(history: list[dict[str, Any]], alias: str, version: str) -> dict[str, Any] | None:
+def promoted(history: list[AliasEvent], alias: str, version: str) -> AliasEvent | None:
     """The latest event that pointed ``alias`` at ``version``, if the history has one."""
     for event in reversed(history):
-        if event.get("alias") == alias and str(event.get("version")) == str(version):
+        if event.alias == alias and event.version == str(version):
             return event
     return None
 
 
-def served_summary(served: ServedModel, history: list[dict[str, Any]]) -> dict[str, Any]:
+def served_summary(served: ServedModel, history: list[AliasEvent]) -> dict[str, Any]:
     card = served.card
-    event = promoted(history, served.alias, served.version) or {}
+    event = promoted(history, served.alias, served.version)
     return {
         "alias": served.alias,
         "name": served.name,
         "version": served.version,
-        "task": card["task"]["name"],
+        "task": card.task.name,
         "classes": served.classes,
-        "data_version": card.get("training_data_version"),
+        "data_version": card.training_data_version,
         "loaded_at": served.loaded_at,
-        "since": event.get("time"),
-        "by": event.get("actor"),
-        "reason": event.get("reason"),
+        "since": event.time if event else None,
+        "by": event.actor if event else None,
+        "reason": event.reason if event else None,
         "has_profile": served.profile is not None,
     }
 
 
-def gate(tags: dict[str, str]) -> dict[str, Any]:
+def gate(tags: Mapping[str, str]) -> dict[str, Any]:
     """The gate verdict tag as ``{"state": passed|failed|none, "failed": [...]}``."""
-    raw = tags.get("radvigil.gate")
+    raw = tags.get(Tag.GATE)
     if not raw:
         return {"state": "none", "failed": []}
     try:
@@ -71,11 +73,11 @@ def gate(tags: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def _step(tags: dict[str, str]) -> list[dict[str, str]]:
+def _step(tags: Mapping[str, str]) -> list[dict[str, str]]:
     """Rollout steps recorded on a version (``radvigil.shadow``, ``radvigil.promoted``, ...)."""
     steps = []
-    for key in ("shadow", "canary", "promoted", "rejected", "rolled_back"):
-        raw = tags.get(f"radvigil.{key}")
+    for key in Tag.STEPS:
+        raw = tags.get(Tag.step(key))
         if raw:
             try:
                 value = json.loads(raw)
@@ -93,23 +95,22 @@ def versions(state: ServiceState) -> tuple[list[dict[str, Any]], str | None]:
         for model in registry.registered_models():
             if model.name == name:
                 for alias, version in model.aliases.items():
-                    aliases.setdefault(str(version), []).append(alias)
+                    aliases.setdefault(version, []).append(alias)
         found = registry.versions(name)
-    except Exception as exc:  # as above
+    except RadvigilError as exc:
         return [], _problem("model versions", exc)
     rows = []
     for mv in reversed(found):
-        tags = dict(mv.tags or {})
-        created = mv.creation_timestamp
+        tags = mv.tags
         rows.append(
             {
-                "version": str(mv.version),
-                "aliases": sorted(aliases.get(str(mv.version), [])),
-                "created": datetime.fromtimestamp(created / 1000, UTC) if created else None,
+                "version": mv.version,
+                "aliases": sorted(aliases.get(mv.version, [])),
+                "created": mv.created,
                 "gate": gate(tags),
-                "data_version": tags.get("radvigil.data_version"),
-                "code_commit": tags.get("radvigil.code_commit"),
-                "parent_version": tags.get("radvigil.parent_version"),
+                "data_version": tags.get(Tag.DATA_VERSION),
+                "code_commit": tags.get(Tag.CODE_COMMIT),
+                "parent_version": tags.get(Tag.PARENT_VERSION),
                 "run_id": mv.run_id,
                 "steps": _step(tags),
             }

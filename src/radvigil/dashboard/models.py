@@ -17,11 +17,11 @@ from radvigil.dashboard.lineage import alias_history, served_summary, versions
 from radvigil.dashboard.rendering import PageRoute, render
 from radvigil.dashboard.session import PREFIX, Form, SignedIn
 from radvigil.errors import InputError, NotFoundError, RadvigilError
+from radvigil.loop.rollout import Action
 from radvigil.service.deps import State
-from radvigil.service.routes.admin import RolloutIn, move_rollout, shadow_report
+from radvigil.service.schemas import RolloutIn
 
 router = APIRouter(route_class=PageRoute)
-Action = Literal["shadow", "canary", "promote", "reject", "rollback"]
 ACTIONS: dict[str, str] = {
     "shadow": "Start shadow mode: the challenger scores every study silently.",
     "canary": "Start a canary: the challenger answers a share of studies.",
@@ -54,7 +54,7 @@ def models_page(
     report, report_error = None, None
     if challenger is not None or state.models.rollout.challenger:
         try:
-            report = shadow_report(state, viewer.key)
+            report = state.shadow_report()
         except RadvigilError as exc:
             report_error = exc.message
     return render(
@@ -111,5 +111,5 @@ def rollout_action(
     except ValidationError as exc:
         where = ".".join(str(p) for p in exc.errors()[0]["loc"])
         raise InputError(f"{where}: {exc.errors()[0]['msg']}") from exc
-    move_rollout(state, viewer.key, body, action)
+    state.move_rollout(action, viewer.name, body.reason, share=body.share, force=body.force)
     return RedirectResponse(f"{PREFIX}/models?done={action}", status_code=303)

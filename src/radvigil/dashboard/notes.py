@@ -9,7 +9,6 @@ from radvigil.dashboard.rendering import PageRoute
 from radvigil.dashboard.session import PREFIX, Form, SignedIn
 from radvigil.errors import NotFoundError
 from radvigil.service.deps import State
-from radvigil.service.routes.notes import count_note
 from radvigil.store import NotePublic
 
 router = APIRouter(route_class=PageRoute)
@@ -39,7 +38,7 @@ async def generate(
         actor=viewer.name,
         may_replace_approved=viewer.can("label"),
     )
-    count_note(state, draft)
+    state.metrics.count_note(draft)
     return _back(request_id)
 
 

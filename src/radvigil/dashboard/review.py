@@ -14,7 +14,6 @@ from radvigil.loop.onboarding import registry_thresholds, site_onboarding
 from radvigil.monitoring.onboarding_curve import CurvePoint
 from radvigil.service.deps import State
 from radvigil.service.explanations import explain_stored_capped
-from radvigil.service.routes.review import post_feedback
 from radvigil.service.schemas import FeedbackIn
 from radvigil.store import ReviewQueue
 from radvigil.store.review import COUNT_CAP
@@ -133,5 +132,5 @@ def label(state: State, viewer: SignedIn, form: Form, request_id: str = RequestI
         body = FeedbackIn(prediction_id=request_id, label=chosen, comment=comment)
     except ValidationError as exc:
         raise InputError(f"the label form is invalid: {exc.errors()[0]['msg']}") from exc
-    post_feedback(state, viewer.key, body)
+    state.label(body.prediction_id, body.label, viewer.name, body.comment)
     return RedirectResponse(f"{PREFIX}/review?labelled={request_id}", status_code=303)

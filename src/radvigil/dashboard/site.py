@@ -1,14 +1,16 @@
 """The dashboard's router (every page under ``/dashboard``), sign-in and sign-out.
 
-The app includes :data:`router` and mounts :data:`STATIC_DIR` at ``/dashboard/static``.
+:func:`mount` includes :data:`router` in a service app and serves :data:`STATIC_DIR` at
+``/dashboard/static``; entry points pass it to ``create_app(mounts=...)``.
 """
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
 
 from radvigil.dashboard import (
     audit,
@@ -39,7 +41,7 @@ from radvigil.dashboard.session import (
 from radvigil.errors import AuthError
 from radvigil.service.deps import State
 
-__all__ = ["STATIC_DIR", "router"]
+__all__ = ["STATIC_DIR", "mount", "router"]
 
 router = APIRouter(prefix=PREFIX, route_class=PageRoute, include_in_schema=False)
 
@@ -116,3 +118,9 @@ def root() -> Response:
 
 for module in (overview, drift, performance, review, notes, models, pacs, audit, oidc):
     router.include_router(module.router)
+
+
+def mount(app: FastAPI) -> None:
+    """Serve the dashboard from a service app: its pages and its static files."""
+    app.include_router(router)
+    app.mount("/dashboard/static", StaticFiles(directory=STATIC_DIR), name="dashboard-static")

@@ -43,11 +43,10 @@ def _version_facts(registry: Registry, name: str, version: str | None) -> dict[s
         return {"tags": {}, "params": {}}
     try:
         mv = registry.resolve(f"{name}/{version}")
-        params = registry.run(mv.run_id).data.params if mv.run_id else {}
+        params = dict(registry.run(mv.run_id).params) if mv.run_id else {}
     except RadvigilError as exc:
         return {"tags": {}, "params": {}, "error": exc.message}
-    tags = {k.removeprefix("radvigil."): v for k, v in mv.tags.items() if k.startswith("radvigil.")}
-    return {"tags": tags, "params": dict(params), "run_id": mv.run_id}
+    return {"tags": mv.radvigil_tags, "params": params, "run_id": mv.run_id}
 
 
 def build(

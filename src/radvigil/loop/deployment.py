@@ -19,7 +19,7 @@ from typing import Any
 
 from radvigil.errors import InputError
 from radvigil.loop.gate_records import GateCheck, gate_signature, sign_gate, verify_gate
-from radvigil.registry import LoadedModel, Registry
+from radvigil.registry import LoadedModel, Registry, Tag
 from radvigil.store import AlertCreate, AlertStore, AuditLog
 from radvigil.store.db import Database
 from radvigil.store.deployments import (
@@ -33,7 +33,6 @@ from radvigil.store.deployments import (
 from radvigil.store.schemas import utcnow
 
 ALIASES = ("champion", "challenger", "previous")
-ROLLOUT_TAG = "radvigil.rollout"
 CONFLICT_RULE = "registry_conflict"
 # A change is written here first and mirrored into MLflow a moment later; a poll that falls
 # in between must not call the legitimate change a conflict.
@@ -139,7 +138,7 @@ class Deployments:
             "rollout",
             reason,
         )
-        self.registry.set_model_tag(name, ROLLOUT_TAG, rollout_tag(saved))
+        self.registry.set_model_tag(name, Tag.ROLLOUT, rollout_tag(saved))
         return saved
 
     def _save(
@@ -162,9 +161,9 @@ class Deployments:
             else:
                 self.registry.set_alias(name, alias, wanted, actor, reason)
             changed.append(alias)
-        tag = self.registry.model_tags(name).get(ROLLOUT_TAG)
+        tag = self.registry.model_tags(name).get(Tag.ROLLOUT)
         if _rollout_of(tag) != (state.mode, state.canary_share):
-            self.registry.set_model_tag(name, ROLLOUT_TAG, rollout_tag(state))
+            self.registry.set_model_tag(name, Tag.ROLLOUT, rollout_tag(state))
             changed.append("rollout")
         return changed
 
@@ -179,7 +178,7 @@ class Deployments:
             for alias in ALIASES
             if aliases.get(alias) != state.alias(alias)
         ]
-        raw = self.registry.model_tags(name).get(ROLLOUT_TAG)
+        raw = self.registry.model_tags(name).get(Tag.ROLLOUT)
         found = _rollout_of(raw)
         if found is None:
             problems.append("the radvigil.rollout tag in MLflow is unreadable")

@@ -29,9 +29,8 @@ from radvigil.evaluation import (
 from radvigil.evaluation.criteria import Robustness
 from radvigil.evaluation.gates import perturbed_key
 from radvigil.loop.gate_records import criteria_hash
-from radvigil.loop.governance import gate_tag
 from radvigil.model.engine import OnnxEngine
-from radvigil.registry import LoadedModel, Registry
+from radvigil.registry import LoadedModel, Registry, Tag
 from radvigil.store.deployments import GateVerdict
 from radvigil.task import Task
 
@@ -63,7 +62,7 @@ class Scored:
 
 
 def task_of(loaded: LoadedModel) -> Task:
-    return Task.model_validate(loaded.card["task"])
+    return loaded.card.task
 
 
 def score(
@@ -102,7 +101,7 @@ def score(
         np.concatenate(probs),
         part,
         paths,
-        {k: float(v) for k, v in loaded.card["thresholds"].items()},
+        loaded.card.operating_thresholds(),
     )
 
 
@@ -215,7 +214,7 @@ def record_gate(
 ) -> None:
     """Record a gate verdict: the MLflow tag humans read and, under registry trust, the
     signed gate record serving trusts (the one home of this step for every gating path)."""
-    tag = gate_tag(loaded.precision)
+    tag = Tag.gate(loaded.precision)
     registry.set_version_tag(loaded.name, loaded.version, tag, verdict_tag(verdict))
     if deployments is not None:
         outcome: GateVerdict = "passed" if verdict.passed else "failed"

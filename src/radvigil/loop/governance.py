@@ -15,19 +15,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from radvigil.errors import ForbiddenError, InputError
-from radvigil.registry import Precision, Registry
+from radvigil.registry import Precision, Registry, Tag
 
 if TYPE_CHECKING:
     from radvigil.loop.deployment import Deployments
 
 GATED_ALIASES = frozenset({"champion", "challenger"})
-GATE_TAG = "radvigil.gate"
 Recorder = Callable[[str, str, str, dict[str, Any]], None]  # (action, actor, version, details)
-
-
-def gate_tag(precision: Precision = "fp32") -> str:
-    """The version tag holding the gate verdict of its fp32 graph, or of its int8 graph."""
-    return GATE_TAG if precision == "fp32" else f"{GATE_TAG}.{precision}"
 
 
 def gate_status(
@@ -42,7 +36,7 @@ def gate_status(
     if deployments is not None:
         status = deployments.gate_status(name, version, precision)
         return status if status in ("passed", "failed") else "none"
-    raw = registry.resolve(f"{name}/{version}").tags.get(gate_tag(precision))
+    raw = registry.resolve(f"{name}/{version}").tags.get(Tag.gate(precision))
     if not raw:
         return "none"
     try:

@@ -49,9 +49,9 @@ from radvigil.model.engine import OnnxEngine
 from radvigil.model.preprocess import MEAN, STD, normalise
 from radvigil.registry import (
     CARD_DIR,
-    IMPORTED_TAG,
     LoadedModel,
     Registry,
+    Tag,
     TrainingRun,
     git_commit,
 )
@@ -181,10 +181,10 @@ def import_model(
     )
     card = _card(request, prepared, vendor, version.id)
     tags = {
-        "radvigil.data_version": version.id,
-        "radvigil.code_commit": card.code_commit,
-        "radvigil.task": task.name,
-        IMPORTED_TAG: vendor.sha256,
+        Tag.DATA_VERSION: version.id,
+        Tag.CODE_COMMIT: card.code_commit,
+        Tag.TASK: task.name,
+        Tag.IMPORTED: vendor.sha256,
     }
     run = TrainingRun(registry, task.name, f"{task.name}-import-{vendor.name}", tags)
     registered: str | None = None
@@ -287,10 +287,10 @@ def register_wrapped(
         example = normalise(val_set.images[:1])[:, None].astype(np.float32)
         registered = run.register_onnx(graph_path, card.name, example)
     for key, value in (
-        ("radvigil.data_version", version.id),
-        ("radvigil.thresholds", str(card.thresholds)),
-        ("radvigil.temperature", f"{card.temperature:.4f}"),
-        (IMPORTED_TAG, record.file_sha256),
+        (Tag.DATA_VERSION, version.id),
+        (Tag.THRESHOLDS, str(card.thresholds)),
+        (Tag.TEMPERATURE, f"{card.temperature:.4f}"),
+        (Tag.IMPORTED, record.file_sha256),
     ):
         run.registry.set_version_tag(card.name, registered, key, value)
     return registered
@@ -307,7 +307,7 @@ def recalibrate_imported(
     """Site calibration of an imported version: the same graph with temperature and thresholds
     refitted on ``data_ref``'s validation split, registered as a new version (name, number,
     card). The vendor's file, spec and lineage carry over unchanged."""
-    card = ModelCard.model_validate(champion.card)
+    card = champion.card
     version = catalog.load(data_ref)
     val_set = load_split(version, "val", card.task, card.input.size)
     if len(val_set) == 0:

@@ -185,8 +185,7 @@ def registry_thresholds(registry) -> ThresholdsOf:
     """Operating thresholds read from each version's model card in the registry."""
 
     def lookup(name: str, version: str) -> Mapping[str, float]:
-        card = registry.load(f"{name}/{version}").card
-        return {k: float(v) for k, v in card["thresholds"].items()}
+        return registry.load(f"{name}/{version}").card.operating_thresholds()
 
     return lookup
 

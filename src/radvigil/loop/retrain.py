@@ -27,7 +27,7 @@ from radvigil.loop.evaluation import evaluate_version, gate_version, record_gate
 from radvigil.loop.site_calibration import recalibrate
 from radvigil.loop.training import run_training
 from radvigil.model.config import TrainConfig
-from radvigil.registry import CARD_DIR, LoadedModel, Registry
+from radvigil.registry import CARD_DIR, LoadedModel, Registry, Tag
 from radvigil.store import FeedbackStore, PredictionStore
 
 if TYPE_CHECKING:
@@ -160,7 +160,7 @@ def feedback_data(
 ) -> FeedbackData:
     """The champion's data + the labelled drifters (split by content), and the problem cases."""
     cases = labelled_drifters(predictions, feedback)
-    parent = catalog.load(champion.card["training_data_version"])
+    parent = catalog.load(champion.card.training_data_version)
     digest = hashlib.sha256(",".join(c.prediction_id for c in cases).encode()).hexdigest()[:12]
     data, problems = build_versions(
         parent, cases, catalog.folder / f"feedback-{digest}", holdout_share, seed, calibration_share
@@ -168,10 +168,10 @@ def feedback_data(
     data_id = catalog.save(data, name=f"retrain-{digest}")
     problem_id = catalog.save(problems, name=f"problem-cases-{digest}")
     tags = {
-        "radvigil.parent_version": parent.id,
-        "radvigil.problem_cases": problem_id,
-        "radvigil.retrained_from": f"{champion.name}/{champion.version}",
-        "radvigil.feedback_ids": ",".join(c.prediction_id for c in cases)[:4900],
+        Tag.PARENT_VERSION: parent.id,
+        Tag.PROBLEM_CASES: problem_id,
+        Tag.RETRAINED_FROM: f"{champion.name}/{champion.version}",
+        Tag.FEEDBACK_IDS: ",".join(c.prediction_id for c in cases)[:4900],
     }
     return FeedbackData(data_id, problem_id, len(cases), tags)
 
@@ -246,7 +246,7 @@ def retrain(
     whatever the CPU's rounding, where a full run from ImageNet weights does not (see
     :func:`warm_start_config`).
     """
-    if champion.card.get("imported"):
+    if champion.card.imported is not None:
         raise ModelError(
             f"{champion.name}/{champion.version} is an imported model: radvigil has neither its "
             "training code nor its weights, so it cannot be retrained. Refit its calibration on "
@@ -256,7 +256,7 @@ def retrain(
     data = feedback_data(
         champion, predictions, feedback, catalog, holdout_share, calibration_share, seed
     )
-    cfg = TrainConfig.model_validate(champion.card["config"])
+    cfg = TrainConfig.model_validate(champion.card.config)
     tags = dict(data.tags)
     if warm_start_epochs is not None:
         cfg = warm_start_config(cfg, champion, warm_start_epochs)

@@ -16,19 +16,19 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from radvigil.errors import InputError, NotFoundError, RegistryError
+from radvigil.errors import InputError, RegistryError
 from radvigil.loop import change_record
 from radvigil.loop.actions import Recorder
 from radvigil.loop.governance import gate_status, require_gate
-from radvigil.registry import Registry
+from radvigil.registry import Registry, Tag
 from radvigil.store.deployments import MAX_CANARY_SHARE
 
 if TYPE_CHECKING:
     from radvigil.loop.deployment import Deployments
     from radvigil.store.deployments import DeploymentState
 
-STATE_TAG = "radvigil.rollout"
 Mode = Literal["off", "shadow", "canary"]
+Action = Literal["shadow", "canary", "promote", "reject", "rollback"]
 
 
 class RolloutState(BaseModel):
@@ -60,15 +60,11 @@ def read_state(
     """The rollout state: radvigil's database under registry trust, else MLflow's tag."""
     if deployments is not None:
         return rollout_of(deployments.state(name))
-    try:
-        tags = registry.client.get_registered_model(name).tags
-    except Exception as exc:
-        raise NotFoundError(f"no registered model {name!r}") from exc
-    raw = tags.get(STATE_TAG)
+    raw = registry.model_tags(name).get(Tag.ROLLOUT)
     try:
         return RolloutState.model_validate_json(raw) if raw else RolloutState()
     except ValidationError as exc:
-        raise RegistryError(f"the {STATE_TAG} tag of {name} is invalid: {exc}") from exc
+        raise RegistryError(f"the {Tag.ROLLOUT} tag of {name} is invalid: {exc}") from exc
 
 
 class Rollout:
@@ -120,11 +116,7 @@ class Rollout:
             held = self.deployments.state(self.name)
             found = {a: held.alias(a) for a in ("champion", "challenger", "previous")}
             return {alias: version for alias, version in found.items() if version is not None}
-        try:
-            model = self.registry.client.get_registered_model(self.name)
-        except Exception as exc:
-            raise NotFoundError(f"no registered model {self.name!r}") from exc
-        return {k: str(v) for k, v in model.aliases.items()}
+        return self.registry.aliases(self.name)
 
     def _challenger(self) -> str:
         version = self._aliases().get("challenger")
@@ -148,14 +140,14 @@ class Rollout:
                 "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
             }
         )
-        self.registry.client.set_registered_model_tag(self.name, STATE_TAG, state.model_dump_json())
+        self.registry.set_model_tag(self.name, Tag.ROLLOUT, state.model_dump_json())
         return state
 
     def _tag(self, version: str, key: str, actor: str, reason: str) -> None:
         value = json.dumps(
             {"by": actor, "reason": reason, "at": datetime.now(UTC).isoformat(timespec="seconds")}
         )
-        self.registry.set_version_tag(self.name, version, f"radvigil.{key}", value)
+        self.registry.set_version_tag(self.name, version, Tag.step(key), value)
 
     def state(self) -> RolloutState:
         return read_state(self.registry, self.name, self.deployments)
@@ -250,3 +242,24 @@ class Rollout:
             self._tag(current, "rolled_back", actor, reason)
         self.record("rollback", actor, previous, {"from": current, "reason": reason, **filed})
         return previous
+
+    def move(
+        self,
+        action: Action,
+        actor: str,
+        reason: str,
+        *,
+        share: float | None = None,
+        force: bool = False,
+    ) -> str | None:
+        """One rollout step by name, as the API and the dashboard ask for it; returns the
+        version it moved (a canary without ``share`` sends 10%)."""
+        if action == "shadow":
+            return self.shadow(actor, reason, force=force).challenger
+        if action == "canary":
+            return self.canary(share or 0.1, actor, reason, force=force).challenger
+        if action == "promote":
+            return self.promote(actor, reason, force=force)
+        if action == "reject":
+            return self.reject(actor, reason)
+        return self.rollback(actor, reason)

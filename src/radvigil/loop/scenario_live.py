@@ -30,7 +30,7 @@ from radvigil.loop.shadow import ShadowReport
 from radvigil.loop.traffic import Served, Study, TrafficSimulator, load_studies
 from radvigil.loop.training import run_training
 from radvigil.loop.triggers import check_triggers
-from radvigil.registry import LoadedModel
+from radvigil.registry import LoadedModel, Tag
 from radvigil.store import (
     AlertPublic,
     AuditLog,
@@ -277,7 +277,7 @@ class LiveAct:
             deployments=self.deployments,
         )
         change = self.s.registry.resolve(f"{self.s.name}/{outcome.version}").tags.get(
-            "radvigil.site_calibration", ""
+            Tag.SITE_CALIBRATION, ""
         )
         gated = Gated(version=outcome.version, verdict=outcome.verdict, note=change)
         return (
@@ -435,7 +435,7 @@ class LiveAct:
             data_id,
             self.s.catalog,
             self.s.registry,
-            extra_tags={"radvigil.note": "deliberately bad: shuffled labels"},
+            extra_tags={Tag.NOTE: "deliberately bad: shuffled labels"},
         )
         candidate = self.s.registry.load(f"{outcome.name}/{outcome.version}")
         champion = self.s.registry.load(f"{self.s.name}@champion")

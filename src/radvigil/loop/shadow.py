@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from pydantic import BaseModel
 
 from radvigil.store import FeedbackStore, PredictionStore
@@ -68,3 +71,26 @@ def compare(
         challenger_accuracy=right["challenger"] / labelled if labelled else None,
         disagreements=disagreements[:200],
     )
+
+
+def shadow_report(
+    predictions: PredictionStore,
+    feedback: FeedbackStore,
+    rollout_challenger: str | None,
+    serving_challenger: str | None,
+) -> ShadowReport:
+    """The comparison of the challenger in rollout (else the one being served, else none yet),
+    as the API and the dashboard both show it."""
+    return compare(predictions, feedback, rollout_challenger or serving_challenger or "")
+
+
+def shadow_evidence(
+    predictions: PredictionStore, feedback: FeedbackStore
+) -> Callable[[str], dict[str, Any]]:
+    """The shadow comparison of a version as change-control evidence (without the cases)."""
+
+    def evidence(version: str) -> dict[str, Any]:
+        report = compare(predictions, feedback, version)
+        return {"shadow": report.model_dump(exclude={"disagreements"})}
+
+    return evidence

@@ -24,10 +24,8 @@ from radvigil.model.config import TrainConfig
 from radvigil.model.dataset import load_split
 from radvigil.model.network import build_classifier
 from radvigil.model.train import calibrate
-from radvigil.registry import LoadedModel, Registry
+from radvigil.registry import LoadedModel, Registry, Tag
 from radvigil.task import Task
-
-CHANGE_TAG = "radvigil.site_calibration"
 
 
 def recalibrate(
@@ -44,11 +42,11 @@ def recalibrate(
         DataError: the validation split is empty.
         ModelError: the champion has no weights to recalibrate.
     """
-    if champion.card.get("imported"):
+    if champion.card.imported is not None:
         return _recalibrate_imported(champion, data_ref, catalog, registry, extra_tags)
-    cfg = TrainConfig.model_validate(champion.card["config"])
-    task = Task.model_validate(champion.card["task"])
-    size = int(champion.card["input"]["size"])
+    cfg = TrainConfig.model_validate(champion.card.config)
+    task = champion.card.task
+    size = champion.card.input.size
     version = catalog.load(data_ref)
     val_set = load_split(version, "val", task, size)
     if len(val_set) == 0:
@@ -61,17 +59,17 @@ def recalibrate(
     result = replace(calibrate(model.eval(), task, val_set, [{}], 1), history=[])
     change = {
         "from_version": champion.version,
-        "temperature": [champion.card["temperature"], result.temperature],
+        "temperature": [champion.card.temperature, result.temperature],
         "thresholds": {
-            k: [champion.card["thresholds"].get(k), v] for k, v in result.thresholds.items()
+            k: [champion.card.thresholds.get(k), v] for k, v in result.thresholds.items()
         },
         "calibrated_on": version.id,
         "validation_cases": len(val_set),
         "crossfit": crossfit_estimates(task, val_set.targets, val_set.frame, result.val_probs),
     }
     tags = {
-        "radvigil.recalibrated_from": f"{champion.name}/{champion.version}",
-        CHANGE_TAG: json.dumps(change),
+        Tag.RECALIBRATED_FROM: f"{champion.name}/{champion.version}",
+        Tag.SITE_CALIBRATION: json.dumps(change),
         **(extra_tags or {}),
     }
     run = open_run(registry, cfg, task, size, version, tags, {"backend": "site_calibration"})
@@ -90,7 +88,9 @@ def recalibrate(
     except BaseException:
         run.finish("FAILED")
         raise
-    registry.set_version_tag(outcome.name, outcome.version, CHANGE_TAG, json.dumps(change))
+    registry.set_version_tag(
+        outcome.name, outcome.version, Tag.SITE_CALIBRATION, json.dumps(change)
+    )
     return outcome
 
 
@@ -106,7 +106,7 @@ def _recalibrate_imported(
     from radvigil.loop.model_import import recalibrate_imported
 
     tags = {
-        "radvigil.recalibrated_from": f"{champion.name}/{champion.version}",
+        Tag.RECALIBRATED_FROM: f"{champion.name}/{champion.version}",
         **(extra_tags or {}),
     }
     name, version, card = recalibrate_imported(
@@ -119,13 +119,11 @@ def _recalibrate_imported(
     )
     change = {
         "from_version": champion.version,
-        "temperature": [champion.card["temperature"], card.temperature],
-        "thresholds": {
-            k: [champion.card["thresholds"].get(k), v] for k, v in card.thresholds.items()
-        },
+        "temperature": [champion.card.temperature, card.temperature],
+        "thresholds": {k: [champion.card.thresholds.get(k), v] for k, v in card.thresholds.items()},
         "calibrated_on": data_ref,
     }
-    registry.set_version_tag(name, version, CHANGE_TAG, json.dumps(change))
+    registry.set_version_tag(name, version, Tag.SITE_CALIBRATION, json.dumps(change))
     run_id = registry.resolve(f"{name}/{version}").run_id
     return TrainOutcome(name, version, run_id, card, None)
 

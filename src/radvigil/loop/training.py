@@ -27,7 +27,7 @@ from radvigil.model.export import PARITY_TOLERANCE, export_onnx, parity, quantiz
 from radvigil.model.preprocess import MEAN, STD, normalise
 from radvigil.model.ray_runtime import check_address
 from radvigil.model.train import TrainObserver, TrainResult, train
-from radvigil.registry import INT8_FILE, Registry, TrainingRun, git_commit
+from radvigil.registry import INT8_FILE, Registry, Tag, TrainingRun, git_commit
 from radvigil.task import Task, load_task
 
 log = logging.getLogger(__name__)
@@ -173,9 +173,9 @@ def open_run(
 ) -> TrainingRun:
     """An MLflow run for one model version, with its lineage tags, parameters and data inputs."""
     tags = {
-        "radvigil.data_version": version.id,
-        "radvigil.code_commit": git_commit(),
-        "radvigil.task": task.name,
+        Tag.DATA_VERSION: version.id,
+        Tag.CODE_COMMIT: git_commit(),
+        Tag.TASK: task.name,
         **extra_tags,
     }
     run = TrainingRun(registry, task.name, f"{task.name}-{cfg.backbone}", tags)
@@ -233,7 +233,7 @@ def _train_on_ray(
     """Ray Train workers print their epochs live; MLflow gets the per-epoch metrics afterwards."""
     from radvigil.model.distributed import train_ray
 
-    run.set_tag("radvigil.ray_run", f"{ray.storage}/{run.run_id}")
+    run.set_tag(Tag.RAY_RUN, f"{ray.storage}/{run.run_id}")
     return train_ray(
         cfg,
         task,
@@ -271,7 +271,7 @@ def _export_and_register(
     weights = result.model.weights_record
     if weights is not None:  # source, licence, sha256 and architecture of the starting weights
         run.log_params({f"weights.{k}": v for k, v in weights.model_dump().items()})
-        run.set_tag("radvigil.weights_sha256", weights.sha256)
+        run.set_tag(Tag.WEIGHTS_SHA256, weights.sha256)
     if cfg.quantize:
         metrics.update(_quantize(onnx_path, val_images, result, tmp))
     # per-epoch val_* series stay as logged; their best-epoch values get a best_ prefix
@@ -316,10 +316,10 @@ def _export_and_register(
         plt.close(curves)
     version = run.register_onnx(onnx_path, name, batch[:1])
     for key, value in (
-        ("radvigil.data_version", data_version),
-        ("radvigil.code_commit", commit),
-        ("radvigil.thresholds", str(result.thresholds)),
-        ("radvigil.temperature", f"{result.temperature:.4f}"),
+        (Tag.DATA_VERSION, data_version),
+        (Tag.CODE_COMMIT, commit),
+        (Tag.THRESHOLDS, str(result.thresholds)),
+        (Tag.TEMPERATURE, f"{result.temperature:.4f}"),
     ):
         run.registry.set_version_tag(name, version, key, value)
     return TrainOutcome(name, version, run.run_id, card, result)

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from radvigil.loop.actions import Recorder
 from radvigil.loop.monitoring import drift_streaks
-from radvigil.registry import IMPORTED_TAG, Registry
+from radvigil.registry import Registry, Tag
 from radvigil.store import Database, FeedbackStore, PredictionStore
 from radvigil.yaml_files import load_yaml_model
 
@@ -188,8 +188,8 @@ def check_triggers(
     The champion's age comes from its registry version, so ``schedule_days`` can fire.
     """
     champion = registry.resolve(f"{model_name}@champion")
-    version = str(champion.version)
-    created = datetime.fromtimestamp(champion.creation_timestamp / 1000, UTC)
+    version = champion.version
+    created = champion.created
     facts = gather_facts(
         PredictionStore(db),
         FeedbackStore(db),
@@ -202,7 +202,7 @@ def check_triggers(
         model_version=version,
         facts=facts,
         results=evaluate_triggers(policy, facts, now),
-        action="site_calibration" if champion.tags.get(IMPORTED_TAG) else "retrain",
+        action="site_calibration" if champion.tags.get(Tag.IMPORTED) else "retrain",
     )
     if check.fired and record is not None:
         record("trigger", actor, version, {"fired": check.fired, "proposes": check.action})

@@ -16,7 +16,7 @@ from radvigil.model.config import TrainConfig
 from radvigil.model.dataset import load_split
 from radvigil.model.ray_runtime import check_address
 from radvigil.model.tuning import SearchSpace, Trial, TuneResult, tune_hyperparameters
-from radvigil.registry import Registry, TrainingRun, git_commit
+from radvigil.registry import Registry, Tag, TrainingRun, git_commit
 from radvigil.task import load_task
 
 
@@ -58,10 +58,10 @@ def run_tuning(
     )
     val_set = load_split(version, "val", task, size, progress=progress)
     tags = {
-        "radvigil.data_version": version.id,
-        "radvigil.code_commit": git_commit(),
-        "radvigil.task": task.name,
-        "radvigil.kind": "tuning",
+        Tag.DATA_VERSION: version.id,
+        Tag.CODE_COMMIT: git_commit(),
+        Tag.TASK: task.name,
+        Tag.KIND: "tuning",
     }
     parent = TrainingRun(registry, task.name, f"tune-{task.name}-{base.backbone}", tags)
     try:
@@ -96,7 +96,7 @@ def run_tuning(
         _write_config(path, result, version.id, parent.run_id)
         parent.log_artifact(path, "tuning")
         parent.log_metrics({f"best_val_{space.metric}": result.best.best})
-        parent.set_tag("radvigil.best_trial", result.best.trial_id)
+        parent.set_tag(Tag.BEST_TRIAL, result.best.trial_id)
         parent.finish()
         return TuningOutcome(parent.run_id, result, path)
     except BaseException:
@@ -112,7 +112,7 @@ def _log_trial(
         registry,
         task,
         f"trial-{trial.trial_id}",
-        {**tags, "radvigil.kind": "tuning-trial"},
+        {**tags, Tag.KIND: "tuning-trial"},
         parent_id,
     )
     run.log_params({**trial.overrides, "status": trial.status, "epochs_run": trial.epochs})
@@ -129,7 +129,7 @@ def _log_trial(
     if not math.isnan(trial.best):
         run.log_metrics({f"best_val_{metric}": trial.best})
     if trial.error:
-        run.set_tag("radvigil.error", trial.error[:5000])
+        run.set_tag(Tag.ERROR, trial.error[:5000])
     run.finish("FAILED" if trial.status == "failed" else "FINISHED")
 
 

@@ -81,7 +81,7 @@ class MonitoringWorker:
                 raise DataError(
                     f"{self.model_name}/{version} has no reference profile to monitor with"
                 )
-            thresholds = {k: float(v) for k, v in loaded.card["thresholds"].items()}
+            thresholds = loaded.card.operating_thresholds()
             self._versions[version] = (ReferenceProfile.from_path(loaded.profile_dir), thresholds)
         profile, thresholds = self._versions[version]
         return version, profile, thresholds

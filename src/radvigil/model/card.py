@@ -43,3 +43,7 @@ class ModelCard(BaseModel):
     caveats: list[str] = Field(default_factory=list)
     warning: str = REVIEW_WARNING
     imported: ImportRecord | None = Field(None, description="set when radvigil did not train it")
+
+    def operating_thresholds(self) -> dict[str, float]:
+        """The per-finding decision thresholds, as a copy a caller may change freely."""
+        return {finding: float(cut) for finding, cut in self.thresholds.items()}

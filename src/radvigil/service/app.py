@@ -1,19 +1,22 @@
-"""The FastAPI app factory: ``create_app()`` builds a service from settings (or injected parts)."""
+"""The FastAPI app factory: ``create_app()`` builds a service from settings (or injected parts).
+
+The service knows nothing of the pages above it: an entry point that serves the dashboard
+passes its hook (``create_app(mounts=[radvigil.dashboard.site.mount])``, as ``radvigil serve``
+does), so the import graph keeps the dashboard above the service.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.staticfiles import StaticFiles
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from radvigil import __version__
 from radvigil.config import Settings, get_settings
-from radvigil.dashboard import site as dashboard
 from radvigil.registry import Registry
 from radvigil.service import apidocs, errors
 from radvigil.service.middleware import RequestGuard
@@ -41,6 +44,7 @@ DESCRIPTION = (
     "warning. Every route except `/health` needs an API key (`X-API-Key` or `Authorization: "
     "Bearer`)."
 )
+Mount = Callable[[FastAPI], None]  # adds routes (e.g. the dashboard's pages) to a built app
 
 
 def create_app(
@@ -48,8 +52,10 @@ def create_app(
     *,
     registry: Registry | None = None,
     db: Database | None = None,
+    mounts: Sequence[Mount] = (),
 ) -> FastAPI:
-    """Build the service; ``registry`` and ``db`` are seams for tests and embedding."""
+    """Build the service; ``registry`` and ``db`` are seams for tests and embedding, and each
+    of ``mounts`` adds what an entry point serves beside the API (the dashboard)."""
     settings = settings or get_settings()
     settings.ensure_home()
     registry = registry or Registry(
@@ -105,12 +111,10 @@ def create_app(
         audit,
         monitoring,
         notes,
-        dashboard,
         dicomweb,
     )
     for router in (module.router for module in routers):
         app.include_router(router)
-    app.mount(
-        "/dashboard/static", StaticFiles(directory=dashboard.STATIC_DIR), name="dashboard-static"
-    )
+    for mount in mounts:
+        mount(app)
     return app

@@ -187,7 +187,7 @@ def build(
         request_id=request_id,
         model_name=served.name,
         model_version=served.version,
-        task=served.card["task"]["name"],
+        task=served.card.task.name,
         probabilities=probabilities,
         predicted_class=predicted,
         findings=flagged,

@@ -26,6 +26,7 @@ from radvigil.errors import ModelError, NotFoundError, RadvigilError
 from radvigil.loop.gate_records import GateCheck
 from radvigil.loop.governance import gate_status
 from radvigil.loop.rollout import RolloutState, read_state, rollout_of
+from radvigil.model.card import ModelCard
 from radvigil.model.engine import OnnxEngine, ThreadSetting
 from radvigil.registry import LoadedModel, Precision, Registry
 
@@ -66,24 +67,24 @@ class ServedModel:
         return self.loaded.version
 
     @property
-    def card(self) -> dict:
+    def card(self) -> ModelCard:
         return self.loaded.card
 
     @property
     def classes(self) -> list[str]:
-        return list(self.card["task"]["classes"])
+        return list(self.card.task.classes)
 
     @property
     def findings(self) -> list[str]:
-        return list(self.card["task"]["findings"])
+        return list(self.card.task.findings)
 
     @property
     def thresholds(self) -> dict[str, float]:
-        return {k: float(v) for k, v in self.card["thresholds"].items()}
+        return self.card.operating_thresholds()
 
     @property
     def size(self) -> int:
-        return int(self.card["input"]["size"])
+        return self.card.input.size
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self.engine.run(batch)
@@ -91,7 +92,7 @@ class ServedModel:
     @property
     def imported(self) -> bool:
         """True for a version radvigil did not train (``radvigil models import``)."""
-        return bool(self.card.get("imported"))
+        return self.card.imported is not None
 
     def explain(self, pixels: np.ndarray, index: int) -> np.ndarray:
         """Heatmap of class ``index`` for 8-bit pixels, one explanation at a time: Grad-CAM,
@@ -118,7 +119,7 @@ class ServedModel:
                 weights = self.loaded.folder / "radvigil" / "weights.pt"
                 if not weights.exists():
                     raise ModelError(f"{self.name}/{self.version} has no weights for explanations")
-                model = build_classifier(self.card["backbone"], len(self.classes))
+                model = build_classifier(self.card.backbone, len(self.classes))
                 model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
                 self._torch = model.eval()
             return self._torch

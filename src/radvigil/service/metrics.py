@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+if TYPE_CHECKING:
+    from radvigil.notes import NoteDraft
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -89,3 +94,12 @@ class ServiceMetrics:
             buckets=(0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0),
             registry=self.registry,
         )
+
+    def count_note(self, draft: NoteDraft) -> None:
+        """Metrics of one generated note: template only, rewrite kept or fallen back; latency."""
+        if draft.rewriter is None:
+            outcome = "template"
+        else:
+            outcome = "rewrite_kept" if draft.source == "rewrite" else "rewrite_fallback"
+        self.notes.labels(outcome).inc()
+        self.note_latency.observe(draft.latency_ms / 1000)

@@ -14,12 +14,21 @@ import logging
 import os
 import secrets
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from radvigil.errors import ConflictError, ModelError, RadvigilError, StoreError
-from radvigil.loop.monitoring import MonitoringRun, MonitoringStores, latest_results
+from radvigil.errors import ConflictError, ModelError, NotFoundError, RadvigilError, StoreError
+from radvigil.loop.monitoring import (
+    MonitoringRun,
+    MonitoringStores,
+    acknowledge_alert,
+    ensure_report,
+    latest_results,
+    resolve_alert,
+    stored_report,
+)
 from radvigil.monitoring import MonitorConfig, ReferenceProfile, load_monitor_config
-from radvigil.store import AlertStore, MonitorResultStore
+from radvigil.store import AlertPublic, AlertStore, MonitorResultStore
 from radvigil.store.leases import LeaseStore
 
 if TYPE_CHECKING:
@@ -152,3 +161,37 @@ class MonitoringJob:
             self.refresh_metrics(champion.name, champion.version)
         except StoreError as exc:
             log.warning("monitoring gauges not refreshed: %s", exc.message)
+
+    def acknowledge(self, alert_id: int, actor: str) -> AlertPublic:
+        """Acknowledge an open alert (audited), then update the gauges."""
+        alert = acknowledge_alert(self.stores.alerts, alert_id, actor)
+        self.refresh_metrics(alert.model_name, alert.model_version)
+        return alert
+
+    def resolve(self, alert_id: int, actor: str, reason: str) -> AlertPublic:
+        """Resolve an open or acknowledged alert, saying why (audited), then update the gauges."""
+        alert = resolve_alert(self.stores.alerts, alert_id, actor, reason)
+        self.refresh_metrics(alert.model_name, alert.model_version)
+        return alert
+
+    def report_path(self, result_id: int) -> Path:
+        """The Evidently HTML of a monitor result's window, written now if it was not (slow:
+        call it on the heavy pool)."""
+        found = stored_report(self.stores, result_id, self.reports_dir)
+        if found is not None:
+            return found
+        row = self.stores.results.get(result_id)
+        profile = self._profile_of(row.model_name, row.model_version)
+        return ensure_report(self.stores, profile, result_id, self.reports_dir)
+
+    def _profile_of(self, name: str, version: str) -> ReferenceProfile:
+        models = self.state.models
+        for served in (models.champion, models.challenger):
+            if served is None or (served.name, served.version) != (name, version):
+                continue
+            if isinstance(served.profile, ReferenceProfile):
+                return served.profile
+        raise NotFoundError(
+            f"the report of {name}/{version} was not written and that version's profile is not "
+            "loaded here; write it with `radvigil monitor report`"
+        )

@@ -179,3 +179,23 @@ class FeedbackIn(BaseModel):
                 + "; ".join(p.message for p in problems)
             )
         return comment
+
+
+class RolloutIn(BaseModel):
+    """Why (required, audited) and, for a canary, the share of studies."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Annotated[str, StringConstraints(min_length=3, max_length=500)]
+    share: float | None = Field(None, gt=0, le=0.5)
+    force: bool = Field(
+        False, description="Shadow, canary or promote a version without a passing gate (audited)."
+    )
+
+
+class ResolveIn(BaseModel):
+    """Why the alert is resolved (required, audited)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Annotated[str, StringConstraints(min_length=3, max_length=500)]

@@ -13,8 +13,12 @@ from typing import Any, TypeVar
 
 from radvigil.config import Settings
 from radvigil.errors import StoreError
+from radvigil.loop.actions import label_case, version_recorder
 from radvigil.loop.deployment import deployments_for
 from radvigil.loop.notes import NoteDesk, rewriter_from_settings
+from radvigil.loop.onboarding import label_policy, registry_thresholds
+from radvigil.loop.rollout import Action, Rollout
+from radvigil.loop.shadow import ShadowReport, shadow_evidence, shadow_report
 from radvigil.registry import Registry
 from radvigil.service import inference
 from radvigil.service.batcher import MicroBatcher
@@ -27,11 +31,13 @@ from radvigil.service.sinks import AuditedPredictions
 from radvigil.store import (
     AuditLog,
     Database,
+    FeedbackPublic,
     FeedbackStore,
     KeyStore,
     NoteStore,
     PredictionStore,
     PredictionWriter,
+    ReviewQueue,
     upgrade_database,
 )
 from radvigil.store.ratelimits import DatabaseBuckets
@@ -90,6 +96,55 @@ class ServiceState:
             self.audit.append(actor=actor, action=action, object_type="security", details=details)
         except StoreError as exc:
             log.warning("could not audit %s by %s: %s", action, actor, exc.message)
+
+    def rollout(self) -> Rollout:
+        """The rollout commands of the served model, with the shadow comparison as evidence."""
+        name = self.settings.model_name
+        return Rollout(
+            self.models.registry,
+            name,
+            version_recorder(self.audit, name),
+            changes_dir=self.settings.reports_dir / "changes",
+            evidence=shadow_evidence(self.predictions, self.feedback),
+            deployments=self.models.deployments,
+        )
+
+    def move_rollout(
+        self, action: Action, actor: str, reason: str, *, share: float | None, force: bool
+    ) -> str | None:
+        """One rollout step (API and dashboard alike), then serve what the aliases say now."""
+        version = self.rollout().move(action, actor, reason, share=share, force=force)
+        self.models.refresh()
+        return version
+
+    def shadow_report(self) -> ShadowReport:
+        """The shadow comparison of the challenger in rollout, or of the one being served."""
+        serving = self.models.challenger.version if self.models.challenger else None
+        return shadow_report(
+            self.predictions, self.feedback, self.rollout().state().challenger, serving
+        )
+
+    def label(
+        self, prediction_id: str, label: str, reviewer: str, comment: str | None
+    ) -> FeedbackPublic:
+        """Record a clinician's label (API and dashboard alike), charged to a budgeted site."""
+
+        def catch_up() -> None:  # the prediction may still be in the write queue
+            self.writer.flush(timeout=5)
+
+        return label_case(
+            self.predictions,
+            self.feedback,
+            self.audit,
+            prediction_id,
+            label,
+            reviewer,
+            comment,
+            catch_up=catch_up,
+            policy_of=label_policy(
+                ReviewQueue(self.db), self.settings, registry_thresholds(self.models.registry)
+            ),
+        )
 
     @classmethod
     def build(cls, settings: Settings, registry: Registry, db: Database | None = None):

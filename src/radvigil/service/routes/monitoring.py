@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path as FilePath
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel
 
-from radvigil.errors import NotFoundError
-from radvigil.loop.monitoring import (
-    acknowledge_alert,
-    ensure_report,
-    resolve_alert,
-    stored_report,
-)
-from radvigil.monitoring import ReferenceProfile, WindowReport
+from radvigil.monitoring import WindowReport
 from radvigil.service.deps import MAX_DB_INT, Admin, Reader, State, requires
 from radvigil.service.paging import AFTER, next_page
-from radvigil.service.state import ServiceState
+from radvigil.service.schemas import ResolveIn
 from radvigil.store import AlertPublic, ApiKeyPublic, MonitorResultPublic
 
 router = APIRouter(prefix="/v1/monitoring", tags=["monitoring"])
@@ -56,14 +48,6 @@ class MonitorResultOut(BaseModel):
     def of(cls, row: MonitorResultPublic) -> MonitorResultOut:
         values = row.model_dump(exclude={"report_path"})
         return cls(**values, report_url=f"/v1/monitoring/reports/{row.id}")
-
-
-class ResolveIn(BaseModel):
-    """Why the alert is resolved (required, audited)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    reason: Annotated[str, StringConstraints(min_length=3, max_length=500)]
 
 
 class RunOut(BaseModel):
@@ -125,9 +109,7 @@ def list_alerts(
     summary="Acknowledge an open alert (clinician or admin; audited)",
 )
 def acknowledge(state: State, key: AlertManager, alert_id: int = AlertId) -> AlertPublic:
-    alert = acknowledge_alert(state.monitoring.stores.alerts, alert_id, key.name)
-    state.monitoring.refresh_metrics(alert.model_name, alert.model_version)
-    return alert
+    return state.monitoring.acknowledge(alert_id, key.name)
 
 
 @router.post(
@@ -136,9 +118,7 @@ def acknowledge(state: State, key: AlertManager, alert_id: int = AlertId) -> Ale
     summary="Resolve an open or acknowledged alert, saying why (admin; audited)",
 )
 def resolve(state: State, key: Admin, body: ResolveIn, alert_id: int = AlertId) -> AlertPublic:
-    alert = resolve_alert(state.monitoring.stores.alerts, alert_id, key.name, body.reason)
-    state.monitoring.refresh_metrics(alert.model_name, alert.model_version)
-    return alert
+    return state.monitoring.resolve(alert_id, key.name, body.reason)
 
 
 @router.post(
@@ -168,26 +148,5 @@ async def report(
     _: Reader,
     result_id: int = Path(..., ge=1, le=MAX_DB_INT, description="Monitor result id"),
 ) -> FileResponse:
-    path = await state.run_heavy(_report_path, state, result_id)
+    path = await state.run_heavy(state.monitoring.report_path, result_id)
     return FileResponse(path, media_type="text/html", filename=path.name)
-
-
-def _report_path(state: ServiceState, result_id: int) -> FilePath:
-    job = state.monitoring
-    found = stored_report(job.stores, result_id, job.reports_dir)
-    if found is not None:
-        return found
-    row = job.stores.results.get(result_id)
-    profile = _profile_of(state, row.model_name, row.model_version)
-    return ensure_report(job.stores, profile, result_id, job.reports_dir)
-
-
-def _profile_of(state: ServiceState, name: str, version: str) -> ReferenceProfile:
-    for served in (state.models.champion, state.models.challenger):
-        found = served is not None and (served.name, served.version) == (name, version)
-        if found and isinstance(served.profile, ReferenceProfile):
-            return served.profile
-    raise NotFoundError(
-        f"the report of {name}/{version} was not written and that version's profile is not "
-        "loaded here; write it with `radvigil monitor report`"
-    )

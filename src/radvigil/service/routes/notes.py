@@ -7,23 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from radvigil.notes import NoteDraft
 from radvigil.service.deps import Labeller, Predictor, Reader, State
-from radvigil.service.state import ServiceState
 from radvigil.store import NotePublic, allowed
 
 router = APIRouter(prefix="/v1/predictions", tags=["notes"])
 PredictionId = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
-
-
-def count_note(state: ServiceState, draft: NoteDraft) -> None:
-    """Metrics of one generated note: template only, rewrite kept or fallen back; latency."""
-    if draft.rewriter is None:
-        outcome = "template"
-    else:
-        outcome = "rewrite_kept" if draft.source == "rewrite" else "rewrite_fallback"
-    state.metrics.notes.labels(outcome).inc()
-    state.metrics.note_latency.observe(draft.latency_ms / 1000)
 
 
 class NoteApproval(BaseModel):
@@ -59,7 +47,7 @@ async def generate_note(state: State, key: Predictor, request_id: PredictionId) 
         actor=key.name,
         may_replace_approved=allowed(key.role, "label"),
     )
-    count_note(state, draft)
+    state.metrics.count_note(draft)
     return stored
 
 

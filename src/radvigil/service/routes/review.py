@@ -5,13 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Path, Query, Response
 
 from radvigil.errors import NotFoundError
-from radvigil.loop.actions import label_case
-from radvigil.loop.onboarding import (
-    SiteOnboarding,
-    label_policy,
-    registry_thresholds,
-    site_onboarding,
-)
+from radvigil.loop.onboarding import SiteOnboarding, registry_thresholds, site_onboarding
 from radvigil.monitoring.label_selection import Choice
 from radvigil.service.deps import Labeller, State
 from radvigil.service.explanations import explain_stored_capped
@@ -133,16 +127,4 @@ async def review_explain(
     summary="Label or correct a prediction (reviewer = the API key's name)",
 )
 def post_feedback(state: State, key: Labeller, body: FeedbackIn) -> FeedbackPublic:
-    return label_case(
-        state.predictions,
-        state.feedback,
-        state.audit,
-        body.prediction_id,
-        body.label,
-        key.name,
-        body.comment,
-        catch_up=lambda: state.writer.flush(timeout=5),  # it may still be in the write queue
-        policy_of=label_policy(
-            ReviewQueue(state.db), state.settings, registry_thresholds(state.models.registry)
-        ),
-    )
+    return state.label(body.prediction_id, body.label, key.name, body.comment)
