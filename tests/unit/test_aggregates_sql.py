@@ -119,6 +119,26 @@ def test_performance_counts_come_from_sql_with_the_latest_label(predictions) -> 
     assert sum(bars["data"]) == 4 and len(bars["data"]) == 3  # one bar per labelled day
 
 
+def test_a_first_day_of_labels_still_draws_an_accuracy_line(predictions) -> None:
+    """All labels on one day: the daily rollup would give one point (no line), so the chart
+    counts that day's rows in finer buckets instead."""
+    start = NOW.replace(hour=2, minute=0, second=0, microsecond=0)
+    times = [start + timedelta(minutes=m) for m in (0, 5, 40, 90, 200)]
+    predictions.add_many(
+        [
+            record(0, id=f"d{i}", created_at=at, predicted_class="NORMAL")
+            for i, at in enumerate(times)
+        ]
+    )
+    feedback = FeedbackStore(predictions.db)
+    for i, label in enumerate(["NORMAL", "NORMAL", "VIRAL", "NORMAL", "NORMAL"]):
+        feedback.add(FeedbackCreate(prediction_id=f"d{i}", label=label), reviewer="dr")
+    chart = accuracy_chart(predictions.db, "3")
+    assert chart is not None
+    bars = next(d for d in chart["data"]["datasets"] if d["label"] == "labelled cases")
+    assert sum(bars["data"]) == 5 and len(bars["data"]) >= 2
+
+
 def test_the_retraining_set_is_selected_by_sql_with_the_latest_label(tmp_path: Path) -> None:
     db = Database(f"sqlite:///{tmp_path / 'retrain.db'}")
     upgrade_database(db)

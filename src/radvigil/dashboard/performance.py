@@ -21,7 +21,13 @@ from radvigil.dashboard.session import SignedIn
 from radvigil.service.deps import State
 from radvigil.service.traffic import bucket_for
 from radvigil.store import Database
-from radvigil.store.aggregates import OutcomeCount, labelled_outcomes, labelled_span
+from radvigil.store.aggregates import (
+    OutcomeCount,
+    labelled_outcomes,
+    labelled_outcomes_within,
+    labelled_span,
+    labelled_times,
+)
 
 router = APIRouter(route_class=PageRoute)
 DAY = 86400
@@ -68,12 +74,23 @@ def accuracy_chart(db: Database, version: str, target: int = 12) -> dict[str, An
     span = labelled_span(db, version)
     if span is None:
         return None
-    # The rollup counts whole days, so a bucket is a day or more.
-    width = max(bucket_for(span[1] - span[0], target), DAY)
-    origin = datetime.fromtimestamp(span[0].timestamp() // width * width, UTC)
     groups: dict[int, list[OutcomeCount]] = {}
-    days = width // DAY
-    for case in labelled_outcomes(db, model_version=version, origin=origin, bucket_days=days):
+    if span[0] == span[1]:  # one day of labels: the daily rollup would draw a single point
+        day_end = span[0] + timedelta(seconds=DAY)
+        times = labelled_times(db, version, span[0], day_end)
+        if times is None:
+            return None
+        width = bucket_for(times[1] - times[0], target)
+        origin = datetime.fromtimestamp(times[0].timestamp() // width * width, UTC)
+        cases = labelled_outcomes_within(
+            db, model_version=version, origin=origin, until=day_end, bucket_seconds=width
+        )
+    else:  # the rollup counts whole days, so a bucket is a day or more
+        width = max(bucket_for(span[1] - span[0], target), DAY)
+        origin = datetime.fromtimestamp(span[0].timestamp() // width * width, UTC)
+        days = width // DAY
+        cases = labelled_outcomes(db, model_version=version, origin=origin, bucket_days=days)
+    for case in cases:
         groups.setdefault(case.bucket, []).append(case)
     if len(groups) < 2:  # one point draws no line or band; the table above has the numbers
         return None

@@ -21,6 +21,7 @@ from sqlalchemy import TextClause, bindparam, func, literal_column, select, text
 from radvigil.store.db import Database
 from radvigil.store.rollups import LATENCY_RATIO, hour_of
 from radvigil.store.tables import (
+    FeedbackRow,
     LabelDayRow,
     LatencyHourRow,
     PredictionHourRow,
@@ -142,6 +143,53 @@ def labelled_outcomes(
     with db.session("aggregate labelled outcomes") as session:
         rows = session.execute(query).all()
     return [OutcomeCount(v, pr, lab, int(b), int(n)) for v, pr, lab, b, n in rows]
+
+
+def labelled_outcomes_within(
+    db: Database, *, model_version: str, origin: datetime, until: datetime, bucket_seconds: int
+) -> list[OutcomeCount]:
+    """Like :func:`labelled_outcomes`, from the raw rows of ``[origin, until)`` in buckets of
+    ``bucket_seconds``: for spans shorter than the rollup's day (a site's first day of labels),
+    where a daily count would draw a single point. The span is bounded, so the scan is too."""
+    cast = "floor({} / :width)" if db.backend == "postgresql" else "CAST({} / :width AS INTEGER)"
+    bucket = cast.format(f"({_epoch(db, 'p.created_at')} - :origin)")
+    sql = (
+        f"SELECT p.model_version, p.predicted_class, f.label, {bucket} AS b, count(*) "
+        "FROM feedback f JOIN predictions p ON p.id = f.prediction_id "
+        "WHERE f.id IN (SELECT max(id) FROM feedback GROUP BY prediction_id) "
+        "AND p.served_by != 'shadow' AND p.model_version = :version "
+        "AND p.created_at >= :since AND p.created_at < :until "
+        "GROUP BY p.model_version, p.predicted_class, f.label, b"
+    )
+    params = {
+        "origin": origin.timestamp(),
+        "width": float(bucket_seconds),
+        "version": model_version,
+        "since": origin,
+        "until": until,
+    }
+    with db.session("aggregate labelled outcomes of a day") as session:
+        rows = session.execute(text(sql), params).all()
+    return [OutcomeCount(v, pr, lab, int(b), int(n)) for v, pr, lab, b, n in rows]
+
+
+def labelled_times(
+    db: Database, model_version: str, since: datetime, until: datetime
+) -> tuple[datetime, datetime] | None:
+    """First and last prediction time of one version's labelled, answered predictions in
+    ``[since, until)`` (raw rows: call it for a bounded span, e.g. one day)."""
+    t = PredictionRow
+    labelled = select(FeedbackRow.id).where(FeedbackRow.prediction_id == t.id).exists()
+    query = select(func.min(t.created_at), func.max(t.created_at)).where(
+        t.served_by != "shadow",
+        t.model_version == model_version,
+        t.created_at >= since,
+        t.created_at < until,
+        labelled,
+    )
+    with db.session("find labelled times") as session:
+        low, high = session.execute(query).one()
+    return None if low is None else (low, high)
 
 
 def labelled_span(db: Database, model_version: str) -> tuple[datetime, datetime] | None:
