@@ -208,7 +208,7 @@ def test_outside_model_through_the_whole_loop(byom, bundled: Path) -> None:
         )
     recalibrated = recalibrate(champion, home.data_version, home.catalog, home.registry)
     assert recalibrated.card.imported is not None
-    assert recalibrated.card.imported.file_sha256 == lineage["file_sha256"]
+    assert recalibrated.card.imported.file_sha256 == lineage.file_sha256
     with pytest.raises(ModelError, match="imported versions are served in fp32 only"):
         home.registry.load(f"{NAME}/{first.version}").at_precision("int8")
 
@@ -230,7 +230,7 @@ def test_outside_model_through_the_whole_loop(byom, bundled: Path) -> None:
     assert second.verdict is not None
     compared = {row.gate for row in second.verdict.rows if row.status != "skipped"}
     assert "non_inferiority" in compared, second.verdict.rows
-    assert second.card.imported.file_sha256 != lineage["file_sha256"]
+    assert second.card.imported.file_sha256 != lineage.file_sha256
 
     actions = {e.action for e in AuditLog(state.db).list(limit=1000)}
     assert {"import", "propose", "rollout_shadow", "promote", "rollback"} <= actions
