@@ -123,9 +123,9 @@ def site_onboarding(payload: dict[str, Any]) -> tuple[str, str]:
 
 
 def _ci_triple(values: list[float]) -> str:
-    """``[value, low, high]`` as text."""
+    """``[value, low, high]`` as text, the same way as :func:`_ci`."""
     value, low, high = values
-    return f"{value:.3f} ({low:.3f}-{high:.3f})"
+    return _ci({"value": value, "low": low, "high": high})
 
 
 def robustness(payload: dict[str, Any]) -> tuple[str, str]:
