@@ -97,14 +97,17 @@ def train_with_snapshots(cfg, task, sets):
 def judge_arms(model, snapshots, kept, sets, task, adabn_images, seed) -> dict[str, list]:
     """Every arm's [threshold, sensitivity, specificity, AUC] on the test folder, as text."""
     from radvigil.evaluation.result import Estimate
+    from radvigil.model.train import average_states
 
     arms = {f"epoch {i}": _judge(model, s, sets, task) for i, s in enumerate(snapshots, 1)}
     arms[f"kept by early stopping (epoch {kept})"] = arms[f"epoch {kept}"]
     arms["WiSE-FT: halfway head-only -> last"] = _judge(
-        model, _mix([snapshots[0], snapshots[-1]]), sets, task
+        model, average_states([snapshots[0], snapshots[-1]]), sets, task
     )
     if len(snapshots) > 2:
-        arms["weight average of epochs 2..last"] = _judge(model, _mix(snapshots[1:]), sets, task)
+        arms["weight average of epochs 2..last"] = _judge(
+            model, average_states(snapshots[1:]), sets, task
+        )
     arms["kept + flip TTA"] = _judge(model, snapshots[kept - 1], sets, task, flip=True)
     rng = np.random.default_rng(seed)
     draws = [
@@ -130,16 +133,6 @@ def judge_arms(model, snapshots, kept, sets, task, adabn_images, seed) -> dict[s
     return {
         name: [threshold, *(common.ci_text(e) for e in estimates)]
         for name, (threshold, *estimates) in arms.items()
-    }
-
-
-def _mix(states: list[dict]) -> dict:
-    """The element-wise mean of floating-point tensors (integer counters from the last)."""
-    return {
-        name: sum(s[name].float() for s in states) / len(states)
-        if states[-1][name].is_floating_point()
-        else states[-1][name]
-        for name in states[-1]
     }
 
 

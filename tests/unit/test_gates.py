@@ -260,3 +260,23 @@ def test_problem_case_floors_judge_sensitivity_and_specificity(binary: Predictio
     assert sens.status == "skipped" and "only 5 problem cases to judge sensitivity" in sens.message
     with pytest.raises(ConfigError, match="floors must be in"):
         _gates({"kind": "problem_cases", "floors": {"specificity": 1.5}})
+
+
+def test_every_judged_row_says_its_room_and_the_tightest_is_named(binary: Predictions) -> None:
+    criteria = _gates(
+        {"kind": "min_sensitivity", "default": 0.90},
+        {"kind": "max_ece", "default": 0.30},
+        {"kind": "non_inferiority", "metrics": ["auc"], "margin": 0.05},
+    )
+    verdict = _run(criteria, binary, _inputs(binary), champion=_inputs(binary))
+    by_gate = {row.gate: row for row in verdict.rows}
+    sens, ece, ni = by_gate["min_sensitivity"], by_gate["max_ece"], by_gate["non_inferiority"]
+    assert sens.margin == pytest.approx(sens.value - 0.90)
+    assert ece.margin == pytest.approx(0.30 - ece.value)  # a ceiling: room below it
+    assert ni.judged == "ci_lower" and ni.margin == pytest.approx(ni.ci_low + 0.05)
+    assert verdict.tightest() is min((sens, ece, ni), key=lambda r: r.margin)
+    rows = verdict_table_rows(verdict)
+    assert [r["room"] for r in rows] == [f"{r.margin:.3f}" for r in verdict.rows]
+    failing = _run(_gates({"kind": "min_sensitivity", "default": 1.0}), binary, _inputs(binary))
+    if not failing.passed:  # a failed row's room is negative: how far it missed
+        assert failing.tightest().margin < 0

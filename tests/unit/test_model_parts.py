@@ -82,3 +82,24 @@ def test_oversampling_repeats_only_the_named_source() -> None:
     assert out.targets.tolist() == [0, 1, 1, 1, 0]
     assert out.frame["source_dataset"].tolist().count("clinician_feedback") == 3
     assert oversampled(data, {}) is data
+
+
+def test_averaged_epochs_are_the_mean_of_float_weights_and_keep_the_last_counters() -> None:
+    from radvigil.model.train import average_states
+
+    first = {"w": torch.tensor([0.0, 2.0]), "bn.num_batches_tracked": torch.tensor(3)}
+    second = {"w": torch.tensor([1.0, 4.0]), "bn.num_batches_tracked": torch.tensor(7)}
+    out = average_states([first, second])
+    assert out["w"].tolist() == [0.5, 3.0]
+    assert int(out["bn.num_batches_tracked"]) == 7
+
+
+def test_a_target_sensitivity_in_the_config_aims_every_finding_threshold() -> None:
+    from radvigil.loop.training import with_target
+    from radvigil.task import load_task
+
+    task = load_task("chest-pneumonia")
+    assert with_target(task, None) is task
+    aimed = with_target(task, 0.99)
+    assert all(aimed.target_for(f) == 0.99 for f in aimed.findings)
+    assert task.target_for(task.findings[0]) == 0.98  # the shipped task is unchanged

@@ -29,14 +29,6 @@ def _real_set(bundled: Path, per_class: int, size: int) -> ArraySet:
     return ArraySet(np.stack(images), np.array(targets), pd.DataFrame({"i": range(len(targets))}))
 
 
-def test_mix_averages_floats_and_keeps_the_last_counter() -> None:
-    a = {"w": torch.tensor([0.0, 2.0]), "n": torch.tensor(3)}
-    b = {"w": torch.tensor([4.0, 6.0]), "n": torch.tensor(9)}
-    mixed = transfer_variants._mix([a, b])
-    assert torch.equal(mixed["w"], torch.tensor([2.0, 4.0]))
-    assert mixed["n"].item() == 9
-
-
 @pytest.mark.slow  # CPU-heavy: left out of `make check`, run by `make test`
 def test_snapshots_one_per_epoch_and_the_kept_one_is_the_trained_model(bundled: Path) -> None:
     task = load_task("chest-pneumonia")

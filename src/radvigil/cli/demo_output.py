@@ -35,8 +35,9 @@ def print_intro(config: ScenarioConfig) -> None:
             f"Traffic: {config.normal_studies} studies of the champion's own acquisition batch "
             f"({config.normal_batch}), then {config.drift_studies} of the site's other batch "
             f"({config.drift_batch}).\n"
-            f"Review: drifters, low-confidence cases and an audit sample of "
-            f"{config.audit_share:.0%} of ordinary studies.\n"
+            f"Label budget: {config.label_budget} labels for site {config.site} "
+            f"({config.label_policy} policy; {config.audit_share:.0%} of it a uniform audit "
+            "sample reported apart).\n"
             f"Training config: {config.train_config.name}; gates: {config.criteria.name} "
             "(the production gates).",
             title="radvigil demo",
@@ -100,7 +101,7 @@ def show(detail: object) -> None:
 
 
 def verdict_table(verdict: Verdict, title: str) -> None:
-    table = Table("result", "gate", "finding", "value", "95% CI", "rule", title=title)
+    table = Table("result", "gate", "finding", "value", "95% CI", "rule", "room", title=title)
     for row in verdict_table_rows(verdict):
         style = {"FAIL": "red", "PASS": "green"}.get(row["result"], "yellow")
         table.add_row(
@@ -110,6 +111,7 @@ def verdict_table(verdict: Verdict, title: str) -> None:
             row["value"],
             row["95% CI"],
             row["rule"],
+            row["room"],
         )
     console.print(table)
 

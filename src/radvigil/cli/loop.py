@@ -10,8 +10,9 @@ from rich.table import Table
 from radvigil.cli.admin import actor, database, deployments
 from radvigil.cli.common import CONFIGS, console
 from radvigil.cli.context import catalog, registry
+from radvigil.cli.demo_output import verdict_table
 from radvigil.config import get_settings
-from radvigil.evaluation import load_criteria, verdict_table_rows
+from radvigil.evaluation import load_criteria
 from radvigil.loop.actions import label_case, version_recorder
 from radvigil.loop.onboarding import label_policy, registry_thresholds, site_onboarding
 from radvigil.loop.retrain import retrain, site_calibrate
@@ -147,22 +148,11 @@ def retrain_command(
             warm_start_epochs=warm_start_epochs,
             deployments=authority,
         )
-    table = Table(
-        title=f"challenger {settings.model_name}/{outcome.version}: "
-        f"{'PASS' if outcome.passed else 'FAIL'}"
+    verdict_table(
+        outcome.verdict,
+        f"challenger {settings.model_name}/{outcome.version}: "
+        f"{'PASS' if outcome.passed else 'FAIL'}",
     )
-    for column in ("result", "gate", "finding", "value", "95% CI", "rule"):
-        table.add_column(column)
-    for row in verdict_table_rows(outcome.verdict):
-        table.add_row(
-            row["result"],
-            row["gate"],
-            row["finding"] or row["subgroup"],
-            row["value"],
-            row["95% CI"],
-            row["rule"],
-        )
-    console.print(table)
     console.print(
         f"data {outcome.data_version} (+{outcome.feedback_cases} labelled drifters), "
         f"problem cases {outcome.problem_cases_version}; report {outcome.report_path}"

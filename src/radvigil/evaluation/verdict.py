@@ -32,6 +32,21 @@ class GateRow(BaseModel):
     status: Status
     message: str
 
+    @property
+    def checked(self) -> float | None:
+        """The number compared with the bound: the point estimate or the judged CI end."""
+        return {"point": self.value, "ci_lower": self.ci_low, "ci_upper": self.ci_high}[self.judged]
+
+    @property
+    def margin(self) -> float | None:
+        """How far the judged number lies from its bound, positive on the passing side
+        (0.07 = seven points of room; negative = failed by that much); None when unjudged."""
+        if self.checked is None or self.threshold is None:
+            return None
+        if self.comparator == "<=":
+            return self.threshold - self.checked
+        return self.checked - self.threshold
+
 
 class Verdict(BaseModel):
     """All gate rows; ``passed`` is True when no row failed."""
@@ -45,6 +60,12 @@ class Verdict(BaseModel):
     @property
     def failures(self) -> list[GateRow]:
         return [row for row in self.rows if row.status == "fail"]
+
+    def tightest(self, rows: list[GateRow] | None = None) -> GateRow | None:
+        """The judged row nearest its bound (the one a new hold-out would flip first)."""
+        judged = [r for r in (self.rows if rows is None else rows) if r.margin is not None]
+        judged = [r for r in judged if r.status != "skipped"]
+        return min(judged, key=lambda r: r.margin or 0.0, default=None)
 
     def summary(self) -> str:
         """One line such as ``PASS: 9 checks passed, 2 skipped``."""
@@ -78,6 +99,7 @@ def verdict_table_rows(verdict: Verdict, digits: int = 3) -> list[dict[str, str]
                 if row.threshold is not None
                 else ""
             ),
+            "room": _number(row.margin, digits) if row.status != "skipped" else "",
             "message": row.message,
         }
         for row in verdict.rows

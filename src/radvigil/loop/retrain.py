@@ -233,6 +233,8 @@ def retrain(
     seed: int = 42,
     local_weight: int = 1,
     warm_start_epochs: int | None = None,
+    average_epochs: int = 1,
+    target_sensitivity: float | None = None,
     observer=None,
     deployments: Deployments | None = None,
 ) -> RetrainOutcome:
@@ -244,7 +246,12 @@ def retrain(
     layers, its learning rate, no warm-up) instead of training again from the
     config's starting weights: a short step from a trained model lands in nearly the same place
     whatever the CPU's rounding, where a full run from ImageNet weights does not (see
-    :func:`warm_start_config`).
+    :func:`warm_start_config`). ``average_epochs`` > 1 keeps the average of the last epochs'
+    weights, the champion's own counted as epoch 0 after a warm start (WiSE-FT): the challenger
+    keeps more of what the champion knew about its own data while it learns the site.
+    ``target_sensitivity`` aims the challenger's operating thresholds above the task's target:
+    the gates ask it not to be less sensitive than a champion that may have caught every
+    hold-out case, so a threshold fitted exactly at the floor fails on one missed case.
     """
     if champion.card.imported is not None:
         raise ModelError(
@@ -261,6 +268,11 @@ def retrain(
     if warm_start_epochs is not None:
         cfg = warm_start_config(cfg, champion, warm_start_epochs)
         tags["warm_start_from"] = f"{champion.name}/{champion.version}"
+    if average_epochs > 1:
+        warm = warm_start_epochs is not None
+        cfg = cfg.model_copy(update={"average_epochs": average_epochs, "average_start": warm})
+    if target_sensitivity is not None:
+        cfg = cfg.model_copy(update={"target_sensitivity": target_sensitivity})
     if local_weight > 1:
         cfg = cfg.model_copy(
             update={"oversample": {**cfg.oversample, FEEDBACK_SOURCE: local_weight}}

@@ -74,8 +74,10 @@ class SilentObserver:
 
 
 def scenario_settings(settings: Settings, config: ScenarioConfig) -> Settings:
-    """The service settings the scenario runs with: review images kept, monitoring on demand
-    with windows that fit the stream, a fast model poll. Writes the monitoring YAML."""
+    """The service settings the scenario runs with: the site on a total label budget (its
+    budgeted queue picks what clinicians label, no blanket audit routing), review images kept,
+    monitoring on demand with windows that fit the stream, a fast model poll. Writes the
+    monitoring YAML."""
     home = settings.home_dir
     home.mkdir(parents=True, exist_ok=True)
     monitoring = home / "monitoring.yaml"
@@ -87,7 +89,11 @@ def scenario_settings(settings: Settings, config: ScenarioConfig) -> Settings:
     return settings.model_copy(
         update={
             "store_review_images": True,
-            "review_audit_share": config.audit_share,
+            "review_audit_share": 0.0,
+            "label_budgets": {config.site: config.label_budget},
+            "label_budget_period": "total",
+            "label_policy": config.label_policy,
+            "label_audit_share": config.audit_share,
             "monitoring_config": monitoring,
             "monitor_interval_seconds": 0,
             "model_poll_seconds": 2.0,

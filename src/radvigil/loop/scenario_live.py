@@ -161,16 +161,24 @@ class LiveAct:
         )
 
     def _label(self) -> tuple[str, int]:
+        """Clinicians label what the site's budgeted queue offers: never more than the budget."""
         clinician = self.headers("clinician")
-        queue = self.client.get("/v1/review", headers=clinician, params={"limit": 500}).json()
+        queue = self.client.get(
+            "/v1/review",
+            headers=clinician,
+            params={"site": self.config.site, "limit": self.config.label_budget},
+        ).json()
         found = [
             self.truth[i["request_id"]] for i in queue["items"] if i["request_id"] in self.truth
         ]
         labelled = self._label_served(found)
         self.result.labelled = labelled
+        budget = queue.get("label_budget") or {}
+        audit = sum(i.get("policy") == "audit" for i in queue["items"])
         return (
-            f"{labelled} of {queue['total']} queued studies labelled "
-            "(simulated clinicians: labels come from ground truth)",
+            f"{labelled} studies labelled of a {budget.get('budget', '?')}-label budget "
+            f"({audit} audit sample, {labelled - audit} {budget.get('policy', '?')} policy; "
+            "simulated clinicians: labels come from ground truth)",
             labelled,
         )
 
@@ -248,6 +256,7 @@ class LiveAct:
             seed=self.config.seed,
             local_weight=self.config.local_weight,
             warm_start_epochs=self.config.warm_start_epochs,
+            target_sensitivity=self.config.challenger_sensitivity,
             deployments=self.deployments,
         )
         self.retrained = outcome

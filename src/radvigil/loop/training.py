@@ -78,6 +78,14 @@ class _RunLogger:
             self.inner.epoch_done(epoch, metrics)
 
 
+def with_target(task: Task, target: float | None) -> Task:
+    """``task`` with every finding's threshold aimed at ``target`` (unchanged when None); the
+    card records the task as trained, so the target a version's thresholds meet is on record."""
+    if target is None:
+        return task
+    return task.model_copy(update={"target_sensitivity": dict.fromkeys(task.findings, target)})
+
+
 def flat_params(cfg: TrainConfig, task: Task, size: int) -> dict[str, object]:
     params = cfg.model_dump(exclude={"augment"})
     params.update({f"augment.{k}": v for k, v in cfg.augment.model_dump().items()})
@@ -131,7 +139,7 @@ def run_training(
     ray: RayBackend | None = None,
 ) -> TrainOutcome:
     """Train (in process, or on Ray with ``ray``), calibrate, export and register one version."""
-    task = load_task(cfg.task)
+    task = with_target(load_task(cfg.task), cfg.target_sensitivity)
     size = cfg.input_size or task.input_size
     version = catalog.load(data_ref)
     if ray is not None:

@@ -52,6 +52,25 @@ class TrainConfig(BaseModel):
     grad_clip: float = Field(1.0, gt=0)
     patience: int = Field(4, ge=1, description="epochs without improvement before stopping")
     early_stop_metric: Literal["macro_f1", "finding_sensitivity"] = "macro_f1"
+    target_sensitivity: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="sensitivity every finding's operating threshold aims at on validation, "
+        "instead of the task's target (a retrained challenger aims above the gate's floor)",
+    )
+    average_epochs: int = Field(
+        1,
+        ge=1,
+        description="keep the uniform average of the last N epochs' weights instead of the "
+        "best epoch's (1 = the best epoch); averaging removes an unlucky last step",
+    )
+    average_start: bool = Field(
+        False,
+        description="count the starting weights as epoch 0 of that average: for a warm start "
+        "from a trained model, an interpolation between it and the fine-tuned weights "
+        "(WiSE-FT, Wortsman et al. 2022), which keeps what the start knew",
+    )
     unfreeze_epochs: int = Field(
         2, ge=0, description="with weights: epochs training only the head before unfreezing"
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
@@ -248,6 +249,9 @@ def train(
     opt = optimisation(cfg, model, train_set.targets, classes, steps_per_epoch, device)
     rng = np.random.default_rng(cfg.seed)
     stopper = EarlyStopping(cfg)
+    recent: deque[dict[str, torch.Tensor]] = deque(maxlen=cfg.average_epochs)
+    if cfg.average_start and cfg.average_epochs > 1:
+        recent.append(copy.deepcopy(model.state_dict()))
     history: list[dict[str, float]] = []
     findings = [task.class_index(f) for f in task.findings]
     for epoch in range(1, cfg.epochs + 1):
@@ -260,11 +264,29 @@ def train(
         metrics.update(train_loss=loss, lr=opt.lr)
         history.append({"epoch": epoch, **metrics})
         observer.epoch_done(epoch, metrics)
+        if cfg.average_epochs > 1:
+            recent.append(copy.deepcopy(model.state_dict()))
         if stopper.update(epoch, metrics, model):
             break
+    if len(recent) > 1:
+        model.load_state_dict(average_states(list(recent)))
+        return calibrate(model, task, val_set, history, len(history))
     if stopper.best_state is not None:
         model.load_state_dict(stopper.best_state)
     return calibrate(model, task, val_set, history, stopper.best_epoch)
+
+
+def average_states(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The uniform average of several epochs' weights (a "model soup" of one run, Wortsman et
+    al. 2022): floating tensors, batch-norm statistics included, are averaged; integer
+    buffers (batch counters) keep the last epoch's value."""
+    last = states[-1]
+    return {
+        key: torch.stack([s[key] for s in states]).mean(dim=0)
+        if last[key].is_floating_point()
+        else last[key]
+        for key in last
+    }
 
 
 # A source pins its own screening threshold only with enough positives for the target to mean
