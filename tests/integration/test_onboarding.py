@@ -140,6 +140,22 @@ def test_budgeted_queue_follows_the_policy(trained_home, tmp_path, pg_url, bundl
         curve = page.split('id="learning-curve"')[1].split("</table>")[0]
         assert [row.split("</td>")[0] for row in curve.split("<tr><td>")[1:]] == ["1", "2", "3"]
 
+        # A case labelled after the queue has moved on (here: the budget was cut to what is
+        # spent, so the queue offers nothing) keeps the policy that offered it, as recorded
+        # when it was offered: the retraining set and the audit estimate rely on it.
+        state.settings = state.settings.model_copy(update={"label_budgets": {"north": 3}})
+        assert client.get("/v1/review", headers=clinician, params={"site": "north"}).json()[
+            "items"
+        ] == []
+        late = after["items"][-1]
+        response = client.post(
+            "/v1/feedback",
+            headers=clinician,
+            json={"prediction_id": late["request_id"], "label": late["predicted_class"]},
+        )
+        assert response.status_code == 201, response.text
+        assert response.json()["policy"] == late["policy"]
+
 
 def _dashboard_review(browser: httpx.Client, key: str) -> str:
     """The review page of site north, signed in with ``key``."""

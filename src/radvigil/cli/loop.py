@@ -14,7 +14,12 @@ from radvigil.cli.demo_output import verdict_table
 from radvigil.config import get_settings
 from radvigil.evaluation import load_criteria
 from radvigil.loop.actions import label_case, version_recorder
-from radvigil.loop.onboarding import label_policy, registry_thresholds, site_onboarding
+from radvigil.loop.onboarding import (
+    label_policy,
+    offer,
+    registry_thresholds,
+    site_onboarding,
+)
 from radvigil.loop.retrain import retrain, site_calibrate
 from radvigil.loop.rollout import Rollout
 from radvigil.loop.shadow import compare
@@ -38,6 +43,7 @@ def review_list(site: str | None = typer.Option(None), limit: int = typer.Option
     if site is not None:
         onboarding = site_onboarding(queue, settings, site, registry_thresholds(registry()))
     if onboarding is not None:
+        offer(queue, onboarding, onboarding.entries[:limit])
         for entry in onboarding.entries[:limit]:
             table.add_row(
                 *_queue_row(entry.record, f"{entry.choice.policy}: {entry.choice.reason}")

@@ -10,7 +10,7 @@ from radvigil.dashboard.notes import note_of
 from radvigil.dashboard.rendering import PageRoute, render
 from radvigil.dashboard.session import PREFIX, Form, SignedIn
 from radvigil.errors import InputError, NotFoundError
-from radvigil.loop.onboarding import registry_thresholds, site_onboarding
+from radvigil.loop.onboarding import offer, registry_thresholds, site_onboarding
 from radvigil.monitoring.onboarding_curve import CurvePoint
 from radvigil.service.deps import State
 from radvigil.service.explanations import explain_stored_capped
@@ -44,7 +44,9 @@ def queue(
     if onboarding is not None:  # a budgeted site: the policy's queue, never over the budget
         ids = [e.record.id for e in onboarding.entries]
         start = ids.index(after) + 1 if after in ids else 0
-        items = [e.record for e in onboarding.entries[start : start + PAGE_SIZE]]
+        page = onboarding.entries[start : start + PAGE_SIZE]
+        offer(reviews, onboarding, page)
+        items = [e.record for e in page]
         total = len(onboarding.entries)
     else:
         items = reviews.pending(site=site, max_confidence=threshold, limit=PAGE_SIZE, after=after)

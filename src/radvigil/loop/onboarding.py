@@ -190,15 +190,27 @@ def registry_thresholds(registry) -> ThresholdsOf:
     return lookup
 
 
+def offer(queue: ReviewQueue, onboarding: SiteOnboarding, shown: list[QueueEntry]) -> None:
+    """Record that the budgeted queue offered ``shown`` to a clinician (the route's page, the
+    CLI's list, the dashboard's page), so their labels keep the policy that chose them."""
+    queue.record_offers(
+        onboarding.site, [(e.record.id, e.choice.policy, e.choice.reason) for e in shown]
+    )
+
+
 def label_policy(
     queue: ReviewQueue, settings: Settings, thresholds_of: ThresholdsOf
 ) -> Callable[[PredictionRecord], str | None]:
-    """For :func:`radvigil.loop.actions.label_case`: the policy that offers a case in its site's
-    budgeted queue right now (None for sites without a budget and cases not offered)."""
+    """For :func:`radvigil.loop.actions.label_case`: the policy that offered a case in its
+    site's budgeted queue (the recorded offer; else the queue as it stands now), None for
+    sites without a budget and cases no queue offered."""
 
     def policy_of(record: PredictionRecord) -> str | None:
         if record.site is None:
             return None
+        offered = queue.offered_policy(record.id)
+        if offered is not None:
+            return offered
         onboarding = site_onboarding(queue, settings, record.site, thresholds_of)
         return None if onboarding is None else onboarding.policy_of(record.id)
 

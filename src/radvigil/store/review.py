@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, exists, func, literal_column, or_, select, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
 
 from radvigil.errors import NotFoundError
 from radvigil.store.db import Database
 from radvigil.store.predictions import PredictionStore
-from radvigil.store.schemas import PredictionRecord
-from radvigil.store.tables import FeedbackRow, PredictionRow
+from radvigil.store.schemas import PredictionRecord, utcnow
+from radvigil.store.tables import FeedbackRow, LabelOfferRow, PredictionRow
 
 # Most unusual first (OOD scores are distances, never negative); an unscored case after
 # every scored one. Spelled exactly as the index
@@ -107,6 +109,27 @@ class ReviewQueue:
                 (PredictionStore._to_record(row), label, policy)
                 for row, label, policy in session.execute(query).all()
             ]
+
+    def record_offers(self, site: str, offers: Sequence[tuple[str, str, str | None]]) -> None:
+        """Keep (prediction id, policy, why) of the cases a site's budgeted queue offers; the
+        first offer of a case stands (one statement, safe under concurrent queue reads)."""
+        if not offers:
+            return
+        insert = postgresql.insert if self.db.backend == "postgresql" else sqlite.insert
+        now = utcnow()
+        stmt = insert(LabelOfferRow).on_conflict_do_nothing(index_elements=["prediction_id"])
+        rows = [
+            {"prediction_id": i, "site": site, "policy": p, "why": w, "offered_at": now}
+            for i, p, w in offers
+        ]
+        with self.db.transaction("record label offers") as conn:
+            conn.execute(stmt, rows)
+
+    def offered_policy(self, prediction_id: str) -> str | None:
+        """The policy that first offered this case in its site's budgeted queue, if any did."""
+        query = select(LabelOfferRow.policy).where(LabelOfferRow.prediction_id == prediction_id)
+        with self.db.session("read a label offer") as session:
+            return session.scalar(query)
 
 
 def _order_key() -> tuple[ColumnElement, ...]:

@@ -130,6 +130,21 @@ class FeedbackRow(Base):
     policy: Mapped[str | None] = mapped_column(String(32))
 
 
+class LabelOfferRow(Base):
+    """The policy that offered a case in its site's budgeted queue, kept from the first offer so
+    the label records it even after the queue (recomputed as labels are spent) has moved on."""
+
+    __tablename__ = "label_offers"
+
+    prediction_id: Mapped[str] = mapped_column(
+        ForeignKey("predictions.id", ondelete="CASCADE"), primary_key=True
+    )
+    site: Mapped[str] = mapped_column(String(100))
+    policy: Mapped[str] = mapped_column(String(32))
+    why: Mapped[str | None] = mapped_column(Text)
+    offered_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class ApiKeyRow(Base):
     """An API key: only its lookup prefix and SHA-256 hash are kept, never the token."""
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Path, Query, Response
 
 from radvigil.errors import NotFoundError
-from radvigil.loop.onboarding import SiteOnboarding, registry_thresholds, site_onboarding
+from radvigil.loop.onboarding import (
+    SiteOnboarding,
+    offer,
+    registry_thresholds,
+    site_onboarding,
+)
 from radvigil.monitoring.label_selection import Choice
 from radvigil.service.deps import Labeller, State
 from radvigil.service.explanations import explain_stored_capped
@@ -72,6 +77,7 @@ def review_queue(
             ids = [e.record.id for e in onboarding.entries]
             start = ids.index(after) + 1 if after in ids else 0
             page = onboarding.entries[start : start + limit]
+            offer(queue, onboarding, page)
             return ReviewQueueOut(
                 total=len(onboarding.entries),
                 items=[_item(e.record, e.choice) for e in page],
