@@ -285,6 +285,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], tuple[str, str]]] = {
     "bootstrap_speed": bootstrap_speed,
     "site_onboarding": site_onboarding,
     "site_onboarding_smoke": site_onboarding,
+    "site_onboarding_full": site_onboarding,
     "robustness": robustness,
     "scale": scale,
     "pacs_throughput": pacs_throughput,
