@@ -81,6 +81,24 @@ def test_audit_share_is_kept_apart_from_the_policy_and_stays_put() -> None:
     assert {c.id for c in other} != set(audit)
 
 
+@pytest.mark.parametrize("policy", ["random", "uncertainty"])
+def test_the_draws_follow_the_studies_not_the_request_ids(policy: str) -> None:
+    """The same studies sent again get new request ids; keyed by content (the study hash), the
+    audit sample and the random policy draw the same studies, so a rerun labels the same set."""
+    pool = _pool()
+    keys = [f"study-{i}" for i in range(len(pool.ids))]
+    first = Candidates(ids=pool.ids, margin=pool.margin, keys=keys)
+    rerun = Candidates(ids=[f"new-{i}" for i in range(len(keys))], margin=pool.margin, keys=keys)
+    budget = Budget(policy=10, audit=5)
+    a = [c.index for c in select(first, budget, policy=policy, seed=3)]
+    b = [c.index for c in select(rerun, budget, policy=policy, seed=3)]
+    assert a == b
+    by_id = Candidates(ids=rerun.ids, margin=pool.margin)  # without keys: the ids decide
+    assert [c.index for c in select(by_id, budget, policy=policy, seed=3)][:5] != a[:5]
+    with pytest.raises(ValueError, match="keys"):
+        Candidates(ids=pool.ids, margin=pool.margin, keys=keys[:3])
+
+
 def test_audit_labels_are_reported_separately() -> None:
     # The policy's labels are all hard misses; the audit sample is the site as it is.
     cases = [LabelledCase(positive=True, flagged=False, policy="combined")] * 40

@@ -140,6 +140,7 @@ def site_onboarding(
         embeddings=pool_embeddings,
         drifter=np.asarray([is_drifter(r) for r in pool], dtype=bool),
         labelled_embeddings=labelled_embeddings,
+        keys=[r.study_hash or r.id for r in pool],
     )
     choices = select(candidates, budget, policy=settings.label_policy, seed=settings.label_seed)
     cases = [

@@ -87,10 +87,13 @@ class ScenarioConfig(BaseModel):
         description="Continue from the champion's weights this many epochs (None: "
         "train again from the config's starting weights).",
     )
-    # At 0.98 (the task's target and the gate's floor) the challenger's threshold sat on the
-    # third-lowest of 139 validation positives and missed 1-2 hold-out cases the champion caught,
-    # so sensitivity non-inferiority hung on one case; at 0.99 it caught every one and kept
-    # problem-case specificity 0.58 (floor 0.50).
+    # The challenger's threshold sits on one of the lowest of ~137 validation positives, so its
+    # verdict hangs on single cases. On three 150-label sets (7 Dec, before the audit sample was
+    # drawn by study hash, each run labelled another set), gated at three targets:
+    #   0.98 (the task's): passed once (sensitivity 0.986), missed a problem case twice;
+    #   0.99: passed twice (problem-case specificity 0.58, 0.54; floor 0.50), missed 3 once;
+    #   1.00: passed once (0.57); twice one validation positive scored near 0 and took the
+    #         threshold with it (problem-case specificity 0.12, 0.14).
     challenger_sensitivity: float | None = Field(
         0.99,
         gt=0,

@@ -45,6 +45,9 @@ class Candidates:
         drifter: whether the case was flagged as a drifter (OOD, quality, guards).
         labelled_embeddings: embeddings of the site's already-labelled cases; k-center greedy
             starts from them so new labels go where none are yet.
+        keys: a content key per case (the keyed study hash), which the audit sample and the
+            random policy are drawn by, so the same studies are drawn on every run and replica
+            whatever request ids they were given; the ids when None.
     """
 
     ids: Sequence[str]
@@ -52,15 +55,23 @@ class Candidates:
     embeddings: np.ndarray | None = None
     drifter: np.ndarray | None = None
     labelled_embeddings: np.ndarray | None = None
+    keys: Sequence[str] | None = None
 
     def __post_init__(self) -> None:
         n = len(self.ids)
+        if self.keys is not None and len(self.keys) != n:
+            raise ValueError(f"keys must have {n} entries, got {len(self.keys)}")
         if self.margin.shape != (n,):
             raise ValueError(f"margin must have shape ({n},), got {self.margin.shape}")
         if self.embeddings is not None and self.embeddings.shape[0] != n:
             raise ValueError(f"embeddings must have {n} rows, got {self.embeddings.shape[0]}")
         if self.drifter is not None and self.drifter.shape != (n,):
             raise ValueError(f"drifter must have shape ({n},), got {self.drifter.shape}")
+
+    @property
+    def draw_keys(self) -> Sequence[str]:
+        """What the seeded draws rank by: the content keys, else the ids."""
+        return self.ids if self.keys is None else self.keys
 
     @property
     def drifters(self) -> np.ndarray:
@@ -145,7 +156,8 @@ def k_center_greedy(
 
 
 def _random(c: Candidates, k: int, seed: int, pool: np.ndarray) -> list[tuple[int, str]]:
-    order = pool[np.argsort(seeded_rank([c.ids[i] for i in pool], seed, "random"), kind="stable")]
+    keys = c.draw_keys
+    order = pool[np.argsort(seeded_rank([keys[i] for i in pool], seed, "random"), kind="stable")]
     return [(int(i), "random: a seeded shuffle of the unlabelled cases") for i in order[:k]]
 
 
@@ -213,7 +225,7 @@ def select(
     if policy not in POLICIES:
         raise ValueError(f"unknown selection policy {policy!r}; known: {sorted(POLICIES)}")
     everyone = np.arange(len(candidates.ids))
-    audit_order = np.argsort(seeded_rank(candidates.ids, seed, AUDIT), kind="stable")
+    audit_order = np.argsort(seeded_rank(candidates.draw_keys, seed, AUDIT), kind="stable")
     audit = audit_order[: budget.audit]
     choices = [
         Choice(int(i), candidates.ids[i], AUDIT, "audit: a seeded uniform sample of the site")
