@@ -144,9 +144,10 @@ def test_budgeted_queue_follows_the_policy(trained_home, tmp_path, pg_url, bundl
         # spent, so the queue offers nothing) keeps the policy that offered it, as recorded
         # when it was offered: the retraining set and the audit estimate rely on it.
         state.settings = state.settings.model_copy(update={"label_budgets": {"north": 3}})
-        assert client.get("/v1/review", headers=clinician, params={"site": "north"}).json()[
-            "items"
-        ] == []
+        assert (
+            client.get("/v1/review", headers=clinician, params={"site": "north"}).json()["items"]
+            == []
+        )
         late = after["items"][-1]
         response = client.post(
             "/v1/feedback",
