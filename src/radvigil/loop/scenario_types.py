@@ -47,6 +47,8 @@ class ScenarioConfig(BaseModel):
         description="Shift specs applied on top of every drift-era study (an injected scanner "
         "change, e.g. brightness:factor=1.25); empty: the real acquisition change only.",
     )
+    # 100, not 60: the labelled monitors need 30 labels in a window, and a 150-label budget
+    # spreads about 37 over 100 drift-era studies (at 60, every window was skipped).
     window_size: int = Field(100, ge=10, description="Monitoring count-window size.")
     label_budget: int = Field(
         150,
