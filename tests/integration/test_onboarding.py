@@ -110,13 +110,7 @@ def test_budgeted_queue_follows_the_policy(trained_home, tmp_path, pg_url, bundl
 
         # Labels spend the budget; each records the policy that offered the case.
         for item in (chosen[0], chosen[1], audit[0]):
-            response = client.post(
-                "/v1/feedback",
-                headers=clinician,
-                json={"prediction_id": item["request_id"], "label": item["predicted_class"]},
-            )
-            assert response.status_code == 201, response.text
-            assert response.json()["policy"] == item["policy"]
+            _label_keeps_its_policy(client, clinician, item)
         after = client.get("/v1/review", headers=clinician, params={"site": "north"}).json()
         assert after["label_budget"]["spent"] == 3
         assert after["label_budget"]["audit_spent"] == 1
@@ -148,14 +142,18 @@ def test_budgeted_queue_follows_the_policy(trained_home, tmp_path, pg_url, bundl
             client.get("/v1/review", headers=clinician, params={"site": "north"}).json()["items"]
             == []
         )
-        late = after["items"][-1]
-        response = client.post(
-            "/v1/feedback",
-            headers=clinician,
-            json={"prediction_id": late["request_id"], "label": late["predicted_class"]},
-        )
-        assert response.status_code == 201, response.text
-        assert response.json()["policy"] == late["policy"]
+        _label_keeps_its_policy(client, clinician, after["items"][-1])
+
+
+def _label_keeps_its_policy(client: httpx.Client, headers: dict, item: dict) -> None:
+    """Label an offered case with its predicted class; the label records the offering policy."""
+    response = client.post(
+        "/v1/feedback",
+        headers=headers,
+        json={"prediction_id": item["request_id"], "label": item["predicted_class"]},
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["policy"] == item["policy"]
 
 
 def _dashboard_review(browser: httpx.Client, key: str) -> str:
