@@ -12,16 +12,16 @@ import pytest
 
 from radvigil.config import Settings
 from radvigil.data.io import read_image
+from radvigil.demo.harness import LocalService
+from radvigil.demo.traffic_client import TrafficSimulator, load_studies, png_bytes
 from radvigil.errors import InputError
 from radvigil.evaluation import criteria_from_dict
 from radvigil.loop.actions import version_recorder
 from radvigil.loop.retrain import retrain
 from radvigil.loop.rollout import Rollout
-from radvigil.loop.traffic import TrafficSimulator, load_studies, png_bytes
 from radvigil.loop.training import run_training
 from radvigil.registry import Tag
 from radvigil.service.app import create_app
-from radvigil.service.harness import LocalService
 from radvigil.store import AuditLog, KeyStore
 from tests.helpers import LiveServer, make_home, tiny_config
 

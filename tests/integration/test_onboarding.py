@@ -14,7 +14,7 @@ import pytest
 
 from radvigil.config import Settings
 from radvigil.dashboard.site import mount as dashboard_mount
-from radvigil.loop.traffic import TrafficSimulator, load_studies
+from radvigil.demo.traffic_client import TrafficSimulator, load_studies
 from radvigil.service.app import create_app
 from radvigil.store import KeyStore
 from tests.helpers import LiveServer

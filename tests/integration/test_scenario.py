@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from radvigil.config import Settings, get_settings, reset_settings
-from radvigil.loop.scenario import Scenario
-from radvigil.loop.scenario_types import ScenarioConfig
-from radvigil.service.harness import running_service
+from radvigil.demo.harness import running_service
+from radvigil.demo.outcomes import ScenarioConfig
+from radvigil.demo.scenario import Scenario
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]

@@ -1,6 +1,6 @@
 """``radvigil demo``: the closed-loop scenario on the bundled real data, printed with Rich.
 
-The scenario itself (:mod:`radvigil.loop.scenario`) does the work and returns typed results;
+The scenario itself (:mod:`radvigil.demo.scenario`) does the work and returns typed results;
 this module only prepares the home folder and prints each step as it finishes.
 """
 
@@ -28,11 +28,11 @@ def demo_command(
     """Run the closed-loop demo on the bundled data (about 5-10 minutes on 2 CPU cores)."""
     from radvigil.cli.demo_output import RichObserver, print_intro, print_summary
     from radvigil.config import get_settings
+    from radvigil.demo.harness import running_service
+    from radvigil.demo.outcomes import ScenarioConfig
+    from radvigil.demo.scenario import Scenario
     from radvigil.errors import ConfigError
-    from radvigil.loop.scenario import Scenario
-    from radvigil.loop.scenario_types import ScenarioConfig
     from radvigil.registry import quiet_mlflow
-    from radvigil.service.harness import running_service
 
     settings = get_settings()
     home = settings.home_dir

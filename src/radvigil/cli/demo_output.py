@@ -10,9 +10,7 @@ from rich.table import Table
 from radvigil.cli.common import console, track
 from radvigil.config import Settings
 from radvigil.data.qc_result import QCReport
-from radvigil.evaluation.result import Estimate
-from radvigil.evaluation.verdict import Verdict, verdict_table_rows
-from radvigil.loop.scenario_types import (
+from radvigil.demo.outcomes import (
     ActTwo,
     CanaryReport,
     Gated,
@@ -23,6 +21,8 @@ from radvigil.loop.scenario_types import (
     StepRecord,
     TrafficReport,
 )
+from radvigil.evaluation.result import Estimate
+from radvigil.evaluation.verdict import Verdict, verdict_table_rows
 from radvigil.loop.shadow import ShadowReport
 from radvigil.loop.triggers import TriggerCheck
 

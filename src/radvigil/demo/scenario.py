@@ -7,70 +7,29 @@ compare both versions on held-out drift-era studies. Act two: a challenger train
 labels is stopped by its gates while the champion keeps serving, and a rollback is drilled.
 
 The service is injected (``serve``), so this module drives it over HTTP without importing it;
-``radvigil demo`` and the scenario test pass :func:`radvigil.service.harness.running_service`.
+``radvigil demo`` and the scenario test pass :func:`radvigil.demo.harness.running_service`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
-from contextlib import AbstractContextManager
-from typing import Protocol
+from collections.abc import Callable
 
 from radvigil.config import Settings
 from radvigil.data.catalog import DatasetCatalog
 from radvigil.data.importers import from_csv
 from radvigil.data.qc_result import QCReport
 from radvigil.data.quality import run_qc
+from radvigil.demo.context import DemoContext, ScenarioObserver, ServeFn, SilentObserver
+from radvigil.demo.live_act import ACTOR, LiveAct
+from radvigil.demo.outcomes import Gated, ScenarioConfig, ScenarioResult
 from radvigil.evaluation import GateCriteria, load_criteria
 from radvigil.loop.deployment import Deployments
 from radvigil.loop.evaluation import gate_version, record_gate
-from radvigil.loop.scenario_live import ACTOR, LiveAct
-from radvigil.loop.scenario_types import (
-    Gated,
-    ScenarioConfig,
-    ScenarioResult,
-    StepRecord,
-)
 from radvigil.loop.training import run_training
 from radvigil.model.config import TrainConfig, load_config
 from radvigil.registry import Registry
 from radvigil.store import AuditLog, Database, upgrade_database
-
-
-class RunningService(Protocol):
-    """What the scenario needs of a started service besides its HTTP API."""
-
-    url: str
-    db: Database
-
-    def settle(self) -> None: ...
-
-    def refresh_models(self) -> None: ...
-
-
-ServeFn = Callable[[Settings, Registry], AbstractContextManager[RunningService]]
-
-
-class ScenarioObserver(Protocol):
-    """Hears the scenario as it goes (the CLI prints; tests stay silent)."""
-
-    def step_started(self, name: str) -> None: ...
-
-    def step_done(self, step: StepRecord, detail: object) -> None: ...
-
-    def progress(self, items: Iterable, description: str) -> Iterable: ...
-
-
-class SilentObserver:
-    def step_started(self, name: str) -> None:
-        pass
-
-    def step_done(self, step: StepRecord, detail: object) -> None:
-        pass
-
-    def progress(self, items: Iterable, description: str) -> Iterable:
-        return items
 
 
 def scenario_settings(settings: Settings, config: ScenarioConfig) -> Settings:
@@ -125,13 +84,21 @@ class Scenario:
         self.work = settings.home_dir / "scenario"
 
     def _step(self, result: ScenarioResult, name: str, fn: Callable[[], tuple[str, object]]):
-        self.observer.step_started(name)
-        started = time.perf_counter()
-        outcome, detail = fn()
-        step = StepRecord(name=name, outcome=outcome, seconds=time.perf_counter() - started)
-        result.steps.append(step)
-        self.observer.step_done(step, detail)
-        return detail
+        return self._context("").step(result, name, fn)
+
+    def _context(self, name: str) -> DemoContext:
+        """What the live act gets of this scenario (``name``: the registered model's)."""
+        return DemoContext(
+            config=self.config,
+            settings=self.settings,
+            name=name,
+            catalog=self.catalog,
+            registry=self.registry,
+            criteria=self.criteria,
+            train_config=self.train_config,
+            work=self.work,
+            observer=self.observer,
+        )
 
     def run(self) -> ScenarioResult:
         started = time.perf_counter()
@@ -144,7 +111,7 @@ class Scenario:
         )
         if result.champion.verdict.passed:
             with self.serve(self.settings, self.registry) as service:
-                LiveAct(self, service, result).play()
+                LiveAct(self._context(self.name), service, result).play()
         result.seconds = time.perf_counter() - started
         return result
 

@@ -5,19 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import TYPE_CHECKING
 
 import httpx
 import numpy as np
 import pandas as pd
 
 from radvigil.data.manifest import DatasetVersion, canonical
-from radvigil.loop.actions import version_recorder
-from radvigil.loop.deployment import deployments_for
-from radvigil.loop.evaluation import evaluate_version, gate_version, record_gate
-from radvigil.loop.retrain import FEEDBACK_SOURCE, retrain, site_calibrate
-from radvigil.loop.rollout import Rollout
-from radvigil.loop.scenario_types import (
+from radvigil.demo.context import DemoContext, RunningService
+from radvigil.demo.outcomes import (
     ActTwo,
     CanaryReport,
     Gated,
@@ -26,8 +21,13 @@ from radvigil.loop.scenario_types import (
     ScenarioResult,
     TrafficReport,
 )
+from radvigil.demo.traffic_client import Served, Study, TrafficSimulator, load_studies
+from radvigil.loop.actions import version_recorder
+from radvigil.loop.deployment import deployments_for
+from radvigil.loop.evaluation import evaluate_version, gate_version, record_gate
+from radvigil.loop.retrain import FEEDBACK_SOURCE, retrain, site_calibrate
+from radvigil.loop.rollout import Rollout
 from radvigil.loop.shadow import ShadowReport
-from radvigil.loop.traffic import Served, Study, TrafficSimulator, load_studies
 from radvigil.loop.training import run_training
 from radvigil.loop.triggers import check_triggers
 from radvigil.registry import LoadedModel, Tag
@@ -40,9 +40,6 @@ from radvigil.store import (
     PredictionStore,
 )
 
-if TYPE_CHECKING:
-    from radvigil.loop.scenario import RunningService, Scenario
-
 ACTOR = "demo-admin"  # who the scenario's admin steps are recorded as
 FINDING = "pneumonia"
 ROLES = ("admin", "clinician", "service")
@@ -52,17 +49,17 @@ MONITOR_TIMEOUT_S = 900.0
 class LiveAct:
     """The steps that need the running service."""
 
-    def __init__(self, scenario: Scenario, service: RunningService, result: ScenarioResult):
-        self.s, self.service, self.result = scenario, service, result
-        self.config = scenario.config
+    def __init__(self, context: DemoContext, service: RunningService, result: ScenarioResult):
+        self.ctx, self.service, self.result = context, service, result
+        self.config = context.config
         keys = KeyStore(service.db)
         self.tokens = {
             role: keys.create(f"demo-{role}", role, rate_limit=100_000)[0] for role in ROLES
         }
-        self.audit = AuditLog(service.db, secret=scenario.settings.audit_key)
-        self.record = version_recorder(self.audit, scenario.name)
-        enforce = scenario.settings.registry_trust == "enforce"
-        self.deployments = deployments_for(enforce, service.db, scenario.registry, self.audit)
+        self.audit = AuditLog(service.db, secret=context.settings.audit_key)
+        self.record = version_recorder(self.audit, context.name)
+        enforce = context.settings.registry_trust == "enforce"
+        self.deployments = deployments_for(enforce, service.db, context.registry, self.audit)
         self.truth: dict[str, Served] = {}
 
     def headers(self, role: str) -> dict[str, str]:
@@ -89,7 +86,7 @@ class LiveAct:
             self.config.bundle, after, self.config.scanner_change, seed=n_a, prefix="drift"
         )
         self.drift_studies = drift
-        result, step = self.result, self.s._step
+        result, step = self.result, self.ctx.step
         with httpx.Client(base_url=self.service.url, timeout=120) as client:
             self.client = client
             # every bundled Kermany film is an AP view, and the request says so, as a PACS would
@@ -123,7 +120,7 @@ class LiveAct:
             result.act_two = step(result, "Act two: a bad challenger", self._act_two)
 
     def _send(self, studies: list[Study], what: str) -> list[Served]:
-        served = self.traffic.send(studies, lambda x: self.s.observer.progress(x, what))
+        served = self.traffic.send(studies, lambda x: self.ctx.observer.progress(x, what))
         self.truth.update({s.request_id: s for s in served})
         self.service.settle()
         return served
@@ -145,7 +142,7 @@ class LiveAct:
         champion = None
         if drifted:
             self.drift_served = served
-            loaded = self.s.registry.load(f"{self.s.name}@champion")
+            loaded = self.ctx.registry.load(f"{self.ctx.name}@champion")
             champion = self._metrics("champion on drift-era studies", loaded, served)
         report = TrafficReport(
             studies=len(served),
@@ -197,12 +194,14 @@ class LiveAct:
         return len(served)
 
     def _labelled_monitors(self) -> tuple[str, list[LabelledMonitor]]:
-        self.result.drift.open_alerts = self._monitor()  # windows re-judged with the new labels
+        alerts = self._monitor()  # windows re-judged with the new labels
+        if self.result.drift is not None:
+            self.result.drift.open_alerts = alerts
         rows = [
             row
             for name in ("performance", "concept")
             for row in MonitorResultStore(self.service.db).list(
-                model_name=self.s.name, detector=name, group="all", newest_first=False
+                model_name=self.ctx.name, detector=name, group="all", newest_first=False
             )
         ]
         found = [
@@ -226,8 +225,8 @@ class LiveAct:
     def _triggers(self):
         check = check_triggers(
             self.service.db,
-            self.s.registry,
-            self.s.name,
+            self.ctx.registry,
+            self.ctx.name,
             self.config.triggers,
             record=self.record,
             actor=ACTOR,
@@ -240,15 +239,15 @@ class LiveAct:
         return outcome, check
 
     def _retrain(self) -> tuple[str, Gated]:
-        champion = self.s.registry.load(f"{self.s.name}@champion")
+        champion = self.ctx.registry.load(f"{self.ctx.name}@champion")
         outcome = retrain(
             champion,
             PredictionStore(self.service.db),
             FeedbackStore(self.service.db),
-            self.s.catalog,
-            self.s.registry,
-            self.s.criteria,
-            self.s.settings.reports_dir,
+            self.ctx.catalog,
+            self.ctx.registry,
+            self.ctx.criteria,
+            self.ctx.settings.reports_dir,
             self.record,
             ACTOR,
             holdout_share=self.config.holdout_share,
@@ -265,18 +264,18 @@ class LiveAct:
             verdict=outcome.verdict,
             note=f"{outcome.feedback_cases} labelled drifters; data {outcome.data_version}",
         )
-        return f"challenger {self.s.name}/{outcome.version}: {outcome.verdict.summary()}", gated
+        return f"challenger {self.ctx.name}/{outcome.version}: {outcome.verdict.summary()}", gated
 
     def _calibrate(self) -> tuple[str, Gated]:
-        champion = self.s.registry.load(f"{self.s.name}@champion")
+        champion = self.ctx.registry.load(f"{self.ctx.name}@champion")
         outcome = site_calibrate(
             champion,
             PredictionStore(self.service.db),
             FeedbackStore(self.service.db),
-            self.s.catalog,
-            self.s.registry,
-            self.s.criteria,
-            self.s.settings.reports_dir,
+            self.ctx.catalog,
+            self.ctx.registry,
+            self.ctx.criteria,
+            self.ctx.settings.reports_dir,
             self.record,
             ACTOR,
             holdout_share=self.config.holdout_share,
@@ -285,12 +284,12 @@ class LiveAct:
             propose=False,
             deployments=self.deployments,
         )
-        change = self.s.registry.resolve(f"{self.s.name}/{outcome.version}").tags.get(
+        change = self.ctx.registry.resolve(f"{self.ctx.name}/{outcome.version}").tags.get(
             Tag.SITE_CALIBRATION, ""
         )
         gated = Gated(version=outcome.version, verdict=outcome.verdict, note=change)
         return (
-            f"recalibrated {self.s.name}/{outcome.version} (same weights): "
+            f"recalibrated {self.ctx.name}/{outcome.version} (same weights): "
             f"{outcome.verdict.summary()}",
             gated,
         )
@@ -349,7 +348,7 @@ class LiveAct:
     def _held_out(self) -> list[Served]:
         """Drift-era studies whose labels did not train the challenger."""
         trained = set(
-            self.s.catalog.load(self.retrained.data_version)
+            self.ctx.catalog.load(self.retrained.data_version)
             .frame.query(f"source_dataset == '{FEEDBACK_SOURCE}' and split != 'test'")
             .get("prediction_id", pd.Series(dtype=str))
         )
@@ -362,7 +361,7 @@ class LiveAct:
 
     def _drift_version(self, served: list[Served]) -> DatasetVersion:
         """The drift-era studies as a dataset version (the pixels the service saw)."""
-        folder = self.s.work / "drift-era"
+        folder = self.ctx.work / "drift-era"
         folder.mkdir(parents=True, exist_ok=True)
         by_source = {s.source: s for s in self.drift_studies}
         rows = []
@@ -383,15 +382,15 @@ class LiveAct:
 
     def _before_after(self) -> tuple[str, list[Metrics]]:
         held = self._held_out()
-        before = self.s.registry.load(f"{self.s.name}@previous")
-        after = self.s.registry.load(f"{self.s.name}@champion")
+        before = self.ctx.registry.load(f"{self.ctx.name}@previous")
+        after = self.ctx.registry.load(f"{self.ctx.name}@champion")
         rows = [
             self._metrics("before (old champion)", before, held),
             self._metrics("after (new champion)", after, held),
         ]
         if self.result.site_calibrated is not None:
-            calibrated = self.s.registry.load(
-                f"{self.s.name}/{self.result.site_calibrated.version}"
+            calibrated = self.ctx.registry.load(
+                f"{self.ctx.name}/{self.result.site_calibrated.version}"
             )
             rows.append(self._metrics("site calibration only", calibrated, held))
         self.result.before_after = rows
@@ -407,7 +406,9 @@ class LiveAct:
         before = self._served_champion()
         bad = self._bad_challenger()
         during = self._served_champion()
-        rollout = Rollout(self.s.registry, self.s.name, self.record, deployments=self.deployments)
+        rollout = Rollout(
+            self.ctx.registry, self.ctx.name, self.record, deployments=self.deployments
+        )
         self._move("rollback", "drill: restore the previous champion in one step")
         rolled_back_to = self._served_champion()
         rollout.propose(before, ACTOR, "drill over: the repaired version again")
@@ -430,36 +431,36 @@ class LiveAct:
 
     def _bad_challenger(self) -> Gated:
         """A challenger trained on the same data with its labels shuffled (seeded)."""
-        version = self.s.catalog.load(self.retrained.data_version)
+        version = self.ctx.catalog.load(self.retrained.data_version)
         frame = version.frame.copy()
         rng = np.random.default_rng(self.config.seed)
         train = frame["split"] != "test"
         frame.loc[train, "label"] = rng.permutation(frame.loc[train, "label"].to_numpy())
         shuffled = DatasetVersion(canonical(frame), version.root, {"source": {"kind": "shuffled"}})
-        data_id = self.s.catalog.save(shuffled, name="shuffled-labels")
+        data_id = self.ctx.catalog.save(shuffled, name="shuffled-labels")
         # one short epoch is enough to show the gates stop a model that learned nothing
-        cfg = self.s.train_config.model_copy(update={"epochs": 1, "max_train_images": 256})
+        cfg = self.ctx.train_config.model_copy(update={"epochs": 1, "max_train_images": 256})
         outcome = run_training(
             cfg,
             data_id,
-            self.s.catalog,
-            self.s.registry,
+            self.ctx.catalog,
+            self.ctx.registry,
             extra_tags={Tag.NOTE: "deliberately bad: shuffled labels"},
         )
-        candidate = self.s.registry.load(f"{outcome.name}/{outcome.version}")
-        champion = self.s.registry.load(f"{self.s.name}@champion")
+        candidate = self.ctx.registry.load(f"{outcome.name}/{outcome.version}")
+        champion = self.ctx.registry.load(f"{self.ctx.name}@champion")
         verdict = gate_version(
-            self.s.criteria,
+            self.ctx.criteria,
             candidate,
             champion,
-            self.s.catalog.load(self.retrained.data_version),
+            self.ctx.catalog.load(self.retrained.data_version),
             "test",
         )
         record_gate(
-            self.s.registry,
+            self.ctx.registry,
             candidate,
             verdict,
-            self.s.criteria,
+            self.ctx.criteria,
             actor=ACTOR,
             deployments=self.deployments,
         )

@@ -1,6 +1,6 @@
 """The demo scenario's configuration and its typed result, one record per step.
 
-Kept apart from the orchestration in :mod:`radvigil.loop.scenario` so front ends (the CLI's Rich
+Kept apart from the orchestration in :mod:`radvigil.demo.scenario` so front ends (the CLI's Rich
 output, the tests) read results without importing the machinery that produces them.
 """
 
