@@ -25,7 +25,7 @@ from radvigil.config import Settings
 from radvigil.dashboard.site import mount as dashboard_mount
 from radvigil.data.io import read_image
 from radvigil.data.shifts import apply_shift, compose, get_shift
-from radvigil.loop.monitoring import run_monitors
+from radvigil.loop.monitor_runs import run_monitors
 from radvigil.registry import Tag
 from radvigil.service.app import create_app
 from radvigil.store import KeyStore

@@ -157,7 +157,7 @@ def test_brighter_scanner_raises_drift_alerts(trained_home, bundled, tmp_path, m
 
 def _another_replica_serves_the_stored_report(client, tokens, url, first, monkeypatch) -> None:
     """A replica whose report folder lacks the file serves the stored copy; it never rebuilds it."""
-    import radvigil.loop.monitoring as loop_monitoring
+    import radvigil.loop.monitor_runs as loop_monitoring
 
     for html in Path(tokens["state"].monitoring.reports_dir).glob("*.html"):
         html.unlink()  # this "replica" never wrote it

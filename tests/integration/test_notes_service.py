@@ -21,7 +21,7 @@ from fastapi import FastAPI, Request
 from radvigil.config import Settings
 from radvigil.dashboard.session import SESSION_COOKIE, csrf_for
 from radvigil.dashboard.site import mount as dashboard_mount
-from radvigil.loop.notes import NoteDesk
+from radvigil.loop.note_desk import NoteDesk
 from radvigil.registry import Registry
 from radvigil.service.app import create_app
 from radvigil.store import (

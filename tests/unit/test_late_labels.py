@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from radvigil.loop.monitoring import MonitoringStores, run_monitors
+from radvigil.loop.monitor_runs import MonitoringStores, run_monitors
 from radvigil.monitoring import ReferenceProfile, monitor_config_from_dict
 from radvigil.store import Database, FeedbackCreate, upgrade_database
 from tests.unit.monitoring_data import split, stand_in

@@ -203,7 +203,7 @@ def test_the_monitoring_page_reads_the_stored_harm_of_the_newest_window() -> Non
     from datetime import UTC, datetime
 
     from radvigil.dashboard.monitors import harm_reading
-    from radvigil.loop.monitoring_data import to_results
+    from radvigil.loop.monitor_windows import to_results
     from radvigil.store import MonitorResultPublic
 
     report = _monitor().run(_window("sharpen", amount=2.0))

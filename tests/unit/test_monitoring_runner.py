@@ -19,8 +19,8 @@ from typing import ClassVar
 import numpy as np
 import pytest
 
-from radvigil.loop.monitoring import MonitoringStores, post_webhook, run_monitors
-from radvigil.loop.monitoring_data import window_data
+from radvigil.loop.monitor_runs import MonitoringStores, post_webhook, run_monitors
+from radvigil.loop.monitor_windows import window_data
 from radvigil.monitoring import ReferenceProfile, image_stats, monitor_config_from_dict
 from radvigil.store import (
     Database,

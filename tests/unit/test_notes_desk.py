@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from radvigil.cli import app
 from radvigil.config import Settings
 from radvigil.errors import ConflictError, ForbiddenError, InputError, NotFoundError
-from radvigil.loop.notes import NoteDesk, note_facts
+from radvigil.loop.note_desk import NoteDesk, note_facts
 from radvigil.notes import NoteFacts
 from radvigil.notes.prompts import chat_messages, completion_prompt
 from radvigil.store import (

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from radvigil.loop.monitoring import run_monitors
+from radvigil.loop.monitor_runs import run_monitors
 from radvigil.loop.phoenix import primary_frame, reference_frame, schema, write_export
 from radvigil.store import FeedbackCreate
 from tests.unit.test_monitoring_runner import CONFIG, T0, pool, store_predictions, stores

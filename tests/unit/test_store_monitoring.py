@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from radvigil.errors import ConflictError, InputError, NotFoundError
-from radvigil.loop.monitoring import acknowledge_alert, drift_streaks, resolve_alert
-from radvigil.loop.monitoring_data import clean_json, to_reports
+from radvigil.loop.monitor_runs import acknowledge_alert, drift_streaks, resolve_alert
+from radvigil.loop.monitor_windows import clean_json, to_reports
 from radvigil.store import (
     AlertCreate,
     AlertStore,

@@ -21,7 +21,7 @@ from radvigil.cli.common import console
 from radvigil.cli.context import registry
 from radvigil.config import get_settings
 from radvigil.errors import DataError, InputError, NotFoundError, StoreError
-from radvigil.loop.monitoring import (
+from radvigil.loop.monitor_runs import (
     MonitoringRun,
     MonitoringStores,
     acknowledge_alert,

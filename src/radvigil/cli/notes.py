@@ -9,7 +9,7 @@ import typer
 from radvigil.cli.admin import actor, database
 from radvigil.cli.common import console
 from radvigil.config import get_settings
-from radvigil.loop.notes import NoteDesk, rewriter_from_settings
+from radvigil.loop.note_desk import NoteDesk, rewriter_from_settings
 from radvigil.store import AuditLog, NoteStore, PredictionStore
 
 app = typer.Typer(no_args_is_help=True, help="Patient notes: generate, show, approve.")

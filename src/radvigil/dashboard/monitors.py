@@ -17,7 +17,7 @@ from radvigil.errors import RadvigilError
 from radvigil.monitoring.config import DEFAULT_DETECTORS
 from radvigil.service.state import ServiceState
 from radvigil.store import AlertPublic, MonitorResultPublic
-from radvigil.store.monitoring import WindowKind
+from radvigil.store.monitor_results import WindowKind
 
 OVERALL = "all"
 # Windows a timeline shows: the newest, about a month of 5,000 predictions a day in windows

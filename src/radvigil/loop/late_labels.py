@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol, TypeVar
 
-from radvigil.loop.monitoring_data import (
+from radvigil.loop.monitor_windows import (
     group_key,
     in_group,
     to_results,
@@ -24,7 +24,7 @@ from radvigil.loop.monitoring_data import (
 from radvigil.monitoring import Monitor, MonitorConfig, ReferenceProfile, Window, WindowReport
 from radvigil.monitoring.detectors import make_detector
 from radvigil.store import MonitorResultCreate, MonitorResultPublic, PredictionRecord
-from radvigil.store.monitoring import OVERALL
+from radvigil.store.monitor_results import OVERALL
 
 LABELLED = ("performance", "concept")
 AT_THRESHOLD = (*LABELLED, "harm")  # detectors that decide at the served threshold

@@ -20,7 +20,7 @@ import pandas as pd
 from radvigil.errors import DataError
 from radvigil.monitoring import ReferenceProfile
 from radvigil.store import MonitorResultPublic, PredictionRecord
-from radvigil.store.monitoring import OVERALL
+from radvigil.store.monitor_results import OVERALL
 
 EMBEDDING = "embedding"
 FEATURES = ("site", "view_position")

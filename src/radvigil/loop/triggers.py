@@ -12,7 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from radvigil.loop.actions import Recorder
-from radvigil.loop.monitoring import drift_streaks
+from radvigil.loop.monitor_runs import drift_streaks
 from radvigil.registry import Registry, Tag
 from radvigil.store import Database, FeedbackStore, PredictionStore
 from radvigil.yaml_files import load_yaml_model

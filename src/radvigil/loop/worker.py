@@ -21,11 +21,11 @@ from datetime import timedelta
 from pathlib import Path
 
 from radvigil.errors import DataError
-from radvigil.loop.monitoring import MonitoringRun, MonitoringStores, run_monitors
+from radvigil.loop.monitor_runs import MonitoringRun, MonitoringStores, run_monitors
 from radvigil.monitoring import MonitorConfig, ReferenceProfile
 from radvigil.registry import Registry
 from radvigil.store import Database, LeaseStore
-from radvigil.store.monitoring import WindowKind
+from radvigil.store.monitor_results import WindowKind
 from radvigil.store.schemas import utcnow
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ def worker_name() -> str:
 
 
 class MonitoringWorker:
-    """Runs :func:`~radvigil.loop.monitoring.run_monitors` for a model's champion under a lease."""
+    """Runs :func:`~radvigil.loop.monitor_runs.run_monitors` for a champion under a lease."""
 
     def __init__(
         self,

@@ -2,7 +2,7 @@
 the guards that decide whether the rewrite may replace the template.
 
 Pure logic: nothing here knows about HTTP, the CLI or the database. The loop layer
-(``radvigil.loop.notes``) feeds it stored predictions and keeps the drafts.
+(``radvigil.loop.note_desk``) feeds it stored predictions and keeps the drafts.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from radvigil.errors import ConflictError, ModelError, NotFoundError, RadvigilError, StoreError
-from radvigil.loop.monitoring import (
+from radvigil.loop.monitor_runs import (
     MonitoringRun,
     MonitoringStores,
     acknowledge_alert,

@@ -15,7 +15,7 @@ from radvigil.config import Settings
 from radvigil.errors import StoreError
 from radvigil.loop.actions import label_case, version_recorder
 from radvigil.loop.deployment import deployments_for
-from radvigil.loop.notes import NoteDesk, rewriter_from_settings
+from radvigil.loop.note_desk import NoteDesk, rewriter_from_settings
 from radvigil.loop.onboarding import label_policy, registry_thresholds
 from radvigil.loop.rollout import Action, Rollout
 from radvigil.loop.shadow import ShadowReport, shadow_evidence, shadow_report

@@ -14,7 +14,7 @@ from radvigil.store.feedback import FeedbackStore
 from radvigil.store.keys import ACTIONS, ROLE_MATRIX, ROLES, KeyStore, allowed, require
 from radvigil.store.leases import LeaseStore
 from radvigil.store.migrate import check_schema, current_revision, head_revision, upgrade_database
-from radvigil.store.monitoring import (
+from radvigil.store.monitor_results import (
     AlertCreate,
     AlertPublic,
     AlertStore,
@@ -22,7 +22,7 @@ from radvigil.store.monitoring import (
     MonitorResultPublic,
     MonitorResultStore,
 )
-from radvigil.store.notes import NoteCreate, NotePublic, NoteStore
+from radvigil.store.note_store import NoteCreate, NotePublic, NoteStore
 from radvigil.store.predictions import PredictionKey, PredictionStore
 from radvigil.store.review import ReviewQueue
 from radvigil.store.schemas import (

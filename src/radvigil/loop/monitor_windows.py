@@ -27,7 +27,7 @@ from radvigil.monitoring import (
     WindowReport,
 )
 from radvigil.store import AlertPublic, MonitorResultCreate, MonitorResultPublic, PredictionRecord
-from radvigil.store.monitoring import OVERALL, WindowKind
+from radvigil.store.monitor_results import OVERALL, WindowKind
 
 # Metadata columns a stored prediction carries, by the name the profile knows them under.
 RECORD_METADATA = ("site", "view_position")

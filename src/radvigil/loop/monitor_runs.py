@@ -31,7 +31,7 @@ from radvigil.loop.late_labels import (
     rejudge,
     windows_to_rejudge,
 )
-from radvigil.loop.monitoring_data import (
+from radvigil.loop.monitor_windows import (
     group_key,
     in_group,
     slug,
@@ -65,7 +65,7 @@ from radvigil.store import (
     PredictionRecord,
     PredictionStore,
 )
-from radvigil.store.monitoring import OVERALL, WindowKind
+from radvigil.store.monitor_results import OVERALL, WindowKind
 from radvigil.store.schemas import utcnow
 
 log = logging.getLogger(__name__)
