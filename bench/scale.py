@@ -135,6 +135,7 @@ class Filled:
     rollup_seconds: float = 0.0
     champion_times: list[np.ndarray] = field(default_factory=list)
     champion_sites: list[np.ndarray] = field(default_factory=list)
+    champion_labelled: list[np.ndarray] = field(default_factory=list)
     sample_ids: list[str] = field(default_factory=list)
 
 
@@ -310,6 +311,7 @@ def write_predictions(
     champion_rows = (versions == champ.version) & ~shadow
     filled.champion_times.append(times[champion_rows])
     filled.champion_sites.append(site_index[champion_rows])
+    filled.champion_labelled.append(labelled[champion_rows])
     filled.predictions += n
     filled.rows += n + len(feedback_rows) + len(audit_rows)
     if len(filled.sample_ids) < 50:
@@ -319,10 +321,15 @@ def write_predictions(
 def write_monitor_history(conn: psycopg.Connection, champ: Champion, filled: Filled) -> int:
     """Monitor results for every count window already evaluated (overall and per site), plus
     a few alerts: the state a service that has monitored the whole history is in."""
+    from radvigil.loop.late_labels import LABELLED, LABELS_KEY
+
     times = np.concatenate(filled.champion_times)
     sites = np.concatenate(filled.champion_sites)
-    groups = {"all": times}
-    groups |= {f"site={SITES[s]}": times[sites == s] for s in range(len(SITES))}
+    labelled = np.concatenate(filled.champion_labelled)
+    groups = {"all": (times, labelled)}
+    groups |= {
+        f"site={SITES[s]}": (times[sites == s], labelled[sites == s]) for s in range(len(SITES))
+    }
     now = datetime.now(UTC)
     rows = 0
     with conn.cursor() as cur:
@@ -331,12 +338,19 @@ def write_monitor_history(conn: psycopg.Connection, champ: Champion, filled: Fil
             'window_start, window_end, n, "group", detector, statistic, p_value, threshold, '
             "threshold_source, drift, effect_size, details) FROM STDIN"
         ) as copy:
-            for group, stamps in groups.items():
-                stamps = np.sort(stamps)
+            for group, (stamps, marks) in groups.items():
+                order = np.argsort(stamps, kind="stable")
+                stamps, marks = stamps[order], marks[order]
                 for s in range(0, len(stamps) - champ.window + 1, champ.window):
                     start = datetime.fromtimestamp(float(stamps[s]), UTC)
                     end = datetime.fromtimestamp(float(stamps[s + champ.window - 1]), UTC)
+                    # a labelled row records the labels it was judged on, as the runner does:
+                    # without it every stored window with enough labels looked newly labelled
+                    seen = int(marks[s : s + champ.window].sum())
                     for detector in champ.detectors:
+                        details = {"n_reference": 2000, "n_window": champ.window}
+                        if detector in LABELLED:
+                            details[LABELS_KEY] = seen
                         copy.write_row(
                             (
                                 now,
@@ -354,7 +368,7 @@ def write_monitor_history(conn: psycopg.Connection, champ: Champion, filled: Fil
                                 "default",
                                 False,
                                 0.01,
-                                json.dumps({"n_reference": 2000, "n_window": champ.window}),
+                                json.dumps(details),
                             )
                         )
                         rows += 1
@@ -646,7 +660,8 @@ def measure(n: int, champ: Champion, home: Any, requests: int, seed: int) -> dic
             f"[{n:,}] {filled.predictions:,} predictions, {filled.rows:,} rows in "
             f"{filled.seconds:.1f} s ({filled.rows / filled.seconds:,.0f} rows/s)"
         )
-        new_day(url, champ, chain, rng, filled)
+        # the same day of new traffic at every size (its own seed), so runs compare like work
+        new_day(url, champ, chain, np.random.default_rng(seed + 1), filled)
         with tempfile.TemporaryDirectory(prefix="radvigil-scale-") as tmp:
             work = Path(tmp)
             incremental = monitor_child(url, home, work)
@@ -684,6 +699,13 @@ def ratio(results: dict[int, dict[str, Any]], n: int, key: str) -> str:
     return f"{results[n]['incremental_run'][key] / first:.2f}"
 
 
+def per_window(result: dict[str, Any]) -> float:
+    """Incremental wall time per window judged (new windows + those late labels re-judged):
+    how many windows a day completes depends on where the history's last window ended."""
+    run = result["incremental_run"]
+    return run["wall_s"] / (run["windows"] + run.get("relabelled", 0))
+
+
 def report(results: dict[int, dict[str, Any]]) -> None:
     sizes = sorted(results)
     head = ["measure", *[f"{n:,}" for n in sizes]]
@@ -709,6 +731,15 @@ def report(results: dict[int, dict[str, Any]]) -> None:
         [
             "incremental run: windows",
             *[str(results[n]["incremental_run"]["windows"]) for n in sizes],
+        ],
+        [
+            "  windows re-judged (late labels)",
+            *[str(results[n]["incremental_run"].get("relabelled", "-")) for n in sizes],
+        ],
+        ["  s per window judged", *[fmt(per_window(results[n])) for n in sizes]],
+        [
+            "  x 10k per window",
+            *[f"{per_window(results[n]) / per_window(first):.2f}" for n in sizes],
         ],
         ["full re-run: wall (s)", *[fmt(results[n]["full_rerun"]["wall_s"]) for n in sizes]],
         [

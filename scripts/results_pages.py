@@ -171,6 +171,17 @@ def _cell(value: Any, digits: int = 2) -> str:
     return str(value)
 
 
+def _relabelled(run: dict[str, Any]) -> int:
+    return int(run["incremental_run"]["relabelled"])
+
+
+def _per_window(run: dict[str, Any]) -> float:
+    """The incremental run's wall time per window it judged: new windows plus those its
+    late-label look-back judged again (the work a run does, whatever the history)."""
+    inc = run["incremental_run"]
+    return float(inc["wall_s"]) / (int(inc["windows"]) + int(inc["relabelled"]))
+
+
 def scale(payload: dict[str, Any]) -> tuple[str, str]:
     """``bench/scale.py``: a year of a hospital network at 10k, 100k and 1M predictions."""
     sizes = sorted(payload["sizes"], key=int)
@@ -203,6 +214,11 @@ def scale(payload: dict[str, Any]) -> tuple[str, str]:
             lambda r: r["incremental_run"]["peak_rss_mb"] / first["incremental_run"]["peak_rss_mb"],
         ),
         row("incremental run: windows", lambda r: r["incremental_run"]["windows"]),
+        row("incremental run: windows re-judged (late labels)", lambda r: _relabelled(r)),
+        row("incremental run: s per window judged", _per_window, 3),
+        row(
+            "incremental run: x smallest per window", lambda r: _per_window(r) / _per_window(first)
+        ),
         row("full re-run: wall (s)", lambda r: r["full_rerun"]["wall_s"], 1),
         row("full re-run: peak RSS (MB)", lambda r: r["full_rerun"]["peak_rss_mb"], 0),
         row("audit verify --full (s)", lambda r: r["audit_verify_s"]),
