@@ -74,7 +74,7 @@ def sample(rows: list[tuple], n: int) -> list[tuple]:
 
 def main() -> None:
     from radvigil.config import Settings
-    from radvigil.loop.notes import NoteDesk
+    from radvigil.loop.note_desk import NoteDesk
     from radvigil.notes import check_note, compose
     from radvigil.notes.rewriters import LlamaCppRewriter, bundled_model_path
     from radvigil.service.app import create_app
@@ -227,7 +227,7 @@ def main() -> None:
 
 
 def _facts(record):
-    from radvigil.loop.notes import note_facts
+    from radvigil.loop.note_desk import note_facts
 
     return note_facts(record)
 
