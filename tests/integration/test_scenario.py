@@ -43,28 +43,37 @@ def test_the_demo_scenario_closes_the_loop_on_production_gates(trusted_home: Set
     assert verdicts["triggers"], "no retraining trigger fired"
     # the labelled monitors judged windows once the labels arrived
     assert any(m.drift is not None for m in result.labelled_monitors)
-    if not verdicts["challenger_gate"]:
+    proposed = result.proposed
+    if proposed is None:
         _stopped_challenger_keeps_the_champion(home, result)
-        pytest.xfail(  # visible in every run's summary: the repair did not ship this time
-            "the gates stopped the challenger (issue #29: on a 150-label budget its threshold "
-            "still hangs on a few hold-out positives): "
+        pytest.xfail(  # visible in every run's summary: no repair shipped this time
+            "the gates stopped both the challenger and the site calibration: "
             f"{result.challenger.verdict.summary()}"
         )
-    _every_row_has_room(result.challenger.verdict)
-    # act one: shadowed, canaried and promoted
+    # act one: the repair that passed its gates is shadowed, canaried and promoted
     assert result.shadow is not None and result.shadow.pairs == config.shadow_studies
     assert result.canary is not None and len(result.canary.served_by) == 2
-    assert verdicts["promoted"] == result.challenger.version
+    assert verdicts["promoted"] == proposed.version
     before, after = result.before_after[:2]
-    assert after.specificity.value >= before.specificity.value + 0.30  # the repair shows
     assert after.sensitivity.value >= 0.97
     assert after.n == before.n > 0
     # act two: the shuffled-label model is stopped, the champion is unchanged, rollback drilled
     assert verdicts["bad_stopped_by"] == "gates"
     two = result.act_two
-    assert two.champion_after == two.champion_before == result.challenger.version
+    assert two.champion_after == two.champion_before == proposed.version
     assert two.rolled_back_to == result.champion.version
-    assert two.restored == result.challenger.version
+    assert two.restored == proposed.version
+    if proposed is not result.challenger:
+        # the cheap repair shipped: the champion's weights, recalibrated on the site's labels
+        assert result.challenger.verdict.failures, "a failed verdict names its failing checks"
+        pytest.xfail(  # issue #29: the retrained repair, with room on every row, is the goal
+            "the gates stopped the retrained challenger "
+            f"({result.challenger.verdict.summary()}); site calibration shipped instead: "
+            f"held-out drift-era specificity {before.specificity.value:.3f} -> "
+            f"{after.specificity.value:.3f}"
+        )
+    _every_row_has_room(result.challenger.verdict)
+    assert after.specificity.value >= before.specificity.value + 0.30  # the repair shows
 
 
 def _stopped_challenger_keeps_the_champion(home: Settings, result) -> None:

@@ -109,9 +109,12 @@ class LiveAct:
                 return
             result.challenger = step(result, "Retrain and gate the challenger", self._retrain)
             result.site_calibrated = step(
-                result, "Site calibration only (no retraining), for comparison", self._calibrate
+                result,
+                "Site calibration (no retraining): proposed if it passes and the retrained "
+                "challenger did not",
+                self._calibrate,
             )
-            if not result.challenger.verdict.passed:
+            if result.proposed is None:
                 return
             result.shadow = step(result, "Shadow the challenger", self._shadow)
             result.canary = step(result, "Canary the challenger", self._canary)
@@ -281,7 +284,7 @@ class LiveAct:
             holdout_share=self.config.holdout_share,
             calibration_share=self.config.calibration_share,
             seed=self.config.seed,
-            propose=False,
+            propose=not self.retrained.passed,
             deployments=self.deployments,
         )
         change = self.ctx.registry.resolve(f"{self.ctx.name}/{outcome.version}").tags.get(
@@ -388,10 +391,9 @@ class LiveAct:
             self._metrics("before (old champion)", before, held),
             self._metrics("after (new champion)", after, held),
         ]
-        if self.result.site_calibrated is not None:
-            calibrated = self.ctx.registry.load(
-                f"{self.ctx.name}/{self.result.site_calibrated.version}"
-            )
+        calibrated_only = self.result.site_calibrated
+        if calibrated_only is not None and calibrated_only.version != after.version:
+            calibrated = self.ctx.registry.load(f"{self.ctx.name}/{calibrated_only.version}")
             rows.append(self._metrics("site calibration only", calibrated, held))
         self.result.before_after = rows
         a, b = rows[:2]

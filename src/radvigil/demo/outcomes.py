@@ -212,7 +212,9 @@ class ScenarioResult(BaseModel):
     triggers: TriggerCheck | None = None
     challenger: Gated | None = None
     site_calibrated: Gated | None = Field(
-        None, description="The champion recalibrated on local cases, gated for comparison."
+        None,
+        description="The champion recalibrated on local cases (same weights), gated; proposed "
+        "as the challenger when it passed and the retrained challenger did not.",
     )
     shadow: ShadowReport | None = None
     canary: CanaryReport | None = None
@@ -220,6 +222,15 @@ class ScenarioResult(BaseModel):
     before_after: list[Metrics] = Field(default_factory=list)
     act_two: ActTwo | None = None
     seconds: float = 0.0
+
+    @property
+    def proposed(self) -> Gated | None:
+        """The version act one rolls out: the retrained challenger if its gates passed, else
+        the site-calibrated champion if its gates passed (the cheap repair), else none."""
+        for gated in (self.challenger, self.site_calibrated):
+            if gated is not None and gated.verdict.passed:
+                return gated
+        return None
 
     @property
     def verdicts(self) -> dict[str, object]:
