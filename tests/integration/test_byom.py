@@ -29,6 +29,7 @@ from radvigil.loop.retrain import retrain
 from radvigil.loop.rollout import Rollout
 from radvigil.loop.site_calibration import recalibrate
 from radvigil.loop.training import run_training
+from radvigil.loop.workspace import Workspace
 from radvigil.model.byom.spec import ModelSpec
 from radvigil.registry import Tag
 from radvigil.service.app import create_app
@@ -197,14 +198,16 @@ def test_outside_model_through_the_whole_loop(byom, bundled: Path) -> None:
     with pytest.raises(ModelError, match="imported model: radvigil has neither"):
         retrain(
             champion,
-            state.predictions,
-            state.feedback,
-            home.catalog,
-            home.registry,
-            criteria_from_dict(LENIENT),
-            root / "reports",
-            record,
-            "tester",
+            Workspace(
+                home.catalog,
+                home.registry,
+                state.predictions,
+                state.feedback,
+                criteria_from_dict(LENIENT),
+                root / "reports",
+                record,
+                "tester",
+            ),
         )
     recalibrated = recalibrate(champion, home.data_version, home.catalog, home.registry)
     assert recalibrated.card.imported is not None

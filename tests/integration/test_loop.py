@@ -20,6 +20,7 @@ from radvigil.loop.actions import version_recorder
 from radvigil.loop.retrain import retrain
 from radvigil.loop.rollout import Rollout
 from radvigil.loop.training import run_training
+from radvigil.loop.workspace import Workspace
 from radvigil.registry import Tag
 from radvigil.service.app import create_app
 from radvigil.store import AuditLog, KeyStore
@@ -120,17 +121,19 @@ def test_closed_loop(loop, bundled: Path) -> None:
     champion = home.registry.load("chest-pneumonia@champion")
     record = version_recorder(state.audit, "chest-pneumonia")
 
-    failed = retrain(
-        champion,
-        state.predictions,
-        state.feedback,
-        home.catalog,
-        home.registry,
-        criteria_from_dict(IMPOSSIBLE),
-        home.root / "reports",
-        record,
-        "tester",
-    )
+    def workspace(criteria) -> Workspace:
+        return Workspace(
+            home.catalog,
+            home.registry,
+            state.predictions,
+            state.feedback,
+            criteria,
+            home.root / "reports",
+            record,
+            "tester",
+        )
+
+    failed = retrain(champion, workspace(criteria_from_dict(IMPOSSIBLE)))
     assert not failed.passed
     assert "challenger" not in home.registry.aliases("chest-pneumonia")
     assert (
@@ -140,17 +143,7 @@ def test_closed_loop(loop, bundled: Path) -> None:
         == 400
     )
 
-    passed = retrain(
-        champion,
-        state.predictions,
-        state.feedback,
-        home.catalog,
-        home.registry,
-        criteria_from_dict(LENIENT),
-        home.root / "reports",
-        record,
-        "tester",
-    )
+    passed = retrain(champion, workspace(criteria_from_dict(LENIENT)))
     assert passed.passed and passed.feedback_cases >= 30
     run = home.registry.run(home.registry.resolve(f"chest-pneumonia/{passed.version}").run_id)
     assert run.tags[Tag.PARENT_VERSION] == home.data_version

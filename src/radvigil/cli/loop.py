@@ -24,6 +24,7 @@ from radvigil.loop.retrain import retrain, site_calibrate
 from radvigil.loop.rollout import Rollout
 from radvigil.loop.shadow import compare
 from radvigil.loop.triggers import check_triggers, load_policy
+from radvigil.loop.workspace import Workspace
 from radvigil.store import AuditLog, FeedbackStore, PredictionRecord, PredictionStore, ReviewQueue
 
 review_app = typer.Typer(no_args_is_help=True, help="The review queue: list and label cases.")
@@ -131,28 +132,28 @@ def retrain_command(
     champion = reg.load(
         f"{settings.model_name}/{held}" if held else f"{settings.model_name}@champion"
     )
-    shared = (
-        champion,
-        PredictionStore(db),
-        FeedbackStore(db),
+    ws = Workspace(
         catalog(),
         reg,
+        PredictionStore(db),
+        FeedbackStore(db),
         load_criteria(criteria),
         settings.reports_dir,
         version_recorder(AuditLog(db), settings.model_name),
         actor(),
+        deployments=authority,
     )
     shares = {"holdout_share": holdout_share, "calibration_share": calibration_share}
     if calibration_only:
-        outcome = site_calibrate(*shared, **shares, seed=settings.seed, deployments=authority)
+        outcome = site_calibrate(champion, ws, **shares, seed=settings.seed)
     else:
         outcome = retrain(
-            *shared,
+            champion,
+            ws,
             **shares,
             seed=settings.seed,
             local_weight=local_weight,
             warm_start_epochs=warm_start_epochs,
-            deployments=authority,
         )
     verdict_table(
         outcome.verdict,

@@ -30,6 +30,7 @@ from radvigil.loop.rollout import Rollout
 from radvigil.loop.shadow import ShadowReport
 from radvigil.loop.training import run_training
 from radvigil.loop.triggers import check_triggers
+from radvigil.loop.workspace import Workspace
 from radvigil.registry import LoadedModel, Tag
 from radvigil.store import (
     AlertPublic,
@@ -60,6 +61,17 @@ class LiveAct:
         self.record = version_recorder(self.audit, context.name)
         enforce = context.settings.registry_trust == "enforce"
         self.deployments = deployments_for(enforce, service.db, context.registry, self.audit)
+        self.workspace = Workspace(
+            context.catalog,
+            context.registry,
+            PredictionStore(service.db),
+            FeedbackStore(service.db),
+            context.criteria,
+            context.settings.reports_dir,
+            self.record,
+            ACTOR,
+            deployments=self.deployments,
+        )
         self.truth: dict[str, Served] = {}
 
     def headers(self, role: str) -> dict[str, str]:
@@ -245,21 +257,13 @@ class LiveAct:
         champion = self.ctx.registry.load(f"{self.ctx.name}@champion")
         outcome = retrain(
             champion,
-            PredictionStore(self.service.db),
-            FeedbackStore(self.service.db),
-            self.ctx.catalog,
-            self.ctx.registry,
-            self.ctx.criteria,
-            self.ctx.settings.reports_dir,
-            self.record,
-            ACTOR,
+            self.workspace,
             holdout_share=self.config.holdout_share,
             calibration_share=self.config.calibration_share,
             seed=self.config.seed,
             local_weight=self.config.local_weight,
             warm_start_epochs=self.config.warm_start_epochs,
             target_sensitivity=self.config.challenger_sensitivity,
-            deployments=self.deployments,
         )
         self.retrained = outcome
         gated = Gated(
@@ -273,19 +277,11 @@ class LiveAct:
         champion = self.ctx.registry.load(f"{self.ctx.name}@champion")
         outcome = site_calibrate(
             champion,
-            PredictionStore(self.service.db),
-            FeedbackStore(self.service.db),
-            self.ctx.catalog,
-            self.ctx.registry,
-            self.ctx.criteria,
-            self.ctx.settings.reports_dir,
-            self.record,
-            ACTOR,
+            self.workspace,
             holdout_share=self.config.holdout_share,
             calibration_share=self.config.calibration_share,
             seed=self.config.seed,
             propose=not self.retrained.passed,
-            deployments=self.deployments,
         )
         change = self.ctx.registry.resolve(f"{self.ctx.name}/{outcome.version}").tags.get(
             Tag.SITE_CALIBRATION, ""

@@ -13,25 +13,20 @@ import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from radvigil.data.catalog import DatasetCatalog
 from radvigil.data.manifest import DatasetVersion, canonical
 from radvigil.errors import DataError, ModelError
-from radvigil.evaluation import GateCriteria, Verdict
-from radvigil.loop.actions import Recorder
+from radvigil.evaluation import Verdict
 from radvigil.loop.evaluation import evaluate_version, gate_version, record_gate, write_and_log
 from radvigil.loop.site_calibration import recalibrate
 from radvigil.loop.training import run_training
+from radvigil.loop.workspace import Workspace
 from radvigil.model.config import TrainConfig
-from radvigil.registry import CARD_DIR, LoadedModel, Registry, Tag
+from radvigil.registry import CARD_DIR, LoadedModel, Tag
 from radvigil.store import FeedbackStore, PredictionStore
-
-if TYPE_CHECKING:
-    from radvigil.loop.deployment import Deployments
 
 FEEDBACK_SOURCE = "clinician_feedback"  # source_dataset of cases labelled through the loop
 
@@ -105,7 +100,8 @@ def build_versions(
     n_test = round(holdout_share * len(cases))
     n_val = round(calibration_share * len(cases))
     split = {i: "test" for i in order[:n_test]} | {i: "val" for i in order[n_test : n_test + n_val]}
-    rows, names = [], Counter()
+    rows: list[dict[str, str]] = []
+    names: Counter[str] = Counter()
     for i, case in enumerate(cases):
         digest = hashlib.sha256(case.png).hexdigest()
         names[digest] += 1  # the same picture labelled twice gets a second file name
@@ -151,22 +147,25 @@ class FeedbackData:
 
 def feedback_data(
     champion: LoadedModel,
-    predictions: PredictionStore,
-    feedback: FeedbackStore,
-    catalog: DatasetCatalog,
+    ws: Workspace,
     holdout_share: float,
     calibration_share: float,
     seed: int,
 ) -> FeedbackData:
     """The champion's data + the labelled drifters (split by content), and the problem cases."""
-    cases = labelled_drifters(predictions, feedback)
-    parent = catalog.load(champion.card.training_data_version)
+    cases = labelled_drifters(ws.predictions, ws.feedback)
+    parent = ws.catalog.load(champion.card.training_data_version)
     digest = hashlib.sha256(",".join(c.prediction_id for c in cases).encode()).hexdigest()[:12]
     data, problems = build_versions(
-        parent, cases, catalog.folder / f"feedback-{digest}", holdout_share, seed, calibration_share
+        parent,
+        cases,
+        ws.catalog.folder / f"feedback-{digest}",
+        holdout_share,
+        seed,
+        calibration_share,
     )
-    data_id = catalog.save(data, name=f"retrain-{digest}")
-    problem_id = catalog.save(problems, name=f"problem-cases-{digest}")
+    data_id = ws.catalog.save(data, name=f"retrain-{digest}")
+    problem_id = ws.catalog.save(problems, name=f"problem-cases-{digest}")
     tags = {
         Tag.PARENT_VERSION: parent.id,
         Tag.PROBLEM_CASES: problem_id,
@@ -181,52 +180,42 @@ def judge(
     version: str,
     champion: LoadedModel,
     data: FeedbackData,
-    catalog: DatasetCatalog,
-    registry: Registry,
-    criteria: GateCriteria,
-    reports_dir: Path,
+    ws: Workspace,
     *,
     propose: bool,
     reason: str,
-    actor: str,
-    deployments: Deployments | None = None,
 ) -> RetrainOutcome:
     """Gate a new version against the champion on the same hold-out and the problem cases,
     tag the verdict, write the report, and alias it ``challenger`` if asked and it passed."""
-    candidate = registry.load(f"{name}/{version}")
-    held_out = catalog.load(data.data_id)
-    problems = catalog.load(data.problem_id)
-    verdict = gate_version(criteria, candidate, champion, held_out, "test", problems)
-    record_gate(registry, candidate, verdict, criteria, actor=actor, deployments=deployments)
+    candidate = ws.registry.load(f"{name}/{version}")
+    held_out = ws.catalog.load(data.data_id)
+    problems = ws.catalog.load(data.problem_id)
+    verdict = gate_version(ws.criteria, candidate, champion, held_out, "test", problems)
+    record_gate(
+        ws.registry, candidate, verdict, ws.criteria, actor=ws.actor, deployments=ws.deployments
+    )
     result, _ = evaluate_version(candidate, held_out, "test")
     html, _ = write_and_log(
         result,
         verdict,
-        reports_dir / f"{name}-v{version}-{data.data_id}-test",
-        registry,
+        ws.reports_dir / f"{name}-v{version}-{data.data_id}-test",
+        ws.registry,
         candidate,
         data.data_id,
         "test",
     )
     if propose and verdict.passed:
         why = f"{reason}; gates passed"
-        if deployments is not None:
-            deployments.set_alias(name, "challenger", version, actor=actor, reason=why)
+        if ws.deployments is not None:
+            ws.deployments.set_alias(name, "challenger", version, actor=ws.actor, reason=why)
         else:
-            registry.set_alias(name, "challenger", version, actor, why)
+            ws.registry.set_alias(name, "challenger", version, ws.actor, why)
     return RetrainOutcome(version, data.data_id, data.problem_id, data.cases, verdict, html)
 
 
 def retrain(
     champion: LoadedModel,
-    predictions: PredictionStore,
-    feedback: FeedbackStore,
-    catalog: DatasetCatalog,
-    registry: Registry,
-    criteria: GateCriteria,
-    reports_dir: Path,
-    record: Recorder,
-    actor: str,
+    ws: Workspace,
     *,
     holdout_share: float = 0.3,
     calibration_share: float = 0.2,
@@ -236,7 +225,6 @@ def retrain(
     average_epochs: int = 1,
     target_sensitivity: float | None = None,
     observer=None,
-    deployments: Deployments | None = None,
 ) -> RetrainOutcome:
     """Train a challenger with the champion's config, gate it, and alias it only if it passes.
 
@@ -260,9 +248,7 @@ def retrain(
             "the labelled local cases (radvigil retrain --calibration-only) or import the "
             "vendor's next version (radvigil models import)"
         )
-    data = feedback_data(
-        champion, predictions, feedback, catalog, holdout_share, calibration_share, seed
-    )
+    data = feedback_data(champion, ws, holdout_share, calibration_share, seed)
     cfg = TrainConfig.model_validate(champion.card.config)
     tags = dict(data.tags)
     if warm_start_epochs is not None:
@@ -277,22 +263,19 @@ def retrain(
         cfg = cfg.model_copy(
             update={"oversample": {**cfg.oversample, FEEDBACK_SOURCE: local_weight}}
         )
-    outcome = run_training(cfg, data.data_id, catalog, registry, observer=observer, extra_tags=tags)
+    outcome = run_training(
+        cfg, data.data_id, ws.catalog, ws.registry, observer=observer, extra_tags=tags
+    )
     judged = judge(
         outcome.name,
         outcome.version,
         champion,
         data,
-        catalog,
-        registry,
-        criteria,
-        reports_dir,
+        ws,
         propose=True,
         reason=f"retrained on {data.cases} labelled drifters",
-        actor=actor,
-        deployments=deployments,
     )
-    _record(record, "retrain", actor, judged)
+    _record(ws, "retrain", judged)
     return judged
 
 
@@ -322,48 +305,33 @@ def warm_start_config(cfg: TrainConfig, champion: LoadedModel, epochs: int) -> T
 
 def site_calibrate(
     champion: LoadedModel,
-    predictions: PredictionStore,
-    feedback: FeedbackStore,
-    catalog: DatasetCatalog,
-    registry: Registry,
-    criteria: GateCriteria,
-    reports_dir: Path,
-    record: Recorder,
-    actor: str,
+    ws: Workspace,
     *,
     holdout_share: float = 0.3,
     calibration_share: float = 0.2,
     seed: int = 42,
     propose: bool = True,
-    deployments: Deployments | None = None,
 ) -> RetrainOutcome:
     """Recalibrate the champion on labelled local cases (no retraining) and gate it the same way."""
-    data = feedback_data(
-        champion, predictions, feedback, catalog, holdout_share, calibration_share, seed
-    )
-    outcome = recalibrate(champion, data.data_id, catalog, registry, extra_tags=data.tags)
+    data = feedback_data(champion, ws, holdout_share, calibration_share, seed)
+    outcome = recalibrate(champion, data.data_id, ws.catalog, ws.registry, extra_tags=data.tags)
     judged = judge(
         outcome.name,
         outcome.version,
         champion,
         data,
-        catalog,
-        registry,
-        criteria,
-        reports_dir,
+        ws,
         propose=propose,
         reason=f"recalibrated on labelled local cases of {data.cases} drifters",
-        actor=actor,
-        deployments=deployments,
     )
-    _record(record, "site_calibration", actor, judged)
+    _record(ws, "site_calibration", judged)
     return judged
 
 
-def _record(record: Recorder, action: str, actor: str, judged: RetrainOutcome) -> None:
-    record(
+def _record(ws: Workspace, action: str, judged: RetrainOutcome) -> None:
+    ws.record(
         action,
-        actor,
+        ws.actor,
         judged.version,
         {
             "data_version": judged.data_version,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -88,7 +89,7 @@ class FeedbackStore:
         with self.db.session("count feedback") as session:
             return int(session.scalar(query) or 0)
 
-    def labelled_drifters(self) -> list[tuple[PredictionRow, str]]:
+    def labelled_drifters(self) -> builtins.list[tuple[PredictionRow, str]]:
         """Answered cases a clinician was asked to label (routed to review, or offered by a
         site's budgeted queue: the label records its policy) with a stored image, each with its
         latest label, selected by the database: the retraining set, not every labelled case."""

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 from sqlalchemy import Select, func, select
@@ -18,6 +19,8 @@ from radvigil.store.schemas import PredictionRecord, ServedBy
 from radvigil.store.tables import PredictionRow
 
 _COLUMNS = [c.key for c in PredictionRow.__table__.columns]
+# a select over any columns, which _filter narrows and hands back with its column types
+_S = TypeVar("_S", bound=Select[*tuple[Any, ...]])
 
 
 def pack_embedding(values: Sequence[float] | None) -> bytes | None:
@@ -135,7 +138,7 @@ class PredictionStore:
         with self.db.session("list predictions") as session:
             return [self._to_record(row) for row in session.scalars(query)]
 
-    def points(self, *, model_version: str, limit: int) -> list[PredictionPoint]:
+    def points(self, *, model_version: str, limit: int) -> builtins.list[PredictionPoint]:
         """The newest answered (not shadow) predictions of a version, three columns each: the
         drift page's points, read from the (version, time) index without the other columns."""
         t = PredictionRow
@@ -160,7 +163,7 @@ class PredictionStore:
         model_name: str,
         model_version: str,
         served_by: ServedBy,
-    ) -> list[PredictionKey]:
+    ) -> builtins.list[PredictionKey]:
         """Id, time and grouping metadata of the matching predictions in ``[since, until)``,
         oldest first: a few bytes a row, to place them in windows before loading any."""
         t = PredictionRow
@@ -222,13 +225,13 @@ class PredictionStore:
 
     @staticmethod
     def _filter(
-        query: Select[Any],
+        query: _S,
         since: datetime | None,
         until: datetime | None,
         model_version: str | None,
         served_by: str | None,
         routed_to_review: bool | None,
-    ) -> Select[Any]:
+    ) -> _S:
         if since is not None:
             query = query.where(PredictionRow.created_at >= since)
         if until is not None:
