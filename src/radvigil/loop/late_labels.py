@@ -10,6 +10,7 @@ the version's served operating threshold, as the service decided it, not by argm
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol, TypeVar
@@ -80,11 +81,19 @@ class Placed(Protocol):
 P = TypeVar("P", bound=Placed)
 
 
-def window_records(records: Sequence[P], row: MonitorResultPublic) -> list[P]:
-    """The stored window's predictions among ``records`` (its span and group)."""
+def window_records(
+    records: Sequence[P], times: Sequence[datetime], row: MonitorResultPublic
+) -> list[P]:
+    """The stored window's predictions among ``records`` (its span and group).
+
+    ``records`` are sorted by time and ``times`` are their ``created_at``: the span is found by
+    bisection, so placing a few hundred stored windows among a look-back of tens of thousands of
+    predictions costs the windows' members, not windows x predictions.
+    """
     inclusive = timedelta(microseconds=1) if row.window_kind == "count" else timedelta()
-    start, end = row.window_start, row.window_end + inclusive
-    return [r for r in records if start <= r.created_at < end and in_group(r, row.group)]
+    first = bisect_left(times, row.window_start)
+    last = bisect_left(times, row.window_end + inclusive)
+    return [r for r in records[first:last] if in_group(r, row.group)]
 
 
 def rejudge(
@@ -147,11 +156,13 @@ def windows_to_rejudge(
     """Stored windows (one labelled row each) whose labels grew enough to judge again."""
     seen: set[tuple[str, datetime, datetime]] = set()
     out = []
+    records = sorted(records, key=lambda r: r.created_at)
+    times = [r.created_at for r in records]
     for row in stored:
         key = (group_key(row.group), row.window_start, row.window_end)
         if row.detector not in LABELLED or key in seen:
             continue
-        members = window_records(records, row)
+        members = window_records(records, times, row)
         labelled = sum(r.id in labels for r in members)
         if stale(row, labelled, config):
             seen.add(key)
