@@ -307,6 +307,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], tuple[str, str]]] = {
     "site_onboarding_smoke": site_onboarding,
     "site_onboarding_full": site_onboarding,
     "scale_quiet": scale,
+    "scale_sizes_quiet": scale,
     "robustness": robustness,
     "scale": scale,
     "pacs_throughput": pacs_throughput,
