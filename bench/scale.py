@@ -200,16 +200,19 @@ def write_predictions(
     filled: Filled,
     *,
     labels: bool = True,
+    sites: np.ndarray | None = None,
+    shadows: np.ndarray | None = None,
 ) -> None:
-    """COPY one chunk of predictions (ordered by time) with their labels and audit records."""
+    """COPY one chunk of predictions (ordered by time) with their labels and audit records
+    (``sites`` and ``shadows``: drawn here unless the caller drew them)."""
     from radvigil.store.audit import canonical_json, record_hash
 
     n = len(times)
     picks = rng.integers(0, len(champ.embeddings), n)
     embeddings = champ.embeddings[picks] + rng.normal(0, 0.05, (n, champ.embeddings.shape[1]))
     probs = champ.probs[picks]
-    site_index = rng.integers(0, len(SITES), n)
-    shadow = rng.random(n) < SHADOW_SHARE
+    site_index = rng.integers(0, len(SITES), n) if sites is None else sites
+    shadow = rng.random(n) < SHADOW_SHARE if shadows is None else shadows
     routed = rng.random(n) < REVIEW_SHARE
     labelled = (rng.random(n) < LABEL_SHARE) & ~shadow if labels else np.zeros(n, bool)
     ood = rng.gamma(2.0, 0.5, n)
@@ -405,11 +408,29 @@ def fill(url: str, champ: Champion, n: int, chain: Chain, rng: np.random.Generat
         champ.version,
         np.where(times >= end - days * 86400 * 2 / 3, "old-2", "old-1"),
     )
+    sites = rng.integers(0, len(SITES), n)
+    shadows = rng.random(n) < SHADOW_SHARE
+    # The champion's history ends on a window boundary in every group (its few oldest rows of
+    # each site go to the previous version instead), so the new day fills the same windows at
+    # every size: otherwise a size whose history left partial windows judges more of them.
+    for site in range(len(SITES)):
+        rows = np.flatnonzero((versions == champ.version) & ~shadows & (sites == site))
+        versions[rows[: len(rows) % champ.window]] = "old-2"
     started = time.perf_counter()
     with psycopg.connect(_libpq(url)) as conn:
         for s in range(0, n, CHUNK):
+            chunk = slice(s, s + CHUNK)
             write_predictions(
-                conn, champ, chain, rng, times[s : s + CHUNK], versions[s : s + CHUNK], "h", filled
+                conn,
+                champ,
+                chain,
+                rng,
+                times[chunk],
+                versions[chunk],
+                "h",
+                filled,
+                sites=sites[chunk],
+                shadows=shadows[chunk],
             )
         filled.rows += write_monitor_history(conn, champ, filled)
     filled.seconds = time.perf_counter() - started
