@@ -253,6 +253,6 @@ def test_retraining_an_imported_champion_is_refused_before_any_work(tmp_path) ->
     card = small_card(imported=True)
     champion = LoadedModel("chest-pneumonia", "3", "run", tmp_path / "m.onnx", card, tmp_path, None)
     with pytest.raises(ModelError, match=r"retrain --calibration-only\) or import the vendor"):
-        retrain(champion, None, None, None, None, None, tmp_path, None, "tester")  # type: ignore[arg-type]
+        retrain(champion, None)  # type: ignore[arg-type]  # refused before it reads the workspace
     with pytest.raises(ModelError, match="imported versions are served in fp32 only"):
         champion.at_precision("int8")
