@@ -32,8 +32,11 @@ from radvigil.store import AlertPublic, AlertStore, MonitorResultStore
 from radvigil.store.leases import LeaseStore
 
 if TYPE_CHECKING:
-    from radvigil.service.lifecycle import ServedModel
-    from radvigil.service.state import ServiceState
+    from radvigil.config import Settings
+    from radvigil.service.lifecycle import ModelManager, ServedModel
+    from radvigil.service.metrics import ServiceMetrics
+    from radvigil.store import AuditLog, Database, FeedbackStore, PredictionStore
+    from radvigil.store.writer import PredictionWriter
 
 log = logging.getLogger(__name__)
 RUN_TIMEOUT_S = 600.0
@@ -48,22 +51,29 @@ class MonitoringJob:
     service before it serves.
     """
 
-    def __init__(self, state: ServiceState) -> None:
-        settings = state.settings
-        self.state = state
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        predictions: PredictionStore,
+        feedback: FeedbackStore,
+        audit: AuditLog,
+        models: ModelManager,
+        writer: PredictionWriter,
+        metrics: ServiceMetrics,
+    ) -> None:
+        self.settings, self.db, self.models = settings, db, models
+        self.writer, self.metrics = writer, metrics
         self.config: MonitorConfig = load_monitor_config(settings.monitoring_config)
         self.stores = MonitoringStores(
-            state.predictions,
-            state.feedback,
-            MonitorResultStore(state.db),
-            AlertStore(state.db, state.audit),
+            predictions, feedback, MonitorResultStore(db), AlertStore(db, audit)
         )
         self.reports_dir = settings.reports_dir / "monitoring"
-        self.leases = LeaseStore(state.db)
+        self.leases = LeaseStore(db)
 
     def champion(self) -> tuple[ServedModel, ReferenceProfile]:
         """The served champion and its reference profile (ModelError when either is missing)."""
-        champion = self.state.models.require_champion()
+        champion = self.models.require_champion()
         profile = champion.profile
         if not isinstance(profile, ReferenceProfile):
             raise ModelError(
@@ -74,12 +84,12 @@ class MonitoringJob:
 
     def child_env(self) -> dict[str, str]:
         """The environment that points ``radvigil monitor run`` at this service's stores."""
-        settings, state = self.state.settings, self.state
+        settings = self.settings
         env = {
             **os.environ,
             "RADVIGIL_HOME": str(settings.home_dir),
-            "RADVIGIL_DATABASE_URL": state.db.url.render_as_string(hide_password=False),
-            "MLFLOW_TRACKING_URI": state.models.registry.tracking_uri,
+            "RADVIGIL_DATABASE_URL": self.db.url.render_as_string(hide_password=False),
+            "MLFLOW_TRACKING_URI": self.models.registry.tracking_uri,
             "RADVIGIL_MODEL_NAME": settings.model_name,
         }
         if settings.monitoring_config is not None:
@@ -97,7 +107,7 @@ class MonitoringJob:
         Raises:
             ConflictError: a run requested through any replica is still in progress.
         """
-        lease = f"monitor-run:{self.state.settings.model_name}"
+        lease = f"monitor-run:{self.settings.model_name}"
         holder = f"service:{secrets.token_hex(8)}"
         claimed = await asyncio.to_thread(self.leases.claim, lease, holder, RUN_LEASE_TTL_S)
         if not claimed:
@@ -109,7 +119,7 @@ class MonitoringJob:
 
     async def _run(self, champion: ServedModel) -> MonitoringRun:
         try:
-            await asyncio.to_thread(self.state.writer.flush, 10)  # no queued prediction skipped
+            await asyncio.to_thread(self.writer.flush, 10)  # no queued prediction skipped
         except StoreError as exc:
             log.warning("monitoring runs without flushing the prediction writer: %s", exc)
         args = ["monitor", "run", "--json", "--settle", "0", "--wait", str(LEASE_WAIT_S)]
@@ -139,7 +149,7 @@ class MonitoringJob:
 
     def refresh_metrics(self, model_name: str, model_version: str) -> None:
         """Set the gauges from the newest stored window of every group and the open alerts."""
-        metrics = self.state.metrics
+        metrics = self.metrics
         for row in latest_results(self.stores.results, model_name, model_version):
             labels = (row.detector, row.group)
             metrics.monitor_drift.labels(*labels).set(1.0 if row.drift else 0.0)
@@ -154,7 +164,7 @@ class MonitoringJob:
 
     def refresh_champion_metrics(self) -> None:
         """The gauges for the served champion (what a scrape shows); quiet when none is served."""
-        champion = self.state.models.champion
+        champion = self.models.champion
         if champion is None:
             return
         try:
@@ -185,7 +195,7 @@ class MonitoringJob:
         return ensure_report(self.stores, profile, result_id, self.reports_dir)
 
     def _profile_of(self, name: str, version: str) -> ReferenceProfile:
-        models = self.state.models
+        models = self.models
         for served in (models.champion, models.challenger):
             if served is None or (served.name, served.version) != (name, version):
                 continue

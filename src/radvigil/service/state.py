@@ -62,9 +62,9 @@ class ServiceState:
     metrics: ServiceMetrics
     auth: Authenticator
     limiter: RateLimiter
+    monitoring: MonitoringJob
+    notes: NoteDesk
     background: set = field(default_factory=set)
-    monitoring: MonitoringJob = field(init=False)
-    notes: NoteDesk = field(init=False)
     explain_slots: asyncio.Semaphore = field(init=False)
     explain_waiting: int = 0
     sessions: SessionStore = field(init=False)
@@ -163,41 +163,46 @@ class ServiceState:
                 "the served model (docs/registry-trust.md)"
             )
         deployments = deployments_for(enforce, db, registry, audit, grace)
-        state = cls(
+        feedback = FeedbackStore(db)
+        writer = PredictionWriter(sink, settings.spool_dir)
+        models = ModelManager(
+            registry,
+            settings.model_name,
+            settings.model_poll_seconds,
+            settings.ort_threads,
+            settings.serve_precision,
+            deployments,
+        )
+        metrics = ServiceMetrics()
+        return cls(
             settings=settings,
             db=db,
             predictions=predictions,
-            feedback=FeedbackStore(db),
+            feedback=feedback,
             keys=keys,
             audit=audit,
             sink=sink,
-            writer=PredictionWriter(sink, settings.spool_dir),
-            models=ModelManager(
-                registry,
-                settings.model_name,
-                settings.model_poll_seconds,
-                settings.ort_threads,
-                settings.serve_precision,
-                deployments,
-            ),
+            writer=writer,
+            models=models,
             batcher=MicroBatcher(
                 inference.score, settings.batch_max_size, settings.batch_max_wait_ms
             ),
-            metrics=ServiceMetrics(),
+            metrics=metrics,
             auth=Authenticator(keys),
             limiter=RateLimiter(
                 DatabaseBuckets(db) if settings.rate_limit_store == "database" else MemoryBuckets()
             ),
+            monitoring=MonitoringJob(
+                settings, db, predictions, feedback, audit, models, writer, metrics
+            ),
+            notes=NoteDesk(
+                predictions,
+                NoteStore(db),
+                audit,
+                rewriter=rewriter_from_settings(settings),
+                language=settings.notes_language,
+            ),
         )
-        state.monitoring = MonitoringJob(state)
-        state.notes = NoteDesk(
-            predictions,
-            NoteStore(db),
-            audit,
-            rewriter=rewriter_from_settings(settings),
-            language=settings.notes_language,
-        )
-        return state
 
     def start(self) -> None:
         self.writer.start()
