@@ -90,10 +90,16 @@ def window_records(
     bisection, so placing a few hundred stored windows among a look-back of tens of thousands of
     predictions costs the windows' members, not windows x predictions.
     """
-    inclusive = timedelta(microseconds=1) if row.window_kind == "count" else timedelta()
     first = bisect_left(times, row.window_start)
-    last = bisect_left(times, row.window_end + inclusive)
+    last = bisect_left(times, span_end(row))
     return [r for r in records[first:last] if in_group(r, row.group)]
+
+
+def span_end(row: MonitorResultPublic) -> datetime:
+    """Where a stored window's span ends, exclusive: a count window ends at its last
+    prediction's time, which belongs to it."""
+    inclusive = timedelta(microseconds=1) if row.window_kind == "count" else timedelta()
+    return row.window_end + inclusive
 
 
 def rejudge(

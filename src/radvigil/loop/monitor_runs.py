@@ -29,6 +29,7 @@ from radvigil.loop.late_labels import (
     label_counts,
     labelled_monitor,
     rejudge,
+    span_end,
     windows_to_rejudge,
 )
 from radvigil.loop.monitor_windows import (
@@ -318,15 +319,26 @@ def _rejudge_labelled(
     if not stored:
         return
     since = min(row.window_start for row in stored)
-    keys = stores.predictions.keys(  # light rows; full records only for windows judged again
+    # only labelled keys to count each stored window's labels: the look-back spans weeks of
+    # predictions at a busy site, and loading every key cost time and memory with the history
+    labelled = stores.predictions.keys(
         since=since,
         until=now,
         model_name=run.model_name,
         model_version=run.model_version,
         served_by="champion",
+        labelled_only=True,
     )
     labels = stores.feedback.latest_labels(model_version=run.model_version, since=since)
-    for row, members in windows_to_rejudge(stored, keys, labels, config):
+    for row, _ in windows_to_rejudge(stored, labelled, labels, config):
+        span = stores.predictions.keys(  # every prediction of the window, labelled or not
+            since=row.window_start,
+            until=span_end(row),
+            model_name=run.model_name,
+            model_version=run.model_version,
+            served_by="champion",
+        )
+        members = [key for key in span if in_group(key, row.group)]
         found = stores.predictions.get_many([m.id for m in members])
         records = [found[m.id] for m in members if m.id in found]
         report, rows = rejudge(monitor, profile, row, records, labels, seed)

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, exists, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import undefer
 
@@ -16,7 +16,7 @@ from radvigil.errors import NotFoundError
 from radvigil.store.db import Database
 from radvigil.store.rollups import count_predictions
 from radvigil.store.schemas import PredictionRecord, ServedBy
-from radvigil.store.tables import PredictionRow
+from radvigil.store.tables import FeedbackRow, PredictionRow
 
 _COLUMNS = [c.key for c in PredictionRow.__table__.columns]
 # a select over any columns, which _filter narrows and hands back with its column types
@@ -163,9 +163,11 @@ class PredictionStore:
         model_name: str,
         model_version: str,
         served_by: ServedBy,
+        labelled_only: bool = False,
     ) -> builtins.list[PredictionKey]:
         """Id, time and grouping metadata of the matching predictions in ``[since, until)``,
-        oldest first: a few bytes a row, to place them in windows before loading any."""
+        oldest first: a few bytes a row, to place them in windows before loading any.
+        ``labelled_only``: only predictions with a label (what counting labels needs)."""
         t = PredictionRow
         query = self._filter(
             select(t.id, t.created_at, t.site, t.view_position),
@@ -175,6 +177,8 @@ class PredictionStore:
             served_by,
             None,
         ).where(t.model_name == model_name)
+        if labelled_only:
+            query = query.where(exists().where(FeedbackRow.prediction_id == t.id))
         with self.db.session("list prediction keys") as session:
             rows = session.execute(query.order_by(t.created_at, t.id)).all()
         return [PredictionKey(*row) for row in rows]
