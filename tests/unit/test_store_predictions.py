@@ -145,3 +145,22 @@ def test_feedback_labels_latest_wins(db: Database) -> None:
 def test_feedback_for_unknown_prediction_is_not_found(db: Database) -> None:
     with pytest.raises(NotFoundError, match="'missing'"):
         FeedbackStore(db).add(FeedbackCreate(prediction_id="missing", label="x"), reviewer="r")
+
+
+def test_keys_place_predictions_in_time_order_and_can_keep_only_the_labelled(
+    db: Database,
+) -> None:
+    """The late-label look-back counts labels from the labelled keys only, then loads a
+    window's every key when it judges that window again."""
+    store = PredictionStore(db)
+    store.add_many([record(i, id=f"r{i}", served_by="champion") for i in (3, 0, 2, 1)])
+    FeedbackStore(db).add(FeedbackCreate(prediction_id="r2", label="VIRAL"), reviewer="dr-a")
+    span = {
+        "since": T0,
+        "until": T0 + timedelta(minutes=3),
+        "model_name": "chest-3class",
+        "model_version": "3",
+        "served_by": "champion",
+    }
+    assert [k.id for k in store.keys(**span)] == ["r0", "r1", "r2"]  # [since, until), by time
+    assert [k.id for k in store.keys(**span, labelled_only=True)] == ["r2"]
