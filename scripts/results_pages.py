@@ -308,6 +308,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], tuple[str, str]]] = {
     "site_onboarding_full": site_onboarding,
     "scale_quiet": scale,
     "scale_sizes_quiet": scale,
+    "scale_labelled_lookback": scale,
     "robustness": robustness,
     "scale": scale,
     "pacs_throughput": pacs_throughput,
