@@ -159,7 +159,9 @@ def windows_to_rejudge(
     labels: Mapping[str, str],
     config: MonitorConfig,
 ) -> list[tuple[MonitorResultPublic, list[P]]]:
-    """Stored windows (one labelled row each) whose labels grew enough to judge again."""
+    """Stored windows (one labelled row each) whose labels grew enough to judge again, each
+    with its members among ``records`` (the run passes only the labelled predictions' keys:
+    enough to count labels, and it loads a chosen window's every key itself)."""
     seen: set[tuple[str, datetime, datetime]] = set()
     out = []
     records = sorted(records, key=lambda r: r.created_at)
