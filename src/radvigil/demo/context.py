@@ -71,11 +71,18 @@ class DemoContext:
     observer: ScenarioObserver
 
     def step(self, result: ScenarioResult, name: str, fn: Callable[[], tuple[str, T]]) -> T:
-        """Run one named step, record its outcome and time in ``result``, tell the observer."""
-        self.observer.step_started(name)
-        started = time.perf_counter()
-        outcome, detail = fn()
-        record = StepRecord(name=name, outcome=outcome, seconds=time.perf_counter() - started)
-        result.steps.append(record)
-        self.observer.step_done(record, detail)
-        return detail
+        """Run one named step of the live act (see :func:`run_step`)."""
+        return run_step(self.observer, result, name, fn)
+
+
+def run_step(
+    observer: ScenarioObserver, result: ScenarioResult, name: str, fn: Callable[[], tuple[str, T]]
+) -> T:
+    """Run one named step, record its outcome and time in ``result``, tell the observer."""
+    observer.step_started(name)
+    started = time.perf_counter()
+    outcome, detail = fn()
+    record = StepRecord(name=name, outcome=outcome, seconds=time.perf_counter() - started)
+    result.steps.append(record)
+    observer.step_done(record, detail)
+    return detail

@@ -20,7 +20,13 @@ from radvigil.data.catalog import DatasetCatalog
 from radvigil.data.importers import from_csv
 from radvigil.data.qc_result import QCReport
 from radvigil.data.quality import run_qc
-from radvigil.demo.context import DemoContext, ScenarioObserver, ServeFn, SilentObserver
+from radvigil.demo.context import (
+    DemoContext,
+    ScenarioObserver,
+    ServeFn,
+    SilentObserver,
+    run_step,
+)
 from radvigil.demo.live_act import ACTOR, LiveAct
 from radvigil.demo.outcomes import Gated, ScenarioConfig, ScenarioResult
 from radvigil.evaluation import GateCriteria, load_criteria
@@ -84,7 +90,7 @@ class Scenario:
         self.work = settings.home_dir / "scenario"
 
     def _step(self, result: ScenarioResult, name: str, fn: Callable[[], tuple[str, object]]):
-        return self._context("").step(result, name, fn)
+        return run_step(self.observer, result, name, fn)
 
     def _context(self, name: str) -> DemoContext:
         """What the live act gets of this scenario (``name``: the registered model's)."""
