@@ -47,7 +47,10 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str, proc: Servi
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.exited:
-            raise StackError(f"{what}: process exited ({proc.returncode}); log {proc.log_path}")
+            raise StackError(
+                f"{what}: process exited ({proc.returncode}); log {proc.log_path}:\n"
+                + proc.log_tail()
+            )
         try:
             if check():
                 return
@@ -87,6 +90,14 @@ class Service:
         if self.process is None:
             raise StackError(f"{self.name} was never started")
         return self.process
+
+    def log_tail(self, lines: int = 15) -> str:
+        """The last ``lines`` lines of the log (for an error that names why a process died)."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
 
     @property
     def exited(self) -> bool:

@@ -67,7 +67,7 @@ class Stack:
         self.replica_ports: list[int] = []
         self.workers: list[Service] = []
         self.nginx: Service | None = None
-        self.nginx_port = free_port()
+        self.nginx_port = 0  # picked when nginx starts (see _start_nginx)
         self.mlflow_port = free_port()
 
     # --- addresses -------------------------------------------------------------------------
@@ -265,15 +265,27 @@ class Stack:
         time.sleep(1.0)  # new workers take over; old ones finish their requests
         wait_until(http_ok(f"{self.url}/health"), 30, "nginx after reload", self.nginx)
 
-    def _start_nginx(self) -> None:
+    def _start_nginx(self, tries: int = 3) -> None:
+        """nginx on a port picked now, picked again if something took it before nginx bound it.
+
+        A port free when picked can be taken before nginx binds it (an outgoing connection's
+        ephemeral port comes from the same range); nginx then exits with EADDRINUSE.
+        """
         root = self.root / "nginx"
         root.mkdir(exist_ok=True)
         root.chmod(0o755)
-        conf = nginx.write_config(root, self.nginx_port, self.replica_ports)
-        self.nginx = Service(
-            "nginx",
-            [require_tool("nginx"), "-p", str(root), "-c", str(conf), "-g", "daemon off;"],
-            self.root / "nginx.log",
-            dict(os.environ),
-        ).start()
-        wait_until(http_ok(f"{self.url}/health"), 30, "nginx", self.nginx)
+        for attempt in range(1, tries + 1):
+            self.nginx_port = free_port()
+            conf = nginx.write_config(root, self.nginx_port, self.replica_ports)
+            self.nginx = Service(
+                "nginx",
+                [require_tool("nginx"), "-p", str(root), "-c", str(conf), "-g", "daemon off;"],
+                self.root / "nginx.log",
+                dict(os.environ),
+            ).start()
+            try:
+                wait_until(http_ok(f"{self.url}/health"), 30, "nginx", self.nginx)
+                return
+            except StackError as err:
+                if attempt == tries or "Address already in use" not in str(err):
+                    raise
