@@ -11,8 +11,9 @@ import logging
 from importlib import import_module
 from typing import Any
 
-import click
 import typer
+from typer import _click as click  # Typer vendors Click: its groups take only its commands
+from typer.core import TyperCommand
 
 from radvigil.cli.common import ErrorHandlingGroup
 
@@ -97,10 +98,12 @@ class LazyGroup(ErrorHandlingGroup):
         if cmd_name not in COMMANDS:
             return None
         if cmd_name not in self.commands:  # listed in help: a stand-in with the one-line help
-            return click.Command(cmd_name, help=COMMANDS[cmd_name][2])
+            return TyperCommand(cmd_name, help=COMMANDS[cmd_name][2])
         return self.commands[cmd_name]
 
-    def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
         name = args[0] if args else None
         if name in COMMANDS and name not in self.commands:
             self.add_command(load_command(name), name)

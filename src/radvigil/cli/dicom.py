@@ -80,10 +80,10 @@ def status_command(
 ) -> None:
     """The outbox per state, per-AE traffic, pull sources' checkpoints, the newest outbox rows."""
     from radvigil.errors import InputError
-    from radvigil.store.pacs import PacsStore
+    from radvigil.store.pacs import OUTBOX_STATES, PacsStore
     from radvigil.store.pacs_pull import PullStore
 
-    if state not in (None, "pending", "delivered", "dead"):
+    if state is not None and state not in OUTBOX_STATES:
         raise InputError(f"--state must be pending, delivered or dead, not {state!r}")
     store = PacsStore(database())
     counts = store.counts()

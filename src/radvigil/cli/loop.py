@@ -143,14 +143,20 @@ def retrain_command(
         actor(),
         deployments=authority,
     )
-    shares = {"holdout_share": holdout_share, "calibration_share": calibration_share}
     if calibration_only:
-        outcome = site_calibrate(champion, ws, **shares, seed=settings.seed)
+        outcome = site_calibrate(
+            champion,
+            ws,
+            holdout_share=holdout_share,
+            calibration_share=calibration_share,
+            seed=settings.seed,
+        )
     else:
         outcome = retrain(
             champion,
             ws,
-            **shares,
+            holdout_share=holdout_share,
+            calibration_share=calibration_share,
             seed=settings.seed,
             local_weight=local_weight,
             warm_start_epochs=warm_start_epochs,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, TypedDict
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -34,12 +34,21 @@ KNOWN_ACTIONS = (
 CSV_COLUMNS = (*HASHED_FIELDS, "hash")
 
 
+class AuditFilters(TypedDict):
+    """The audit log's filters (None means any)."""
+
+    action: str | None
+    actor: str | None
+    object_type: str | None
+    object_id: str | None
+
+
 def _filters(
     action: str | None = Query(None, max_length=200),
     actor: str | None = Query(None, max_length=200),
     object_type: str | None = Query(None, max_length=200),
     object_id: str | None = Query(None, max_length=200),
-) -> dict[str, str | None]:
+) -> AuditFilters:
     """The audit filters both the page and the CSV export take (empty means any)."""
     return {
         "action": action or None,
@@ -49,7 +58,7 @@ def _filters(
     }
 
 
-Filters = Annotated[dict[str, str | None], Depends(_filters)]
+Filters = Annotated[AuditFilters, Depends(_filters)]
 
 
 @router.get("/audit")

@@ -58,9 +58,11 @@ def embedding_map(served: ServedModel, rows: list[PredictionPoint]) -> dict[str,
     reference = getattr(getattr(profile, "reference", None), "embeddings", None)
     if reference is None or reference.shape[1] < 2:
         return None
-    current = [r for r in rows if r.embedding and len(r.embedding) >= 2]
-    usual = np.array([r.embedding[:2] for r in current if not r.routed_to_review]).reshape(-1, 2)
-    drifters = np.array([r.embedding[:2] for r in current if r.routed_to_review]).reshape(-1, 2)
+    current = [
+        (r.embedding[:2], r.routed_to_review) for r in rows if r.embedding and len(r.embedding) >= 2
+    ]
+    usual = np.array([e for e, routed in current if not routed]).reshape(-1, 2)
+    drifters = np.array([e for e, routed in current if routed]).reshape(-1, 2)
     ratio = getattr(getattr(profile, "projection", None), "explained_variance_ratio", None)
     axis = ["PC1", "PC2"]
     if ratio is not None and len(ratio) >= 2:
@@ -80,8 +82,8 @@ def stat_histograms(served: ServedModel, rows: list[PredictionPoint]) -> list[di
     found = []
     for column, title in STATS:
         ref = stats[column].tolist() if stats is not None and column in stats else []
-        cur = [r.image_stats.get(column) for r in rows]
-        cur = [float(v) for v in cur if isinstance(v, int | float)]
+        values = [r.image_stats.get(column) for r in rows]
+        cur = [float(v) for v in values if isinstance(v, int | float)]
         config = charts.histogram_pair(ref, cur, title=title)
         if config is not None:
             found.append({"id": f"hist-{column}", "title": title, "config": config})

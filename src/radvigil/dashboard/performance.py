@@ -57,14 +57,15 @@ def rates(cases: Sequence[OutcomeCount], findings: Sequence[str]) -> dict[str, R
         inside = [c for c in cases if among(c)]
         return Rate(sum(c.count for c in inside if hit(c)), sum(c.count for c in inside))
 
+    def of_finding(f: str) -> dict[str, Rate]:
+        return {
+            f"sensitivity ({f})": rate(lambda c: c.predicted == f, lambda c: c.label == f),
+            f"specificity ({f})": rate(lambda c: c.predicted != f, lambda c: c.label != f),
+        }
+
     out = {"accuracy": rate(lambda c: c.predicted == c.label, lambda c: True)}
     for finding in findings:
-        out[f"sensitivity ({finding})"] = rate(
-            lambda c, f=finding: c.predicted == f, lambda c, f=finding: c.label == f
-        )
-        out[f"specificity ({finding})"] = rate(
-            lambda c, f=finding: c.predicted != f, lambda c, f=finding: c.label != f
-        )
+        out |= of_finding(finding)
     return out
 
 

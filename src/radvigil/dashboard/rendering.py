@@ -66,10 +66,12 @@ def _when(value: datetime | str | None) -> str:
         return "—"
     if isinstance(value, str):
         try:
-            value = datetime.fromisoformat(value)
+            when = datetime.fromisoformat(value)
         except ValueError:
             return value
-    return value.strftime("%Y-%m-%d %H:%M:%S UTC")
+    else:
+        when = value
+    return when.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _pct(value: float | None, digits: int = 1) -> str:

@@ -136,7 +136,7 @@ def rejudge(
         )
         if r.detector in LABELLED
     ]
-    label_counts(rows, int((data.labels >= 0).sum()))
+    label_counts(rows, int(data.labelled_mask().sum()))
     return report, rows
 
 

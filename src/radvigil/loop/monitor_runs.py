@@ -186,7 +186,7 @@ def run_monitors(
             start=cut.start,
             end=cut.end,
         )
-        label_counts(rows, int((cut.window.data.labels >= 0).sum()))
+        label_counts(rows, int(cut.window.data.labelled_mask().sum()))
         stored = stores.results.add_window(rows)
         if not stored:
             continue  # another runner stored this window first

@@ -85,8 +85,9 @@ def window_label(start: datetime, end: datetime) -> str:
     return f"{start.isoformat()}/{end.isoformat()}"
 
 
-def in_group(record: PredictionRecord, group: str) -> bool:
-    """Whether a prediction belongs to a stored window group (``all`` or ``column=value``)."""
+def in_group(record: object, group: str) -> bool:
+    """Whether a prediction (a record or a key) belongs to a stored window group (``all`` or
+    ``column=value``)."""
     if group == OVERALL:
         return True
     column, _, value = group.partition("=")
@@ -163,7 +164,7 @@ def to_reports(rows: Sequence[MonitorResultPublic]) -> list[WindowReport]:
                         statistic=r.statistic,
                         p_value=r.p_value,
                         threshold=r.threshold,
-                        threshold_source=r.threshold_source,  # type: ignore[arg-type]
+                        threshold_source=r.threshold_source,
                         drift=r.drift,
                         effect_size=r.effect_size,
                         n_reference=int(r.details.get("n_reference", 0) or 0),

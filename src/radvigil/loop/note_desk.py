@@ -8,6 +8,7 @@ keeps drafts in the note store and audits every generation, approval and edit.
 from __future__ import annotations
 
 import hashlib
+from typing import TypedDict
 
 from radvigil.config import Settings
 from radvigil.errors import ConfigError, ConflictError, ForbiddenError, InputError, NotFoundError
@@ -25,6 +26,14 @@ from radvigil.store import (
 from radvigil.task import load_task
 
 MAX_NOTE_CHARS = 4000
+
+
+class _RewriterLimits(TypedDict):
+    """The settings every rewriter takes."""
+
+    timeout: float
+    max_tokens: int
+    seed: int
 
 
 def task_findings(record: PredictionRecord) -> tuple[str, ...]:
@@ -55,7 +64,7 @@ def note_facts(record: PredictionRecord, language: str = "en") -> NoteFacts:
 
 def rewriter_from_settings(settings: Settings) -> Rewriter | None:
     """The configured rewriter (``RADVIGIL_NOTES_REWRITER``), or None for template notes."""
-    common = {
+    common: _RewriterLimits = {
         "timeout": settings.notes_timeout_seconds,
         "max_tokens": settings.notes_max_tokens,
         "seed": settings.notes_seed,
@@ -177,20 +186,21 @@ class NoteDesk:
         """
         current = self.notes.get(prediction_id)
         record = self.predictions.get(prediction_id)
-        edited = text is not None and text.strip() != current.text
-        if edited:
-            text = text.strip()
-            if not text or len(text) > MAX_NOTE_CHARS:
+        edit = text.strip() if text is not None else None
+        if edit == current.text:
+            edit = None  # the draft as it was: a plain approval
+        if edit is not None:
+            if not edit or len(edit) > MAX_NOTE_CHARS:
                 raise InputError(f"an edited note must have 1-{MAX_NOTE_CHARS} characters")
-            if problems := check_no_phi(text):
+            if problems := check_no_phi(edit):
                 raise InputError(
                     "a note must not contain names, ids or dates: "
                     + "; ".join(p.message for p in problems)
                 )
-        stored = self.notes.approve(prediction_id, approver=actor, text=text if edited else None)
+        stored = self.notes.approve(prediction_id, approver=actor, text=edit)
         self.audit.append(
             actor=actor,
-            action="note_edit_approve" if edited else "note_approve",
+            action="note_approve" if edit is None else "note_edit_approve",
             object_type="note",
             object_id=prediction_id,
             model_version=f"{record.model_name}/{record.model_version}",

@@ -322,15 +322,15 @@ def _export_and_register(
         curves = figures.learning_curves(result.history)
         run.log_figure(curves, "figures/learning_curves.png")
         plt.close(curves)
-    version = run.register_onnx(onnx_path, name, batch[:1])
+    model_version = run.register_onnx(onnx_path, name, batch[:1])
     for key, value in (
         (Tag.DATA_VERSION, data_version),
         (Tag.CODE_COMMIT, commit),
         (Tag.THRESHOLDS, str(result.thresholds)),
         (Tag.TEMPERATURE, f"{result.temperature:.4f}"),
     ):
-        run.registry.set_version_tag(name, version, key, value)
-    return TrainOutcome(name, version, run.run_id, card, result)
+        run.registry.set_version_tag(name, model_version, key, value)
+    return TrainOutcome(name, model_version, run.run_id, card, result)
 
 
 def _quantize(onnx_path: Path, val_images: np.ndarray, result: TrainResult, tmp: Path) -> dict:

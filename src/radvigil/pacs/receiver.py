@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 from pydicom import Dataset
 from pydicom.pixels import get_decoder
@@ -31,7 +32,8 @@ from pydicom.uid import (
     JPEGLSNearLossless,
 )
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
-from pynetdicom.sop_class import Verification
+from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.transport import ThreadedAssociationServer
 
 from radvigil.errors import ConfigError
 from radvigil.pacs.metrics import PacsMetrics
@@ -39,6 +41,7 @@ from radvigil.pacs.spool import DicomSpool
 
 log = logging.getLogger(__name__)
 
+VERIFICATION = "1.2.840.10008.1.1"
 CR = "1.2.840.10008.5.1.4.1.1.1"
 DX_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.1"
 DX_PROCESSING = "1.2.840.10008.5.1.4.1.1.1.1.1"
@@ -99,13 +102,14 @@ class DicomReceiver:
         self.ae.require_called_aet = True
         if config.allowed_aes:
             self.ae.require_calling_aet = list(config.allowed_aes)
-        self.ae.add_supported_context(Verification)
+        self.ae.add_supported_context(VERIFICATION)
         for uid in RADIOGRAPHS:
             self.ae.add_supported_context(uid, config.syntaxes)
         for context in AllStoragePresentationContexts:
-            if context.abstract_syntax not in RADIOGRAPHS:
-                self.ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
-        self._server = None
+            syntax = context.abstract_syntax  # set on every built-in context
+            if syntax is not None and syntax not in RADIOGRAPHS:
+                self.ae.add_supported_context(syntax, ALL_TRANSFER_SYNTAXES)
+        self._server: ThreadedAssociationServer | None = None
 
     def start(self) -> None:
         """Listen on ``host:port`` in pynetdicom's own threads."""
@@ -150,7 +154,8 @@ class DicomReceiver:
             return "refused", _status(CANNOT_UNDERSTAND, "dataset could not be parsed")
         if not study_uid or not sop_uid:
             return "refused", _status(DOES_NOT_MATCH, "no Study or SOP Instance UID")
-        if sop_uid != str(event.request.AffectedSOPInstanceUID):
+        request = cast(C_STORE, event.request)  # the handler is bound to EVT_C_STORE only
+        if sop_uid != str(request.AffectedSOPInstanceUID):
             return "refused", _status(DOES_NOT_MATCH, "SOP Instance UID differs from request")
         if not has_pixels:
             return "refused", _status(DOES_NOT_MATCH, "no pixel data, rows or columns")

@@ -113,11 +113,10 @@ def _warning_container(warning: str) -> hd.sr.ContainerContentItem:
     container = hd.sr.ContainerContentItem(
         name=QUALITATIVE, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS
     )
-    container.ContentSequence = [
-        hd.sr.TextContentItem(
-            name=COMMENT, value=warning, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS
-        )
-    ]
+    comment = hd.sr.TextContentItem(
+        name=COMMENT, value=warning, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS
+    )
+    container.ContentSequence = hd.sr.ContentSequence([comment])
     return container
 
 

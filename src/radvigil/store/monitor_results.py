@@ -9,14 +9,15 @@ Deciding *whether* a transition is allowed is the monitoring library's job, not 
 
 from __future__ import annotations
 
+import builtins
 import gzip
 import hashlib
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import CursorResult, and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -231,7 +232,7 @@ class MonitorResultStore:
         with self.db.session("list monitor dimensions") as session:
             return {(detector, group) for detector, group in session.execute(query)}
 
-    def window_of(self, result_id: int) -> list[MonitorResultPublic]:
+    def window_of(self, result_id: int) -> builtins.list[MonitorResultPublic]:
         """Every detector row of the window that result ``result_id`` belongs to."""
         one = self.get(result_id)
         t = MonitorResultRow
@@ -267,7 +268,7 @@ class MonitorResultStore:
 
     def recent(
         self, model_name: str, model_version: str, window_kind: WindowKind, windows: int
-    ) -> list[MonitorResultPublic]:
+    ) -> builtins.list[MonitorResultPublic]:
         """All rows of the last ``windows`` windows of every group, oldest window first."""
         t = MonitorResultRow
         scope = (
@@ -277,7 +278,7 @@ class MonitorResultStore:
         )
         groups = select(t.group).where(*scope).distinct()
         with self.db.session("read recent monitor results") as session:
-            rows = []
+            rows: list[MonitorResultRow] = []
             for group in session.scalars(groups).all():  # each an index range, not the history
                 ends = (
                     select(t.window_end)
@@ -433,7 +434,7 @@ class AlertStore:
                 .where(AlertRow.id == alert_id, AlertRow.state == expected)
                 .values(**values)
             )
-            if result.rowcount == 0:
+            if cast(CursorResult[Any], result).rowcount == 0:
                 row = session.get(AlertRow, alert_id)
                 if row is None:
                     raise NotFoundError(f"no alert with id {alert_id}")

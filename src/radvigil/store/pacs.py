@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 from sqlalchemy import func, or_, select, update
@@ -26,6 +26,7 @@ from radvigil.store.schemas import utcnow
 from radvigil.store.tables import OutboxRow, PacsInstanceRow
 
 OutboxState = Literal["pending", "delivered", "dead"]
+OUTBOX_STATES: tuple[OutboxState, ...] = get_args(OutboxState)
 OutboxKind = Literal["sr", "sc", "fhir", "oru"]
 Destination = Literal["cstore", "stowrs", "fhir", "hl7"]
 

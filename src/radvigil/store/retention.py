@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -38,8 +38,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
-PREDICTIONS = PredictionRow.__table__
-RESULTS = MonitorResultRow.__table__
+PREDICTIONS = cast(Table, PredictionRow.__table__)
+RESULTS = cast(Table, MonitorResultRow.__table__)
 
 
 @dataclass

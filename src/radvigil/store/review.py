@@ -4,8 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, exists, func, literal_column, or_, select, tuple_
+from sqlalchemy import (
+    ColumnClause,
+    SQLColumnExpression,
+    exists,
+    func,
+    literal_column,
+    or_,
+    select,
+    tuple_,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from radvigil.errors import NotFoundError
@@ -17,7 +27,7 @@ from radvigil.store.tables import FeedbackRow, LabelOfferRow, PredictionRow
 # Most unusual first (OOD scores are distances, never negative); an unscored case after
 # every scored one. Spelled exactly as the index
 # ``ix_predictions_review_order`` (migration 0010), so the database reads the queue in order.
-REVIEW_ORDER = literal_column("(-coalesce(predictions.ood_score, -1))")
+REVIEW_ORDER: ColumnClause[Any] = literal_column("(-coalesce(predictions.ood_score, -1))")
 COUNT_CAP = 10_000  # the queue's size is counted up to here ("10,000+"), not over the history
 
 
@@ -132,7 +142,7 @@ class ReviewQueue:
             return session.scalar(query)
 
 
-def _order_key() -> tuple[ColumnElement, ...]:
+def _order_key() -> tuple[SQLColumnExpression[Any], ...]:
     """The queue's order as one ascending key (most unusual first), unique by the id, so a
     page continues after its last item by comparing keys (keyset pagination)."""
     return (

@@ -32,7 +32,8 @@ def _parts(content_type: str, body: bytes) -> list[bytes]:
     message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
         b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body
     )
-    parts = [p.get_payload(decode=True) or b"" for p in message.iter_parts()]
+    payloads = [p.get_payload(decode=True) for p in message.iter_parts()]
+    parts = [p if isinstance(p, bytes) else b"" for p in payloads]  # None: a nested multipart
     if not parts:
         raise ApiError(400, "invalid_input", "the multipart body holds no parts")
     return parts

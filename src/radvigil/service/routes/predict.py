@@ -7,6 +7,7 @@ import base64
 import io
 import json
 import time
+from typing import Any
 
 from fastapi import APIRouter, File, Form, Header, Query, Request, UploadFile
 from PIL import Image as PILImage
@@ -33,7 +34,7 @@ ACCEPTED_TYPES = frozenset(
         "",
     }
 )
-ERRORS = {
+ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "unreadable, unsafe or unsupported image"},
     401: {"description": "no valid API key"},
     403: {"description": "role not allowed"},
