@@ -8,8 +8,8 @@ drifters, monitor results for every window already evaluated, alerts, and one HM
 audit record per prediction and label (computed with the log's own ``record_hash``). Then:
 
 - a day of new traffic (5,000 predictions) arrives and one incremental monitor run evaluates
-  it: ``radvigil monitor run`` in a child process, exactly as the service starts it (wall time
-  and peak RSS from ``wait4``);
+  it: ``radvigil monitor run`` in a child process, exactly as the service starts it (wall time,
+  and the child's own peak RSS: ``VmHWM`` of its address space, read as it exits);
 - every dashboard page and list/query API route is requested on a real uvicorn server against
   that database (p50/p95 of sequential requests, after one warm-up);
 - audit verification, the retraining-set build, and a full monitor re-run (results deleted).
@@ -474,8 +474,25 @@ def rebuild_rollups(url: str) -> None:
     db.dispose()
 
 
+# The child's own peak RSS. Not ``wait4``'s ``ru_maxrss``: the kernel carries the high-water mark
+# of the address space a child had before ``exec`` over into it, and that address space is a
+# copy of this bench process, whose memory grows with the size it filled. Until 7 Dec that
+# counted the bench's own 1.1-1.3 GB as the monitor run's. ``VmHWM`` is the peak of the address
+# space the child runs in after ``exec``, read at exit by this wrapper around the real CLI.
+PEAK_WRAPPER = """\
+import atexit, os, runpy, sys
+def _peak():
+    with open("/proc/self/status") as status, open(os.environ["BENCH_PEAK_FILE"], "w") as out:
+        out.write(next(line.split()[1] for line in status if line.startswith("VmHWM:")))
+atexit.register(_peak)
+sys.argv = ["radvigil", *sys.argv[1:]]
+runpy.run_module("radvigil", run_name="__main__")
+"""
+
+
 def monitor_child(url: str, home: Any, work: Path) -> dict[str, Any]:
     """``radvigil monitor run`` as the service starts it; wall time and peak RSS of the child."""
+    peak_file = work / "monitor-peak-kib"
     env = {
         **os.environ,
         "RADVIGIL_HOME": str(work),
@@ -484,22 +501,18 @@ def monitor_child(url: str, home: Any, work: Path) -> dict[str, Any]:
         "RADVIGIL_MODEL_NAME": "chest-pneumonia",
         "RADVIGIL_REGISTRY_TRUST": "off",  # see the module docstring
         "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"),
+        "BENCH_PEAK_FILE": str(peak_file),
     }
-    args = [sys.executable, "-m", "radvigil", "monitor", "run", "--json", "--settle", "0"]
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        started = time.perf_counter()
-        child = subprocess.Popen(args, env=env, stdout=out, stderr=err)
-        _, status, usage = os.wait4(child.pid, 0)  # this child's own peak RSS
-        wall = time.perf_counter() - started
-        child.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        if child.returncode != 0:
-            raise RuntimeError(f"monitor run failed: {err.read().decode()[-2000:]}")
-        run = json.loads(out.read().decode().strip().splitlines()[-1])
+    args = [sys.executable, "-c", PEAK_WRAPPER, "monitor", "run", "--json", "--settle", "0"]
+    started = time.perf_counter()
+    child = subprocess.run(args, env=env, capture_output=True, check=False)
+    wall = time.perf_counter() - started
+    if child.returncode != 0:
+        raise RuntimeError(f"monitor run failed: {child.stderr.decode()[-2000:]}")
+    run = json.loads(child.stdout.decode().strip().splitlines()[-1])
     return {
         "wall_s": wall,
-        "peak_rss_mb": usage.ru_maxrss / 1024,  # Linux: KiB
+        "peak_rss_mb": int(peak_file.read_text()) / 1024,  # KiB
         "windows": len(run["windows"]),
         "relabelled": len(run["relabelled"]),
     }

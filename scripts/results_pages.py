@@ -309,6 +309,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], tuple[str, str]]] = {
     "scale_quiet": scale,
     "scale_sizes_quiet": scale,
     "scale_labelled_lookback": scale,
+    "scale_own_peak": scale,
     "robustness": robustness,
     "scale": scale,
     "pacs_throughput": pacs_throughput,
