@@ -69,3 +69,40 @@ def test_tone_strengths_are_bounded() -> None:
         AugmentConfig(levels=0.6)
     with pytest.raises(ValueError):
         AugmentConfig(gamma=-0.1)
+
+
+def test_processing_off_draws_nothing_so_older_configs_replay(radiograph: np.ndarray) -> None:
+    cfg = AugmentConfig()
+    first, second = np.random.default_rng(5), np.random.default_rng(5)
+    augment(radiograph, cfg, first)
+    augment(radiograph, cfg.model_copy(update={"processing": 0.5}), second)
+    assert first.random() != second.random()  # the processing draw happens only when it is on
+
+
+def test_processing_applies_one_suite_shift_up_to_its_mild_strength(
+    radiograph: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every draw is a shift of the robustness suite with its parameter between no change and
+    the suite's mild strength, and every shift of the suite is drawn."""
+    import radvigil.model.augment as module
+    from radvigil.data.shifts import PROCESSING_SUITE, get_spec
+
+    drawn: list[tuple[str, dict[str, float]]] = []
+    real = module.get_shift
+
+    def recording(name: str, **params: float):
+        drawn.append((name, params))
+        return real(name, **params)
+
+    monkeypatch.setattr(module, "get_shift", recording)
+    cfg = AugmentConfig(**OFF, processing=1.0)
+    rng = np.random.default_rng(0)
+    outputs = [augment(radiograph, cfg, rng) for _ in range(80)]
+    assert len(drawn) == 80 and {name for name, _ in drawn} == set(PROCESSING_SUITE)
+    for name, params in drawn:
+        for key, value in params.items():
+            identity, mild = get_spec(name).params[key].identity, PROCESSING_SUITE[name][0][key]
+            bound = abs(mild - identity)
+            assert abs(value - identity) <= bound + 1e-9, (name, key, value)
+    assert all(o.shape == radiograph.shape and o.dtype == np.uint8 for o in outputs)
+    assert sum(not np.array_equal(o, radiograph) for o in outputs) >= 70  # they change pixels

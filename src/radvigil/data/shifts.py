@@ -242,6 +242,22 @@ class Pipeline:
         return [step for shift in self.shifts for step in shift.describe()]
 
 
+# The standard processing suite (docs/robustness.md): what PACS exports, vendors' processing and
+# detectors do to a film, each a registered shift at a mild and a strong strength. The robustness
+# gate judges versions under it (radvigil.evaluation.criteria) and the ``processing``
+# augmentation trains on it up to the mild strengths (radvigil.model.augment).
+PROCESSING_SUITE: dict[str, tuple[dict[str, float], dict[str, float]]] = {
+    "jpeg": ({"quality": 60}, {"quality": 20}),
+    "sharpen": ({"amount": 0.5}, {"amount": 2.0}),
+    "blur": ({"sigma": 0.7}, {"sigma": 1.5}),
+    "gaussian_noise": ({"sigma": 3}, {"sigma": 10}),
+    "speckle": ({"sigma": 0.03}, {"sigma": 0.12}),
+    "gamma": ({"gamma": 1.15}, {"gamma": 1.6}),
+    "rotation": ({"degrees": 3}, {"degrees": 10}),
+    "resolution": ({"scale": 0.75}, {"scale": 0.4}),
+}
+
+
 def get_spec(name: str) -> ShiftSpec:
     """The registered shift ``name``; the error lists the valid names."""
     try:

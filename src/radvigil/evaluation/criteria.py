@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_validator
 
-from radvigil.data.shifts import get_shift
+from radvigil.data.shifts import PROCESSING_SUITE, get_shift
 from radvigil.errors import ConfigError
 
 JudgeOn = Literal["point", "ci_bound"]
@@ -137,17 +137,7 @@ class Perturbation(BaseModel):
 
 def _default_suite() -> list[Perturbation]:
     """The standard suite: what PACS exports, vendors' processing and detectors do to a film."""
-    levels = {
-        "jpeg": ({"quality": 60}, {"quality": 20}),
-        "sharpen": ({"amount": 0.5}, {"amount": 2.0}),
-        "blur": ({"sigma": 0.7}, {"sigma": 1.5}),
-        "gaussian_noise": ({"sigma": 3}, {"sigma": 10}),
-        "speckle": ({"sigma": 0.03}, {"sigma": 0.12}),
-        "gamma": ({"gamma": 1.15}, {"gamma": 1.6}),
-        "rotation": ({"degrees": 3}, {"degrees": 10}),
-        "resolution": ({"scale": 0.75}, {"scale": 0.4}),
-    }
-    return [Perturbation(shift=k, mild=m, strong=s) for k, (m, s) in levels.items()]
+    return [Perturbation(shift=k, mild=m, strong=s) for k, (m, s) in PROCESSING_SUITE.items()]
 
 
 def _default_drops() -> dict[RateMetric, float]:

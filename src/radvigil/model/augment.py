@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from radvigil.data.shifts import PROCESSING_SUITE, get_shift, get_spec
 from radvigil.model.config import AugmentConfig
 
 
@@ -31,7 +32,25 @@ def augment(pixels: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) ->
     bias = rng.uniform(-cfg.brightness, cfg.brightness) * 255 * 0.5
     mean = float(out.mean())
     out = (out.astype(np.float32) - mean) * gain + mean + bias
-    return np.clip(out, 0, 255).astype(np.uint8)
+    out = np.clip(out, 0, 255).astype(np.uint8)
+    if cfg.processing > 0 and rng.random() < cfg.processing:  # drawn only when on
+        out = _processing(out, rng)
+    return out
+
+
+def _processing(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One shift of the robustness suite, its parameter drawn between no change and the suite's
+    mild strength (a rotation either way): what a version must survive to pass the robustness
+    gate (issue #33), so training sees it."""
+    names = sorted(PROCESSING_SUITE)
+    name = names[int(rng.integers(len(names)))]
+    mild = PROCESSING_SUITE[name][0]
+    spec = get_spec(name)
+    params = {}
+    for key, value in mild.items():
+        drawn = rng.uniform(*sorted((spec.params[key].identity, value)))
+        params[key] = -drawn if name == "rotation" and rng.random() < 0.5 else drawn
+    return get_shift(name, **params)(pixels, rng)
 
 
 def _tone_curve(pixels: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:

@@ -30,6 +30,14 @@ class AugmentConfig(BaseModel):
         description="max share of the grey range the black and white points move, either way "
         "(a lifted or crushed floor, a dimmer or clipped white: another LUT; 0 = off)",
     )
+    processing: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="probability of one processing change of the robustness suite (JPEG, "
+        "sharpening, blur, noise, speckle, gamma, black-corner rotation, resampling) at a random "
+        "strength up to its mild one (0 = off)",
+    )
 
 
 class TrainConfig(BaseModel):
