@@ -36,6 +36,7 @@ def test_the_demo_scenario_closes_the_loop_on_production_gates(trusted_home: Set
     verdicts = result.verdicts
     assert verdicts["champion_gate"] is True, result.champion.verdict.summary()
     _every_row_has_room(result.champion.verdict)
+    _robustness_is_reported_by_name(result)
     assert result.labelled <= config.label_budget  # clinicians label what the budget allows
     drift = result.drift
     assert drift is not None and drift.champion is not None
@@ -87,6 +88,21 @@ def _stopped_challenger_keeps_the_champion(home: Settings, result) -> None:
     registry = Registry(home.resolved_tracking_uri, home.artifacts_dir, home.home_dir / "cache")
     name = home.model_name
     assert registry.resolve(f"{name}@champion").version == result.champion.version
+
+
+def _robustness_is_reported_by_name(result) -> None:
+    """The champion is judged under every mild perturbation of configs/robustness.yaml, each
+    row names its perturbation, the worst is named on screen, and (not gating) the loop went on
+    whatever it said (issue #33)."""
+    robust = result.robustness
+    assert robust is not None and robust.version == result.champion.version
+    rows = [r for r in robust.verdict.rows if r.gate == "robustness"]
+    shifts = {"jpeg", "sharpen", "blur", "gaussian_noise", "speckle", "gamma", "rotation"}
+    assert {r.subgroup.split(" mild")[0] for r in rows} >= shifts | {"resolution"}
+    assert all(r.status in ("pass", "fail") for r in rows)  # every mild row judged
+    outcome = next(s.outcome for s in result.steps if s.name.startswith("Robustness"))
+    assert "worst specificity change" in outcome and "not gated" in outcome
+    assert result.verdicts["champion_robust"] is robust.verdict.passed
 
 
 def _required_room(row) -> float:

@@ -66,6 +66,8 @@ def show(detail: object) -> None:
             f"QC: {len(detail.failing_paths())} failing, {len(detail.warned_paths())} with "
             f"warnings only, {detail.duplicate_counts('exact')[0]} exact-duplicate groups"
         )
+    elif isinstance(detail, Gated) and all(r.gate == "robustness" for r in detail.verdict.rows):
+        robustness_table(detail.verdict, f"version {detail.version} under mild processing")
     elif isinstance(detail, Gated):
         verdict_table(detail.verdict, f"gates of version {detail.version}")
         if detail.note:
@@ -111,6 +113,24 @@ def verdict_table(verdict: Verdict, title: str) -> None:
             row["value"],
             row["95% CI"],
             row["rule"],
+            row["room"],
+        )
+    console.print(table)
+
+
+def robustness_table(verdict: Verdict, title: str) -> None:
+    """Robustness rows: which perturbation, which metric, perturbed minus clean (a verdict
+    table would hide the perturbation, which is the point of the row)."""
+    table = Table("result", "perturbation", "metric", "change", "95% CI", "room", title=title)
+    for row in verdict_table_rows(verdict):
+        style = {"FAIL": "red", "PASS": "green"}.get(row["result"], "yellow")
+        where, _, seed = row["subgroup"].partition("; ")  # the seed is in the step's summary
+        table.add_row(
+            f"[{style}]{row['result']}[/{style}]",
+            where + (")" if seed else ""),
+            row["metric"],
+            row["value"],
+            row["95% CI"],
             row["room"],
         )
     console.print(table)

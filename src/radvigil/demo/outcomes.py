@@ -21,6 +21,7 @@ from radvigil.store import AlertPublic
 # champion and the production gates (no demo-only loosening).
 DEMO_TRAIN_CONFIG = "demo.yaml"
 DEMO_CRITERIA = "gates.yaml"
+DEMO_ROBUSTNESS = "robustness.yaml"
 
 
 class ScenarioConfig(BaseModel):
@@ -31,6 +32,11 @@ class ScenarioConfig(BaseModel):
     bundle: Path = Field(description="The bundled data folder (manifest.csv, stream.csv).")
     train_config: Path = Field(description="Training config of the champion and challengers.")
     criteria: Path = Field(description="Gate criteria every version is judged with.")
+    robustness: Path | None = Field(
+        None,
+        description="Robustness criteria the champion is judged with beside its gates: reported, "
+        "not gating (None: skipped).",
+    )
     site: str = "guangzhou-ward"
     stream_seed: int = Field(7, description="Seed of the stream's arrival order.")
     normal_batch: str = Field(
@@ -115,6 +121,7 @@ class ScenarioConfig(BaseModel):
             "bundle": repo / "data" / "bundled",
             "train_config": repo / "configs" / DEMO_TRAIN_CONFIG,
             "criteria": repo / "configs" / DEMO_CRITERIA,
+            "robustness": repo / "configs" / DEMO_ROBUSTNESS,
         }
         return cls(**{**values, **overrides})
 
@@ -205,6 +212,11 @@ class ScenarioResult(BaseModel):
     data_version: str = ""
     steps: list[StepRecord] = Field(default_factory=list)
     champion: Gated | None = None
+    robustness: Gated | None = Field(
+        None,
+        description="The champion judged under mild image processing (configs/robustness.yaml): "
+        "reported beside its gates, not gating its release.",
+    )
     normal: TrafficReport | None = None
     drift: TrafficReport | None = None
     labelled: int = 0
@@ -237,6 +249,7 @@ class ScenarioResult(BaseModel):
         """The verdicts a rerun must reproduce (what the CI test asserts)."""
         return {
             "champion_gate": self.champion.verdict.passed if self.champion else None,
+            "champion_robust": self.robustness.verdict.passed if self.robustness else None,
             "alerts": sorted({a.rule for a in self.drift.open_alerts}) if self.drift else [],
             "triggers": self.triggers.fired if self.triggers else [],
             "challenger_gate": self.challenger.verdict.passed if self.challenger else None,
