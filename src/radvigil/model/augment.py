@@ -46,9 +46,10 @@ def _processing(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     name = names[int(rng.integers(len(names)))]
     mild = PROCESSING_SUITE[name][0]
     spec = get_spec(name)
-    params = {}
+    params: dict[str, float] = {}
     for key, value in mild.items():
-        drawn = rng.uniform(*sorted((spec.params[key].identity, value)))
+        low, high = sorted((spec.params[key].identity, value))
+        drawn = float(rng.uniform(low, high))
         params[key] = -drawn if name == "rotation" and rng.random() < 0.5 else drawn
     return get_shift(name, **params)(pixels, rng)
 
