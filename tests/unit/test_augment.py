@@ -28,12 +28,15 @@ def test_everything_off_leaves_the_image_untouched(radiograph: np.ndarray) -> No
     np.testing.assert_array_equal(out, radiograph)
 
 
-def test_tone_off_draws_nothing_extra_so_older_configs_replay(radiograph: np.ndarray) -> None:
+@pytest.mark.parametrize("switch", ["gamma", "processing"])
+def test_an_option_off_draws_nothing_extra_so_older_configs_replay(
+    radiograph: np.ndarray, switch: str
+) -> None:
     cfg = AugmentConfig()
     first, second = np.random.default_rng(3), np.random.default_rng(3)
     augment(radiograph, cfg, first)
-    augment(radiograph, cfg.model_copy(update={"gamma": 0.5}), second)
-    assert first.random() != second.random()  # the tone curve draws only when it is on
+    augment(radiograph, cfg.model_copy(update={switch: 0.5}), second)
+    assert first.random() != second.random()  # the option draws only when it is on
     again = np.random.default_rng(3)
     np.testing.assert_array_equal(
         augment(radiograph, cfg, again), augment(radiograph, cfg, np.random.default_rng(3))
@@ -69,14 +72,6 @@ def test_tone_strengths_are_bounded() -> None:
         AugmentConfig(levels=0.6)
     with pytest.raises(ValueError):
         AugmentConfig(gamma=-0.1)
-
-
-def test_processing_off_draws_nothing_so_older_configs_replay(radiograph: np.ndarray) -> None:
-    cfg = AugmentConfig()
-    first, second = np.random.default_rng(5), np.random.default_rng(5)
-    augment(radiograph, cfg, first)
-    augment(radiograph, cfg.model_copy(update={"processing": 0.5}), second)
-    assert first.random() != second.random()  # the processing draw happens only when it is on
 
 
 def test_processing_applies_one_suite_shift_up_to_its_mild_strength(
