@@ -144,7 +144,7 @@ class Scenario:
         return (
             f"{self.name}/{champion.version} under mild processing: {verdict.summary()}"
             + (f"; {named}" if named else "")
-            + " (reported, not gated: configs/robustness.yaml is not in the release gates)",
+            + f" (reported, not gated: {criteria_file.name} is not in the release gates)",
             Gated(version=champion.version, verdict=verdict),
         )
 
