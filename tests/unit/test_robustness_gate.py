@@ -13,13 +13,14 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
-from radvigil.data.shifts import apply_shift, get_shift
+from radvigil.data.shifts import PROCESSING_SUITE, apply_shift, get_shift
 from radvigil.errors import ConfigError
-from radvigil.evaluation import EvaluationInputs, criteria_from_dict, run_gates
+from radvigil.evaluation import EvaluationInputs, criteria_from_dict, load_criteria, run_gates
 from radvigil.evaluation.criteria import Robustness
 from radvigil.evaluation.gates import perturbed_key
 
 CLASSES = ["normal", "pneumonia"]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @lru_cache
@@ -81,6 +82,34 @@ def test_a_fragile_model_fails_by_the_perturbation_name(shared_data: Path) -> No
     jpeg = [r for r in verdict.rows if r.subgroup.startswith("jpeg mild")]
     assert jpeg and all(r.status == "pass" for r in jpeg)
     assert all(f"perturbed - clean {r.metric}" in r.message for r in failed)
+
+
+def test_an_advisory_gate_is_judged_and_named_but_does_not_decide(shared_data: Path) -> None:
+    suite = _suite(
+        jpeg=({"quality": 95}, {"quality": 20}),
+        gamma=({"gamma": 1.4}, {"gamma": 2.0}),
+    )
+    gating = _verdict(shared_data, suite, report_strong=False)
+    advisory = _verdict(shared_data, suite, report_strong=False, gating=False)
+    assert not gating.passed and advisory.passed
+    assert advisory.failures == [] and advisory.advisory_passed is False
+    # the same rows, judged the same way: only whether they decide differs
+    assert [(r.subgroup, r.status, r.value) for r in advisory.rows] == [
+        (r.subgroup, r.status, r.value) for r in gating.rows
+    ]
+    assert all(not r.gating for r in advisory.rows)
+    assert advisory.summary().startswith("PASS: 0 checks passed, 0 skipped; advisory, not gating:")
+    assert "failed (gamma mild)" in advisory.summary()
+    assert advisory.tightest() is None  # an advisory row is never the verdict's tightest
+
+
+def test_the_shipped_gates_judge_robustness_as_advisory() -> None:
+    shipped = load_criteria(REPO / "configs" / "gates.yaml")
+    (robust,) = [g for g in shipped.gates if isinstance(g, Robustness)]
+    assert robust.gating is False and robust.report_strong is False
+    assert {p.shift for p in robust.suite} == set(PROCESSING_SUITE)
+    assert robust.max_drop == {"sensitivity": 0.05, "specificity": 0.10}
+    assert all(g.gating for g in shipped.gates if g is not robust)
 
 
 def test_strong_strengths_are_reported_not_gated(shared_data: Path) -> None:

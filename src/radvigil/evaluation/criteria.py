@@ -28,6 +28,11 @@ class GateConfig(BaseModel):
     kind: str
     name: str | None = Field(default=None, description="Label shown in the verdict table.")
     judge_on: JudgeOn | None = Field(default=None, description="None: the criteria's default.")
+    gating: bool = Field(
+        default=True,
+        description="False: an advisory gate, judged for every version and kept with its "
+        "evidence, whose rows never decide the verdict (a check no shipped model passes yet).",
+    )
 
     def label(self) -> str:
         return self.name or self.kind

@@ -171,10 +171,12 @@ def run_gates(
         _check_same_items(prepared, "candidate", key, models)
     context = GateContext(criteria, list(findings), f_idx, prepared, candidate.frame)
     rows = [
-        row for config in criteria.gates for row in gate_kind(config.kind).check(config, context)
+        row if config.gating else row.model_copy(update={"gating": False})
+        for config in criteria.gates
+        for row in gate_kind(config.kind).check(config, context)
     ]
     return Verdict(
-        passed=all(row.status != "fail" for row in rows),
+        passed=all(row.status != "fail" for row in rows if row.gating),
         rows=rows,
         ci_level=criteria.ci_level,
         n_resamples=criteria.n_resamples,

@@ -2,7 +2,9 @@
 
 A row is ``skipped`` when it cannot be judged for a reason that is not the model's fault (no
 champion yet, no problem-case set, a subgroup too small); skipped rows do not fail the verdict
-but stay in the table so a reviewer sees what was not checked.
+but stay in the table so a reviewer sees what was not checked. A row of an advisory gate
+(``gating: false``) is judged and kept with the evidence like any other, but never decides the
+verdict: a check no shipped model passes yet can be recorded for every version before it gates.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ class GateRow(BaseModel):
     threshold: float | None = None
     status: Status
     message: str
+    gating: bool = Field(
+        default=True, description="False: an advisory row, judged and shown, not deciding."
+    )
 
     @property
     def checked(self) -> float | None:
@@ -49,7 +54,7 @@ class GateRow(BaseModel):
 
 
 class Verdict(BaseModel):
-    """All gate rows; ``passed`` is True when no row failed."""
+    """All gate rows; ``passed`` is True when no gating row failed."""
 
     passed: bool
     rows: list[GateRow]
@@ -59,24 +64,48 @@ class Verdict(BaseModel):
 
     @property
     def failures(self) -> list[GateRow]:
-        return [row for row in self.rows if row.status == "fail"]
+        return [row for row in self.rows if row.status == "fail" and row.gating]
+
+    @property
+    def advisory(self) -> list[GateRow]:
+        """The judged rows of advisory gates (``gating: false``)."""
+        return [row for row in self.rows if not row.gating and row.status != "skipped"]
+
+    @property
+    def advisory_passed(self) -> bool | None:
+        """Whether every advisory row passed; None when the criteria had no advisory gate."""
+        rows = self.advisory
+        return all(r.status == "pass" for r in rows) if rows else None
 
     def tightest(self, rows: list[GateRow] | None = None) -> GateRow | None:
         """The judged row nearest its bound (the one a new hold-out would flip first)."""
         judged = [r for r in (self.rows if rows is None else rows) if r.margin is not None]
-        judged = [r for r in judged if r.status != "skipped"]
+        judged = [r for r in judged if r.status != "skipped" and r.gating]
         return min(judged, key=lambda r: r.margin or 0.0, default=None)
 
     def summary(self) -> str:
         """One line such as ``PASS: 9 checks passed, 2 skipped``."""
-        counts = {s: sum(r.status == s for r in self.rows) for s in ("pass", "fail", "skipped")}
-        unjudgeable = sum("not judgeable" in r.message for r in self.rows if r.status == "skipped")
+        gating = [r for r in self.rows if r.gating]
+        counts = {s: sum(r.status == s for r in gating) for s in ("pass", "fail", "skipped")}
+        unjudgeable = sum("not judgeable" in r.message for r in gating if r.status == "skipped")
         skipped = f"{counts['skipped']} skipped"
         skipped += f" ({unjudgeable} not judgeable on this hold-out)" if unjudgeable else ""
         if self.passed:
-            return f"PASS: {counts['pass']} checks passed, {skipped}"
+            return f"PASS: {counts['pass']} checks passed, {skipped}{self._advisory_summary()}"
         names = ", ".join(sorted({_where(r) for r in self.failures}))
-        return f"FAIL: {counts['fail']} of {len(self.rows)} checks failed ({names})"
+        return (
+            f"FAIL: {counts['fail']} of {len(gating)} checks failed ({names})"
+            + self._advisory_summary()
+        )
+
+    def _advisory_summary(self) -> str:
+        rows = self.advisory
+        if not rows:
+            return ""
+        failed = [r for r in rows if r.status == "fail"]
+        where = sorted({(r.subgroup or _where(r)).split(" (")[0] for r in failed})
+        names = f" ({', '.join(where)})" if failed else ""
+        return f"; advisory, not gating: {len(failed)} of {len(rows)} checks failed{names}"
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2)
@@ -87,7 +116,7 @@ def verdict_table_rows(verdict: Verdict, digits: int = 3) -> list[dict[str, str]
     level = f"{round(verdict.ci_level * 100):g}% CI"
     return [
         {
-            "result": row.status.upper(),
+            "result": row.status.upper() + ("" if row.gating else " (advisory)"),
             "gate": row.name,
             "metric": row.metric,
             "finding": row.finding or "",
