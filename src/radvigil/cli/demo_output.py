@@ -66,10 +66,8 @@ def show(detail: object) -> None:
             f"QC: {len(detail.failing_paths())} failing, {len(detail.warned_paths())} with "
             f"warnings only, {detail.duplicate_counts('exact')[0]} exact-duplicate groups"
         )
-    elif isinstance(detail, Gated) and all(r.gate == "robustness" for r in detail.verdict.rows):
-        robustness_table(detail.verdict, f"version {detail.version} under mild processing")
     elif isinstance(detail, Gated):
-        verdict_table(detail.verdict, f"gates of version {detail.version}")
+        gated_tables(detail.verdict, f"version {detail.version}")
         if detail.note:
             console.print(detail.note)
     elif isinstance(detail, TrafficReport):
@@ -99,12 +97,21 @@ def show(detail: object) -> None:
             table.add_row(m.detector, m.window, str(m.n_labelled), verdict, m.message)
         console.print(table)
     elif isinstance(detail, ActTwo):
-        verdict_table(detail.bad.verdict, f"gates of the bad challenger {detail.bad.version}")
+        gated_tables(detail.bad.verdict, f"the bad challenger {detail.bad.version}")
 
 
-def verdict_table(verdict: Verdict, title: str) -> None:
+def gated_tables(verdict: Verdict, who: str) -> None:
+    """The gating rows as a verdict table, then the advisory robustness rows as their own."""
+    rows = verdict_table_rows(verdict)
+    verdict_table([r for r in rows if "advisory" not in r["result"]], f"gates of {who}")
+    advisory = [r for r in rows if "advisory" in r["result"]]
+    if advisory:
+        robustness_table(advisory, f"{who} under mild processing (advisory, not gating)")
+
+
+def verdict_table(rows: list[dict[str, str]], title: str) -> None:
     table = Table("result", "gate", "finding", "value", "95% CI", "rule", "room", title=title)
-    for row in verdict_table_rows(verdict):
+    for row in rows:
         style = {"FAIL": "red", "PASS": "green"}.get(row["result"], "yellow")
         table.add_row(
             f"[{style}]{row['result']}[/{style}]",
@@ -118,12 +125,12 @@ def verdict_table(verdict: Verdict, title: str) -> None:
     console.print(table)
 
 
-def robustness_table(verdict: Verdict, title: str) -> None:
+def robustness_table(rows: list[dict[str, str]], title: str) -> None:
     """Robustness rows: which perturbation, which metric, perturbed minus clean (a verdict
     table would hide the perturbation, which is the point of the row)."""
     table = Table("result", "perturbation", "metric", "change", "95% CI", "room", title=title)
-    for row in verdict_table_rows(verdict):
-        style = {"FAIL": "red", "PASS": "green"}.get(row["result"], "yellow")
+    for row in rows:
+        style = {"FAIL": "red", "PASS": "green"}.get(row["result"].split()[0], "yellow")
         where, _, seed = row["subgroup"].partition("; ")  # the seed is in the step's summary
         table.add_row(
             f"[{style}]{row['result']}[/{style}]",

@@ -108,6 +108,7 @@ def gate_command(
     console.print(table)
     for failure in verdict.failures:
         console.print(f"[red]FAIL[/red] {failure.message}")
+    console.print(verdict.summary())
     record_gate(reg, candidate, verdict, gate_criteria, actor=actor(), deployments=deployments(reg))
     raise typer.Exit(0 if verdict.passed else 1)
 

@@ -10,7 +10,7 @@ from rich.table import Table
 from radvigil.cli.admin import actor, database, deployments
 from radvigil.cli.common import CONFIGS, console
 from radvigil.cli.context import catalog, registry
-from radvigil.cli.demo_output import verdict_table
+from radvigil.cli.demo_output import gated_tables
 from radvigil.config import get_settings
 from radvigil.evaluation import load_criteria
 from radvigil.loop.actions import label_case, version_recorder
@@ -161,10 +161,10 @@ def retrain_command(
             local_weight=local_weight,
             warm_start_epochs=warm_start_epochs,
         )
-    verdict_table(
+    gated_tables(
         outcome.verdict,
-        f"challenger {settings.model_name}/{outcome.version}: "
-        f"{'PASS' if outcome.passed else 'FAIL'}",
+        f"challenger {settings.model_name}/{outcome.version} "
+        f"({'PASS' if outcome.passed else 'FAIL'})",
     )
     console.print(
         f"data {outcome.data_version} (+{outcome.feedback_cases} labelled drifters), "

@@ -21,7 +21,6 @@ from radvigil.store import AlertPublic
 # champion and the production gates (no demo-only loosening).
 DEMO_TRAIN_CONFIG = "demo.yaml"
 DEMO_CRITERIA = "gates.yaml"
-DEMO_ROBUSTNESS = "robustness.yaml"
 
 
 class ScenarioConfig(BaseModel):
@@ -32,11 +31,6 @@ class ScenarioConfig(BaseModel):
     bundle: Path = Field(description="The bundled data folder (manifest.csv, stream.csv).")
     train_config: Path = Field(description="Training config of the champion and challengers.")
     criteria: Path = Field(description="Gate criteria every version is judged with.")
-    robustness: Path | None = Field(
-        None,
-        description="Robustness criteria the champion is judged with beside its gates: reported, "
-        "not gating (None: skipped).",
-    )
     site: str = "guangzhou-ward"
     stream_seed: int = Field(7, description="Seed of the stream's arrival order.")
     normal_batch: str = Field(
@@ -121,7 +115,6 @@ class ScenarioConfig(BaseModel):
             "bundle": repo / "data" / "bundled",
             "train_config": repo / "configs" / DEMO_TRAIN_CONFIG,
             "criteria": repo / "configs" / DEMO_CRITERIA,
-            "robustness": repo / "configs" / DEMO_ROBUSTNESS,
         }
         return cls(**{**values, **overrides})
 
@@ -169,6 +162,17 @@ class Gated(BaseModel):
     note: str = ""
 
 
+def processing_worst(verdict: Verdict) -> str:
+    """The robustness gate's largest fall of each metric, named by its perturbation (what the
+    screen says beside a verdict); empty when nothing fell or no robustness gate ran."""
+    worst = [
+        r
+        for r in verdict.rows
+        if r.gate == "robustness" and "worst of the suite" in r.message and (r.value or 0) < 0
+    ]
+    return "; ".join(f"worst {r.metric} change {r.value:+.3f} under {r.subgroup}" for r in worst)
+
+
 class TrafficReport(BaseModel):
     """A stretch of traffic: how much, how many were routed to review, what the monitors did."""
 
@@ -212,11 +216,6 @@ class ScenarioResult(BaseModel):
     data_version: str = ""
     steps: list[StepRecord] = Field(default_factory=list)
     champion: Gated | None = None
-    robustness: Gated | None = Field(
-        None,
-        description="The champion judged under mild image processing (configs/robustness.yaml): "
-        "reported beside its gates, not gating its release.",
-    )
     normal: TrafficReport | None = None
     drift: TrafficReport | None = None
     labelled: int = 0
@@ -249,10 +248,13 @@ class ScenarioResult(BaseModel):
         """The verdicts a rerun must reproduce (what the CI test asserts)."""
         return {
             "champion_gate": self.champion.verdict.passed if self.champion else None,
-            "champion_robust": self.robustness.verdict.passed if self.robustness else None,
+            "champion_robust": self.champion.verdict.advisory_passed if self.champion else None,
             "alerts": sorted({a.rule for a in self.drift.open_alerts}) if self.drift else [],
             "triggers": self.triggers.fired if self.triggers else [],
             "challenger_gate": self.challenger.verdict.passed if self.challenger else None,
+            "challenger_robust": (
+                self.challenger.verdict.advisory_passed if self.challenger else None
+            ),
             "site_calibration_gate": (
                 self.site_calibrated.verdict.passed if self.site_calibrated else None
             ),

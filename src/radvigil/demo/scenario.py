@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from radvigil.config import Settings
 from radvigil.data.catalog import DatasetCatalog
@@ -29,7 +28,7 @@ from radvigil.demo.context import (
     run_step,
 )
 from radvigil.demo.live_act import ACTOR, LiveAct
-from radvigil.demo.outcomes import Gated, ScenarioConfig, ScenarioResult
+from radvigil.demo.outcomes import Gated, ScenarioConfig, ScenarioResult, processing_worst
 from radvigil.evaluation import GateCriteria, load_criteria
 from radvigil.loop.deployment import Deployments
 from radvigil.loop.evaluation import gate_version, record_gate
@@ -116,37 +115,11 @@ class Scenario:
         result.champion = self._step(
             result, "Train, calibrate, export, gate and register the champion", self._champion
         )
-        champion, robustness = result.champion, self.config.robustness
-        if champion.verdict.passed and robustness is not None:
-            result.robustness = self._step(
-                result,
-                "Robustness to image processing (reported beside the gates, not gating yet)",
-                lambda: self._robustness(champion, robustness),
-            )
         if result.champion.verdict.passed:
             with self.serve(self.settings, self.registry) as service:
                 LiveAct(self._context(self.name), service, result).play()
         result.seconds = time.perf_counter() - started
         return result
-
-    def _robustness(self, champion: Gated, criteria_file: Path) -> tuple[str, Gated]:
-        """The champion on the hold-out under each mild perturbation of the suite, at its own
-        thresholds: what a robustness gate would say, shown but not gating (issue #33)."""
-        criteria = load_criteria(criteria_file)
-        loaded = self.registry.load(f"{self.name}/{champion.version}")
-        verdict = gate_version(criteria, loaded, None, self.catalog.load(self.data_id), "test")
-        worst = [r for r in verdict.rows if "worst of the suite" in r.message]
-        named = "; ".join(
-            f"worst {r.metric} change {r.value:+.3f} under {r.subgroup}"
-            for r in worst
-            if r.value is not None and r.value < 0
-        )
-        return (
-            f"{self.name}/{champion.version} under mild processing: {verdict.summary()}"
-            + (f"; {named}" if named else "")
-            + f" (reported, not gated: {criteria_file.name} is not in the release gates)",
-            Gated(version=champion.version, verdict=verdict),
-        )
 
     def _deployments(self) -> Deployments | None:
         """The deployment authority on the database the scenario's service will use."""
@@ -196,4 +169,7 @@ class Scenario:
             else:
                 self.registry.set_alias(outcome.name, "champion", outcome.version, ACTOR, why)
         gated = Gated(version=outcome.version, verdict=verdict)
-        return f"{outcome.name}/{outcome.version}: {verdict.summary()}", gated
+        worst = processing_worst(verdict)
+        return f"{outcome.name}/{outcome.version}: {verdict.summary()}" + (
+            f"; {worst}" if worst else ""
+        ), gated
