@@ -258,6 +258,11 @@ PROCESSING_SUITE: dict[str, tuple[dict[str, float], dict[str, float]]] = {
 }
 
 
+def mild_suite() -> list[Shift]:
+    """Every shift of :data:`PROCESSING_SUITE` at its mild strength, in the suite's order."""
+    return [get_shift(name, **mild) for name, (mild, _) in PROCESSING_SUITE.items()]
+
+
 def get_spec(name: str) -> ShiftSpec:
     """The registered shift ``name``; the error lists the valid names."""
     try:

@@ -67,6 +67,12 @@ class TrainConfig(BaseModel):
         description="sensitivity every finding's operating threshold aims at on validation, "
         "instead of the task's target (a retrained challenger aims above the gate's floor)",
     )
+    threshold_processing: bool = Field(
+        False,
+        description="the operating threshold must reach its sensitivity target on validation "
+        "under each mild change of the processing suite too, not only on clean films: a margin "
+        "against JPEG, sharpening, noise and the rest, paid for in clean specificity",
+    )
     average_epochs: int = Field(
         1,
         ge=1,

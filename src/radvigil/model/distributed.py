@@ -119,7 +119,7 @@ def train_ray(
     model = build_classifier(cfg.backbone, len(task.classes))
     model.load_state_dict(state)
     model.weights_record = pretrained.weights_record
-    return calibrate(model, task, val_set, history, best_epoch)
+    return calibrate(model, task, val_set, history, best_epoch, processing=cfg.threshold_processing)
 
 
 def failure_summary(exc: BaseException) -> str:
