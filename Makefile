@@ -55,7 +55,7 @@ demo: $(STAMP)
 # GGUF note rewriter), browser.
 test: $(STAMP) $(NOTES) $(CHROMIUM) $(NGINX) $(ORTHANC) $(DEPLOY_LINT) $(OIDC_PROVIDER)
 	$(BIN)/ruff check src tests bench scripts
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=25
 
 # The `notes` extra (optional for `make demo`; `make test` needs it): llama-cpp-python built from
 # source for the CPU (portable, no multimodal library, tools, tests or examples: about 6 minutes

@@ -138,6 +138,8 @@ def robustness(payload: dict[str, Any]) -> tuple[str, str]:
         f"or OOD). The gate's bounds on the mild strengths: {payload.get('max_drop', '?')}. "
         f"Model config: {payload.get('config') or 'see the command'}. Timings are not reported.",
     ]
+    if payload.get("note"):
+        parts += ["", str(payload["note"])]
     for name, model in payload.items():
         if not isinstance(model, dict) or "arms" not in model:
             continue
@@ -311,6 +313,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], tuple[str, str]]] = {
     "scale_labelled_lookback": scale,
     "scale_own_peak": scale,
     "robustness": robustness,
+    "robustness_demo": robustness,
     "scale": scale,
     "pacs_throughput": pacs_throughput,
 }
