@@ -35,9 +35,9 @@ def test_a_processed_copy_that_lowers_a_positive_lowers_the_threshold() -> None:
 def test_processed_copies_are_every_mild_shift_seeded_per_image() -> None:
     rng = np.random.default_rng(0)
     images = rng.integers(40, 200, size=(3, 32, 32), dtype=np.uint8)
-    copies = processed_copies(images)
+    copies = list(processed_copies(images))
     assert len(copies) == len(PROCESSING_SUITE) == len(mild_suite())
     assert all(c.shape == images.shape and c.dtype == np.uint8 for c in copies)
     assert all(not np.array_equal(c, images) for c in copies)  # each shift changed the pixels
-    again = processed_copies(images)
+    again = list(processed_copies(images))
     assert all(np.array_equal(a, b) for a, b in zip(copies, again, strict=True))

@@ -102,9 +102,9 @@ def show(detail: object) -> None:
 
 def gated_tables(verdict: Verdict, who: str) -> None:
     """The gating rows as a verdict table, then the advisory robustness rows as their own."""
-    rows = verdict_table_rows(verdict)
-    verdict_table([r for r in rows if "advisory" not in r["result"]], f"gates of {who}")
-    advisory = [r for r in rows if "advisory" in r["result"]]
+    shown = list(zip(verdict.rows, verdict_table_rows(verdict), strict=True))
+    verdict_table([text for row, text in shown if row.gating], f"gates of {who}")
+    advisory = [text for row, text in shown if not row.gating]
     if advisory:
         robustness_table(advisory, f"{who} under mild processing (advisory, not gating)")
 

@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from radvigil.evaluation.result import Estimate, EvaluationResult
-from radvigil.evaluation.verdict import Verdict
+from radvigil.evaluation.verdict import GateRow, Verdict
 from radvigil.loop.shadow import ShadowReport
 from radvigil.loop.triggers import TriggerCheck, TriggerPolicy
 from radvigil.store import AlertPublic
@@ -165,12 +165,18 @@ class Gated(BaseModel):
 def processing_worst(verdict: Verdict) -> str:
     """The robustness gate's largest fall of each metric, named by its perturbation (what the
     screen says beside a verdict); empty when nothing fell or no robustness gate ran."""
-    worst = [
-        r
-        for r in verdict.rows
-        if r.gate == "robustness" and "worst of the suite" in r.message and (r.value or 0) < 0
-    ]
-    return "; ".join(f"worst {r.metric} change {r.value:+.3f} under {r.subgroup}" for r in worst)
+    worst: dict[tuple[str, str | None], GateRow] = {}
+    for row in verdict.rows:
+        if row.gate != "robustness" or row.status == "skipped" or row.value is None:
+            continue  # skipped: strong strengths, reported and never the suite's worst
+        key = (row.metric, row.finding)
+        if key not in worst or row.value < (worst[key].value or 0.0):
+            worst[key] = row
+    return "; ".join(
+        f"worst {r.metric} change {r.value:+.3f} under {r.subgroup}"
+        for r in worst.values()
+        if (r.value or 0.0) < 0
+    )
 
 
 class TrafficReport(BaseModel):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import math
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
@@ -369,14 +369,12 @@ def operating_thresholds(
     return thresholds
 
 
-def processed_copies(images: np.ndarray, seed: int = 0) -> list[np.ndarray]:
+def processed_copies(images: np.ndarray, seed: int = 0) -> Iterator[np.ndarray]:
     """``images`` (N x S x S uint8) under each mild shift of the processing suite, seeded per
-    image. Applied at the model's input size, which is harsher for noise and compression than
-    the same change on the full-size film (the robustness gate's)."""
-    return [
-        np.stack([apply_shift(x, shift, (seed, i)) for i, x in enumerate(images)])
-        for shift in mild_suite()
-    ]
+    image, one copy at a time. Applied at the model's input size, which is harsher for noise
+    and compression than the same change on the full-size film (the robustness gate's)."""
+    for shift in mild_suite():
+        yield np.stack([apply_shift(x, shift, (seed, i)) for i, x in enumerate(images)])
 
 
 def worst_finding_ece(probs: np.ndarray, targets: np.ndarray, task: Task) -> float:
