@@ -28,7 +28,7 @@ def test_everything_off_leaves_the_image_untouched(radiograph: np.ndarray) -> No
     np.testing.assert_array_equal(out, radiograph)
 
 
-@pytest.mark.parametrize("switch", ["gamma", "processing"])
+@pytest.mark.parametrize("switch", ["gamma", "processing", "black_corners"])
 def test_an_option_off_draws_nothing_extra_so_older_configs_replay(
     radiograph: np.ndarray, switch: str
 ) -> None:
@@ -101,3 +101,17 @@ def test_processing_applies_one_suite_shift_up_to_its_mild_strength(
             assert abs(value - identity) <= bound + 1e-9, (name, key, value)
     assert all(o.shape == radiograph.shape and o.dtype == np.uint8 for o in outputs)
     assert sum(not np.array_equal(o, radiograph) for o in outputs) >= 70  # they change pixels
+
+
+def test_black_corners_fill_the_uncovered_border_with_black(radiograph: np.ndarray) -> None:
+    black = AugmentConfig(**{**OFF, "rotation": 10.0, "black_corners": 1.0})
+    mirrored = AugmentConfig(**{**OFF, "rotation": 10.0})
+    corners = [0, 0, -1, -1], [0, -1, 0, -1]
+    black_corners = 0
+    for seed in range(5):
+        a = augment(radiograph, black, np.random.default_rng(seed))
+        b = augment(radiograph, mirrored, np.random.default_rng(seed))
+        np.testing.assert_array_equal(a[20:-20, 20:-20], b[20:-20, 20:-20])  # same rotation
+        assert (b[corners] > 0).all()  # the film's corners are not black; mirroring keeps that
+        black_corners += int((a[corners] == 0).all())
+    assert black_corners >= 3  # every rotation but a near-zero angle uncovers all four

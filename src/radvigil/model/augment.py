@@ -21,9 +21,9 @@ def augment(pixels: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) ->
     dx, dy = rng.uniform(-shift, shift, size=2) if shift > 0 else (0.0, 0.0)
     matrix = cv2.getRotationMatrix2D((size / 2, size / 2), angle, scale)
     matrix[:, 2] += np.array([dx, dy])
-    out = cv2.warpAffine(
-        out, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101
-    )
+    black = cfg.black_corners > 0 and rng.random() < cfg.black_corners  # drawn only when on
+    border = cv2.BORDER_CONSTANT if black else cv2.BORDER_REFLECT_101
+    out = cv2.warpAffine(out, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=border)
     if rng.random() < cfg.hflip:
         out = out[:, ::-1]
     if cfg.gamma > 0 or cfg.levels > 0:  # drawn only when on: older configs replay exactly
@@ -34,11 +34,11 @@ def augment(pixels: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) ->
     out = (out.astype(np.float32) - mean) * gain + mean + bias
     out = np.clip(out, 0, 255).astype(np.uint8)
     if cfg.processing > 0 and rng.random() < cfg.processing:  # drawn only when on
-        out = _processing(out, rng)
+        out = processing_change(out, rng)
     return out
 
 
-def _processing(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def processing_change(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """One shift of the robustness suite, its parameter drawn between no change and the suite's
     mild strength (a rotation either way): what a version must survive to pass the robustness
     gate (issue #33), so training sees it."""

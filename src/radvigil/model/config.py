@@ -20,6 +20,14 @@ class AugmentConfig(BaseModel):
     clahe: float = Field(0.2, ge=0, le=1, description="probability of CLAHE")
     rotation: float = Field(10.0, ge=0, le=45, description="max rotation in degrees")
     crop_scale: float = Field(0.85, gt=0, le=1, description="smallest random-crop area share")
+    black_corners: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="probability that the rotation and crop fill the uncovered border with "
+        "black, as a PACS or viewer rotating a film does, instead of mirroring the edge "
+        "(0 = always mirrored)",
+    )
     gamma: float = Field(
         0.0, ge=0, le=2, description="max |log2 gamma| of a random gamma curve (0 = off)"
     )
@@ -72,6 +80,15 @@ class TrainConfig(BaseModel):
         description="the operating threshold must reach its sensitivity target on validation "
         "under each mild change of the processing suite too, not only on clean films: a margin "
         "against JPEG, sharpening, noise and the rest, paid for in clean specificity",
+    )
+    consistency: float = Field(
+        0.0,
+        ge=0,
+        le=100,
+        description="weight of an invariance penalty: each training image is also seen after one "
+        "processing change of the robustness suite (up to its mild strength), and the squared "
+        "difference of the two views' logits is added to the loss (0 = off; doubles the "
+        "images per step)",
     )
     average_epochs: int = Field(
         1,
