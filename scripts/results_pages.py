@@ -314,6 +314,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], tuple[str, str]]] = {
     "scale_own_peak": scale,
     "robustness": robustness,
     "robustness_demo": robustness,
+    "robustness_consistency": robustness,
     "scale": scale,
     "pacs_throughput": pacs_throughput,
 }
