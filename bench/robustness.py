@@ -68,7 +68,9 @@ def _flags(loaded: Any, pixels: list[np.ndarray], embeddings: np.ndarray) -> np.
     return np.asarray(flagged)
 
 
-def _judge(loaded: Any, labels: list[str], pixels: list[np.ndarray]) -> dict[str, Any]:
+def _judge(
+    loaded: Any, labels: list[str], pixels: list[np.ndarray], thresholds: dict[str, float]
+) -> dict[str, Any]:
     from radvigil.evaluation.bootstrap import estimate
     from radvigil.evaluation.decision import encode_labels, finding_indices, threshold_vector
     from radvigil.evaluation.statistics import finding_statistic
@@ -84,7 +86,7 @@ def _judge(loaded: Any, labels: list[str], pixels: list[np.ndarray]) -> dict[str
         embeddings.append(e)
     p, e = np.concatenate(probs), np.concatenate(embeddings)
     y = encode_labels(labels, task.classes)
-    cuts = threshold_vector(loaded.card.thresholds, task.findings)
+    cuts = threshold_vector(thresholds, task.findings)
     stats = estimate(
         finding_statistic(y, p, finding_indices(task.classes, task.findings), cuts),
         y.size,
@@ -111,6 +113,11 @@ def main() -> None:
     parser.add_argument("--criteria", type=Path, default=REPO / "configs" / "gates.yaml")
     parser.add_argument("--quick", action="store_true", help="with --fast: a one-epoch model")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument(
+        "--site",
+        default=None,
+        help="judge at this site's own thresholds where a version has them (site calibration)",
+    )
     args = parser.parse_args()
     quiet_libraries()
     from radvigil.data.shifts import apply_shift, get_shift
@@ -136,13 +143,14 @@ def main() -> None:
     with trained if args.fast else _cli_home() as home:
         for ref in refs:
             loaded = home.registry.load(ref)
+            thresholds = loaded.card.operating_thresholds(args.site)
             rows, record = [], {}
             for arm, shift, params in arms:
                 pixels = clean
                 if shift is not None:
                     fn = get_shift(shift, **params)
                     pixels = [apply_shift(x, fn, (seed, i)) for i, x in enumerate(clean)]
-                judged = _judge(loaded, labels, pixels)
+                judged = _judge(loaded, labels, pixels, thresholds)
                 record[arm] = {**judged, "params": params}
                 base = record["clean"]
                 rows.append(
@@ -157,12 +165,13 @@ def main() -> None:
                 )
                 console.print(f"{ref}: {arm} done")
             results[f"{loaded.name}/{loaded.version}"] = {
-                "threshold": loaded.card.thresholds,
+                "threshold": thresholds,
+                "site": args.site,
                 "arms": record,
             }
             table(
                 f"{loaded.name}/{loaded.version} on {len(labels)} site studies, threshold "
-                f"{loaded.card.thresholds} (mild gated at drops {max_drop}, strong reported)",
+                f"{thresholds} (mild gated at drops {max_drop}, strong reported)",
                 ["perturbation", "sensitivity", "specificity", "Δ spec", "AUC", "flagged"],
                 rows,
             )

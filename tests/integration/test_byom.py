@@ -209,6 +209,8 @@ def test_outside_model_through_the_whole_loop(byom, bundled: Path) -> None:
                 "tester",
             ),
         )
+    with pytest.raises(ModelError, match="site thresholds are fitted only for models radvigil"):
+        recalibrate(champion, home.data_version, home.catalog, home.registry, site="north")
     recalibrated = recalibrate(champion, home.data_version, home.catalog, home.registry)
     assert recalibrated.card.imported is not None
     assert recalibrated.card.imported.file_sha256 == lineage.file_sha256

@@ -8,6 +8,8 @@ test_stack.py (replicas following an alias move); it is not repeated here (issue
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 
 import httpx
@@ -18,7 +20,7 @@ from radvigil.config import Settings
 from radvigil.demo.traffic_client import TrafficSimulator, load_studies
 from radvigil.evaluation import criteria_from_dict
 from radvigil.loop.actions import version_recorder
-from radvigil.loop.retrain import retrain
+from radvigil.loop.retrain import retrain, site_calibrate
 from radvigil.loop.training import run_training
 from radvigil.loop.workspace import Workspace
 from radvigil.registry import Tag
@@ -27,6 +29,7 @@ from radvigil.store import AuditLog, KeyStore
 from tests.helpers import LiveServer, make_home, tiny_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+SITE = "north"
 LENIENT = {
     "n_resamples": 200,
     "gates": [
@@ -66,10 +69,12 @@ def loop(tmp_path_factory):
 
 
 def _stream(client, token: str, bundled: Path, n: int, contrast: float) -> dict[str, str]:
-    """Post real stream images with a harsh contrast drop (quality-flagged drifters)."""
-    frame = pd.read_csv(bundled / "stream.csv").head(n)
+    """Post real stream images of site north, half of each label (the stream opens with 80
+    healthy studies), with a harsh contrast drop (quality-flagged drifters)."""
+    frame = pd.read_csv(bundled / "stream.csv").groupby("label").head(n // 2)
     studies = load_studies(bundled, frame, [f"contrast:factor={contrast}"])
-    return {s.request_id: s.label for s in TrafficSimulator(client, token).send(studies)}
+    sender = TrafficSimulator(client, token, json.dumps({"site": SITE}))
+    return {s.request_id: s.label for s in sender.send(studies)}
 
 
 def test_closed_loop(loop, bundled: Path) -> None:
@@ -154,3 +159,51 @@ def test_closed_loop(loop, bundled: Path) -> None:
     actions = {e.action for e in AuditLog(state.db).list(limit=1000)}
     assert {"predict", "label", "retrain"} <= actions
     assert AuditLog(state.db).verify().ok
+
+    _site_calibration_flags_the_site_at_its_own_threshold(
+        home, client, tokens, workspace(criteria_from_dict(LENIENT)), champion, bundled
+    )
+
+
+def _site_calibration_flags_the_site_at_its_own_threshold(
+    home, client, tokens, ws: Workspace, champion, bundled: Path
+) -> None:
+    """Site calibration with a site: the champion's weights, a threshold for north fitted on
+    north's labelled cases outside the hold-out (cross-fitted rates recorded), and the service
+    flags north's studies at it while other sites keep the version's (issue #29)."""
+    outcome = site_calibrate(champion, ws, site=SITE, target_sensitivity=0.95, propose=False)
+    resolved = home.registry.resolve(f"chest-pneumonia/{outcome.version}")
+    change = json.loads(resolved.tags[Tag.SITE_CALIBRATION])["site"]
+    data = home.catalog.load(outcome.data_version).frame
+    fitted_on = data[(data["site"] == SITE) & (data["split"] != "test")]
+    assert change["name"] == SITE and change["cases"] == len(fitted_on) >= 20
+    card = home.registry.load(f"chest-pneumonia/{outcome.version}").card
+    assert SITE in card.site_thresholds, change
+    own = card.site_thresholds[SITE]["pneumonia"]
+    assert own == change["thresholds"]["pneumonia"] != card.thresholds["pneumonia"]
+    estimate = change["crossfit"]["pneumonia"]
+    assert 0 <= estimate["specificity"] <= 1 and estimate["folds"] == 5
+
+    home.registry.set_alias("chest-pneumonia", "champion", outcome.version, "test", "site cal.")
+    service = {"X-API-Key": tokens["service"]}
+    deadline = time.monotonic() + 30
+    while client.get("/v1/model", headers=service).json()["champion"]["version"] != (
+        outcome.version
+    ):
+        assert time.monotonic() < deadline, "the service never loaded the recalibrated version"
+        time.sleep(0.5)
+    study = load_studies(bundled, pd.read_csv(bundled / "stream.csv").head(1))[0]
+    answers = {}
+    for site in (SITE, "elsewhere"):
+        response = client.post(
+            "/v1/predict",
+            headers=service,
+            files={"file": (study.name, study.png, "image/png")},
+            data={"metadata": json.dumps({"site": site})},
+        )
+        assert response.status_code == 200, response.text
+        answers[site] = response.json()
+    assert answers[SITE]["thresholds"] == {"pneumonia": own}
+    assert answers["elsewhere"]["thresholds"] == card.thresholds
+    p = answers[SITE]["probabilities"]["pneumonia"]
+    assert ("pneumonia" in answers[SITE]["findings"]) == (p >= own)

@@ -93,6 +93,7 @@ def test_a_budgeted_sites_unrouted_study_keeps_its_review_image(budgeted: bool) 
         classes=["normal", "pneumonia"],
         findings=["pneumonia"],
         thresholds={"pneumonia": 0.5},
+        site_thresholds={},
         size=8,
         run=lambda batch: (np.array([[0.9, 0.1]], np.float32), np.zeros((1, 8), np.float32)),
     )

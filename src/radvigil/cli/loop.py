@@ -122,8 +122,21 @@ def retrain_command(
         help="Site calibration: refit temperature and thresholds on the labelled local cases, "
         "keep the champion's weights (no retraining).",
     ),
+    site: str | None = typer.Option(
+        None,
+        help="With --calibration-only: also fit this site's own operating thresholds on its "
+        "labelled cases outside the hold-out; the new version flags that site's studies at them.",
+    ),
+    site_sensitivity: float | None = typer.Option(
+        None,
+        min=0.5,
+        max=1.0,
+        help="Sensitivity the site's thresholds aim at (default: the task's target).",
+    ),
 ) -> None:
     """Retrain on champion data + labelled drifters, gate, and alias challenger if it passes."""
+    if site is not None and not calibration_only:
+        raise typer.BadParameter("--site fits a site's thresholds: use it with --calibration-only")
     settings = get_settings()
     db = database()
     reg = registry()
@@ -150,6 +163,8 @@ def retrain_command(
             holdout_share=holdout_share,
             calibration_share=calibration_share,
             seed=settings.seed,
+            site=site,
+            target_sensitivity=site_sensitivity,
         )
     else:
         outcome = retrain(

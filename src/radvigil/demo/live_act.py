@@ -282,6 +282,8 @@ class LiveAct:
             calibration_share=self.config.calibration_share,
             seed=self.config.seed,
             propose=not self.retrained.passed,
+            site=self.config.site,
+            target_sensitivity=self.config.site_sensitivity,
         )
         change = self.ctx.registry.resolve(f"{self.ctx.name}/{outcome.version}").tags.get(
             Tag.SITE_CALIBRATION, ""
@@ -375,6 +377,7 @@ class LiveAct:
                     "split": "test",
                     "sha256": _sha(study.png),
                     "request_id": item.request_id,
+                    "site": self.config.site,  # the site the studies were sent from
                 }
             )
         return DatasetVersion(canonical(pd.DataFrame(rows)), folder)

@@ -103,6 +103,13 @@ class ScenarioConfig(BaseModel):
         description="Sensitivity the challenger's operating threshold aims at on validation "
         "(None: the task's target).",
     )
+    site_sensitivity: float | None = Field(
+        0.99,
+        gt=0,
+        le=1,
+        description="Sensitivity the site calibration's own thresholds for the site aim at on "
+        "its labelled cases (None: the task's target).",
+    )
     shadow_studies: int = Field(40, ge=1)
     canary_share: float = Field(0.25, gt=0, le=0.5)
     canary_studies: int = Field(40, ge=1)

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 
 from radvigil.errors import ConfigError, DataError
 
@@ -94,6 +95,44 @@ def threshold_vector(thresholds: Mapping[str, float], findings: Sequence[str]) -
     if ((vector < 0) | (vector > 1)).any():
         raise ConfigError(f"operating thresholds must lie in [0, 1]; got {dict(thresholds)}")
     return vector
+
+
+def row_thresholds(
+    thresholds: Mapping[str, float],
+    findings: Sequence[str],
+    sites: Sequence[object] | None = None,
+    site_thresholds: Mapping[str, Mapping[str, float]] | None = None,
+) -> np.ndarray:
+    """Each item's operating threshold per finding: the (findings,) vector when no item's site
+    has thresholds of its own, else (items, findings), where an item from a site listed in
+    ``site_thresholds`` takes that site's (the flag rules broadcast either shape).
+
+    Raises:
+        ConfigError: as :func:`threshold_vector`, for the version's or a site's thresholds.
+    """
+    base = threshold_vector(thresholds, findings)
+    if not site_thresholds or sites is None:
+        return base
+    names = np.asarray(["" if s is None else str(s) for s in sites], dtype=object)
+    listed = [s for s in site_thresholds if (names == s).any()]
+    if not listed:
+        return base
+    out = np.tile(base, (names.size, 1))
+    for site in listed:
+        out[names == site] = threshold_vector({**thresholds, **site_thresholds[site]}, findings)
+    return out
+
+
+def thresholds_of(thresholds: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The thresholds of the items ``mask`` selects (a per-item array is cut, a vector kept)."""
+    return thresholds[mask] if thresholds.ndim == 2 else thresholds
+
+
+def site_column(frame: pd.DataFrame | None) -> list[object] | None:
+    """Each row's ``site`` (None for a frame without one), for :func:`row_thresholds`."""
+    if frame is None or "site" not in frame:
+        return None
+    return [None if pd.isna(s) or s == "" else str(s) for s in frame["site"]]
 
 
 def predict_argmax(probs: np.ndarray) -> np.ndarray:

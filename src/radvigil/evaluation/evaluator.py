@@ -23,6 +23,8 @@ from radvigil.evaluation.decision import (
     flag_findings,
     predict_argmax,
     predict_at_thresholds,
+    row_thresholds,
+    site_column,
     threshold_vector,
 )
 from radvigil.evaluation.result import (
@@ -57,6 +59,7 @@ def evaluate(
     validation: tuple[Labels, np.ndarray] | None = None,
     options: EvaluationOptions | None = None,
     context: Mapping[str, str] | None = None,
+    site_thresholds: Mapping[str, Mapping[str, float]] | None = None,
 ) -> EvaluationResult:
     """Clinical metrics with bootstrap CIs, curves, calibration, subgroups and operating points.
 
@@ -72,6 +75,8 @@ def evaluate(
             checked on this set; without it no operating points are computed.
         options: bootstrap size, seed, bins, subgroup columns and targets.
         context: provenance strings shown in the report (model, dataset, split).
+        site_thresholds: per site, thresholds fitted on its own cases; an item whose ``frame``
+            row names a listed site is flagged at its site's (the report lists them).
 
     Raises:
         DataError: the set is empty, has unknown labels, misaligned inputs or an unknown
@@ -84,12 +89,13 @@ def evaluate(
     f_idx = finding_indices(classes, findings)
     cuts = threshold_vector(thresholds, findings)
     _check_aligned(y.size, frame, paths)
+    per_item = row_thresholds(thresholds, findings, site_column(frame), site_thresholds)
     predictions = {
         "argmax": predict_argmax(p),
-        "thresholds": predict_at_thresholds(p, f_idx, cuts),
+        "thresholds": predict_at_thresholds(p, f_idx, per_item),
     }
     by_class = class_statistic(y, p, predictions, options.n_bins)
-    by_finding = finding_statistic(y, p, f_idx, cuts, options.n_bins)
+    by_finding = finding_statistic(y, p, f_idx, per_item, options.n_bins)
     stats = estimate(
         lambda w: {**by_class(w), **{f"finding.{k}": v for k, v in by_finding(w).items()}},
         y.size,
@@ -112,7 +118,8 @@ def evaluate(
         thresholds={f: float(t) for f, t in zip(findings, cuts, strict=True)},
         options=options,
         context=dict(context or {}),
-        finding_metrics=_finding_metrics(y, p, findings, f_idx, cuts, stats),
+        site_thresholds=_used_site_thresholds(frame, site_thresholds),
+        finding_metrics=_finding_metrics(y, p, findings, f_idx, cuts, per_item, stats),
         decisions=[_decision(rule, y, pred, names, stats) for rule, pred in predictions.items()],
         auc={c: _at(stats["auc"], j) for j, c in enumerate(names)},
         macro_auc=_at(stats["macro.auc"]),
@@ -124,11 +131,19 @@ def evaluate(
             for j, c in enumerate(names)
         ],
         macro_ece=_at(stats["macro.ece"]),
-        subgroups=subgroup_metrics(y, p, frame, names, findings, f_idx, cuts, options),
+        subgroups=subgroup_metrics(y, p, frame, names, findings, f_idx, per_item, options),
         operating_points=points,
         worst_errors=_worst_errors(y, p, predictions["thresholds"], names, paths, options),
         caveats=confounding_caveats(frame, [names[i] for i in y]),
     )
+
+
+def _used_site_thresholds(
+    frame: pd.DataFrame | None, site_thresholds: Mapping[str, Mapping[str, float]] | None
+) -> dict[str, dict[str, float]]:
+    """The site thresholds that applied to some item (what the report must say it used)."""
+    sites = set(site_column(frame) or [])
+    return {s: dict(t) for s, t in (site_thresholds or {}).items() if s in sites}
 
 
 def _check_aligned(
@@ -172,10 +187,11 @@ def _finding_metrics(
     findings: Sequence[str],
     f_idx: np.ndarray,
     cuts: np.ndarray,
+    per_item: np.ndarray,
     stats: dict,
 ) -> list[FindingMetrics]:
     positive = y[:, None] == f_idx[None, :]
-    cells = metrics.flag_counts(positive, flag_findings(p, f_idx, cuts), np.ones((1, y.size)))
+    cells = metrics.flag_counts(positive, flag_findings(p, f_idx, per_item), np.ones((1, y.size)))
     tp, fn, fp, tn = (c[0].astype(int) for c in cells)
     return [
         FindingMetrics(

@@ -38,7 +38,9 @@ from radvigil.evaluation.decision import (
     check_probabilities,
     encode_labels,
     finding_indices,
-    threshold_vector,
+    row_thresholds,
+    site_column,
+    thresholds_of,
 )
 from radvigil.evaluation.evidence import GateContext, Prepared, judge
 from radvigil.evaluation.statistics import finding_statistic
@@ -53,6 +55,8 @@ class EvaluationInputs:
     """One model's outputs on one labelled set: what every gate reads.
 
     ``item_ids`` (e.g. manifest sha256) let paired gates prove two inputs cover the same items.
+    ``site_thresholds``: an item whose ``frame`` row names a listed site is flagged at that
+    site's own thresholds (site calibration), every other item at ``thresholds``.
     """
 
     y_true: Sequence[str] | np.ndarray
@@ -60,6 +64,7 @@ class EvaluationInputs:
     thresholds: Mapping[str, float]
     frame: pd.DataFrame | None = None
     item_ids: Sequence[str] | None = None
+    site_thresholds: Mapping[str, Mapping[str, float]] | None = None
 
 
 @dataclass(frozen=True)
@@ -192,7 +197,8 @@ def _prepare(
         p = check_probabilities(inputs.probs, y.size, classes)
     except DataError as exc:
         raise DataError(f"{name}: {exc.message}") from exc
-    return y, p, threshold_vector(inputs.thresholds, findings)
+    sites = site_column(inputs.frame)
+    return y, p, row_thresholds(inputs.thresholds, findings, sites, inputs.site_thresholds)
 
 
 def _check_same_items(
@@ -326,7 +332,13 @@ def _subgroup_floor(config: SubgroupFloor, context: GateContext) -> list[GateRow
             rows.append(context.skipped(config, config.metric, reason, subgroup=where))
             continue
         stats = estimate(
-            finding_statistic(y[mask], p[mask], context.finding_idx, cuts, context.criteria.n_bins),
+            finding_statistic(
+                y[mask],
+                p[mask],
+                context.finding_idx,
+                thresholds_of(cuts, mask),
+                context.criteria.n_bins,
+            ),
             n,
             n_resamples=context.criteria.n_resamples,
             seed=context.criteria.seed,

@@ -173,6 +173,10 @@ class EvaluationResult(BaseModel):
     n_items: int
     label_counts: dict[str, int]
     thresholds: dict[str, float]
+    site_thresholds: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description="Per site, the thresholds its own items were flagged at (site calibration).",
+    )
     options: EvaluationOptions
     context: dict[str, str] = Field(
         default_factory=dict, description="Provenance for the report: model, data, split."

@@ -14,6 +14,7 @@ import pandas as pd
 
 from radvigil.errors import DataError
 from radvigil.evaluation.bootstrap import EstimateArrays, estimate
+from radvigil.evaluation.decision import thresholds_of
 from radvigil.evaluation.result import (
     DEFAULT_SUBGROUP_COLUMNS,
     Estimate,
@@ -96,7 +97,13 @@ def subgroup_metrics(
                 )
                 continue
             stats = estimate(
-                finding_statistic(y[mask], probs[mask], finding_idx, thresholds, options.n_bins),
+                finding_statistic(
+                    y[mask],
+                    probs[mask],
+                    finding_idx,
+                    thresholds_of(thresholds, mask),
+                    options.n_bins,
+                ),
                 n,
                 n_resamples=options.n_resamples,
                 seed=options.seed,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -50,6 +50,7 @@ class Scored:
     frame: pd.DataFrame
     paths: list[Path]
     thresholds: dict[str, float]
+    site_thresholds: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def inputs(self) -> EvaluationInputs:
         return EvaluationInputs(
@@ -58,6 +59,7 @@ class Scored:
             self.thresholds,
             self.frame,
             item_ids=list(self.frame["sha256"]),
+            site_thresholds=self.site_thresholds,
         )
 
 
@@ -102,6 +104,7 @@ def score(
         part,
         paths,
         loaded.card.operating_thresholds(),
+        dict(loaded.card.site_thresholds),
     )
 
 
@@ -128,6 +131,7 @@ def evaluate_version(
         validation=validation,
         options=options,
         context=context,
+        site_thresholds=test.site_thresholds,
     )
     return result, test
 

@@ -35,7 +35,7 @@ from radvigil.monitoring.onboarding_curve import (
 from radvigil.store import PredictionRecord, ReviewQueue
 
 # (model name, version) -> the version's operating threshold per finding.
-ThresholdsOf = Callable[[str, str], Mapping[str, float]]
+ThresholdsOf = Callable[[str, str, str], Mapping[str, float]]  # name, version, site
 # Reasons the service adds besides the drifter checks (see monitoring.review_routing).
 NOT_DRIFT = ("low confidence", "audit sample")
 
@@ -113,8 +113,8 @@ def site_onboarding(
 
     def thresholds(record: PredictionRecord) -> Mapping[str, float]:
         key = (record.model_name, record.model_version)
-        if key not in cache:
-            cache[key] = thresholds_of(*key)
+        if key not in cache:  # the site's own thresholds where the version was fitted for it
+            cache[key] = thresholds_of(*key, site)
         return cache[key]
 
     since = None
@@ -183,10 +183,11 @@ def learning_curve(
 
 
 def registry_thresholds(registry) -> ThresholdsOf:
-    """Operating thresholds read from each version's model card in the registry."""
+    """Operating thresholds read from each version's model card in the registry (a site's own
+    where the version has them)."""
 
-    def lookup(name: str, version: str) -> Mapping[str, float]:
-        return registry.load(f"{name}/{version}").card.operating_thresholds()
+    def lookup(name: str, version: str, site: str) -> Mapping[str, float]:
+        return registry.load(f"{name}/{version}").card.operating_thresholds(site)
 
     return lookup
 

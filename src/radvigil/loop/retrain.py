@@ -311,10 +311,26 @@ def site_calibrate(
     calibration_share: float = 0.2,
     seed: int = 42,
     propose: bool = True,
+    site: str | None = None,
+    target_sensitivity: float | None = None,
 ) -> RetrainOutcome:
-    """Recalibrate the champion on labelled local cases (no retraining) and gate it the same way."""
+    """Recalibrate the champion on labelled local cases (no retraining) and gate it the same way.
+
+    With ``site``, the new version also flags that site's studies at thresholds fitted on the
+    site's labelled cases outside the hold-out (aimed at ``target_sensitivity``, the task's
+    target by default); the gates judge them on the held-out ones
+    (:func:`radvigil.loop.site_calibration.recalibrate`).
+    """
     data = feedback_data(champion, ws, holdout_share, calibration_share, seed)
-    outcome = recalibrate(champion, data.data_id, ws.catalog, ws.registry, extra_tags=data.tags)
+    outcome = recalibrate(
+        champion,
+        data.data_id,
+        ws.catalog,
+        ws.registry,
+        extra_tags=data.tags,
+        site=site,
+        target_sensitivity=target_sensitivity,
+    )
     judged = judge(
         outcome.name,
         outcome.version,

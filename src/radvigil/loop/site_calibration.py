@@ -17,13 +17,15 @@ import pandas as pd
 import torch
 
 from radvigil.data.catalog import DatasetCatalog
+from radvigil.data.manifest import DatasetVersion, canonical
 from radvigil.errors import DataError, ModelError
 from radvigil.evaluation.crossfit import crossfit_threshold
 from radvigil.loop.training import TrainOutcome, open_run, register_result
+from radvigil.model.calibrate import softmax
 from radvigil.model.config import TrainConfig
-from radvigil.model.dataset import load_split
+from radvigil.model.dataset import ArraySet, load_split
 from radvigil.model.network import build_classifier
-from radvigil.model.train import calibrate
+from radvigil.model.train import calibrate, predict_arrays
 from radvigil.registry import LoadedModel, Registry, Tag
 from radvigil.task import Task
 
@@ -35,14 +37,28 @@ def recalibrate(
     registry: Registry,
     *,
     extra_tags: dict[str, str] | None = None,
+    site: str | None = None,
+    target_sensitivity: float | None = None,
 ) -> TrainOutcome:
     """A new version with ``champion``'s weights, calibrated on ``data_ref``'s validation split.
+
+    With ``site``, the version also gets that site's own operating thresholds: fitted on the
+    site's labelled cases outside the test split (the largest threshold reaching
+    ``target_sensitivity``, the task's target by default), with their cross-fitted rates
+    recorded, so a threshold chosen on development films no longer decides the site's studies.
+    The temperature stays fitted on the whole validation split.
 
     Raises:
         DataError: the validation split is empty.
         ModelError: the champion has no weights to recalibrate.
     """
     if champion.card.imported is not None:
+        if site is not None:
+            raise ModelError(
+                f"{champion.name}/{champion.version} is an imported model: its calibration can be "
+                "refitted (without --site), but site thresholds are fitted only for models "
+                "radvigil trained"
+            )
         return _recalibrate_imported(champion, data_ref, catalog, registry, extra_tags)
     cfg = TrainConfig.model_validate(champion.card.config)
     task = champion.card.task
@@ -67,6 +83,16 @@ def recalibrate(
         "validation_cases": len(val_set),
         "crossfit": crossfit_estimates(task, val_set.targets, val_set.frame, result.val_probs),
     }
+    if site is not None:
+        cases = site_cases(version, site, task, size)
+        probs = softmax(predict_arrays(model, cases.images)[0], result.temperature)
+        fitted = crossfit_estimates(
+            task, cases.targets, cases.frame, probs, target_sensitivity=target_sensitivity
+        )
+        own = {f: float(e["threshold"]) for f, e in fitted.items() if "threshold" in e}
+        if own:
+            result = replace(result, site_thresholds={site: own})
+        change["site"] = {"name": site, "cases": len(cases), "thresholds": own, "crossfit": fitted}
     tags = {
         Tag.RECALIBRATED_FROM: f"{champion.name}/{champion.version}",
         Tag.SITE_CALIBRATION: json.dumps(change),
@@ -128,12 +154,37 @@ def _recalibrate_imported(
     return TrainOutcome(name, version, run_id, card, None)
 
 
+def site_cases(version: DatasetVersion, site: str, task: Task, size: int) -> ArraySet:
+    """The labelled cases of ``site`` outside the test split (the cases a site threshold may be
+    fitted on: the test split judges it).
+
+    Raises:
+        DataError: the site has no such case.
+    """
+    frame = version.frame
+    sites = frame["site"] if "site" in frame else pd.Series([""] * len(frame), index=frame.index)
+    mine = frame[(sites == site) & (frame["split"] != "test")]
+    if mine.empty:
+        raise DataError(
+            f"dataset {version.id} has no labelled cases of site {site!r} outside its test "
+            "split to fit the site's thresholds on"
+        )
+    picked = DatasetVersion(canonical(mine.assign(split="val")), version.root)
+    return load_split(picked, "val", task, size)
+
+
 def crossfit_estimates(
-    task: Task, targets: np.ndarray, frame: pd.DataFrame, probs: np.ndarray, folds: int = 5
+    task: Task,
+    targets: np.ndarray,
+    frame: pd.DataFrame,
+    probs: np.ndarray,
+    folds: int = 5,
+    target_sensitivity: float | None = None,
 ) -> dict[str, dict[str, float | int | str]]:
     """Per finding, the out-of-fold sensitivity/specificity of the screening threshold fitted on
-    the site's labelled cases, folds by patient (the cases that pick a threshold never judge
-    it), beside the optimistic in-sample rates; a finding too thin to cross-fit says why."""
+    the labelled cases, folds by patient (the cases that pick a threshold never judge it), beside
+    the optimistic in-sample rates; a finding too thin to cross-fit says why.
+    ``target_sensitivity`` replaces the task's target for every finding."""
     ids = frame["patient_id"] if "patient_id" in frame else pd.Series([None] * len(frame))
     patients = np.array(
         [str(p) if pd.notna(p) else f"row-{i}" for i, p in enumerate(ids)], dtype=object
@@ -146,7 +197,7 @@ def crossfit_estimates(
                 targets == k,
                 probs[:, k],
                 patients,
-                target_sensitivity=task.target_for(finding),
+                target_sensitivity=target_sensitivity or task.target_for(finding),
                 folds=folds,
             )
         except DataError as exc:

@@ -292,6 +292,7 @@ def _export_and_register(
         input=InputSpec(size=size, mean=MEAN, std=STD),
         temperature=result.temperature,
         thresholds=result.thresholds,
+        site_thresholds=result.site_thresholds,
         training_data_version=data_version,
         code_commit=commit,
         config=cfg.model_dump(mode="json"),

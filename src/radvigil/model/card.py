@@ -43,7 +43,14 @@ class ModelCard(BaseModel):
     caveats: list[str] = Field(default_factory=list)
     warning: str = REVIEW_WARNING
     imported: ImportRecord | None = Field(None, description="set when radvigil did not train it")
+    site_thresholds: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description="per site, operating thresholds fitted on that site's own labelled cases "
+        "(site calibration); a study from a listed site is flagged at them",
+    )
 
-    def operating_thresholds(self) -> dict[str, float]:
-        """The per-finding decision thresholds, as a copy a caller may change freely."""
-        return {finding: float(cut) for finding, cut in self.thresholds.items()}
+    def operating_thresholds(self, site: str | None = None) -> dict[str, float]:
+        """The per-finding decision thresholds for a study from ``site`` (the site's own where
+        site calibration fitted them, the version's otherwise), as a copy a caller may change."""
+        own = self.site_thresholds.get(site, {}) if site else {}
+        return {finding: float(own.get(finding, cut)) for finding, cut in self.thresholds.items()}

@@ -65,6 +65,8 @@ class TrainResult:
     val_probs: np.ndarray
     val_embeddings: np.ndarray
     metrics: dict[str, float] = field(default_factory=dict)
+    # per site, thresholds fitted on that site's own labelled cases (site calibration only)
+    site_thresholds: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 @dataclass

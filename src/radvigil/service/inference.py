@@ -24,7 +24,7 @@ from radvigil.evaluation.decision import (
     finding_indices,
     flag_findings,
     predict_at_thresholds,
-    threshold_vector,
+    row_thresholds,
 )
 from radvigil.model.preprocess import to_batch
 from radvigil.monitoring.review_routing import ReviewPolicy
@@ -69,6 +69,8 @@ class Job:
     # The study's site has a label budget: its budgeted queue may offer any of its studies, not
     # only routed ones, so the review image is kept for every study (with keep_review_png).
     keep_unrouted_png: bool = False
+    # The study's site: a version with thresholds fitted on that site's cases flags it at them.
+    site: str | None = None
 
 
 @dataclass
@@ -114,7 +116,11 @@ def score(jobs: list[Job]) -> list[Scored | Exception]:
         try:
             first = jobs[positions[0]]
             scored = _score_one_model(
-                served, [images[i] for i in positions], first.keep_review_png, first.review
+                served,
+                [images[i] for i in positions],
+                first.keep_review_png,
+                first.review,
+                [jobs[i].site for i in positions],
             )
         except Exception as exc:  # the model's failure goes to every request of its batch
             scored = [exc for _ in positions]
@@ -128,10 +134,14 @@ def score(jobs: list[Job]) -> list[Scored | Exception]:
 
 
 def _score_one_model(
-    served: ServedModel, images: list[Image], keep_png: bool, review: ReviewPolicy | None
+    served: ServedModel,
+    images: list[Image],
+    keep_png: bool,
+    review: ReviewPolicy | None,
+    sites: list[str | None],
 ) -> list[Scored]:
     probs, embeddings = served.run(to_batch([img.pixels for img in images], served.size))
-    predicted, flagged, confidence = decide_batch(served, probs)
+    predicted, flagged, confidence = decide_batch(served, probs, sites)
     assessments = assess_batch(
         served,
         images,
@@ -147,11 +157,12 @@ def _score_one_model(
 
 
 def decide_batch(
-    served: ServedModel, probs: np.ndarray
+    served: ServedModel, probs: np.ndarray, sites: list[str | None] | None = None
 ) -> tuple[list[str], list[list[str]], list[float]]:
-    """Predicted class, flagged findings and confidence (probability of the predicted class)."""
+    """Predicted class, flagged findings and confidence (probability of the predicted class),
+    each study at its site's own thresholds where the version has them."""
     idx = finding_indices(served.classes, served.findings)
-    thr = threshold_vector(served.thresholds, served.findings)
+    thr = row_thresholds(served.thresholds, served.findings, sites, served.site_thresholds)
     predicted = predict_at_thresholds(probs, idx, thr)
     flags = flag_findings(probs, idx, thr)
     names = [served.classes[int(p)] for p in predicted]
@@ -191,7 +202,7 @@ def build(
         probabilities=probabilities,
         predicted_class=predicted,
         findings=flagged,
-        thresholds=served.thresholds,
+        thresholds=served.card.operating_thresholds(meta.site),
         confidence=round(confidence, 6),
         flags=flags,
         routed_to_review=assessment.routed,

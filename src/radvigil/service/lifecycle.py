@@ -83,6 +83,11 @@ class ServedModel:
         return self.card.operating_thresholds()
 
     @property
+    def site_thresholds(self) -> dict[str, dict[str, float]]:
+        """Per site, the thresholds site calibration fitted on that site's own cases."""
+        return self.card.site_thresholds
+
+    @property
     def size(self) -> int:
         return self.card.input.size
 

@@ -35,6 +35,7 @@ def _job(
         keep_review_png=state.settings.store_review_images,
         review=review_policy(state),
         keep_unrouted_png=site is not None and site in state.settings.label_budgets,
+        site=site,
     )
 
 
@@ -111,7 +112,9 @@ async def _shadow(
     """Score with the challenger and store the result; never returned to the caller."""
     started = time.perf_counter()
     try:
-        job = inference.Job(shadow, image=image, keep_review_png=state.settings.store_review_images)
+        job = inference.Job(
+            shadow, image=image, keep_review_png=state.settings.store_review_images, site=meta.site
+        )
         scored = await state.batcher.submit(job)
         _, record = inference.build(shadow, scored, meta, digest, started, "shadow")
         _log(state, actor, record.model_copy(update={"shadow_of": primary_id}), False)
