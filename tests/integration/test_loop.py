@@ -192,6 +192,8 @@ def _site_calibration_flags_the_site_at_its_own_threshold(
     ):
         assert time.monotonic() < deadline, "the service never loaded the recalibrated version"
         time.sleep(0.5)
+    served = client.get("/v1/model", headers=service).json()["champion"]
+    assert served["site_thresholds"] == {SITE: {"pneumonia": own}}
     study = load_studies(bundled, pd.read_csv(bundled / "stream.csv").head(1))[0]
     answers = {}
     for site in (SITE, "elsewhere"):

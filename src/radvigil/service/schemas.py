@@ -96,6 +96,11 @@ class ModelOut(BaseModel):
     labels: list[str]
     findings: list[str]
     thresholds: dict[str, float]
+    site_thresholds: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description="Per site, its own thresholds (site calibration): that site's studies are "
+        "flagged at them.",
+    )
     temperature: float
     input_size: int
     training_data_version: str

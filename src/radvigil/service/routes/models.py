@@ -21,6 +21,7 @@ def model_out(served: ServedModel) -> ModelOut:
         labels=served.classes,
         findings=served.findings,
         thresholds=served.thresholds,
+        site_thresholds=served.site_thresholds,
         temperature=card.temperature,
         input_size=served.size,
         training_data_version=card.training_data_version,
