@@ -12,7 +12,7 @@ import pytest
 
 from radvigil.errors import ConfigError
 from radvigil.evaluation import EvaluationInputs, criteria_from_dict, evaluate, run_gates
-from radvigil.evaluation.decision import row_thresholds, site_column, thresholds_of
+from radvigil.evaluation.decision import row_thresholds, selected_thresholds, site_column
 from radvigil.model.card import InputSpec, ModelCard
 from radvigil.task import load_task
 from tests.unit.evaluation_data import Predictions, pneumonia_binary
@@ -33,7 +33,8 @@ def test_rows_from_a_site_with_its_own_thresholds_take_them() -> None:
     assert cuts.shape == (4, 2)
     np.testing.assert_allclose(cuts[:, 0], [0.3, 0.04, 0.04, 0.3])
     np.testing.assert_allclose(cuts[:, 1], 0.2)  # a finding the site did not refit keeps its own
-    np.testing.assert_allclose(thresholds_of(cuts, np.array([1, 0, 0, 1], bool))[:, 0], [0.3, 0.3])
+    north = np.array([1, 0, 0, 1], bool)
+    np.testing.assert_allclose(selected_thresholds(cuts, north)[:, 0], [0.3, 0.3])
 
 
 def test_without_a_listed_site_the_version_vector_is_kept() -> None:

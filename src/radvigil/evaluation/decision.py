@@ -123,7 +123,7 @@ def row_thresholds(
     return out
 
 
-def thresholds_of(thresholds: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def selected_thresholds(thresholds: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """The thresholds of the items ``mask`` selects (a per-item array is cut, a vector kept)."""
     return thresholds[mask] if thresholds.ndim == 2 else thresholds
 

@@ -39,8 +39,8 @@ from radvigil.evaluation.decision import (
     encode_labels,
     finding_indices,
     row_thresholds,
+    selected_thresholds,
     site_column,
-    thresholds_of,
 )
 from radvigil.evaluation.evidence import GateContext, Prepared, judge
 from radvigil.evaluation.statistics import finding_statistic
@@ -336,7 +336,7 @@ def _subgroup_floor(config: SubgroupFloor, context: GateContext) -> list[GateRow
                 y[mask],
                 p[mask],
                 context.finding_idx,
-                thresholds_of(cuts, mask),
+                selected_thresholds(cuts, mask),
                 context.criteria.n_bins,
             ),
             n,

@@ -14,7 +14,7 @@ import pandas as pd
 
 from radvigil.errors import DataError
 from radvigil.evaluation.bootstrap import EstimateArrays, estimate
-from radvigil.evaluation.decision import thresholds_of
+from radvigil.evaluation.decision import selected_thresholds
 from radvigil.evaluation.result import (
     DEFAULT_SUBGROUP_COLUMNS,
     Estimate,
@@ -101,7 +101,7 @@ def subgroup_metrics(
                     y[mask],
                     probs[mask],
                     finding_idx,
-                    thresholds_of(thresholds, mask),
+                    selected_thresholds(thresholds, mask),
                     options.n_bins,
                 ),
                 n,

@@ -34,7 +34,7 @@ from radvigil.monitoring.onboarding_curve import (
 )
 from radvigil.store import PredictionRecord, ReviewQueue
 
-# (model name, version) -> the version's operating threshold per finding.
+# (model name, version, site) -> the operating threshold per finding for that site.
 ThresholdsOf = Callable[[str, str, str], Mapping[str, float]]  # name, version, site
 # Reasons the service adds besides the drifter checks (see monitoring.review_routing).
 NOT_DRIFT = ("low confidence", "audit sample")
