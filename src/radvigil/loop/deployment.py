@@ -18,7 +18,13 @@ from datetime import timedelta
 from typing import Any
 
 from radvigil.errors import InputError
-from radvigil.loop.gate_records import GateCheck, gate_signature, sign_gate, verify_gate
+from radvigil.loop.gate_records import (
+    GateCheck,
+    decision_sha256,
+    record_signature,
+    sign_gate,
+    verify_gate,
+)
 from radvigil.registry import LoadedModel, Registry, Tag
 from radvigil.store import AlertCreate, AlertStore, AuditLog
 from radvigil.store.db import Database
@@ -59,9 +65,7 @@ class Deployments:
         record = GateRecordStore(self.db).latest(name, str(version), precision)
         if record is None or record.key_id not in self.audit.keys:
             return "none"
-        expected = gate_signature(
-            self.audit.keys[record.key_id], name, str(version), record.sha256, record.verdict
-        )
+        expected = record_signature(self.audit.keys[record.key_id], record)
         return record.verdict if hmac.compare_digest(expected, record.signature) else "none"
 
     def verify(self, loaded: LoadedModel) -> GateCheck:
@@ -74,6 +78,7 @@ class Deployments:
             onnx_path=loaded.onnx_path,
             precision=loaded.precision,
             old_keys=self.audit.keys,
+            decision=decision_sha256(loaded.card),
         )
 
     def sign(self, loaded: LoadedModel, verdict: GateVerdict, criteria: str, actor: str) -> None:
@@ -88,6 +93,7 @@ class Deployments:
             criteria=criteria,
             actor=actor,
             precision=loaded.precision,
+            decision=decision_sha256(loaded.card),
         )
 
     def sign_forced(self, name: str, version: str, actor: str) -> None:
@@ -102,6 +108,7 @@ class Deployments:
             verdict="forced",
             criteria="forced",
             actor=actor,
+            decision=decision_sha256(loaded.card),
         )
 
     def set_alias(self, name: str, alias: str, version: str, *, actor: str, reason: str) -> bool:

@@ -1,9 +1,11 @@
 """Signed gate records: the proof, kept in radvigil's own database, that a version passed its gate.
 
-A record holds the model file's SHA-256 and the verdict, with an HMAC-SHA-256 over
-(name, version, sha256, verdict) keyed by the audit key (``RADVIGIL_AUDIT_KEY``) and that key's
-id. Someone who can write MLflow (or even the database) but does not hold the key cannot make
-a version servable, and a model file replaced after gating no longer matches its record.
+A record holds the model file's SHA-256, the digest of the card's decision rule (its operating
+thresholds, a site's own included: they live in the card, not the graph) and the verdict, with an
+HMAC-SHA-256 over them keyed by the audit key (``RADVIGIL_AUDIT_KEY``) and that key's id.
+Someone who can write MLflow (or even the database) but does not hold the key cannot make a
+version servable, and a model file or threshold changed after gating no longer matches its record.
+Records signed before the decision digest existed (no ``decision_sha256``) verify as before.
 Every path that records a gate verdict (``radvigil gate``, retraining, the demo, imports of
 outside models) calls :func:`sign_gate`; serving calls :func:`verify_gate` before loading.
 """
@@ -21,6 +23,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from radvigil.config import audit_key_id
+from radvigil.model.card import ModelCard
 from radvigil.store import AuditLog
 from radvigil.store.db import Database
 from radvigil.store.deployments import GateRecord, GateRecordCreate, GateRecordStore, GateVerdict
@@ -43,10 +46,31 @@ def key_id(secret: str) -> str:
     return audit_key_id(secret)
 
 
-def gate_signature(secret: str, name: str, version: str, sha256: str, verdict: str) -> str:
-    """HMAC-SHA-256 of the canonical JSON of (name, version, sha256, verdict)."""
-    payload = json.dumps([name, str(version), sha256, verdict], separators=(",", ":"))
+def gate_signature(
+    secret: str,
+    name: str,
+    version: str,
+    sha256: str,
+    verdict: str,
+    decision: str | None = None,
+) -> str:
+    """HMAC-SHA-256 of the canonical JSON of (name, version, sha256, verdict[, decision])."""
+    fields = [name, str(version), sha256, verdict, *([decision] if decision else [])]
+    payload = json.dumps(fields, separators=(",", ":"))
     return hmac.new(secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
+
+
+def decision_sha256(card: ModelCard) -> str:
+    """SHA-256 of what turns the graph's probabilities into flags: the classes, the findings and
+    the operating thresholds (the version's and each site's), in canonical JSON."""
+    rule = {
+        "classes": list(card.task.classes),
+        "findings": list(card.task.findings),
+        "thresholds": card.thresholds,
+        "site_thresholds": card.site_thresholds,
+    }
+    text = json.dumps(rule, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def criteria_hash(criteria: BaseModel | dict[str, Any] | None) -> str:
@@ -69,10 +93,12 @@ def sign_gate(
     criteria: str,
     actor: str,
     precision: str = "fp32",
+    decision: str | None = None,
 ) -> GateRecord:
     """Sign and store a gate verdict for the graph at ``onnx_path`` and audit it.
 
     Args:
+        decision: the card's :func:`decision_sha256`, signed with the graph's hash.
         criteria: the hash of the criteria (:func:`criteria_hash`), or a short label such as
             ``"imported"`` for verdicts reached outside ``radvigil gate``.
         precision: which graph of the version was judged (``fp32`` or ``int8``).
@@ -88,7 +114,8 @@ def sign_gate(
             criteria_hash=criteria[:64],
             actor=actor,
             key_id=key_id(audit.secret),
-            signature=gate_signature(audit.secret, name, str(version), sha, verdict),
+            signature=gate_signature(audit.secret, name, str(version), sha, verdict, decision),
+            decision_sha256=decision,
         )
     )
     audit.append(
@@ -100,6 +127,7 @@ def sign_gate(
         details={
             "verdict": verdict,
             "sha256": sha,
+            "decision_sha256": decision,
             "precision": precision,
             "criteria_hash": record.criteria_hash,
             "key_id": record.key_id,
@@ -127,8 +155,10 @@ def verify_gate(
     onnx_path: Path,
     precision: str = "fp32",
     old_keys: Mapping[str, str] | None = None,
+    decision: str | None = None,
 ) -> GateCheck:
-    """Check the newest gate record of a version against the key and the file about to load.
+    """Check the newest gate record of a version against the key, the file about to load and
+    (``decision``: the card's :func:`decision_sha256`) the thresholds it will flag at.
 
     ``old_keys`` (retired audit keys by id, ``RADVIGIL_AUDIT_KEYS_OLD``) still verify records
     signed before a rotation.
@@ -146,7 +176,7 @@ def verify_gate(
             record,
         )
     signer = keys[record.key_id]
-    expected = gate_signature(signer, name, str(version), record.sha256, record.verdict)
+    expected = record_signature(signer, record)
     if not hmac.compare_digest(expected, record.signature):
         return GateCheck(False, f"{label}'s gate record has an invalid signature", record)
     if record.verdict not in SERVABLE:
@@ -159,4 +189,24 @@ def verify_gate(
             f"{record.sha256[:12]}...)",
             record,
         )
+    signed = record.decision_sha256
+    if signed is not None and not hmac.compare_digest(decision or "", signed):
+        return GateCheck(
+            False,
+            f"{label}'s operating thresholds changed after gating (decision digest "
+            f"{(decision or 'none')[:12]}..., signed {signed[:12]}...)",
+            record,
+        )
     return GateCheck(True, f"{label}: signed gate verdict {record.verdict}", record)
+
+
+def record_signature(secret: str, record: GateRecord) -> str:
+    """The signature ``record`` must carry under ``secret`` (with its decision digest, if any)."""
+    return gate_signature(
+        secret,
+        record.model_name,
+        record.version,
+        record.sha256,
+        record.verdict,
+        record.decision_sha256,
+    )

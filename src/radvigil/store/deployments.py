@@ -33,6 +33,12 @@ class GateRecordCreate(BaseModel):
     actor: str = Field(min_length=1, max_length=100)
     key_id: str = Field(min_length=1, max_length=32)
     signature: str = Field(pattern=r"^[0-9a-f]{64}$")
+    decision_sha256: str | None = Field(
+        None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="SHA-256 of the card's decision rule (thresholds), signed with the graph's; "
+        "None on records signed before migration 0018.",
+    )
 
 
 class GateRecord(GateRecordCreate):

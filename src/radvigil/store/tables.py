@@ -421,6 +421,8 @@ class GateRecordRow(Base):
     actor: Mapped[str] = mapped_column(String(100))
     key_id: Mapped[str] = mapped_column(String(32))
     signature: Mapped[str] = mapped_column(String(64))
+    # the card's decision rule (thresholds), signed with the graph's hash; NULL before 0018
+    decision_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class DeploymentStateRow(Base):
