@@ -22,12 +22,10 @@ from radvigil.loop.deployment import CONFLICT_RULE, Deployments
 from radvigil.loop.gate_records import decision_sha256, key_id, sign_gate, verify_gate
 from radvigil.loop.governance import move_alias
 from radvigil.loop.rollout import Rollout, RolloutState, read_state
-from radvigil.model.card import InputSpec, ModelCard
 from radvigil.registry import AliasEvent, Registry, Tag, VersionInfo
 from radvigil.store import AlertStore, AuditLog, Database, upgrade_database
 from radvigil.store.tables import GateRecordRow
-from radvigil.task import load_task
-from tests.helpers import mlflow_client, mlflow_store
+from tests.helpers import mlflow_client, mlflow_store, small_card
 
 KEY = "unit-test-audit-key"
 NAME = "trust-model"
@@ -138,26 +136,10 @@ def test_a_verdict_edited_in_the_database_breaks_the_signature(db, audit, graph)
     assert not check.ok and "invalid signature" in check.reason
 
 
-def _card(**site_thresholds: dict[str, float]) -> ModelCard:
-    return ModelCard(
-        name=NAME,
-        task=load_task("chest-pneumonia"),
-        backbone="b",
-        input=InputSpec(size=8, mean=0.5, std=0.2),
-        temperature=1.0,
-        thresholds={"pneumonia": 0.04},
-        site_thresholds=site_thresholds,
-        training_data_version="ds",
-        code_commit="c",
-        config={},
-        embedding_dim=4,
-    )
-
-
 def test_thresholds_edited_after_gating_are_refused(db, audit, graph) -> None:
     """The thresholds live in the card, not the graph: the record signs their digest, so a site
     threshold slipped into the artifact store after gating stops the version serving."""
-    gated = decision_sha256(_card())
+    gated = decision_sha256(small_card())
     record = sign_gate(
         db,
         audit,
@@ -171,7 +153,7 @@ def test_thresholds_edited_after_gating_are_refused(db, audit, graph) -> None:
     )
     assert record.decision_sha256 == gated
     assert verify_gate(db, KEY, name=NAME, version="1", onnx_path=graph, decision=gated).ok
-    edited = decision_sha256(_card(north={"pneumonia": 0.9}))
+    edited = decision_sha256(small_card(site_thresholds={"north": {"pneumonia": 0.9}}))
     assert edited != gated
     check = verify_gate(db, KEY, name=NAME, version="1", onnx_path=graph, decision=edited)
     assert not check.ok and "operating thresholds changed after gating" in check.reason
@@ -185,7 +167,7 @@ def test_a_record_signed_before_the_decision_digest_still_verifies(db, audit, gr
     record = _sign(db, audit, graph)  # what every record before migration 0018 looks like
     assert record.decision_sha256 is None
     check = verify_gate(
-        db, KEY, name=NAME, version="1", onnx_path=graph, decision=decision_sha256(_card())
+        db, KEY, name=NAME, version="1", onnx_path=graph, decision=decision_sha256(small_card())
     )
     assert check.ok, check.reason
 

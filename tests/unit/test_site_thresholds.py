@@ -13,8 +13,8 @@ import pytest
 from radvigil.errors import ConfigError
 from radvigil.evaluation import EvaluationInputs, criteria_from_dict, evaluate, run_gates
 from radvigil.evaluation.decision import row_thresholds, selected_thresholds, site_column
-from radvigil.model.card import InputSpec, ModelCard
-from radvigil.task import load_task
+from radvigil.model.card import ModelCard
+from tests.helpers import small_card
 from tests.unit.evaluation_data import Predictions, pneumonia_binary
 
 
@@ -53,19 +53,7 @@ def test_site_column_reads_blank_and_missing_sites_as_none() -> None:
 
 
 def test_the_card_gives_a_site_its_own_thresholds_and_everyone_else_the_versions() -> None:
-    card = ModelCard(
-        name="m",
-        task=load_task("chest-pneumonia"),
-        backbone="b",
-        input=InputSpec(size=8, mean=0.5, std=0.2),
-        temperature=1.0,
-        thresholds={"pneumonia": 0.04},
-        site_thresholds={"north": {"pneumonia": 0.3}},
-        training_data_version="ds",
-        code_commit="c",
-        config={},
-        embedding_dim=4,
-    )
+    card = small_card(thresholds={"pneumonia": 0.04}, site_thresholds={"north": {"pneumonia": 0.3}})
     assert card.operating_thresholds("north") == {"pneumonia": 0.3}
     assert card.operating_thresholds("south") == {"pneumonia": 0.04}
     assert card.operating_thresholds() == {"pneumonia": 0.04}
