@@ -109,3 +109,22 @@ def test_gates_judge_the_sites_items_at_the_sites_threshold(binary: Predictions)
     north = frame["site"].to_numpy() == "north"
     flagged = binary.p_test[:, 1] >= np.where(north, high, low)
     assert with_site.rows[0].value == pytest.approx((~flagged[negative]).mean())
+
+
+def test_one_micro_batch_of_concurrent_studies_flags_each_at_its_own_sites_threshold() -> None:
+    """Concurrent requests share one model call (the service's micro-batcher): each study in
+    the batch is still flagged at the threshold of the site its request named."""
+    from types import SimpleNamespace
+
+    from radvigil.service.inference import decide_batch
+
+    served = SimpleNamespace(
+        classes=["normal", "pneumonia"],
+        findings=["pneumonia"],
+        thresholds={"pneumonia": 0.05},
+        site_thresholds={"north": {"pneumonia": 0.3}},
+    )
+    probs = np.array([[0.8, 0.2]] * 4)
+    predicted, flagged, _ = decide_batch(served, probs, ["north", None, "south", "north"])
+    assert flagged == [[], ["pneumonia"], ["pneumonia"], []]
+    assert predicted == ["normal", "pneumonia", "pneumonia", "normal"]
