@@ -83,6 +83,9 @@ def test_cli_models_show_prints_lineage(trained_home, monkeypatch: pytest.Monkey
     assert result.exit_code == 0, result.output
     for text in (home.data_version, "run ", "alias history", "champion -> 1"):
         assert text in result.output
+    card = home.registry.load("chest-pneumonia@champion").card
+    cuts = ", ".join(f"{f} {c:.3f}" for f, c in sorted(card.thresholds.items()))
+    assert f"version: {cuts}" in result.output
 
 
 def test_unreachable_tracking_server_fails_fast(tmp_path: Path) -> None:

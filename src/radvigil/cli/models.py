@@ -80,6 +80,11 @@ def show(ref: str = typer.Argument(..., help="NAME[@alias] or NAME/VERSION")) ->
     )
     r.add(", ".join(f"{k} {metrics[k]:.4g}" for k in keys if k in metrics))
     version = tree.add(f"model version {mv.version} (created {_when(mv.created)})")
+    card = reg.load(f"{mv.name}/{mv.version}").card
+    decision = version.add("operating thresholds")
+    decision.add(f"version: {_cuts(card.thresholds)}")
+    for site, cuts in sorted(card.site_thresholds.items()):
+        decision.add(f"site {site}: {_cuts(cuts)}")
     for key, value in sorted(mv.radvigil_tags.items()):
         version.add(f"{key}: {value[:200]}")
     history = tree.add("alias history")
@@ -88,6 +93,10 @@ def show(ref: str = typer.Argument(..., help="NAME[@alias] or NAME/VERSION")) ->
             f"{event.time}  {event.alias} -> {event.version}  by {event.actor}: {event.reason}"
         )
     console.print(tree)
+
+
+def _cuts(thresholds: dict[str, float]) -> str:
+    return ", ".join(f"{finding} {cut:.3f}" for finding, cut in sorted(thresholds.items()))
 
 
 @app.command("alias")
