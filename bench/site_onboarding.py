@@ -10,6 +10,12 @@ uses them; the held-out patients judge it. Two repairs (``--repairs``):
   model's logit and the reduced embeddings fitted on the chosen labels (the network frozen),
   with the screening threshold fitted on the whole pool (labelled cases by their label,
   unlabelled ones by the head's probability), so policy-chosen labels are judged fairly;
+* ``finetune``: the retraining arm. The shipped network continues from its own weights
+  (:func:`radvigil.loop.retrain.warm_start_config`, all layers, no warm-up) on a fixed replay
+  sample of its development training split plus the chosen site cases repeated
+  ``--local-weight`` times, for ``--finetune-epochs`` epochs, calibrated on the development
+  validation split; its threshold is fitted on the whole pool like the head's. Slow: one short
+  training per cell;
 * ``threshold``: the shipped scores, the threshold re-chosen on the chosen labels alone (site
   calibration without retraining). Biased for the uncertainty policies: their positives are the
   hard ones, so the threshold that catches them flags most normals. Kept for contrast.
@@ -39,7 +45,7 @@ from bench import common
 
 FINDING = "pneumonia"
 POLICIES = ("random", "uncertainty", "combined")
-REPAIRS = ("head", "threshold")
+REPAIRS = ("head", "finetune", "threshold")
 TARGETS = (0.70, 0.80)
 REPORTED_SENSITIVITY = 0.97
 
@@ -63,6 +69,13 @@ def main() -> None:
         help="site head's L2 penalties; chosen per cell by 5-fold log loss on the labels",
     )
     parser.add_argument("--resamples", type=int, default=500)
+    parser.add_argument(
+        "--replay", type=int, default=800, help="finetune: development training images replayed"
+    )
+    parser.add_argument("--finetune-epochs", type=int, default=2, help="finetune: epochs")
+    parser.add_argument(
+        "--local-weight", type=int, default=4, help="finetune: repeats of each site label"
+    )
     parser.add_argument("--name", default="site_onboarding", help="stem of the JSON and PNG")
     parser.add_argument("--note", default="", help="what the results page should say first")
     parser.add_argument("--out", type=Path, default=common.DEFAULT_OUT)
@@ -86,6 +99,8 @@ def main() -> None:
     )
     column = task.class_index(FINDING)
     validation_threshold = float(model.card.thresholds[FINDING])
+    if "finetune" in args.repairs:
+        args.finetuning = Finetuning.prepare(model, task, args, home_catalog, pool, held_out, root)
 
     cells: dict[tuple[str, int, str], list[dict]] = {}
     for repair in args.repairs:
@@ -115,6 +130,12 @@ def main() -> None:
         validation_threshold=validation_threshold,
         target_sensitivity=task.target_for(FINDING),
     )
+    if "finetune" in args.repairs:
+        payload["finetune"] = {
+            "epochs": args.finetune_epochs,
+            "local_weight": args.local_weight,
+            "replay": args.replay,
+        }
     common.table(
         f"{args.model}: held-out site patients; threshold fitted for sensitivity "
         f"{task.target_for(FINDING):.2f} (means over seeds {args.seeds}, 95% CIs)",
@@ -222,6 +243,14 @@ def repaired(held, pool, chosen, repair, validation_threshold, task, args):
         if not positive.any():
             return base_held, base_pool, validation_threshold
         return base_held, base_pool, threshold_for_sensitivity(positive, base_pool[index], target)
+    if repair == "finetune":
+        # Each pool case counts once toward the sensitivity the threshold must reach: a labelled
+        # case by its label, an unlabelled one by the fine-tuned model's own probability. (The
+        # site head's probabilities as that mass, tried on one seed, set lower thresholds.)
+        held_p, pool_p = args.finetuning.run(index, positive, column)
+        expected = pool_p.copy()
+        expected[index] = positive
+        return held_p, pool_p, pool_threshold(pool_p, expected, target)
     strength = choose_strength(
         base_pool[index],
         pool["reduced"][index],
@@ -241,6 +270,80 @@ def repaired(held, pool, chosen, repair, validation_threshold, task, args):
     expected[index] = positive
     threshold = pool_threshold(pool_p, expected, target)
     return head.predict(base_held, held["reduced"]), pool_p, threshold
+
+
+class Finetuning:
+    """The arrays a warm-started fine-tune needs, decoded once for every cell."""
+
+    def __init__(self, cfg, task, replay, val_set, pool, held, local_weight):
+        self.cfg, self.task, self.replay, self.val_set = cfg, task, replay, val_set
+        self.pool, self.held, self.local_weight = pool, held, local_weight
+
+    @classmethod
+    def prepare(cls, model, task, args, home_catalog, pool, held_out, root) -> Finetuning:
+        """The shipped model's config continued from its weights; the development replay
+        sample and validation split; the site's pool and held-out images at the input size."""
+        from radvigil.loop.retrain import warm_start_config
+        from radvigil.model.config import TrainConfig
+        from radvigil.model.dataset import ArraySet, load_split
+
+        if args.data is None:
+            raise SystemExit("--repairs finetune needs --data: the development splits replay")
+        cfg = warm_start_config(
+            TrainConfig.model_validate(model.card.config), model, args.finetune_epochs
+        )
+        size = cfg.input_size or task.input_size
+        version = home_catalog().load(args.data)
+        replay = load_split(version, "train", task, size, limit=args.replay, seed=0)
+        val_set = load_split(version, "val", task, size)
+        common.console.print(
+            f"finetune: {len(replay)} development images replayed, {len(val_set)} to calibrate, "
+            f"{args.finetune_epochs} epoch(s), site labels x{args.local_weight}"
+        )
+        return cls(
+            cfg,
+            task,
+            replay,
+            val_set,
+            ArraySet(_resized(pool, root, size), np.empty(0, np.int64), pool),
+            ArraySet(_resized(held_out, root, size), np.empty(0, np.int64), held_out),
+            args.local_weight,
+        )
+
+    def run(
+        self, index: np.ndarray, positive: np.ndarray, column: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Held-out and pool probabilities of the finding after fine-tuning on the pool cases
+        ``index`` with labels ``positive`` (a binary task: the other class is the rest)."""
+        import pandas as pd
+
+        from radvigil.model.calibrate import softmax
+        from radvigil.model.dataset import ArraySet
+        from radvigil.model.train import predict_arrays, train
+
+        repeated = np.repeat(index, self.local_weight)
+        targets = np.where(positive, column, 1 - column).astype(np.int64)
+        train_set = ArraySet(
+            np.concatenate([self.replay.images, self.pool.images[repeated]]),
+            np.concatenate([self.replay.targets, np.repeat(targets, self.local_weight)]),
+            pd.concat([self.replay.frame, self.pool.frame.iloc[repeated]], ignore_index=True),
+        )
+        result = train(self.cfg, self.task, train_set, self.val_set)
+        out = []
+        for part in (self.held, self.pool):
+            logits, _ = predict_arrays(result.model, part.images)
+            out.append(softmax(logits, result.temperature)[:, column])
+        return out[0], out[1]
+
+
+def _resized(frame, root: Path, size: int) -> np.ndarray:
+    from radvigil.data.io import read_image
+    from radvigil.model.preprocess import resize
+
+    images = np.empty((len(frame), size, size), dtype=np.uint8)
+    for i, path in enumerate(frame["path"]):
+        images[i] = resize(read_image(root / path).pixels, size)
+    return images
 
 
 def judge(held, pool, chosen, repair, validation_threshold, task, args) -> dict:
@@ -363,7 +466,7 @@ def plot(cells, args, target_sensitivity: float) -> Path:
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
     for repair in args.repairs:
-        style = "-" if repair == "head" else "--"
+        style = {"head": "-", "finetune": "-.", "threshold": "--"}[repair]
         for policy in args.policies:
             budgets = sorted(b for r, b, p in cells if (r, p) == (repair, policy))
             runs = [cells[(repair, b, policy)] for b in budgets]

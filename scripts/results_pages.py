@@ -99,7 +99,8 @@ def site_onboarding(payload: dict[str, Any]) -> tuple[str, str]:
             f"{payload.get('components', '?')} PCA components of the embeddings (network "
             "frozen), threshold fitted on the whole pool (labels where given, the head's "
             "probability elsewhere) for sensitivity "
-            f"{payload.get('target_sensitivity', '?')}; `threshold`: the shipped scores with the "
+            f"{payload.get('target_sensitivity', '?')}; {_finetune_arm(payload)}`threshold`: the "
+            "shipped scores with the "
             "threshold fitted on the chosen labels alone. 0 labels: the model as shipped at its "
             "validation threshold. Last column: specificity at the held-out ROC point of "
             "sensitivity 0.97 (threshold-free, no CI).",
@@ -120,6 +121,20 @@ def site_onboarding(payload: dict[str, Any]) -> tuple[str, str]:
         ]
     )
     return "site onboarding on a label budget (`bench/site_onboarding.py`)", body
+
+
+def _finetune_arm(payload: dict[str, Any]) -> str:
+    """The retraining arm's sentence, where the run had one."""
+    arm = payload.get("finetune")
+    if not arm:
+        return ""
+    return (
+        "`finetune`: the shipped network continued from its own weights (all layers) for "
+        f"{arm['epochs']} epoch(s) on {arm['replay']} replayed development training images plus "
+        f"the chosen site cases repeated {arm['local_weight']} times, calibrated on the "
+        "development validation split, threshold fitted on the whole pool like the head's "
+        "(its own probabilities where unlabelled); "
+    )
 
 
 def _ci_triple(values: list[float]) -> str:
@@ -308,6 +323,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], tuple[str, str]]] = {
     "site_onboarding": site_onboarding,
     "site_onboarding_smoke": site_onboarding,
     "site_onboarding_full": site_onboarding,
+    "site_onboarding_finetune": site_onboarding,
     "scale_quiet": scale,
     "scale_sizes_quiet": scale,
     "scale_labelled_lookback": scale,
