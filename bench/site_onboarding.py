@@ -4,7 +4,7 @@ selection policies on Kermany's test-folder batch (issue #29).
 The site's studies are split by patient (seed 0, the same for every cell) into a selection pool
 and a held-out evaluation set. For each budget x policy x seed, the policy
 (:mod:`radvigil.monitoring.label_selection`) picks which pool studies get labels and a repair
-uses them; the held-out patients judge it. Two repairs (``--repairs``):
+uses them; the held-out patients judge it. Three repairs (``--repairs``):
 
 * ``head`` (default): a site head (:mod:`radvigil.model.site_head`), a logistic layer over the
   model's logit and the reduced embeddings fitted on the chosen labels (the network frozen),
