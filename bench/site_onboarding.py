@@ -285,7 +285,7 @@ class Finetuning:
         sample and validation split; the site's pool and held-out images at the input size."""
         from radvigil.loop.retrain import warm_start_config
         from radvigil.model.config import TrainConfig
-        from radvigil.model.dataset import ArraySet, load_split
+        from radvigil.model.dataset import ArraySet, load_split, resized_images
 
         if args.data is None:
             raise SystemExit("--repairs finetune needs --data: the development splits replay")
@@ -305,8 +305,10 @@ class Finetuning:
             task,
             replay,
             val_set,
-            ArraySet(_resized(pool, root, size), np.empty(0, np.int64), pool),
-            ArraySet(_resized(held_out, root, size), np.empty(0, np.int64), held_out),
+            ArraySet(resized_images(root, list(pool["path"]), size), np.empty(0, np.int64), pool),
+            ArraySet(
+                resized_images(root, list(held_out["path"]), size), np.empty(0, np.int64), held_out
+            ),
             args.local_weight,
         )
 
@@ -334,16 +336,6 @@ class Finetuning:
             logits, _ = predict_arrays(result.model, part.images)
             out.append(softmax(logits, result.temperature)[:, column])
         return out[0], out[1]
-
-
-def _resized(frame, root: Path, size: int) -> np.ndarray:
-    from radvigil.data.io import read_image
-    from radvigil.model.preprocess import resize
-
-    images = np.empty((len(frame), size, size), dtype=np.uint8)
-    for i, path in enumerate(frame["path"]):
-        images[i] = resize(read_image(root / path).pixels, size)
-    return images
 
 
 def judge(held, pool, chosen, repair, validation_threshold, task, args) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -44,11 +45,22 @@ def load_split(
         keep = np.sort(np.random.default_rng(seed).choice(len(part), limit, replace=False))
         part = part.iloc[keep].reset_index(drop=True)
         labels = [labels[i] for i in keep]
-    images = np.empty((len(part), size, size), dtype=np.uint8)
-    for i, path in enumerate(progress(list(part["path"]))):
-        images[i] = resize(read_image(version.root / path).pixels, size)
+    images = resized_images(version.root, list(part["path"]), size, progress)
     targets = np.array([task.class_index(label) for label in labels], dtype=np.int64)
     return ArraySet(images, targets, part.reset_index(drop=True))
+
+
+def resized_images(
+    root: Path,
+    paths: list[str],
+    size: int,
+    progress: Callable[[Iterable], Iterable] = lambda items: items,
+) -> np.ndarray:
+    """Decode each of ``paths`` (relative to ``root``) and resize it to ``size`` x ``size``."""
+    images = np.empty((len(paths), size, size), dtype=np.uint8)
+    for i, path in enumerate(progress(paths)):
+        images[i] = resize(read_image(root / path).pixels, size)
+    return images
 
 
 def oversampled(data: ArraySet, repeats: dict[str, int]) -> ArraySet:
