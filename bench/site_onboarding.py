@@ -275,9 +275,10 @@ def repaired(held, pool, chosen, repair, validation_threshold, task, args):
 class Finetuning:
     """The arrays a warm-started fine-tune needs, decoded once for every cell."""
 
-    def __init__(self, cfg, task, replay, val_set, pool, held, local_weight):
+    def __init__(self, cfg, task, replay, val_set, pool, pool_images, held_images, local_weight):
         self.cfg, self.task, self.replay, self.val_set = cfg, task, replay, val_set
-        self.pool, self.held, self.local_weight = pool, held, local_weight
+        self.pool, self.pool_images, self.held_images = pool, pool_images, held_images
+        self.local_weight = local_weight
 
     @classmethod
     def prepare(cls, model, task, args, home_catalog, pool, held_out, root) -> Finetuning:
@@ -285,7 +286,7 @@ class Finetuning:
         sample and validation split; the site's pool and held-out images at the input size."""
         from radvigil.loop.retrain import warm_start_config
         from radvigil.model.config import TrainConfig
-        from radvigil.model.dataset import ArraySet, load_split, resized_images
+        from radvigil.model.dataset import load_split, resized_images
 
         if args.data is None:
             raise SystemExit("--repairs finetune needs --data: the development splits replay")
@@ -305,10 +306,9 @@ class Finetuning:
             task,
             replay,
             val_set,
-            ArraySet(resized_images(root, list(pool["path"]), size), np.empty(0, np.int64), pool),
-            ArraySet(
-                resized_images(root, list(held_out["path"]), size), np.empty(0, np.int64), held_out
-            ),
+            pool,
+            resized_images(root, list(pool["path"]), size),
+            resized_images(root, list(held_out["path"]), size),
             args.local_weight,
         )
 
@@ -326,14 +326,14 @@ class Finetuning:
         repeated = np.repeat(index, self.local_weight)
         targets = np.where(positive, column, 1 - column).astype(np.int64)
         train_set = ArraySet(
-            np.concatenate([self.replay.images, self.pool.images[repeated]]),
+            np.concatenate([self.replay.images, self.pool_images[repeated]]),
             np.concatenate([self.replay.targets, np.repeat(targets, self.local_weight)]),
-            pd.concat([self.replay.frame, self.pool.frame.iloc[repeated]], ignore_index=True),
+            pd.concat([self.replay.frame, self.pool.iloc[repeated]], ignore_index=True),
         )
         result = train(self.cfg, self.task, train_set, self.val_set)
         out = []
-        for part in (self.held, self.pool):
-            logits, _ = predict_arrays(result.model, part.images)
+        for images in (self.held_images, self.pool_images):
+            logits, _ = predict_arrays(result.model, images)
             out.append(softmax(logits, result.temperature)[:, column])
         return out[0], out[1]
 
