@@ -39,6 +39,20 @@ class PullSource(BaseModel):
     password: SecretStr | None = None
     site: str | None = Field(default=None, max_length=64)
     modalities: tuple[str, ...] = ("CR", "DX")
+    # dicomweb-client's own default retries a refused connection 5 times over 30 s, per request;
+    # the poll loop retries on its next round anyway, so a down PACS should fail a poll fast.
+    attempts: int = Field(
+        default=3,
+        ge=1,
+        le=10,
+        description="Tries per DICOMweb request (connection errors and HTTP 408/429/503/504).",
+    )
+    retry_wait_ms: int = Field(
+        default=250,
+        ge=0,
+        le=60_000,
+        description="Back-off multiplier in ms: waits 2x, 4x, 8x ... this between tries.",
+    )
 
 
 def audit_key_id(secret: str) -> str:

@@ -98,3 +98,43 @@ def test_intake_tally_drains_and_restores_without_losing_counts(store: PullStore
     add_intake_counts(store.db, {("ORTHANC", "refused"): (1, again[("ORTHANC", "stored")][1])})
     (row,) = ae_traffic(store.db)
     assert (row.received, row.ignored, row.refused_at_intake, row.predicted) == (5, 1, 1, 0)
+
+
+def test_a_poll_tries_each_request_as_often_as_the_source_says(
+    store: PullStore, tmp_path: Path
+) -> None:
+    """A real HTTP server answering 503: the poll gives up after the source's ``attempts`` (not
+    dicomweb-client's default 5 tries over 30 s), the error is clear and the checkpoint stays."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from radvigil.errors import PacsUnavailableError
+    from radvigil.pacs.pull import Puller
+    from radvigil.pacs.spool import DicomSpool
+
+    hits: list[str] = []
+
+    class Busy(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            hits.append(self.path)
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Busy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/dicom-web"
+        source = PullSource(name="BUSY", url=url, modalities=("CR",), attempts=2, retry_wait_ms=1)
+        puller = Puller(source, DicomSpool(tmp_path / "spool"), store, max_bytes=1 << 20)
+        with pytest.raises(PacsUnavailableError, match=r"BUSY.*answered HTTP 503 2 times"):
+            puller.poll()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(hits) == 2 and all(h.startswith("/dicom-web/studies?") for h in hits)
+    checkpoint = store.checkpoint("BUSY")
+    assert checkpoint is not None and checkpoint.since is None

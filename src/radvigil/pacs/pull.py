@@ -23,6 +23,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
 import requests
+import retrying
 from dicomweb_client.api import DICOMwebClient
 from pydicom.errors import InvalidDicomError
 
@@ -134,8 +135,13 @@ class Puller:
         if self.source.username:
             password = self.source.password.get_secret_value() if self.source.password else ""
             session.auth = (self.source.username, password)
+        client = DICOMwebClient(url=self.source.url, session=session)
+        client.set_http_retry_params(
+            max_attempts=self.source.attempts,
+            wait_exponential_multiplier=self.source.retry_wait_ms,
+        )
         try:
-            yield DICOMwebClient(url=self.source.url, session=session)
+            yield client
         finally:
             session.close()
 
@@ -143,6 +149,14 @@ class Puller:
         """One DICOMweb request, its HTTP failures mapped to a PHI-free PacsUnavailableError."""
         try:
             return method(*args, **kwargs)
+        except retrying.RetryError as exc:  # the last try still answered 408/429/503/504
+            answer = exc.last_attempt.value
+            response = answer if isinstance(answer, requests.Response) else None
+            status = response.status_code if response is not None else "?"
+            raise PacsUnavailableError(
+                f"pull source {self.source.name}: {self.source.url} answered HTTP {status} "
+                f"{self.source.attempts} times"
+            ) from exc
         except requests.HTTPError as exc:
             status = exc.response.status_code if exc.response is not None else "?"
             raise PacsUnavailableError(
