@@ -35,13 +35,19 @@ def squared_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.maximum(d2, 0.0)
 
 
-def median_bandwidth(pooled: np.ndarray, rng: np.random.Generator) -> float:
-    """Median heuristic: median pairwise distance (on at most 1000 points), never zero."""
-    sample = pooled
+def median_bandwidth(
+    pooled: np.ndarray, rng: np.random.Generator, d2: np.ndarray | None = None
+) -> float:
+    """Median heuristic: median pairwise distance (on at most 1000 points), never zero.
+
+    ``d2``: the pooled sample's squared distances when the caller has them already.
+    """
     if len(pooled) > _MEDIAN_SAMPLE:
         sample = pooled[rng.choice(len(pooled), _MEDIAN_SAMPLE, replace=False)]
-    d2 = squared_distances(sample, sample)
-    off_diagonal = d2[np.triu_indices(len(sample), k=1)]
+        d2 = squared_distances(sample, sample)
+    elif d2 is None:
+        d2 = squared_distances(pooled, pooled)
+    off_diagonal = d2[np.triu_indices(len(d2), k=1)]
     median = float(np.sqrt(np.median(off_diagonal))) if off_diagonal.size else 0.0
     return median if median > 0 else 1.0
 
@@ -73,8 +79,9 @@ def mmd_test(
             f"MMD needs two 2-D samples of >= 2 rows with equal width, got {x.shape}, {y.shape}"
         )
     pooled = np.vstack([x, y])
-    bandwidth = median_bandwidth(pooled, rng)
-    kernel = np.exp(-squared_distances(pooled, pooled) / (2.0 * bandwidth**2))
+    d2 = squared_distances(pooled, pooled)
+    bandwidth = median_bandwidth(pooled, rng, d2)
+    kernel = np.exp(-d2 / (2.0 * bandwidth**2))
     np.fill_diagonal(kernel, 0.0)
     observed = np.zeros((1, n + m))
     observed[0, :n] = 1.0
