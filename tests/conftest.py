@@ -14,6 +14,9 @@ from radvigil.config import Settings, get_settings, reset_settings
 # Tests written before registry trust set MLflow aliases directly; they run with trust off.
 # The registry-trust tests ask for RADVIGIL_REGISTRY_TRUST=enforce (the product default).
 os.environ.setdefault("RADVIGIL_REGISTRY_TRUST", "off")
+# The CLI tests read Rich tables, which wrap to the terminal's width: fix it, so a run without a
+# terminal (an xdist worker, a CI log) renders the same cells as a wide one.
+os.environ.setdefault("COLUMNS", "200")
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED = REPO / "data" / "bundled"
@@ -70,3 +73,10 @@ def trained_home(tmp_path_factory: pytest.TempPathFactory):
 # deadline (timings on 2 shared cores vary too much to mean anything).
 hypothesis_settings.register_profile("radvigil", derandomize=True, deadline=None)
 hypothesis_settings.load_profile("radvigil")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Start the longest tests first (a module says ``RUN_FIRST = True``): under ``-n 2`` the
+    other worker then runs everything else meanwhile, instead of the demo scenario starting
+    half-way through and finishing alone."""
+    items.sort(key=lambda item: not getattr(item.module, "RUN_FIRST", False))

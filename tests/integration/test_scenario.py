@@ -14,6 +14,7 @@ from radvigil.demo.outcomes import ScenarioConfig
 from radvigil.demo.scenario import Scenario
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+RUN_FIRST = True  # the longest test of the suite: see tests/conftest.py
 REPO = Path(__file__).resolve().parents[2]
 
 

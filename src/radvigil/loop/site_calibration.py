@@ -24,7 +24,7 @@ from radvigil.loop.training import TrainOutcome, open_run, register_result
 from radvigil.model.calibrate import softmax
 from radvigil.model.config import TrainConfig
 from radvigil.model.dataset import ArraySet, load_split
-from radvigil.model.network import build_classifier
+from radvigil.model.network import build_classifier, channels_last
 from radvigil.model.train import calibrate, predict_arrays
 from radvigil.registry import LoadedModel, Registry, Tag
 from radvigil.task import Task
@@ -70,7 +70,7 @@ def recalibrate(
     weights = champion.folder / "radvigil" / "weights.pt"
     if not weights.is_file():
         raise ModelError(f"{champion.name}/{champion.version} has no weights to recalibrate")
-    model = build_classifier(cfg.backbone, len(task.classes))
+    model = channels_last(build_classifier(cfg.backbone, len(task.classes)))
     model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     result = replace(calibrate(model.eval(), task, val_set, [{}], 1), history=[])
     change = {

@@ -37,7 +37,8 @@ class _Calibrated(nn.Module):
 
 def export_onnx(model: Classifier, temperature: float, size: int, path: Path) -> Path:
     """Write a batch-dynamic ONNX graph with inputs ``image`` (N x 1 x size x size)."""
-    wrapper = _Calibrated(model.cpu().eval(), temperature).eval()
+    plain = model.cpu().to(memory_format=torch.contiguous_format).eval()  # see channels_last
+    wrapper = _Calibrated(plain, temperature).eval()
     example = torch.zeros(2, 1, size, size)
     batch = torch.export.Dim("batch", min=1, max=1024)
     try:

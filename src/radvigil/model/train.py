@@ -25,7 +25,7 @@ from radvigil.model.augment import augment, processing_change
 from radvigil.model.calibrate import fit_temperature, softmax
 from radvigil.model.config import TrainConfig
 from radvigil.model.dataset import ArraySet
-from radvigil.model.network import Classifier, build_classifier
+from radvigil.model.network import Classifier, build_classifier, channels_last
 from radvigil.model.preprocess import normalise
 from radvigil.task import Task
 
@@ -266,7 +266,7 @@ def train(
     seed_everything(cfg.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     classes = len(task.classes)
-    model = build_classifier(cfg.backbone, classes, cfg.weights).to(device)
+    model = channels_last(build_classifier(cfg.backbone, classes, cfg.weights).to(device))
     steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
     opt = optimisation(cfg, model, train_set.targets, classes, steps_per_epoch, device)
     rng = np.random.default_rng(cfg.seed)
