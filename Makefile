@@ -52,10 +52,11 @@ demo: $(STAMP)
 	$(BIN)/radvigil demo --fresh
 
 # The whole test suite: lint, unit, integration (PostgreSQL, MLflow server, uvicorn, the real
-# GGUF note rewriter), browser.
+# GGUF note rewriter), browser. Two pytest-xdist workers, one test file each at a time: the demo
+# scenario (a third of the suite) runs on one while the other works through the rest.
 test: $(STAMP) $(NOTES) $(CHROMIUM) $(NGINX) $(ORTHANC) $(DEPLOY_LINT) $(OIDC_PROVIDER)
 	$(BIN)/ruff check src tests bench scripts
-	$(BIN)/pytest -q --durations=25
+	$(BIN)/pytest -q -n 2 --dist loadfile --durations=25
 
 # The `notes` extra (optional for `make demo`; `make test` needs it): llama-cpp-python built from
 # source for the CPU (portable, no multimodal library, tools, tests or examples: about 6 minutes

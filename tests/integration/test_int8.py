@@ -44,9 +44,11 @@ def test_the_int8_graph_is_evaluated_at_the_fp32_thresholds(quantized, trained_h
     fa, fb = a.finding("pneumonia"), b.finding("pneumonia")
     assert fa.threshold == fb.threshold
     assert abs(fa.auc.value - fb.auc.value) < 0.05  # the ranking survives quantisation...
-    # ...but the probabilities move: on this tiny model sensitivity at the same threshold fell
-    # from 0.98 to 0.88 when this test was written, which is why int8 has a gate of its own.
-    assert fa.sensitivity.value != fb.sensitivity.value or fa.specificity != fb.specificity
+    # ...but the probabilities move, far beyond fp32 rounding (~1e-6), so cases near the
+    # threshold can change sides: on this tiny model sensitivity at the same threshold once fell
+    # from 0.98 to 0.88 (on 8 Dec it held; the largest move was 6e-4). Hence int8's own gate.
+    moved = float(np.abs(scored_a.probs - scored_b.probs).max())
+    assert moved > 1e-4, moved
     # The session's plain model (tiny_config(), quantize off) has no int8 graph to run.
     plain_home, plain = trained_home
     with pytest.raises(ModelError, match="has no int8 graph"):
